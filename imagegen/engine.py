@@ -1,0 +1,348 @@
+"""The offline engine: the project's ASL file and Lambda handlers, run on one machine.
+
+* moto's Step Functions interpreter executes ``statemachine/generate_images.asl.json`` (the same file
+  the CDK stack deploys, with the same ``${...}`` substitutions filled in);
+* moto provides S3 (the images bucket);
+* :class:`~imagegen.lambda_router.LambdaRouter` answers the interpreter's Lambda ``Invoke`` calls
+  with the handler modules, in-process and unchanged;
+* :class:`~imagegen.bedrock_server.LocalBedrockServer` speaks the Bedrock Runtime InvokeModel
+  protocol; the handlers reach it through ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``. It renders
+  deterministic pictures from prompt and seed: it is a stand-in, not an image model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from imagegen.bedrock_server import FaultPlan, LocalBedrockServer
+from imagegen.lambda_router import LambdaRouter
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+DEFAULT_BUCKET = "imagegen-offline-images"
+ASL_FILE = "generate_images.asl.json"
+
+#: Function name -> handler, as the CDK stack deploys them.
+FUNCTIONS: dict[str, str] = {
+    "imagegen-validate-request": "image_pipeline.handlers.validate_request.handler",
+    "imagegen-generate-image": "image_pipeline.handlers.generate_image.handler",
+    "imagegen-build-manifest": "image_pipeline.handlers.build_manifest.handler",
+}
+#: ASL placeholder -> function name (the CDK stack substitutes the deployed ARNs the same way).
+SUBSTITUTIONS: dict[str, str] = {
+    "ValidateRequestFunctionArn": "imagegen-validate-request",
+    "GenerateImageFunctionArn": "imagegen-generate-image",
+    "BuildManifestFunctionArn": "imagegen-build-manifest",
+}
+TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+
+
+def asl_path() -> Path:
+    """The state machine definition file of this checkout (``IMAGEGEN_ASL_PATH`` overrides)."""
+    override = os.environ.get("IMAGEGEN_ASL_PATH")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parent.parent / "statemachine" / ASL_FILE
+
+
+def substitute(definition: str, values: dict[str, str]) -> str:
+    """Fill ``${Name}`` placeholders as CloudFormation's DefinitionSubstitutions does."""
+    for key, value in values.items():
+        definition = definition.replace("${" + key + "}", value)
+    if "${" in definition:
+        start = definition.index("${")
+        raise ValueError(f"unsubstituted placeholder in the definition: {definition[start : start + 60]}")
+    return definition
+
+
+def function_arn(name: str) -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+
+
+@dataclass
+class ExecutionResult:
+    """How an execution ended."""
+
+    name: str
+    arn: str
+    status: str
+    output: dict[str, Any] | None = None
+    error: str | None = None
+    cause: str | None = None
+
+    @property
+    def message(self) -> str:
+        """The human-readable part of the cause (the Lambda ``errorMessage``)."""
+        if not self.cause:
+            return self.error or ""
+        try:
+            parsed = json.loads(self.cause)
+        except ValueError:
+            return self.cause
+        return str(parsed.get("errorMessage", self.cause)) if isinstance(parsed, dict) else self.cause
+
+
+@dataclass
+class Progress:
+    """What a running execution has done so far."""
+
+    total: int | None = None
+    done: int = 0
+    failed: int = 0
+    status: str = "RUNNING"
+
+
+@dataclass
+class EngineConfig:
+    """Settings of an offline engine (the Lambda environment it gives the handlers)."""
+
+    bucket: str = DEFAULT_BUCKET
+    default_model: str = "stable-image-core"
+    allowed_models: str = ""
+    max_images_per_request: int = 40
+    map_max_concurrency: int = 40
+    bedrock_max_attempts: int = 3
+    presign_expiry_seconds: int = 3600
+    log_level: str = "WARNING"
+    bedrock_endpoint: str | None = None
+    faults: FaultPlan = field(default_factory=FaultPlan)
+
+    def lambda_environment(self, bedrock_endpoint: str) -> dict[str, str]:
+        return {
+            "IMAGES_BUCKET": self.bucket,
+            "DEFAULT_MODEL": self.default_model,
+            "ALLOWED_MODELS": self.allowed_models,
+            "MAX_IMAGES_PER_REQUEST": str(self.max_images_per_request),
+            "MAP_MAX_CONCURRENCY": str(self.map_max_concurrency),
+            "BEDROCK_MAX_ATTEMPTS": str(self.bedrock_max_attempts),
+            "PRESIGN_EXPIRY_SECONDS": str(self.presign_expiry_seconds),
+            "POWERTOOLS_SERVICE_NAME": "imagegen",
+            "POWERTOOLS_LOG_LEVEL": self.log_level,
+            "POWERTOOLS_METRICS_NAMESPACE": "imagegen",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_endpoint,
+        }
+
+
+_FAKE_AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+_ENGINE_LOCK = threading.Lock()  # moto's mock and the routed default session are process-wide
+
+
+class OfflineEngine:
+    """Runs the workflow offline. Use as a context manager; one engine per process at a time."""
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config or EngineConfig()
+        self.bedrock: LocalBedrockServer | None = None
+        self.router = LambdaRouter(FUNCTIONS)
+        self.state_machines: dict[str, str] = {}
+        self._saved_env: dict[str, str | None] = {}
+        self._mock: Any = None
+        self._sfn: Any = None
+        self._s3: Any = None
+        self._owns_lock = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> OfflineEngine:
+        if not _ENGINE_LOCK.acquire(blocking=False):
+            raise RuntimeError("another OfflineEngine is running in this process")
+        self._owns_lock = True
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        from moto import mock_aws
+
+        # moto's interpreter logs every failed state with its whole parse tree at ERROR level; the
+        # engine reports failures itself (ExecutionResult), so keep that out of the user's terminal.
+        logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+        endpoint = self.config.bedrock_endpoint
+        if endpoint is None:
+            self.bedrock = LocalBedrockServer(faults=self.config.faults)
+            endpoint = self.bedrock.start()
+        self._set_env({**_FAKE_AWS, **self.config.lambda_environment(endpoint)})
+        boto3.setup_default_session()
+        self._mock = mock_aws(
+            config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+        )
+        self._mock.start()
+        from image_pipeline.core.clients import reset_clients  # after the environment is set
+
+        reset_clients()
+        self.router.register()
+        self._s3 = boto3.client("s3", region_name=REGION)
+        self._sfn = boto3.client("stepfunctions", region_name=REGION)
+        self._s3.create_bucket(Bucket=self.config.bucket)
+        definition = substitute(
+            asl_path().read_text(), {k: function_arn(v) for k, v in SUBSTITUTIONS.items()}
+        )
+        role = f"arn:aws:iam::{ACCOUNT}:role/imagegen-offline"
+        for kind, sm_type in (("sync", "EXPRESS"), ("jobs", "STANDARD")):
+            created = self._sfn.create_state_machine(
+                name=f"imagegen-{kind}", definition=definition, roleArn=role, type=sm_type
+            )
+            self.state_machines[kind] = created["stateMachineArn"]
+
+    def stop(self) -> None:
+        self.router.unregister()
+        if self._mock is not None:
+            self._mock.stop()
+            self._mock = None
+        if self.bedrock is not None:
+            self.bedrock.stop()
+            self.bedrock = None
+        self._restore_env()
+        try:
+            from image_pipeline.core.clients import reset_clients
+
+            reset_clients()
+        finally:
+            if self._owns_lock:
+                self._owns_lock = False
+                _ENGINE_LOCK.release()
+
+    def __enter__(self) -> OfflineEngine:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _set_env(self, values: dict[str, str]) -> None:
+        for key, value in values.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    def _restore_env(self) -> None:
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+
+    # -- clients ---------------------------------------------------------------------------------
+    @property
+    def s3(self) -> Any:
+        """A boto3 S3 client on the engine's (moto) S3."""
+        return self._s3
+
+    @property
+    def sfn(self) -> Any:
+        """A boto3 Step Functions client on the engine's (moto) interpreter."""
+        return self._sfn
+
+    # -- executions ------------------------------------------------------------------------------
+    def start_execution(self, request: Any, *, name: str | None = None, kind: str = "jobs") -> str:
+        """Start an execution with ``request`` as its input; returns the execution ARN.
+
+        A repeated ``name`` with the same input returns the existing execution (Standard semantics).
+        """
+        response = self._sfn.start_execution(
+            stateMachineArn=self.state_machines[kind],
+            name=name or str(uuid.uuid4()),
+            input=request if isinstance(request, str) else json.dumps(request),
+        )
+        return response["executionArn"]
+
+    def progress(self, execution_arn: str) -> Progress:
+        """Images finished so far, from the execution's history."""
+        status = self._sfn.describe_execution(executionArn=execution_arn)["status"]
+        progress = Progress(status=status)
+        history = self._sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)
+        for event in history.get("events", []):
+            kind = event.get("type")
+            if kind == "MapStateStarted":
+                progress.total = event.get("mapStateStartedEventDetails", {}).get("length")
+            elif kind == "MapIterationSucceeded":
+                progress.done += 1
+            elif kind == "MapIterationFailed":
+                progress.failed += 1
+        return progress
+
+    def wait(
+        self,
+        execution_arn: str,
+        *,
+        timeout: float = 600.0,
+        poll: float = 0.05,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> ExecutionResult:
+        """Block until the execution ends; ``on_progress`` is called when the count of images changes."""
+        deadline = time.monotonic() + timeout
+        seen: tuple[int | None, int, int] | None = None
+        while True:
+            described = self._sfn.describe_execution(executionArn=execution_arn)
+            status = described["status"]
+            if on_progress is not None:
+                progress = self.progress(execution_arn)
+                key = (progress.total, progress.done, progress.failed)
+                if key != seen:
+                    seen = key
+                    on_progress(progress)
+            if status in TERMINAL:
+                output = json.loads(described["output"]) if described.get("output") else None
+                return ExecutionResult(
+                    name=described["name"],
+                    arn=execution_arn,
+                    status=status,
+                    output=output,
+                    error=described.get("error"),
+                    cause=described.get("cause"),
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"execution {execution_arn} still {status} after {timeout} s")
+            time.sleep(poll)
+
+    def run(
+        self,
+        request: Any,
+        *,
+        name: str | None = None,
+        kind: str = "sync",
+        timeout: float = 600.0,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> ExecutionResult:
+        """Start an execution and wait for it."""
+        arn = self.start_execution(request, name=name, kind=kind)
+        return self.wait(arn, timeout=timeout, on_progress=on_progress)
+
+    def download(self, manifest: dict[str, Any], out_dir: Path) -> list[Path]:
+        """Copy a manifest's stored images and its manifest.json from S3 to ``out_dir``."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for image in manifest["images"]:
+            if image.get("key"):
+                target = out_dir / Path(image["key"]).name
+                body = self._s3.get_object(Bucket=manifest["bucket"], Key=image["key"])["Body"].read()
+                target.write_bytes(body)
+                written.append(target)
+        return written
+
+    def list_keys(self, prefix: str = "") -> list[str]:
+        """Every object key in the images bucket under ``prefix``."""
+        keys: list[str] = []
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.config.bucket, Prefix=prefix):
+            keys.extend(obj["Key"] for obj in page.get("Contents", []))
+        return keys

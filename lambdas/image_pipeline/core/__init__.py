@@ -1,0 +1,1 @@
+"""Plain logic shared by the handlers, the offline runtime and the CLI."""

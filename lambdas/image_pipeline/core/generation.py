@@ -1,0 +1,102 @@
+"""One Map branch: invoke the model for one image, store the PNG, return the image's record."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+
+from image_pipeline.core.errors import ModelResponseInvalid, ModelTimeout, ModelUnavailable, StorageError
+from image_pipeline.models.base import Outcome, error_for_client_error, png_size
+from image_pipeline.models.registry import get_adapter
+
+
+def invoke_model(bedrock: Any, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Call InvokeModel and return the parsed JSON answer; errors become named errors or an Outcome."""
+    try:
+        response = bedrock.invoke_model(
+            modelId=model_id,
+            body=json.dumps(body),
+            contentType="application/json",
+            accept="application/json",
+        )
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        classified = error_for_client_error(str(error.get("Code", "")), str(error.get("Message", "")))
+        if isinstance(classified, Outcome):
+            return {"__outcome__": classified}
+        raise classified from None
+    except (ReadTimeoutError, ConnectTimeoutError) as exc:
+        raise ModelTimeout(f"no answer from Bedrock in time: {exc}") from None
+    except EndpointConnectionError as exc:
+        raise ModelUnavailable(f"cannot reach Bedrock: {exc}") from None
+    try:
+        payload = json.loads(response["body"].read())
+    except (ValueError, KeyError) as exc:
+        raise ModelResponseInvalid("the model's answer is not JSON") from exc
+    if not isinstance(payload, dict):
+        raise ModelResponseInvalid("the model's answer is not a JSON object")
+    return payload
+
+
+def generate_image(event: dict[str, Any], *, bedrock: Any, s3: Any, bucket: str) -> dict[str, Any]:
+    """Generate and store image ``event['image']`` of a planned request.
+
+    ``event`` is a Map item: ``{"request_id", "model", "request", "image": {"index", "seed", "key"}}``.
+    Content-filter outcomes are returned (status FILTERED, never retried); every other failure is
+    raised as a named error, which the state machine retries if transient and records if not.
+    """
+    adapter = get_adapter(event["model"])
+    image = event["image"]
+    index, seed, key = int(image["index"]), int(image["seed"]), str(image["key"])
+    record: dict[str, Any] = {"index": index, "seed": seed, "key": key, "model_id": adapter.model_id}
+
+    started = time.perf_counter()
+    payload = invoke_model(bedrock, adapter.model_id, adapter.build_body(event["request"], seed))
+    model_ms = round((time.perf_counter() - started) * 1000)
+    outcome = payload.get("__outcome__") or adapter.parse_response(payload, seed)
+    if outcome.image is None:
+        return {
+            **record,
+            "seed": outcome.seed if outcome.seed is not None else seed,
+            "key": None,
+            "status": "FILTERED",
+            "reason_code": outcome.reason_code,
+            "message": outcome.message,
+            "model_latency_ms": model_ms,
+        }
+
+    width, height = png_size(outcome.image)
+    used_seed = outcome.seed if outcome.seed is not None else seed
+    try:
+        s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=outcome.image,
+            ContentType="image/png",
+            Metadata={
+                "request-id": str(event.get("request_id", "")),
+                "model-id": adapter.model_id,
+                "seed": str(used_seed),
+                "index": str(index),
+            },
+        )
+    except ClientError as exc:
+        raise StorageError(f"could not write s3://{bucket}/{key}: {exc}") from None
+    return {
+        **record,
+        "seed": used_seed,
+        "status": "SUCCEEDED",
+        "content_type": "image/png",
+        "size_bytes": len(outcome.image),
+        "width": width,
+        "height": height,
+        "model_latency_ms": model_ms,
+    }

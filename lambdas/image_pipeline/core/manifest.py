@@ -1,0 +1,173 @@
+"""The aggregation step: one manifest for a request, from the Map's per-image records.
+
+Nothing is lost: every image the manifest reports as SUCCEEDED is checked in S3 (it exists, is a PNG,
+has the size the branch reported); an image whose branch failed after its object was written is
+found and kept; every other image carries a stable reason code. ``manifest.json`` is written beside
+the images (without presigned URLs, which expire); the returned manifest carries fresh URLs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from image_pipeline.core.errors import (
+    FILTER_REASONS,
+    AllImagesFiltered,
+    ImagesFailed,
+    ImagesThrottled,
+    StorageError,
+    reason_code_for_error,
+)
+from image_pipeline.models.registry import get_adapter
+
+MANIFEST_VERSION = "1"
+
+
+def _cause_message(cause: Any) -> str:
+    """The human part of a Step Functions error cause (a Lambda error payload, or plain text)."""
+    if not isinstance(cause, str):
+        return ""
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        return cause[:500]
+    if isinstance(parsed, dict):
+        return str(parsed.get("errorMessage") or parsed.get("message") or cause)[:500]
+    return cause[:500]
+
+
+def _head(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    try:
+        return s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+            return None
+        raise StorageError(f"could not check s3://{bucket}/{key}: {exc}") from None
+
+
+def _image_record(planned: dict[str, Any], result: dict[str, Any] | None, s3: Any, bucket: str) -> dict:
+    base = {"index": planned["index"], "seed": planned["seed"], "key": None}
+    if result is None:
+        return {**base, "status": "FAILED", "reason_code": "MISSING_RESULT", "message": "no branch result"}
+    status = result.get("status")
+    if status == "FILTERED":
+        return {
+            **base,
+            "seed": result.get("seed", planned["seed"]),
+            "status": "FILTERED",
+            "reason_code": result.get("reason_code") or "CONTENT_FILTERED_OUTPUT",
+            "message": result.get("message"),
+        }
+    head = _head(s3, bucket, planned["key"])
+    if head is not None and head.get("ContentType") == "image/png" and head.get("ContentLength", 0) > 0:
+        metadata = head.get("Metadata") or {}
+        return {
+            **base,
+            "seed": result.get("seed") or int(metadata.get("seed", planned["seed"])),
+            "key": planned["key"],
+            "status": "SUCCEEDED",
+            "reason_code": None,
+            "message": None if status == "SUCCEEDED" else "stored before its branch failed; kept",
+            "content_type": "image/png",
+            "size_bytes": head["ContentLength"],
+            "width": result.get("width"),
+            "height": result.get("height"),
+        }
+    if status == "SUCCEEDED":
+        return {
+            **base,
+            "status": "FAILED",
+            "reason_code": "STORAGE_MISSING",
+            "message": "the branch reported the image stored, but it is not in the bucket",
+        }
+    error = str(result.get("error") or "")
+    return {
+        **base,
+        "status": "FAILED",
+        "reason_code": reason_code_for_error(error),
+        "message": _cause_message(result.get("cause")) or error,
+    }
+
+
+def build_manifest(
+    state: dict[str, Any], *, s3: Any, bucket: str, expires_in: int, now: datetime | None = None
+) -> dict[str, Any]:
+    """Build, store and return the manifest of a planned request whose Map results are in ``state``.
+
+    Raises AllImagesFiltered / ImagesThrottled / ImagesFailed (after storing the manifest) when no image
+    was generated, so the execution fails with a named error and the API never answers 200 for it.
+    """
+    now = now or datetime.now(UTC)
+    results = {int(r["index"]): r for r in state.get("results") or [] if isinstance(r, dict) and "index" in r}
+    images = [_image_record(p, results.get(int(p["index"])), s3, bucket) for p in state["images"]]
+    counts = Counter(i["status"] for i in images)
+    succeeded = counts["SUCCEEDED"]
+    status = "SUCCEEDED" if succeeded == len(images) else "PARTIAL" if succeeded else "FAILED"
+    adapter = get_adapter(state["model"])
+    request = state["request"]
+    manifest: dict[str, Any] = {
+        "manifest_version": MANIFEST_VERSION,
+        "request_id": state["request_id"],
+        "status": status,
+        "model": {"id": adapter.registry_id, "model_id": adapter.model_id},
+        "prompt": request["prompt"],
+        "negative_prompt": request.get("negative_prompt"),
+        "parameters": {k: v for k, v in request.items() if k not in {"prompt", "negative_prompt"}},
+        "requested": len(images),
+        "succeeded": succeeded,
+        "filtered": counts["FILTERED"],
+        "failed": counts["FAILED"],
+        "bucket": bucket,
+        "prefix": state["prefix"],
+        "manifest_key": state["manifest_key"],
+        "received_at": state.get("received_at"),
+        "completed_at": now.isoformat(timespec="seconds"),
+        "images": images,
+    }
+    try:
+        s3.put_object(
+            Bucket=bucket,
+            Key=state["manifest_key"],
+            Body=json.dumps(manifest, indent=2).encode(),
+            ContentType="application/json",
+        )
+    except ClientError as exc:
+        raise StorageError(f"could not write the manifest: {exc}") from None
+
+    if status == "FAILED":
+        raise _no_image_error(manifest)
+    return with_presigned_urls(manifest, s3=s3, expires_in=expires_in, now=now)
+
+
+def with_presigned_urls(
+    manifest: dict[str, Any], *, s3: Any, expires_in: int, now: datetime | None = None
+) -> dict[str, Any]:
+    """A copy of ``manifest`` with a fresh presigned GET URL for each stored image."""
+    now = now or datetime.now(UTC)
+    images = []
+    for image in manifest["images"]:
+        image = dict(image)
+        if image.get("key"):
+            image["url"] = s3.generate_presigned_url(
+                "get_object", Params={"Bucket": manifest["bucket"], "Key": image["key"]}, ExpiresIn=expires_in
+            )
+        images.append(image)
+    expires = (now + timedelta(seconds=expires_in)).isoformat(timespec="seconds")
+    return {**manifest, "images": images, "urls_expire_at": expires}
+
+
+def _no_image_error(manifest: dict[str, Any]) -> Exception:
+    reasons = Counter(i["reason_code"] for i in manifest["images"])
+    summary = ", ".join(f"{code} x{n}" for code, n in reasons.most_common())
+    where = f"s3://{manifest['bucket']}/{manifest['manifest_key']}"
+    text = f"No image was generated ({summary}). Manifest: {where}"
+    if set(reasons) <= FILTER_REASONS:
+        return AllImagesFiltered(text)
+    if set(reasons) == {"THROTTLED"}:
+        return ImagesThrottled(text)
+    return ImagesFailed(text)

@@ -1,0 +1,1 @@
+"""Thin Lambda handlers: Powertools decorators, parse the event, call the logic in ``core``."""

@@ -1,0 +1,28 @@
+"""Aggregation: the manifest of a request, written beside its images and returned."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from image_pipeline.core import clients
+from image_pipeline.core.manifest import build_manifest
+from image_pipeline.core.settings import get_settings
+
+logger = Logger()
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    logger.append_keys(request_id=event.get("request_id"))
+    settings = get_settings()
+    manifest = build_manifest(
+        event, s3=clients.s3(), bucket=settings.images_bucket, expires_in=settings.presign_expiry_seconds
+    )
+    logger.info(
+        "manifest built",
+        extra={k: manifest[k] for k in ("status", "requested", "succeeded", "filtered", "failed")},
+    )
+    return manifest

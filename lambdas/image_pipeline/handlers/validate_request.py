@@ -1,0 +1,26 @@
+"""First state: validate the request for its model and plan one branch per image."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from image_pipeline.core.events import request_from_input
+from image_pipeline.core.request import plan_request
+from image_pipeline.core.settings import get_settings
+
+logger = Logger()
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request_id = str(event["execution_name"])
+    logger.append_keys(request_id=request_id)
+    plan = plan_request(
+        request_from_input(event.get("input")), request_id=request_id, settings=get_settings()
+    )
+    logger.info("request planned", extra={"model": plan["model"], "count": len(plan["images"])})
+    logger.debug("prompt", extra={"prompt": plan["request"]["prompt"]})
+    return plan

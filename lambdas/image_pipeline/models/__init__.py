@@ -1,0 +1,1 @@
+"""Bedrock image models as adapters in one registry, chosen by configuration."""

@@ -1,0 +1,139 @@
+"""What every model adapter does: check a request against the model's limits, build the
+InvokeModel body, and turn the model's answer (or error) into an image or a reason code."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from image_pipeline.core.errors import (
+    FieldError,
+    ImageGenError,
+    ModelAccessDenied,
+    ModelRejected,
+    ModelResponseInvalid,
+    ModelThrottled,
+    ModelTimeout,
+    ModelUnavailable,
+)
+from image_pipeline.core.request import ImageRequest
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_FILTER_PHRASE = "blocked by our content filters"
+
+Lifecycle = Literal["active", "legacy"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one model call: an image, or a content-filter reason (never retried)."""
+
+    image: bytes | None = None
+    seed: int | None = None
+    reason_code: str | None = None
+    message: str | None = None
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk; raises ModelResponseInvalid if not a PNG."""
+    if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        raise ModelResponseInvalid("the model returned data that is not a PNG image")
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def decode_image(b64: Any) -> bytes:
+    """Decode one base64 image of a model response and check that it is a PNG."""
+    if not isinstance(b64, str) or not b64:
+        raise ModelResponseInvalid("the model returned an empty image")
+    try:
+        data = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ModelResponseInvalid("the model returned an image that is not valid base64") from exc
+    png_size(data)
+    return data
+
+
+def error_for_client_error(code: str, message: str) -> ImageGenError | Outcome:
+    """Classify a Bedrock Runtime error code: a filter outcome, or a named (maybe transient) error."""
+    if code == "ValidationException" and _FILTER_PHRASE in message:
+        return Outcome(reason_code="CONTENT_FILTERED_INPUT", message=message)
+    if code in {"ThrottlingException", "ServiceQuotaExceededException", "TooManyRequestsException"}:
+        return ModelThrottled(f"{code}: {message}")
+    if code in {"ModelTimeoutException", "RequestTimeout", "ReadTimeout"}:
+        return ModelTimeout(f"{code}: {message}")
+    if code in {"AccessDeniedException", "ResourceNotFoundException", "UnrecognizedClientException"}:
+        return ModelAccessDenied(f"{code}: {message}")
+    if code == "ValidationException":
+        return ModelRejected(f"{code}: {message}")
+    return ModelUnavailable(f"{code}: {message}")
+
+
+class ImageModelAdapter(ABC):
+    """One Bedrock image model."""
+
+    registry_id: ClassVar[str]
+    model_id: ClassVar[str]
+    name: ClassVar[str]
+    provider: ClassVar[str]
+    lifecycle: ClassVar[Lifecycle] = "active"
+    end_of_life: ClassVar[str | None] = None
+    lifecycle_note: ClassVar[str | None] = None
+    max_seed: ClassVar[int]
+    prompt_max_chars: ClassVar[int]
+    negative_max_chars: ClassVar[int]
+
+    @abstractmethod
+    def validate(self, request: ImageRequest) -> list[FieldError]:
+        """Problems that stop this model from serving the request, one per field."""
+
+    @abstractmethod
+    def normalize(self, request: ImageRequest) -> dict[str, Any]:
+        """The request with this model's defaults filled in (what each branch receives)."""
+
+    @abstractmethod
+    def build_body(self, params: dict[str, Any], seed: int) -> dict[str, Any]:
+        """The InvokeModel JSON body for one image with ``seed``."""
+
+    @abstractmethod
+    def parse_response(self, payload: dict[str, Any], seed: int) -> Outcome:
+        """One image (or a filter reason) from the model's JSON answer."""
+
+    def _common_checks(self, request: ImageRequest) -> list[FieldError]:
+        errors = []
+        if len(request.prompt) > self.prompt_max_chars:
+            errors.append(
+                FieldError(
+                    "prompt",
+                    f"{len(request.prompt)} characters; {self.registry_id} takes at most "
+                    f"{self.prompt_max_chars}",
+                )
+            )
+        if request.negative_prompt and len(request.negative_prompt) > self.negative_max_chars:
+            errors.append(
+                FieldError(
+                    "negative_prompt",
+                    f"{len(request.negative_prompt)} characters; {self.registry_id} takes at most "
+                    f"{self.negative_max_chars}",
+                )
+            )
+        if request.seed is not None and request.seed > self.max_seed:
+            errors.append(FieldError("seed", f"{self.registry_id} takes seeds from 0 to {self.max_seed}"))
+        return errors
+
+    def describe(self) -> dict[str, Any]:
+        """What clients may send to this model (served by ``GET /models``)."""
+        return {
+            "id": self.registry_id,
+            "model_id": self.model_id,
+            "name": self.name,
+            "provider": self.provider,
+            "lifecycle": self.lifecycle,
+            "end_of_life": self.end_of_life,
+            "lifecycle_note": self.lifecycle_note,
+            "max_seed": self.max_seed,
+            "prompt_max_chars": self.prompt_max_chars,
+            "negative_prompt_max_chars": self.negative_max_chars,
+        }
