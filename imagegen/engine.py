@@ -45,6 +45,7 @@ SUBSTITUTIONS: dict[str, str] = {
     "GenerateImageFunctionArn": "imagegen-generate-image",
     "BuildManifestFunctionArn": "imagegen-build-manifest",
 }
+EVENT_BUS = "imagegen-offline-events"
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 
@@ -156,6 +157,9 @@ class OfflineEngine:
         self._saved_env: dict[str, str | None] = {}
         self._mock: Any = None
         self._sfn: Any = None
+        self._events: Any = None
+        self._sqs: Any = None
+        self._queue_url = ""
         self._s3: Any = None
         self._owns_lock = False
 
@@ -194,9 +198,11 @@ class OfflineEngine:
         self._s3 = boto3.client("s3", region_name=REGION)
         self._sfn = boto3.client("stepfunctions", region_name=REGION)
         self._s3.create_bucket(Bucket=self.config.bucket)
-        definition = substitute(
-            asl_path().read_text(), {k: function_arn(v) for k, v in SUBSTITUTIONS.items()}
-        )
+        self._events = boto3.client("events", region_name=REGION)
+        self._events.create_event_bus(Name=EVENT_BUS)
+        self._capture_events()
+        values = {k: function_arn(v) for k, v in SUBSTITUTIONS.items()}
+        definition = substitute(asl_path().read_text(), {**values, "EventBusName": EVENT_BUS})
         role = f"arn:aws:iam::{ACCOUNT}:role/imagegen-offline"
         for kind, sm_type in (("sync", "EXPRESS"), ("jobs", "STANDARD")):
             created = self._sfn.create_state_machine(
@@ -240,6 +246,33 @@ class OfflineEngine:
             else:
                 os.environ[key] = value
         self._saved_env.clear()
+
+    def _capture_events(self) -> None:
+        """Subscribe a queue to every imagegen event on the bus, so runs can be observed offline."""
+        sqs = boto3.client("sqs", region_name=REGION)
+        self._queue_url = sqs.create_queue(QueueName="imagegen-offline-events")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        self._events.put_rule(
+            Name="capture-imagegen", EventBusName=EVENT_BUS, EventPattern=json.dumps({"source": ["imagegen"]})
+        )
+        self._events.put_targets(
+            Rule="capture-imagegen", EventBusName=EVENT_BUS, Targets=[{"Id": "queue", "Arn": queue_arn}]
+        )
+        self._sqs = sqs
+
+    def published_events(self) -> list[dict[str, Any]]:
+        """The imagegen events published on the bus since the last call (oldest first)."""
+        events: list[dict[str, Any]] = []
+        while True:
+            batch = self._sqs.receive_message(QueueUrl=self._queue_url, MaxNumberOfMessages=10)
+            messages = batch.get("Messages", [])
+            if not messages:
+                return events
+            for message in messages:
+                events.append(json.loads(message["Body"]))
+                self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     # -- clients ---------------------------------------------------------------------------------
     @property
