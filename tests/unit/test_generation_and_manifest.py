@@ -1,0 +1,220 @@
+"""One branch (generate_image) and the aggregation step (build_manifest), against moto S3."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError, ReadTimeoutError
+from image_pipeline.core.errors import (
+    AllImagesFiltered,
+    ImagesFailed,
+    ImagesThrottled,
+    ModelThrottled,
+    ModelTimeout,
+    StorageError,
+)
+from image_pipeline.core.generation import generate_image
+from image_pipeline.core.manifest import build_manifest
+from image_pipeline.core.request import plan_request
+from image_pipeline.core.settings import Settings
+from moto import mock_aws
+from PIL import Image
+
+BUCKET = "test-bucket"
+
+
+def png_b64(width: int = 16, height: int = 16) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 10, 10)).save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+class FakeBedrock:
+    """Answers InvokeModel with a queue of payloads or errors, recording the calls."""
+
+    def __init__(self, *answers: Any) -> None:
+        self.answers = list(answers)
+        self.calls: list[dict[str, Any]] = []
+
+    def invoke_model(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return {"body": io.BytesIO(json.dumps(answer).encode())}
+
+
+def client_error(code: str, message: str = "m") -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": message}}, "InvokeModel")
+
+
+@pytest.fixture
+def s3(aws_credentials: None) -> Iterator[Any]:
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+def planned(model: str = "stable-image-core", count: int = 2) -> dict[str, Any]:
+    return plan_request(
+        {"prompt": "a red porsche", "count": count, "model": model, "seed": 10},
+        request_id="exec-1",
+        settings=Settings(images_bucket=BUCKET),
+    )
+
+
+def item(plan: dict[str, Any], index: int) -> dict[str, Any]:
+    return {
+        "request_id": plan["request_id"],
+        "model": plan["model"],
+        "request": plan["request"],
+        "image": plan["images"][index],
+    }
+
+
+def test_branch_stores_png_with_metadata(s3: Any) -> None:
+    plan = planned()
+    bedrock = FakeBedrock({"seeds": [10], "finish_reasons": [None], "images": [png_b64(32, 24)]})
+    record = generate_image(item(plan, 0), bedrock=bedrock, s3=s3, bucket=BUCKET)
+    assert record["status"] == "SUCCEEDED" and (record["width"], record["height"]) == (32, 24)
+    assert bedrock.calls[0]["modelId"] == "stability.stable-image-core-v1:1"
+    assert json.loads(bedrock.calls[0]["body"])["seed"] == 10
+    head = s3.head_object(Bucket=BUCKET, Key=plan["images"][0]["key"])
+    assert head["ContentType"] == "image/png"
+    assert head["ContentLength"] == record["size_bytes"]
+    assert head["Metadata"] == {
+        "request-id": "exec-1",
+        "model-id": "stability.stable-image-core-v1:1",
+        "seed": "10",
+        "index": "0",
+    }
+
+
+def test_filtered_output_writes_nothing(s3: Any) -> None:
+    plan = planned()
+    bedrock = FakeBedrock({"seeds": [10], "finish_reasons": ["Filter reason: output image"], "images": []})
+    record = generate_image(item(plan, 0), bedrock=bedrock, s3=s3, bucket=BUCKET)
+    assert record["status"] == "FILTERED" and record["reason_code"] == "CONTENT_FILTERED_OUTPUT"
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET)
+
+
+def test_blocked_prompt_is_filtered_not_raised(s3: Any) -> None:
+    plan = planned("nova-canvas")
+    bedrock = FakeBedrock(
+        client_error("ValidationException", "This request has been blocked by our content filters.")
+    )
+    record = generate_image(item(plan, 1), bedrock=bedrock, s3=s3, bucket=BUCKET)
+    assert record["status"] == "FILTERED" and record["reason_code"] == "CONTENT_FILTERED_INPUT"
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (client_error("ThrottlingException"), ModelThrottled),
+        (ReadTimeoutError(endpoint_url="http://x"), ModelTimeout),
+    ],
+)
+def test_transient_errors_are_raised_by_name(s3: Any, error: Exception, expected: type) -> None:
+    with pytest.raises(expected):
+        generate_image(item(planned(), 0), bedrock=FakeBedrock(error), s3=s3, bucket=BUCKET)
+
+
+def test_missing_bucket_is_a_storage_error(s3: Any) -> None:
+    bedrock = FakeBedrock({"seeds": [10], "finish_reasons": [None], "images": [png_b64()]})
+    with pytest.raises(StorageError):
+        generate_image(item(planned(), 0), bedrock=bedrock, s3=s3, bucket="no-such-bucket")
+
+
+def run_branches(plan: dict[str, Any], s3: Any, answers: list[Any]) -> dict[str, Any]:
+    results = []
+    for index, answer in enumerate(answers):
+        if isinstance(answer, dict) and answer.get("status") == "FAILED":
+            results.append(
+                {**answer, "index": index, **{k: plan["images"][index][k] for k in ("seed", "key")}}
+            )
+            continue
+        results.append(generate_image(item(plan, index), bedrock=FakeBedrock(answer), s3=s3, bucket=BUCKET))
+    return {**plan, "results": results}
+
+
+OK = {"seeds": [1], "finish_reasons": [None], "images": [png_b64()]}
+FILTERED = {"seeds": [1], "finish_reasons": ["Filter reason: prompt"], "images": []}
+
+
+def failed(error: str, message: str = "boom") -> dict[str, Any]:
+    return {
+        "status": "FAILED",
+        "error": error,
+        "cause": json.dumps({"errorMessage": message, "errorType": error}),
+    }
+
+
+def test_partial_success_keeps_good_images_and_reports_each_failure(s3: Any) -> None:
+    plan = planned(count=4)
+    state = run_branches(plan, s3, [OK, FILTERED, failed("ModelThrottled", "Throttled 3 times"), OK])
+    manifest = build_manifest(state, s3=s3, bucket=BUCKET, expires_in=600)
+    assert manifest["status"] == "PARTIAL"
+    assert (manifest["succeeded"], manifest["filtered"], manifest["failed"]) == (2, 1, 1)
+    by_index = {i["index"]: i for i in manifest["images"]}
+    assert by_index[1]["reason_code"] == "CONTENT_FILTERED_INPUT" and by_index[1]["key"] is None
+    assert by_index[2]["reason_code"] == "THROTTLED" and by_index[2]["message"] == "Throttled 3 times"
+    for i in (0, 3):
+        assert by_index[i]["url"].startswith("https://") and "Signature" in by_index[i]["url"]
+        assert by_index[i]["key"] in by_index[i]["url"]
+    stored = json.loads(s3.get_object(Bucket=BUCKET, Key=plan["manifest_key"])["Body"].read())
+    assert stored["status"] == "PARTIAL" and all("url" not in i for i in stored["images"])
+    # Nothing lost: every reported image exists, and nothing else was written.
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert keys == {by_index[0]["key"], by_index[3]["key"], plan["manifest_key"]}
+
+
+def test_image_stored_before_its_branch_failed_is_kept(s3: Any) -> None:
+    plan = planned(count=1)
+    generate_image(item(plan, 0), bedrock=FakeBedrock(OK), s3=s3, bucket=BUCKET)
+    state = {**plan, "results": [{**failed("States.Timeout"), "index": 0}]}
+    manifest = build_manifest(state, s3=s3, bucket=BUCKET, expires_in=600)
+    assert manifest["images"][0]["status"] == "SUCCEEDED" and "kept" in manifest["images"][0]["message"]
+
+
+def test_reported_image_missing_from_bucket_is_not_reported_as_succeeded(s3: Any) -> None:
+    plan = planned(count=2)
+    state = run_branches(plan, s3, [OK, OK])
+    s3.delete_object(Bucket=BUCKET, Key=plan["images"][1]["key"])
+    manifest = build_manifest(state, s3=s3, bucket=BUCKET, expires_in=600)
+    assert (
+        manifest["images"][1]["status"] == "FAILED"
+        and manifest["images"][1]["reason_code"] == "STORAGE_MISSING"
+    )
+
+
+@pytest.mark.parametrize(
+    ("answers", "error"),
+    [
+        ([FILTERED, FILTERED], AllImagesFiltered),
+        ([failed("ModelThrottled"), failed("ModelThrottled")], ImagesThrottled),
+        ([failed("ModelThrottled"), failed("ModelAccessDenied")], ImagesFailed),
+        ([FILTERED, failed("Lambda.Unknown")], ImagesFailed),
+    ],
+)
+def test_no_image_fails_with_a_named_error_after_storing_the_manifest(
+    s3: Any, answers: list, error: type
+) -> None:
+    plan = planned(count=2)
+    with pytest.raises(error, match="Manifest: s3://test-bucket/"):
+        build_manifest(run_branches(plan, s3, answers), s3=s3, bucket=BUCKET, expires_in=600)
+    stored = json.loads(s3.get_object(Bucket=BUCKET, Key=plan["manifest_key"])["Body"].read())
+    assert stored["status"] == "FAILED" and stored["succeeded"] == 0
+
+
+def test_missing_branch_result_is_reported(s3: Any) -> None:
+    plan = planned(count=2)
+    state = run_branches(plan, s3, [OK])  # only one result
+    manifest = build_manifest(state, s3=s3, bucket=BUCKET, expires_in=600)
+    assert manifest["images"][1]["reason_code"] == "MISSING_RESULT"

@@ -1,0 +1,147 @@
+"""The Lambda handlers, called as Lambda calls them, with moto S3 and a fake Bedrock client."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import importlib
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from image_pipeline.core import clients
+from image_pipeline.core.errors import AllImagesFiltered, InvalidRequest
+from moto import mock_aws
+from PIL import Image
+
+from imagegen.lambda_router import LambdaContext, LambdaRouter, function_name_of
+from tests.conftest import load_event
+
+BUCKET = "handler-bucket"
+
+
+@pytest.fixture
+def env(aws_credentials: None, monkeypatch: pytest.MonkeyPatch, fresh_clients: None) -> Iterator[Any]:
+    monkeypatch.setenv("IMAGES_BUCKET", BUCKET)
+    monkeypatch.setenv("DEFAULT_MODEL", "stable-image-core")
+    monkeypatch.setenv("MAX_IMAGES_PER_REQUEST", "8")
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=BUCKET)
+        yield s3
+
+
+def handler(name: str) -> Any:
+    """Import a handler module after the mock has started (module state stays inside it)."""
+    return importlib.import_module(f"image_pipeline.handlers.{name}").handler
+
+
+def test_validate_request_plans_the_branches(env: Any, lambda_context: LambdaContext) -> None:
+    plan = handler("validate_request")(
+        {"input": load_event("request_seed001"), "execution_name": "exec-9"}, lambda_context
+    )
+    assert plan["request_id"] == "exec-9" and plan["bucket"] == BUCKET and len(plan["images"]) == 4
+    assert plan["prefix"] == "000/111/exec-9/"
+
+
+def test_validate_request_unwraps_an_eventbridge_event(env: Any, lambda_context: LambdaContext) -> None:
+    plan = handler("validate_request")(
+        {"input": load_event("eventbridge_request"), "execution_name": "e"}, lambda_context
+    )
+    assert len(plan["images"]) == 2 and plan["prefix"] == "events/e/"
+
+
+def test_validate_request_applies_the_deployment_limit(env: Any, lambda_context: LambdaContext) -> None:
+    with pytest.raises(InvalidRequest, match="count: at most 8"):
+        handler("validate_request")(
+            {"input": {"prompt": "x", "count": 9}, "execution_name": "e"}, lambda_context
+        )
+
+
+def test_generate_and_build_manifest(
+    env: Any, lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (20, 10)).save(buffer, "PNG")
+    answer = {
+        "seeds": [5],
+        "finish_reasons": [None],
+        "images": [base64.b64encode(buffer.getvalue()).decode()],
+    }
+
+    class Bedrock:
+        def invoke_model(self, **_: Any) -> dict[str, Any]:
+            return {"body": io.BytesIO(json.dumps(answer).encode())}
+
+    monkeypatch.setattr(clients, "bedrock_runtime", functools.cache(Bedrock))
+    plan = handler("validate_request")(
+        {"input": {"prompt": "x", "count": 2}, "execution_name": "e1"}, lambda_context
+    )
+    results = [
+        handler("generate_image")(
+            {"request_id": "e1", "model": plan["model"], "request": plan["request"], "image": image},
+            lambda_context,
+        )
+        for image in plan["images"]
+    ]
+    assert [r["status"] for r in results] == ["SUCCEEDED", "SUCCEEDED"]
+    manifest = handler("build_manifest")({**plan, "results": results}, lambda_context)
+    assert manifest["status"] == "SUCCEEDED" and manifest["succeeded"] == 2
+    assert env.head_object(Bucket=BUCKET, Key=plan["manifest_key"])["ContentType"] == "application/json"
+
+
+def test_build_manifest_raises_the_named_error(env: Any, lambda_context: LambdaContext) -> None:
+    plan = handler("validate_request")(
+        {"input": {"prompt": "x", "count": 1}, "execution_name": "e2"}, lambda_context
+    )
+    results = [{"index": 0, "status": "FILTERED", "reason_code": "CONTENT_FILTERED_OUTPUT", "seed": 1}]
+    with pytest.raises(AllImagesFiltered):
+        handler("build_manifest")({**plan, "results": results}, lambda_context)
+
+
+def test_router_answers_like_lambda(env: Any) -> None:
+    router = LambdaRouter({"validate": "image_pipeline.handlers.validate_request.handler"})
+    status, function_error, payload = router.invoke(
+        "validate", {"input": {"prompt": ""}, "execution_name": "e"}
+    )
+    body = json.loads(payload)
+    assert (status, function_error, body["errorType"]) == (200, "Unhandled", "InvalidRequest")
+    assert "prompt" in body["errorMessage"]
+    status, function_error, payload = router.invoke(
+        "validate", {"input": {"prompt": "hi"}, "execution_name": "e"}
+    )
+    assert function_error is None and json.loads(payload)["request_id"] == "e"
+    assert router.invocations == {"validate": 2}
+
+
+def test_router_hooks_boto3_invoke(env: Any) -> None:
+    router = LambdaRouter({"imagegen-validate-request": "image_pipeline.handlers.validate_request.handler"})
+    boto3.setup_default_session()
+    router.register()
+    try:
+        client = boto3.client("lambda", region_name="us-east-1")
+        response = client.invoke(
+            FunctionName="arn:aws:lambda:us-east-1:123456789012:function:imagegen-validate-request",
+            Payload=json.dumps({"input": {"prompt": 1}, "execution_name": "e"}),
+        )
+        assert response["FunctionError"] == "Unhandled"
+        assert json.loads(response["Payload"].read())["errorType"] == "InvalidRequest"
+    finally:
+        router.unregister()
+
+
+@pytest.mark.parametrize(
+    ("identifier", "name"),
+    [
+        ("my-fn", "my-fn"),
+        ("arn:aws:lambda:us-east-1:123456789012:function:my-fn", "my-fn"),
+        ("arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Amy-fn", "my-fn"),
+        ("arn:aws:lambda:us-east-1:123456789012:function:my-fn:live", "my-fn"),
+    ],
+)
+def test_function_name_of(identifier: str, name: str) -> None:
+    assert function_name_of(identifier) == name

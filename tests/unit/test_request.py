@@ -1,0 +1,238 @@
+"""The request contract: parsing, per-model limits, planning, key naming."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from image_pipeline.core.errors import InvalidRequest
+from image_pipeline.core.events import request_from_input
+from image_pipeline.core.keys import image_key, manifest_key, request_prefix
+from image_pipeline.core.request import ImageRequest, distinct_seeds, parse_request, plan_request
+from image_pipeline.core.settings import Settings
+
+from tests.conftest import load_event
+
+# (request, the field the error must name). Each is a request a caller could plausibly send.
+BAD_REQUESTS: list[tuple[Any, str]] = [
+    ({}, "prompt"),
+    ({"prompt": ""}, "prompt"),
+    ({"prompt": "   \n\t "}, "prompt"),
+    ({"prompt": None}, "prompt"),
+    ({"prompt": 42}, "prompt"),
+    ({"prompt": ["a", "b"]}, "prompt"),
+    ({"prompt": "x" * 10_001}, "prompt"),
+    ({"prompt": "bell \x07 here"}, "prompt"),
+    ({"prompt": "nul \x00 byte"}, "prompt"),
+    ({"prompt": "lone \ud800 surrogate"}, "prompt"),
+    ({"prompt": "ok", "negative_prompt": 5}, "negative_prompt"),
+    ({"prompt": "ok", "count": 0}, "count"),
+    ({"prompt": "ok", "count": -1}, "count"),
+    ({"prompt": "ok", "count": 41}, "count"),
+    ({"prompt": "ok", "count": "four"}, "count"),
+    ({"prompt": "ok", "count": 2.5}, "count"),
+    ({"prompt": "ok", "model": ""}, "model"),
+    ({"prompt": "ok", "model": "dall-e-3"}, "model"),
+    ({"prompt": "ok", "width": 1024}, "height"),
+    ({"prompt": "ok", "width": 10, "height": 10}, "width"),
+    ({"prompt": "ok", "width": 100_000, "height": 1024}, "width"),
+    ({"prompt": "ok", "aspect_ratio": "wide"}, "aspect_ratio"),
+    ({"prompt": "ok", "aspect_ratio": "7:3"}, "aspect_ratio"),
+    ({"prompt": "ok", "quality": "ultra"}, "quality"),
+    ({"prompt": "ok", "cfg_scale": 50}, "cfg_scale"),
+    ({"prompt": "ok", "seed": -5}, "seed"),
+    ({"prompt": "ok", "seed": 2**40}, "seed"),
+    ({"prompt": "ok", "output_folder": "../../etc"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "/abs/path"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "a//b"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "a/./b"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "a\\b"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "sp ace"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "é/ü"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "/".join(["a"] * 11)}, "output_folder"),
+    ({"prompt": "ok", "output_folder": ""}, "output_folder"),
+    ({"prompt": "ok", "file_name_prefix": "../x"}, "file_name_prefix"),
+    ({"prompt": "ok", "file_name_prefix": "a/b"}, "file_name_prefix"),
+    ({"prompt": "ok", "file_name_prefix": ".hidden"}, "file_name_prefix"),
+    ({"prompt": "ok", "file_name_prefix": "x" * 65}, "file_name_prefix"),
+    ({"prompt": "ok", "file_name_prefix": "a..b"}, "file_name_prefix"),
+    ({"prompt": "ok", "idempotency_key": "has space"}, "idempotency_key"),
+    ({"prompt": "ok", "idempotency_key": "k" * 65}, "idempotency_key"),
+    ({"prompt": "ok", "promt": "typo"}, "promt"),
+    ({"prompt": "x" * 600, "model": "titan-image-v2"}, "prompt"),
+    ({"prompt": "ok", "model": "titan-image-v2", "width": 1000, "height": 1000}, "width"),
+    ({"prompt": "ok", "model": "nova-canvas", "width": 1000, "height": 1008}, "width"),
+    ({"prompt": "ok", "model": "nova-canvas", "width": 2048, "height": 2048}, "width"),
+    ({"prompt": "ok", "model": "nova-canvas", "width": 4096, "height": 512}, "width"),
+    ({"prompt": "ok", "model": "nova-canvas", "style": "CUBISM"}, "style"),
+    ({"prompt": "ok", "model": "nova-canvas", "seed": 900_000_000}, "seed"),
+    ({"prompt": "ok", "model": "nova-canvas", "negative_prompt": "n" * 1025}, "negative_prompt"),
+    ({"prompt": "ok", "model": "titan-image-v1", "style": "PHOTOREALISM"}, "style"),
+    ({"prompt": "ok", "model": "titan-image-v1", "cfg_scale": 1.0}, "cfg_scale"),
+    ({"prompt": "ok", "model": "sd3-5-large", "cfg_scale": 5}, "cfg_scale"),
+    ({"prompt": "ok", "model": "stable-image-core", "quality": "premium"}, "quality"),
+    ({"prompt": "ok", "model": "stable-image-ultra", "width": 1000, "height": 700}, "width"),
+    ({"prompt": "ok", "model": "stable-image-core", "aspect_ratio": "4:3"}, "aspect_ratio"),
+    (
+        {"prompt": "ok", "model": "stable-image-core", "aspect_ratio": "1:1", "width": 512, "height": 512},
+        "aspect_ratio",
+    ),
+    ({"prompt": "ok", "model": "nova-canvas", "aspect_ratio": "9:1"}, "aspect_ratio"),
+    ("just a string", "request"),
+    (["a", "list"], "request"),
+    (None, "request"),
+]
+
+
+def plan(raw: Any, settings: Settings | None = None) -> dict:
+    return plan_request(raw, request_id="req-1", settings=settings or Settings(images_bucket="b"))
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"), BAD_REQUESTS, ids=[f"{i:02d}-{f}" for i, (_, f) in enumerate(BAD_REQUESTS)]
+)
+def test_bad_request_names_the_field(raw: Any, field: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        plan(raw)
+    fields = [e.field for e in info.value.errors]
+    assert field in fields, info.value
+    assert field in str(info.value)
+
+
+def test_at_least_forty_distinct_bad_inputs() -> None:
+    assert len({repr(raw) for raw, _ in BAD_REQUESTS}) >= 40
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(InvalidRequest) as info:
+        plan({"prompt": "", "count": 0, "output_folder": "../x"})
+    assert {e.field for e in info.value.errors} == {"prompt", "count", "output_folder"}
+
+
+def test_deployment_limit_on_count() -> None:
+    with pytest.raises(InvalidRequest, match="count: at most 10"):
+        plan({"prompt": "ok", "count": 11}, Settings(max_images_per_request=10))
+
+
+def test_model_not_enabled_in_deployment() -> None:
+    settings = Settings(allowed_models=("stable-image-core",))
+    with pytest.raises(InvalidRequest, match="nova-canvas is not enabled"):
+        plan({"prompt": "ok", "model": "nova-canvas"}, settings)
+
+
+def test_defaults_from_configuration() -> None:
+    result = plan(load_event("request_minimal"), Settings(default_model="sd3-5-large"))
+    assert result["model"] == "sd3-5-large"
+    assert len(result["images"]) == 4
+    assert result["request"]["aspect_ratio"] == "1:1"
+
+
+def test_bedrock_model_id_is_accepted_as_model() -> None:
+    assert plan({"prompt": "ok", "model": "amazon.nova-canvas-v1:0"})["model"] == "nova-canvas"
+
+
+def test_full_request_is_planned() -> None:
+    result = plan(load_event("request_full"))
+    assert result["model"] == "nova-canvas"
+    assert result["request"] | {"prompt": None} == {
+        "prompt": None,
+        "negative_prompt": "blurry, text",
+        "width": 1280,
+        "height": 720,
+        "quality": "premium",
+        "cfg_scale": 7.5,
+        "style": "SOFT_DIGITAL_PAINTING",
+        "count": 4,
+        "file_name_prefix": "lighthouse",
+        "output_folder": "acct-1/project-2",
+    }
+    assert [i["seed"] for i in result["images"]] == [42, 43, 44, 45]
+    assert [i["key"] for i in result["images"]] == [
+        f"acct-1/project-2/req-1/lighthouse-{i:02d}-{42 + i}.png" for i in range(4)
+    ]
+    assert result["manifest_key"] == "acct-1/project-2/req-1/manifest.json"
+
+
+def test_seed001_request_keeps_its_folder_and_prefix() -> None:
+    result = plan(load_event("request_seed001"))
+    keys = [i["key"] for i in result["images"]]
+    assert all(k.startswith("000/111/req-1/porsche_image-") and k.endswith(".png") for k in keys)
+    assert len(set(keys)) == 4
+
+
+def test_trailing_slash_in_folder_is_normalized() -> None:
+    assert parse_request({"prompt": "ok", "output_folder": "a/b/"}).output_folder == "a/b"
+
+
+def test_prompt_is_stripped_and_empty_negative_becomes_none() -> None:
+    request = parse_request({"prompt": "  hi  ", "negative_prompt": "  "})
+    assert request.prompt == "hi"
+    assert request.negative_prompt is None
+
+
+def test_unicode_prompt_is_kept() -> None:
+    assert parse_request({"prompt": "富士山と桜 🌸, café"}).prompt == "富士山と桜 🌸, café"
+
+
+def test_titan_aspect_ratio_maps_to_a_listed_size() -> None:
+    result = plan({"prompt": "ok", "model": "titan-image-v2", "aspect_ratio": "16:9"})
+    assert (result["request"]["width"], result["request"]["height"]) in {
+        (1280, 768),
+        (1408, 768),
+        (1152, 640),
+        (1173, 640),
+    }
+
+
+def test_nova_aspect_ratio_gives_valid_size() -> None:
+    result = plan({"prompt": "ok", "model": "nova-canvas", "aspect_ratio": "16:9"})
+    width, height = result["request"]["width"], result["request"]["height"]
+    assert width % 16 == 0 and height % 16 == 0 and width > height
+
+
+def test_stability_width_height_of_a_known_ratio_becomes_aspect_ratio() -> None:
+    result = plan({"prompt": "ok", "model": "stable-image-core", "width": 1920, "height": 1080})
+    assert result["request"]["aspect_ratio"] == "16:9"
+
+
+@pytest.mark.parametrize(
+    ("count", "max_seed", "first"), [(4, 10, None), (40, 100, None), (4, 858_993_459, 858_993_458), (3, 2, 1)]
+)
+def test_seeds_are_distinct_and_in_range(count: int, max_seed: int, first: int | None) -> None:
+    seeds = distinct_seeds(count, max_seed, first)
+    assert len(seeds) == count == len(set(seeds)) or count > max_seed + 1
+    assert all(0 <= s <= max_seed for s in seeds)
+
+
+def test_keys_never_collide_across_requests_and_images() -> None:
+    keys = {
+        i["key"]
+        for request_id in ("a", "b", "c")
+        for i in plan_request(
+            {"prompt": "ok", "count": 40, "seed": 7}, request_id=request_id, settings=Settings()
+        )["images"]
+    }
+    assert len(keys) == 120
+
+
+def test_key_helpers() -> None:
+    prefix = request_prefix("a/b", "exec:1")
+    assert prefix == "a/b/exec-1/"
+    assert image_key(prefix, "img", 3, 99) == "a/b/exec-1/img-03-99.png"
+    assert manifest_key(prefix) == "a/b/exec-1/manifest.json"
+    with pytest.raises(ValueError):
+        request_prefix("a", "bad id/with slash")
+
+
+def test_event_detail_is_unwrapped() -> None:
+    assert (
+        request_from_input(load_event("eventbridge_request")) == load_event("eventbridge_request")["detail"]
+    )
+    assert request_from_input({"prompt": "x"}) == {"prompt": "x"}
+
+
+def test_schema_is_json_schema_with_descriptions() -> None:
+    schema = ImageRequest.model_json_schema()
+    assert schema["required"] == ["prompt"]
+    assert schema["additionalProperties"] is False
+    assert "description" in schema["properties"]["output_folder"]
