@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,3 +28,27 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
         "AWS_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(key, value)
+
+
+@pytest.fixture(scope="session")
+def offline_engine() -> Iterator[Any]:
+    """One offline engine for the whole test session (moto's mock is process-wide).
+
+    Configured for tests: botocore makes a single attempt per call, so the state machine's own
+    Retry policy is what a test observes.
+    """
+    from imagegen.engine import EngineConfig, OfflineEngine
+
+    with OfflineEngine(EngineConfig(bedrock_max_attempts=1, map_max_concurrency=40)) as engine:
+        yield engine
+
+
+@pytest.fixture
+def engine(offline_engine: Any) -> Iterator[Any]:
+    """The session engine with no faults and no pending events at the start of a test."""
+    from imagegen.bedrock_server import FaultPlan
+
+    offline_engine.bedrock.faults = FaultPlan()
+    offline_engine.published_events()
+    yield offline_engine
+    offline_engine.bedrock.faults = FaultPlan()

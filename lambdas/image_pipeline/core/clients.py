@@ -22,7 +22,7 @@ def bedrock_runtime() -> Any:
     """The Bedrock Runtime client."""
     settings = get_settings()
     config = Config(
-        retries={"mode": "standard", "max_attempts": settings.bedrock_max_attempts},
+        retries={"mode": "standard", "total_max_attempts": settings.bedrock_max_attempts},
         connect_timeout=5,
         read_timeout=settings.bedrock_read_timeout_seconds,
         max_pool_connections=50,
@@ -35,7 +35,7 @@ def s3() -> Any:
     """The S3 client (SigV4, so presigned URLs work with KMS and in every Region)."""
     config = Config(
         signature_version="s3v4",
-        retries={"mode": "standard", "max_attempts": 5},
+        retries={"mode": "standard", "total_max_attempts": 5},
         max_pool_connections=50,
     )
     return boto3.client("s3", config=config)

@@ -1,0 +1,45 @@
+# The two commands of the README:
+#   make demo   - install, then generate four images offline (images + manifest.json under out/)
+#   make test   - install the development tools, then lint and run every test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROMPT ?= a red porsche
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test install install-dev lint check synth bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(BIN)/imagegen generate "$(PROMPT)" --count 4 --out out/
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy lambdas/image_pipeline imagegen stacks
+
+test: lint
+	$(BIN)/pytest
+
+synth: install-dev
+	$(BIN)/python app.py
+
+bench: install-dev
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) cdk.out out .pytest_cache .ruff_cache .mypy_cache
