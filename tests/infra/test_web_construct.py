@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> tuple[Template, Pat
     return Template.from_stack(stack), Path(assembly.directory)
 
 
-def only(template: Template, resource_type: str) -> dict[str, Any]:
+def only(template: Template, resource_type: str) -> Mapping[str, Any]:
     resources = template.find_resources(resource_type)
     assert len(resources) == 1, f"expected one {resource_type}, found {sorted(resources)}"
     return next(iter(resources.values()))
