@@ -1,0 +1,276 @@
+"""The HTTP contract of the API, as plain functions shared by the Lambda and the local server.
+
+* Submissions: a JSON body (or query string) becomes a validated request before any execution starts;
+  every problem is an :class:`ApiError` with the HTTP status, a named error and the fields to change.
+* Jobs: a job id is the execution name of the Standard ("jobs") workflow; a DescribeExecution result
+  becomes the job document of ``GET /jobs/{id}``, with presigned URLs re-issued on every call.
+* Failures: :data:`ERROR_STATUS` maps the workflow's named errors to HTTP statuses (``POST /images``
+  uses it, and so should any mapping template that answers for the synchronous workflow).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from image_pipeline.core.errors import FieldError, InvalidRequest
+from image_pipeline.core.manifest import with_presigned_urls
+from image_pipeline.core.request import parse_request, plan_request
+from image_pipeline.core.settings import Settings
+from image_pipeline.models.registry import list_adapters
+
+#: Largest request body accepted (a request is a prompt and a few numbers; the input limit of an
+#: execution is 256 KiB).
+MAX_BODY_BYTES = 64 * 1024
+#: Job ids are execution names: a UUID or a client's idempotency key.
+JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_STATE_MACHINE_ARN = re.compile(r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$")
+
+#: Execution status -> job status.
+JOB_STATUS: dict[str, str] = {
+    "PENDING_REDRIVE": "queued",
+    "RUNNING": "running",
+    "SUCCEEDED": "succeeded",
+    "FAILED": "failed",
+    "TIMED_OUT": "failed",
+    "ABORTED": "failed",
+}
+#: Workflow error name -> HTTP status. A TIMED_OUT execution is 504; any other failure is 502.
+ERROR_STATUS: dict[str, int] = {
+    "InvalidRequest": 400,
+    "AllImagesFiltered": 400,
+    "ImagesThrottled": 429,
+}
+TIMED_OUT_STATUS = 504
+OTHER_FAILURE_STATUS = 502
+#: Error names of executions that ended without an error of their own.
+_STATUS_ERROR = {"TIMED_OUT": "ExecutionTimedOut", "ABORTED": "ExecutionAborted"}
+
+
+class ApiError(Exception):
+    """An HTTP error answer: status, a named error, a message, and the fields to change."""
+
+    def __init__(self, status: int, error: str, message: str, details: Iterable[FieldError] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.details = list(details)
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body: ``{"error", "message"}`` plus ``details`` for invalid requests."""
+        body: dict[str, Any] = {"error": self.error, "message": self.message}
+        if self.details:
+            body["details"] = [{"field": d.field, "message": d.message} for d in self.details]
+        return body
+
+    @classmethod
+    def invalid(cls, errors: list[FieldError], status: int = 400) -> ApiError:
+        return cls(status, "InvalidRequest", str(InvalidRequest(errors)), errors)
+
+
+# -- submissions ---------------------------------------------------------------------------------
+
+
+def body_too_large(size: int | None, max_bytes: int = MAX_BODY_BYTES) -> ApiError:
+    """413: the body is over the limit (``size`` None: not known, the body was not read to its end)."""
+    told = f"{size} bytes" if size is not None else "too large"
+    return ApiError.invalid([FieldError("body", f"{told}; at most {max_bytes} bytes")], status=413)
+
+
+def parse_body(body: bytes, content_type: str | None, *, max_bytes: int = MAX_BODY_BYTES) -> Any:
+    """The JSON value of a request body; 413 when too large, 415 when not JSON, 400 when unparsable."""
+    if len(body) > max_bytes:
+        raise body_too_large(len(body), max_bytes)
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise ApiError.invalid(
+            [FieldError("Content-Type", f"{media_type or 'none'}; send application/json")], status=415
+        )
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError.invalid([FieldError("body", f"is not valid JSON ({exc})")]) from None
+
+
+def validate_submission(
+    raw: Any, *, settings: Settings, idempotency_header: str | None = None
+) -> tuple[dict[str, Any], str | None]:
+    """Validate a request as the workflow's first step would, without starting anything.
+
+    Returns the execution input (the request's fields as given, typed) and the idempotency key
+    (``Idempotency-Key`` header or the body's ``idempotency_key``). Raises :class:`ApiError` (400).
+    """
+    header_key = idempotency_header.strip() if idempotency_header is not None else None
+    if header_key is not None and not IDEMPOTENCY_KEY.match(header_key):
+        raise ApiError.invalid([FieldError(IDEMPOTENCY_HEADER, "1 to 64 letters, digits, '_' or '-'")])
+    try:
+        request = parse_request(raw)
+        # The model's own limits too; the request id only shapes keys of a plan that is thrown away.
+        plan_request(raw, request_id="validation-only", settings=settings)
+    except InvalidRequest as exc:
+        raise ApiError.invalid(exc.errors) from None
+    body_key = request.idempotency_key
+    if header_key and body_key and header_key != body_key:
+        raise ApiError.invalid(
+            [FieldError("idempotency_key", f"differs from the {IDEMPOTENCY_HEADER} header; send one")]
+        )
+    return request.model_dump(mode="json", exclude_unset=True), header_key or body_key
+
+
+def same_input(a: Any, b: Any) -> bool:
+    """Whether two execution inputs (JSON text or values) are the same request."""
+
+    def load(value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str | bytes) else value
+
+    try:
+        return bool(load(a) == load(b))
+    except ValueError:
+        return False
+
+
+def idempotency_conflict(job_id: str) -> ApiError:
+    return ApiError(
+        409,
+        "IdempotencyKeyReused",
+        f"job {job_id} was started with a different request; use a new {IDEMPOTENCY_HEADER} "
+        "for a different request, or resend the original request to get that job",
+    )
+
+
+def job_accepted(job_id: str, status: str = "running") -> dict[str, Any]:
+    """The ``202`` body of ``POST /jobs``."""
+    return {"job_id": job_id, "status": status, "status_url": f"/jobs/{job_id}"}
+
+
+# -- jobs ----------------------------------------------------------------------------------------
+
+
+def check_job_id(job_id: str) -> str:
+    """The job id, or a 404 ``JobNotFound`` when it cannot be an execution name of ours."""
+    if not JOB_ID.match(job_id):
+        raise job_not_found(job_id)
+    return job_id
+
+
+def job_not_found(job_id: str) -> ApiError:
+    return ApiError(404, "JobNotFound", f"no job with id {job_id[:100]!r}")
+
+
+def execution_arn(state_machine_arn: str, job_id: str) -> str:
+    """The ARN of execution ``job_id`` of a state machine."""
+    if not _STATE_MACHINE_ARN.match(state_machine_arn):
+        raise ValueError(f"not a state machine ARN: {state_machine_arn!r}")
+    return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + check_job_id(job_id)
+
+
+def cause_message(cause: str | None) -> str:
+    """The message of an execution's cause: a Lambda error payload's ``errorMessage``, or the text."""
+    if not cause:
+        return ""
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        return cause
+    if isinstance(parsed, dict):
+        return str(parsed.get("errorMessage") or parsed.get("message") or cause)
+    return cause
+
+
+def failure_of(status: str, error: str | None, cause: str | None) -> dict[str, str]:
+    """``{"error", "message"}`` of an execution that did not succeed."""
+    name = error or _STATUS_ERROR.get(status, "ExecutionFailed")
+    message = cause_message(cause)
+    if not message:
+        message = {
+            "TIMED_OUT": "the workflow did not finish in time",
+            "ABORTED": "the workflow was stopped",
+        }.get(status, "the workflow failed")
+    return {"error": name, "message": message}
+
+
+def http_status_for_failure(status: str, error: str | None) -> int:
+    """The HTTP status of an execution that did not succeed (never 200)."""
+    if status == "TIMED_OUT":
+        return TIMED_OUT_STATUS
+    return ERROR_STATUS.get(error or "", OTHER_FAILURE_STATUS)
+
+
+def failure_error(status: str, error: str | None, cause: str | None) -> ApiError:
+    """The :class:`ApiError` that answers for a failed synchronous execution."""
+    failure = failure_of(status, error, cause)
+    return ApiError(http_status_for_failure(status, error), failure["error"], failure["message"])
+
+
+def progress_from_history(events: Iterable[Mapping[str, Any]]) -> dict[str, int | None]:
+    """Images finished so far from an execution's history events (``total`` is None until planned)."""
+    progress: dict[str, int | None] = {"total": None, "done": 0, "failed": 0}
+    for event in events:
+        kind = event.get("type")
+        if kind == "MapStateStarted":
+            progress["total"] = event.get("mapStateStartedEventDetails", {}).get("length")
+        elif kind == "MapIterationSucceeded":
+            progress["done"] = (progress["done"] or 0) + 1
+        elif kind == "MapIterationFailed":
+            progress["failed"] = (progress["failed"] or 0) + 1
+    return progress
+
+
+def _iso(value: Any) -> str | None:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    return str(value) if value else None
+
+
+def job_from_execution(
+    described: Mapping[str, Any],
+    *,
+    s3: Any,
+    expires_in: int,
+    progress: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``GET /jobs/{id}`` document of a DescribeExecution result.
+
+    A succeeded job carries its manifest with presigned URLs issued now; a failed one its error. A
+    running job whose progress shows no plan yet (``total`` None) is ``queued``.
+    """
+    status = str(described["status"])
+    job: dict[str, Any] = {
+        "job_id": described["name"],
+        "status": JOB_STATUS.get(status, "running"),
+        "started_at": _iso(described.get("startDate")),
+        "stopped_at": _iso(described.get("stopDate")),
+    }
+    if progress is not None:
+        job["progress"] = {k: progress.get(k) for k in ("total", "done", "failed")}
+        if job["status"] == "running" and progress.get("total") is None:
+            job["status"] = "queued"
+    if status == "SUCCEEDED" and described.get("output"):
+        manifest = json.loads(described["output"])
+        job["manifest"] = with_presigned_urls(manifest, s3=s3, expires_in=expires_in)
+    elif job["status"] == "failed":
+        job["error"] = failure_of(status, described.get("error"), described.get("cause"))
+    return job
+
+
+# -- models --------------------------------------------------------------------------------------
+
+
+def model_catalog(settings: Settings) -> dict[str, Any]:
+    """The ``GET /models`` body: every adapter's description, and whether this deployment offers it."""
+    allowed = settings.allowed_models
+    models = [
+        {
+            **adapter.describe(),
+            "enabled": not allowed or adapter.registry_id in allowed,
+            "default": adapter.registry_id == settings.default_model,
+        }
+        for adapter in list_adapters()
+    ]
+    return {"default_model": settings.default_model, "models": models}
