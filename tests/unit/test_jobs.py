@@ -125,9 +125,10 @@ def test_models_outside_the_deployment_are_invalid() -> None:
 
 
 def test_idempotency_key_from_header_or_body(settings: Settings) -> None:
-    assert validate_submission({"prompt": "x"}, settings=settings, idempotency_header="k-1")[1] == "k-1"
+    from_header = validate_submission({"prompt": "x"}, settings=settings, idempotency_header="k-2")
     raw = {"prompt": "x", "idempotency_key": "k-2"}
-    assert validate_submission(raw, settings=settings)[1] == "k-2"
+    from_body = validate_submission(raw, settings=settings)
+    assert from_header == from_body == ({"prompt": "x", "idempotency_key": "k-2"}, "k-2")
     assert validate_submission(raw, settings=settings, idempotency_header="k-2")[1] == "k-2"
     with pytest.raises(ApiError, match="differs from the Idempotency-Key header"):
         validate_submission(raw, settings=settings, idempotency_header="k-3")

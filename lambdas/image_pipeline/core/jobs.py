@@ -103,8 +103,9 @@ def validate_submission(
 ) -> tuple[dict[str, Any], str | None]:
     """Validate a request as the workflow's first step would, without starting anything.
 
-    Returns the execution input (the request's fields as given, typed) and the idempotency key
-    (``Idempotency-Key`` header or the body's ``idempotency_key``). Raises :class:`ApiError` (400).
+    Returns the execution input (the request's fields as given, typed, with ``idempotency_key`` set
+    to the key) and the idempotency key (``Idempotency-Key`` header or the body's
+    ``idempotency_key``). Raises :class:`ApiError` (400).
     """
     header_key = idempotency_header.strip() if idempotency_header is not None else None
     if header_key is not None and not IDEMPOTENCY_KEY.match(header_key):
@@ -120,7 +121,11 @@ def validate_submission(
         raise ApiError.invalid(
             [FieldError("idempotency_key", f"differs from the {IDEMPOTENCY_HEADER} header; send one")]
         )
-    return request.model_dump(mode="json", exclude_unset=True), header_key or body_key
+    execution_input = request.model_dump(mode="json", exclude_unset=True)
+    key = header_key or body_key
+    if key:  # one input whether the key came in the header or the body: a retry compares equal
+        execution_input["idempotency_key"] = key
+    return execution_input, key
 
 
 def same_input(a: Any, b: Any) -> bool:

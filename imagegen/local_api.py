@@ -1,0 +1,385 @@
+"""The HTTP API, served offline by FastAPI over an :class:`~imagegen.engine.OfflineEngine`.
+
+Same routes, bodies and status codes as the deployed API (``docs/api.md``); the contract itself is
+:mod:`image_pipeline.core.jobs`, shared with the deployed Lambda. What differs offline:
+
+* ``POST /images`` runs the Express state machine in moto's interpreter and waits for it in a
+  thread pool; ``POST /jobs`` starts the Standard one and returns at once;
+* image URLs point at this server (``GET /files/{key}``, read from moto's S3), because moto's
+  presigned URLs cannot be fetched by a browser;
+* ``put_request_event`` plays an EventBridge rule whose target is the Standard workflow.
+
+``create_app(engine)`` builds the app; ``imagegen serve`` runs it with uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+import boto3
+from botocore.exceptions import ClientError
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from image_pipeline.core.events import REQUEST_EVENT
+from image_pipeline.core.jobs import (
+    IDEMPOTENCY_HEADER,
+    JOB_STATUS,
+    MAX_BODY_BYTES,
+    ApiError,
+    body_too_large,
+    check_job_id,
+    failure_error,
+    idempotency_conflict,
+    job_accepted,
+    job_from_execution,
+    job_not_found,
+    model_catalog,
+    parse_body,
+    same_input,
+    validate_submission,
+)
+from image_pipeline.core.request import ImageRequest
+from image_pipeline.core.settings import Settings
+from pydantic import BaseModel, Field
+
+from imagegen.engine import ACCOUNT, EVENT_BUS, REGION, OfflineEngine
+
+#: Longest wait of ``POST /images`` (an Express workflow runs for at most 5 minutes).
+SYNC_TIMEOUT_SECONDS = 300.0
+CONFIG_JS = 'window.IMAGEGEN_CONFIG = {"apiUrl": "", "apiKey": null};\n'
+_REQUEST_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ImageRequest"}}},
+}
+
+
+# -- response shapes, for the OpenAPI document (the handlers answer with plain JSON) ---------------
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="InvalidRequest, AllImagesFiltered, ImagesThrottled, JobNotFound, ...")
+    message: str
+    details: list[FieldProblem] | None = Field(default=None, description="InvalidRequest: each field.")
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    status_url: str
+
+
+class JobProgress(BaseModel):
+    total: int | None
+    done: int
+    failed: int
+
+
+class Job(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    started_at: str | None
+    stopped_at: str | None
+    progress: JobProgress | None = None
+    manifest: dict[str, Any] | None = Field(default=None, description="When succeeded; fresh URLs.")
+    error: ErrorBody | None = Field(default=None, description="When failed.")
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Invalid request (fields named), or every image filtered"},
+    413: {"model": ErrorBody, "description": "Body over 64 KiB"},
+    415: {"model": ErrorBody, "description": "Not application/json"},
+}
+_SYNC_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    200: {"description": "The manifest", "content": {"application/json": {"schema": {"type": "object"}}}},
+    429: {"model": ErrorBody, "description": "Every image throttled by Bedrock, after retries"},
+    502: {"model": ErrorBody, "description": "The workflow failed otherwise"},
+    504: {"model": ErrorBody, "description": "The workflow timed out"},
+}
+
+
+# -- the app -----------------------------------------------------------------------------------------
+
+
+def with_local_urls(manifest: dict[str, Any], base_url: str) -> dict[str, Any]:
+    """A copy of ``manifest`` whose image URLs are served by this server's ``/files`` route."""
+    base = base_url.rstrip("/")
+    images = [
+        {**image, "url": f"{base}/files/{quote(image['key'])}"} if image.get("key") else image
+        for image in manifest.get("images", [])
+    ]
+    return {**manifest, "images": images}
+
+
+def create_app(
+    engine: OfflineEngine,
+    *,
+    web_dir: str | Path | None = None,
+    cors_origins: list[str] | None = None,
+    sync_timeout: float = SYNC_TIMEOUT_SECONDS,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    workers: int = 32,
+) -> FastAPI:
+    """The API over a started engine. ``web_dir`` (or ``IMAGEGEN_WEB_DIR``) is served at ``/``;
+    ``cors_origins`` (or comma-separated ``IMAGEGEN_CORS_ORIGINS``) may call it from elsewhere."""
+    settings = Settings.from_environ(engine.config.lambda_environment(bedrock_endpoint=""))
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imagegen-api")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="imagegen API (offline)",
+        version="1",
+        description="Parallel image generation on Amazon Bedrock with AWS Step Functions; this server "
+        "runs the workflow offline. Images are placeholder renders, not model output.",
+        lifespan=lifespan,
+    )
+
+    async def blocking(func: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(pool, func, *args)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    async def read_json(request: Request) -> Any:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_body_bytes:
+            raise body_too_large(int(declared), max_body_bytes)
+        body = bytearray()
+        async for chunk in request.stream():  # a chunked body has no Content-Length: cap it here
+            body.extend(chunk)
+            if len(body) > max_body_bytes:
+                raise body_too_large(None, max_body_bytes)
+        return parse_body(bytes(body), request.headers.get("content-type"), max_bytes=max_body_bytes)
+
+    def run_sync(execution_input: dict[str, Any], base_url: str) -> dict[str, Any]:
+        arn = engine.start_execution(execution_input, kind="sync")
+        try:
+            result = engine.wait(arn, timeout=sync_timeout)
+        except TimeoutError:
+            raise failure_error("TIMED_OUT", None, None) from None
+        if result.status != "SUCCEEDED" or result.output is None:
+            raise failure_error(result.status, result.error, result.cause)
+        return with_local_urls(result.output, base_url)
+
+    async def generate(raw: Any, request: Request) -> JSONResponse:
+        execution_input, _ = validate_submission(raw, settings=settings)
+        manifest = await blocking(run_sync, execution_input, str(request.base_url))
+        return JSONResponse(manifest)
+
+    @app.post(
+        "/images",
+        summary="Generate images and wait for them (Express workflow)",
+        openapi_extra={"requestBody": _REQUEST_BODY},
+        responses=_SYNC_ERRORS,
+    )
+    async def post_images(request: Request) -> JSONResponse:
+        return await generate(await read_json(request), request)
+
+    @app.get("/images", summary="The simple form: GET /images?prompt=...&count=...", responses=_SYNC_ERRORS)
+    async def get_images(request: Request) -> JSONResponse:
+        return await generate(dict(request.query_params), request)
+
+    def start_job(execution_input: dict[str, Any], key: str | None) -> tuple[str, str]:
+        name = key or str(uuid.uuid4())
+        document = json.dumps(execution_input, sort_keys=True, separators=(",", ":"))
+        try:
+            engine.start_execution(document, name=name, kind="jobs")
+            return name, "running"
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
+                raise
+        # A closed execution with this name: the same request gets its job, another one a 409.
+        described = engine.sfn.describe_execution(executionArn=_job_arn(engine, name))
+        if not same_input(described.get("input"), execution_input):
+            raise idempotency_conflict(name)
+        return name, JOB_STATUS.get(described["status"], "running")
+
+    @app.post(
+        "/jobs",
+        status_code=202,
+        summary="Start a job (Standard workflow); poll GET /jobs/{id}",
+        openapi_extra={
+            "requestBody": _REQUEST_BODY,
+            "parameters": [
+                {
+                    "name": IDEMPOTENCY_HEADER,
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                    "description": "Same key, same job: a retry starts nothing new.",
+                }
+            ],
+        },
+        responses={
+            **_ERRORS,
+            202: {"model": JobAccepted, "description": "Started (or the job of this idempotency key)"},
+            409: {"model": ErrorBody, "description": "Idempotency key used for a different request"},
+        },
+    )
+    async def post_jobs(request: Request) -> JSONResponse:
+        raw = await read_json(request)
+        execution_input, key = validate_submission(
+            raw, settings=settings, idempotency_header=request.headers.get(IDEMPOTENCY_HEADER)
+        )
+        job_id, status = await blocking(start_job, execution_input, key)
+        body = job_accepted(job_id, status)
+        return JSONResponse(body, status_code=202, headers={"Location": body["status_url"]})
+
+    def describe_job(job_id: str, base_url: str) -> dict[str, Any]:
+        arn = _job_arn(engine, check_job_id(job_id))
+        try:
+            described = engine.sfn.describe_execution(executionArn=arn)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"ExecutionDoesNotExist", "InvalidArn"}:
+                raise job_not_found(job_id) from None
+            raise
+        progress = None
+        if described["status"] == "RUNNING":
+            progress = dataclasses.asdict(engine.progress(arn))
+        job = job_from_execution(
+            described, s3=engine.s3, expires_in=settings.presign_expiry_seconds, progress=progress
+        )
+        if "manifest" in job:
+            job["manifest"] = with_local_urls(job["manifest"], base_url)
+        return job
+
+    @app.get(
+        "/jobs/{job_id}",
+        summary="A job's status, progress, and manifest (URLs issued anew) or error",
+        responses={200: {"model": Job}, 404: {"model": ErrorBody, "description": "No such job"}},
+    )
+    async def get_job(job_id: str, request: Request) -> JSONResponse:
+        return JSONResponse(await blocking(describe_job, job_id, str(request.base_url)))
+
+    @app.get("/models", summary="The model registry and what this deployment offers")
+    async def get_models() -> JSONResponse:
+        return JSONResponse(model_catalog(settings))
+
+    def read_file(key: str) -> tuple[bytes, str]:
+        try:
+            stored = engine.s3.get_object(Bucket=engine.config.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
+                raise ApiError(404, "FileNotFound", f"no file {key[:200]!r}") from None
+            raise
+        return stored["Body"].read(), stored.get("ContentType") or "application/octet-stream"
+
+    @app.get("/files/{key:path}", summary="A stored image (offline stand-in for a presigned URL)")
+    async def get_file(key: str) -> Response:
+        body, content_type = await blocking(read_file, key)
+        return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+
+    origins = cors_origins
+    if origins is None:
+        origins = [o.strip() for o in os.environ.get("IMAGEGEN_CORS_ORIGINS", "").split(",") if o.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Content-Type", "X-Api-Key", IDEMPOTENCY_HEADER],
+            expose_headers=["Location"],
+        )
+
+    web = web_dir or os.environ.get("IMAGEGEN_WEB_DIR")
+    if web:
+
+        @app.get("/config.js", include_in_schema=False)
+        async def config_js() -> Response:
+            return Response(CONFIG_JS, media_type="text/javascript", headers={"Cache-Control": "no-store"})
+
+        app.mount("/", StaticFiles(directory=str(web), html=True), name="web")
+    else:
+
+        @app.get("/", include_in_schema=False)
+        async def root() -> RedirectResponse:
+            return RedirectResponse("/docs")
+
+    return app
+
+
+def _job_arn(engine: OfflineEngine, job_id: str) -> str:
+    arn = engine.state_machines["jobs"].replace(":stateMachine:", ":execution:", 1)
+    return f"{arn}:{job_id}"
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, plus ImageRequest (the raw-body routes reference it) in the components."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    document = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    schema = ImageRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+    components.update(schema.pop("$defs", {}))
+    components["ImageRequest"] = schema
+    app.openapi_schema = document
+    return document
+
+
+# -- events ------------------------------------------------------------------------------------------
+
+
+def put_request_event(
+    engine: OfflineEngine,
+    detail: dict[str, Any],
+    *,
+    source: str = "imagegen.client",
+    whole_event: bool = False,
+) -> str:
+    """Put an ``ImageGenerationRequested`` event on the engine's bus and start the Standard workflow
+    as the deployed rule's target does: with input path ``$.detail`` (``whole_event``: the event
+    itself, which the validate step unwraps). Returns the execution ARN."""
+    events = boto3.client("events", region_name=REGION)
+    put = events.put_events(
+        Entries=[
+            {
+                "EventBusName": EVENT_BUS,
+                "Source": source,
+                "DetailType": REQUEST_EVENT,
+                "Detail": json.dumps(detail),
+            }
+        ]
+    )
+    entry = put["Entries"][0]
+    if "EventId" not in entry:
+        raise RuntimeError(f"the bus refused the event: {entry}")
+    event = {
+        "version": "0",
+        "id": entry["EventId"],
+        "detail-type": REQUEST_EVENT,
+        "source": source,
+        "account": ACCOUNT,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [],
+        "detail": detail,
+    }
+    return engine.start_execution(event if whole_event else event["detail"], kind="jobs")

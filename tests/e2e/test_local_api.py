@@ -1,0 +1,261 @@
+"""Contract tests of the HTTP API, against the local server over real HTTP (docs/api.md)."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from imagegen.bedrock_server import FaultPlan
+from imagegen.local_api import create_app
+from tests.e2e.conftest import LocalServer, count_executions, serve
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_images_download(manifest: dict[str, Any], base_url: str) -> None:
+    """Every stored image's URL is served by the local server as the PNG the manifest describes."""
+    stored = [i for i in manifest["images"] if i["status"] == "SUCCEEDED"]
+    assert stored
+    for image in stored:
+        assert image["url"].startswith(f"{base_url}/files/")
+        response = httpx.get(image["url"])
+        assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+        assert response.content.startswith(PNG) and len(response.content) == image["size_bytes"]
+        assert Image.open(io.BytesIO(response.content)).size == (image["width"], image["height"])
+
+
+def poll_job(api: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = api.get(f"/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        job = response.json()
+        if job["status"] in {"succeeded", "failed"}:
+            return job
+        assert time.monotonic() < deadline, f"job {job_id} still {job['status']}"
+        time.sleep(0.1)
+
+
+# -- POST /images (synchronous) ------------------------------------------------------------------
+
+
+def test_sync_returns_the_manifest_with_downloadable_images(
+    api: httpx.Client, local_server: LocalServer
+) -> None:
+    response = api.post("/images", json={"prompt": "a red porsche", "count": 4})
+    assert response.status_code == 200, response.text
+    manifest = response.json()
+    assert manifest["status"] == "SUCCEEDED" and manifest["succeeded"] == 4 == len(manifest["images"])
+    assert len({i["seed"] for i in manifest["images"]}) == 4
+    assert_images_download(manifest, local_server.url)
+
+
+def test_get_images_is_the_simple_form(api: httpx.Client, local_server: LocalServer) -> None:
+    response = api.get("/images", params={"prompt": "red porsche", "count": "2", "model": "nova-canvas"})
+    assert response.status_code == 200, response.text
+    manifest = response.json()
+    assert manifest["requested"] == 2 and manifest["model"]["id"] == "nova-canvas"
+    assert_images_download(manifest, local_server.url)
+    bad = api.get("/images", params={"prompt": "x", "count": "many"})
+    assert bad.status_code == 400 and bad.json()["details"][0]["field"] == "count"
+
+
+INVALID_BODIES: list[tuple[str, bytes, str, int, str]] = [
+    ("out-of-range field", b'{"prompt": "x", "count": 0}', "application/json", 400, "count"),
+    ("missing prompt", b'{"count": 2}', "application/json", 400, "prompt"),
+    ("unknown field", b'{"prompt": "x", "size": "1024x1024"}', "application/json", 400, "size"),
+    ("unknown model", b'{"prompt": "x", "model": "dall-e-3"}', "application/json", 400, "model"),
+    (
+        "model limit (nova-canvas sizes divisible by 16)",
+        b'{"prompt": "x", "model": "nova-canvas", "width": 1000, "height": 1000}',
+        "application/json",
+        400,
+        "width",
+    ),
+    ("not JSON", b"prompt=a cat", "application/json", 400, "body"),
+    ("not an object", b'["a cat"]', "application/json", 400, "request"),
+    ("wrong content type", b'{"prompt": "x"}', "text/plain", 415, "Content-Type"),
+    ("body over 64 KiB", json.dumps({"prompt": "x" * 70_000}).encode(), "application/json", 413, "body"),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "field"), [pytest.param(*c[1:], id=c[0]) for c in INVALID_BODIES]
+)
+@pytest.mark.parametrize("route", ["/images", "/jobs"])
+def test_invalid_input_is_4xx_and_starts_nothing(
+    api: httpx.Client,
+    local_server: LocalServer,
+    route: str,
+    body: bytes,
+    content_type: str,
+    status: int,
+    field: str,
+) -> None:
+    before = count_executions(local_server.engine)
+    response = api.post(route, content=body, headers={"Content-Type": content_type})
+    assert response.status_code == status, response.text
+    error = response.json()
+    assert error["error"] == "InvalidRequest"
+    assert field in {d["field"] for d in error["details"]} and field in error["message"]
+    assert count_executions(local_server.engine) == before
+
+
+def test_filtered_prompt_is_400(api: httpx.Client) -> None:
+    response = api.post("/images", json={"prompt": "a cat [[fault:block-prompt]]", "count": 2})
+    assert response.status_code == 400
+    assert response.json()["error"] == "AllImagesFiltered"
+    assert "CONTENT_FILTERED_INPUT" in response.json()["message"]
+
+
+def test_throttling_everywhere_is_429(api: httpx.Client, engine: Any) -> None:
+    engine.bedrock.faults = FaultPlan(throttle_rate=1.0)
+    response = api.post("/images", json={"prompt": "a cat", "count": 1})
+    assert response.status_code == 429, response.text
+    assert response.json()["error"] == "ImagesThrottled" and "THROTTLED" in response.json()["message"]
+
+
+def test_other_workflow_failures_are_502(api: httpx.Client) -> None:
+    response = api.post("/images", json={"prompt": "a cat [[fault:denied]]", "count": 2})
+    assert response.status_code == 502
+    body = response.json()
+    assert body["error"] == "ImagesFailed" and "MODEL_ACCESS_DENIED" in body["message"]
+    assert set(body) == {"error", "message"}
+
+
+def test_a_sync_run_past_its_deadline_is_504(engine: Any) -> None:
+    with serve(create_app(engine, sync_timeout=0.3)) as url:
+        response = httpx.post(f"{url}/images", json={"prompt": "slow [[fault:latency=1.5]]", "count": 1})
+    assert response.status_code == 504
+    assert response.json()["error"] == "ExecutionTimedOut"
+
+
+# -- POST /jobs, GET /jobs/{id} ------------------------------------------------------------------
+
+
+def test_job_runs_to_a_manifest(api: httpx.Client, local_server: LocalServer) -> None:
+    response = api.post("/jobs", json={"prompt": "a lighthouse", "count": 3})
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    job_id = accepted["job_id"]
+    assert accepted == {"job_id": job_id, "status": "running", "status_url": f"/jobs/{job_id}"}
+    assert response.headers["location"] == f"/jobs/{job_id}"
+
+    first = api.get(f"/jobs/{job_id}").json()
+    assert first["status"] in {"queued", "running", "succeeded"}
+    if first["status"] != "succeeded":
+        assert set(first["progress"]) == {"total", "done", "failed"}
+    job = poll_job(api, job_id)
+    assert job["status"] == "succeeded" and job["stopped_at"] >= job["started_at"]
+    assert job["manifest"]["request_id"] == job_id and job["manifest"]["succeeded"] == 3
+    assert job["manifest"]["prefix"] == f"images/{job_id}/"
+    assert_images_download(job["manifest"], local_server.url)
+    assert "error" not in job
+
+
+def test_failed_job_carries_its_error(api: httpx.Client) -> None:
+    job_id = api.post("/jobs", json={"prompt": "[[fault:block-output]] a cat", "count": 2}).json()["job_id"]
+    job = poll_job(api, job_id)
+    assert job["status"] == "failed" and "manifest" not in job
+    assert (
+        job["error"]["error"] == "AllImagesFiltered" and "CONTENT_FILTERED_OUTPUT" in job["error"]["message"]
+    )
+
+
+def test_idempotency_key_gives_the_same_job(api: httpx.Client, local_server: LocalServer) -> None:
+    engine = local_server.engine
+    key = f"order-{time.time_ns()}"
+    request = {"prompt": "a red porsche", "count": 2}
+    before = count_executions(engine)
+    first = api.post("/jobs", json=request, headers={"Idempotency-Key": key})
+    second = api.post("/jobs", json=request, headers={"Idempotency-Key": key})
+    assert first.status_code == second.status_code == 202
+    assert first.json()["job_id"] == second.json()["job_id"] == key
+    job = poll_job(api, key)
+    assert job["status"] == "succeeded"
+    # after it finished, a retry (key in the body this time) still returns that job
+    third = api.post("/jobs", json={**request, "idempotency_key": key})
+    assert third.status_code == 202 and third.json() == {
+        "job_id": key,
+        "status": "succeeded",
+        "status_url": f"/jobs/{key}",
+    }
+    assert count_executions(engine) == before + 1
+    stored = engine.list_keys(f"images/{key}/")
+    assert sorted(stored) == sorted(
+        [*(i["key"] for i in job["manifest"]["images"]), f"images/{key}/manifest.json"]
+    )
+
+    conflict = api.post("/jobs", json={**request, "count": 3}, headers={"Idempotency-Key": key})
+    assert conflict.status_code == 409
+    assert conflict.json()["error"] == "IdempotencyKeyReused" and key in conflict.json()["message"]
+    assert count_executions(engine) == before + 1
+
+
+def test_header_and_body_keys_must_agree(api: httpx.Client) -> None:
+    response = api.post(
+        "/jobs", json={"prompt": "x", "idempotency_key": "a-1"}, headers={"Idempotency-Key": "b-2"}
+    )
+    assert response.status_code == 400 and response.json()["details"][0]["field"] == "idempotency_key"
+
+
+@pytest.mark.parametrize("job_id", ["no-such-job", "bad$id", "x" * 100])
+def test_unknown_job_is_404(api: httpx.Client, job_id: str) -> None:
+    response = api.get(f"/jobs/{job_id}")
+    assert response.status_code == 404 and response.json()["error"] == "JobNotFound"
+
+
+def test_job_urls_are_issued_on_every_call(api: httpx.Client) -> None:
+    job_id = api.post("/jobs", json={"prompt": "a cat", "count": 1}).json()["job_id"]
+    poll_job(api, job_id)
+    first = api.get(f"/jobs/{job_id}").json()["manifest"]
+    time.sleep(1.1)
+    second = api.get(f"/jobs/{job_id}").json()["manifest"]
+    assert second["urls_expire_at"] > first["urls_expire_at"]
+
+
+# -- GET /models, files, docs, web page ------------------------------------------------------------
+
+
+def test_models_lists_the_registry(api: httpx.Client) -> None:
+    response = api.get("/models")
+    assert response.status_code == 200
+    body = response.json()
+    by_id = {m["id"]: m for m in body["models"]}
+    assert body["default_model"] == "stable-image-core" and by_id["stable-image-core"]["default"]
+    assert {"titan-image-v2", "nova-canvas", "sd3-5-large", "stable-image-ultra"} <= set(by_id)
+    assert all(m["enabled"] for m in body["models"])
+    assert {"model_id", "lifecycle", "prompt_max_chars", "max_seed"} <= set(by_id["nova-canvas"])
+
+
+def test_missing_file_is_404(api: httpx.Client) -> None:
+    response = api.get("/files/images/nothing/here.png")
+    assert response.status_code == 404 and response.json()["error"] == "FileNotFound"
+
+
+def test_openapi_documents_the_request_schema(api: httpx.Client) -> None:
+    document = api.get("/openapi.json").json()
+    schema = document["components"]["schemas"]["ImageRequest"]
+    assert {"prompt", "count", "model", "seed", "idempotency_key"} <= set(schema["properties"])
+    assert schema["required"] == ["prompt"]
+    for path in ("/images", "/jobs"):
+        body = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        assert body["schema"] == {"$ref": "#/components/schemas/ImageRequest"}
+    assert {"/jobs/{job_id}", "/models"} <= set(document["paths"])
+    assert api.get("/docs").status_code == 200
+
+
+def test_web_page_and_its_config_are_served(api: httpx.Client) -> None:
+    page = api.get("/")
+    if page.status_code in {302, 307}:  # no web/ in this checkout: / goes to the docs
+        pytest.skip("no web directory")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    config = api.get("/config.js")
+    assert config.status_code == 200
+    assert config.text.strip() == 'window.IMAGEGEN_CONFIG = {"apiUrl": "", "apiKey": null};'
