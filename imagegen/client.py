@@ -1,0 +1,147 @@
+"""A small HTTP client of the imagegen API: the deployed one (base URL with its stage, ``x-api-key``)
+or the local server (``imagegen serve``). The routes and bodies are described in ``docs/api.md``.
+
+    with ImagegenClient("http://127.0.0.1:8000") as api:
+        job = api.submit({"prompt": "a red porsche", "count": 4})
+        done = api.wait(job["job_id"])
+        api.download(done["manifest"], Path("out"))
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+#: ``POST /images`` waits for the whole workflow (deployed: at most API Gateway's integration timeout).
+SYNC_TIMEOUT_SECONDS = 330.0
+FINISHED = frozenset({"succeeded", "failed"})
+
+
+class ApiError(Exception):
+    """An error answer of the API: HTTP status, the error name and message, the fields to change."""
+
+    def __init__(self, status: int, error: str, message: str, details: list[dict[str, Any]] | None = None):
+        super().__init__(f"{status} {error}: {message}")
+        self.status = status
+        self.error = error
+        self.message = message
+        self.details = details or []
+
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> ApiError:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            error = str(body.get("error") or body.get("message") or response.reason_phrase)
+            message = str(body.get("message") or body.get("detail") or response.text[:500])
+            return cls(response.status_code, error, message, body.get("details"))
+        return cls(response.status_code, response.reason_phrase or "HttpError", response.text[:500])
+
+
+class ImagegenClient:
+    """The API's routes as methods. Errors raise :class:`ApiError` (or ``httpx.HTTPError``)."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_API_URL,
+        *,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"x-api-key": api_key} if api_key else {}
+        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
+        # Image URLs are presigned S3 URLs (or the local server's): never send them the API key.
+        self._files = httpx.Client(timeout=timeout, transport=transport, follow_redirects=True)
+
+    def __enter__(self) -> ImagegenClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+        self._files.close()
+
+    def _call(self, method: str, path: str, expected: int = 200, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code != expected:
+            raise ApiError.from_response(response)
+        return response.json()
+
+    def generate(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``POST /images``: generate and wait; returns the manifest."""
+        return self._call("POST", "images", json=request, timeout=SYNC_TIMEOUT_SECONDS)
+
+    def submit(self, request: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
+        """``POST /jobs``: start a job; returns ``{"job_id", "status", "status_url"}``."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._call("POST", "jobs", expected=202, json=request, headers=headers)
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        """``GET /jobs/{id}``: status, progress, and the manifest (fresh URLs) or the error."""
+        return self._call("GET", f"jobs/{job_id}")
+
+    def models(self) -> dict[str, Any]:
+        """``GET /models``: the registry and what this deployment offers."""
+        return self._call("GET", "models")
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        poll: float = 1.0,
+        timeout: float = 900.0,
+    ) -> dict[str, Any]:
+        """Poll a job until it succeeds or fails; ``on_progress(job)`` when its status or progress
+        changes. Returns the last job document (check ``status``); TimeoutError after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        seen: Any = None
+        while True:
+            job = self.status(job_id)
+            key = (job.get("status"), json.dumps(job.get("progress"), sort_keys=True))
+            if on_progress is not None and key != seen:
+                on_progress(job)
+            seen = key
+            if job.get("status") in FINISHED:
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job.get('status')} after {timeout} s")
+            time.sleep(poll)
+
+    def download(self, manifest: dict[str, Any], out_dir: Path) -> list[Path]:
+        """Fetch each image of ``manifest`` from its URL into ``out_dir``, and write a local
+        ``manifest.json`` beside them (URLs dropped, each image's ``file`` added). Returns the images."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        local = json.loads(json.dumps(manifest))
+        for image in local.get("images", []):
+            url = image.pop("url", None)
+            if not url or not image.get("key"):
+                continue
+            name = PurePosixPath(image["key"]).name
+            if name in {"", ".", ".."} or "\\" in name:
+                raise ValueError(f"refusing to write image key {image['key']!r}")
+            response = self._files.get(url)
+            if response.status_code != 200:
+                raise ApiError.from_response(response)
+            target = out_dir / name
+            target.write_bytes(response.content)
+            image["file"] = str(target)
+            written.append(target)
+        local.pop("urls_expire_at", None)
+        (out_dir / "manifest.json").write_text(json.dumps(local, indent=2) + "\n")
+        return written

@@ -1,0 +1,69 @@
+"""The ``imagegen`` client commands against the local server: ``submit --wait`` writes the images."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from imagegen.cli import main
+from tests.e2e.conftest import LocalServer
+
+
+def test_submit_wait_writes_the_images(local_server: LocalServer, engine: Any, tmp_path: Path) -> None:
+    """The installed command, in its own process, over HTTP."""
+    command = [sys.executable, "-m", "imagegen", "submit", "a red porsche", "--count", "2", "--seed", "7"]
+    command += ["--api", local_server.url, "--wait", "--poll", "0.1", "--out", str(tmp_path)]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env={**os.environ, "IMAGEGEN_API_KEY": "k"}
+    )
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert printed["status"] == "succeeded"
+    folder = Path(printed["out"])
+    assert folder == tmp_path / "images" / printed["job_id"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    files = sorted(folder.glob("*.png"))
+    assert len(files) == 2 and [i["seed"] for i in manifest["images"]] == [7, 8]
+    for image in manifest["images"]:
+        assert "url" not in image and Path(image["file"]).is_file()
+        assert Image.open(image["file"]).size == (image["width"], image["height"])
+    assert "images [" in done.stderr and "2 of 2 images written" in done.stderr
+
+
+def test_status_wait_and_models_commands(
+    local_server: LocalServer, engine: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = ["--api", local_server.url, "--quiet"]
+    assert main(["submit", "a lighthouse", "--count", "1", "--idempotency-key", "cli-job-1", *api]) == 0
+    submitted = json.loads(capsys.readouterr().out)
+    assert submitted["job_id"] == "cli-job-1"
+    assert main(["wait", "cli-job-1", "--out", str(tmp_path), "--poll", "0.1", *api]) == 0
+    capsys.readouterr()
+    assert len(list((tmp_path / "images" / "cli-job-1").glob("*.png"))) == 1
+    assert main(["status", "cli-job-1", *api]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "succeeded"
+    assert main(["models", *api]) == 0
+    assert json.loads(capsys.readouterr().out)["default_model"] == "stable-image-core"
+
+
+def test_client_commands_report_api_errors(
+    local_server: LocalServer, engine: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = ["--api", local_server.url, "--quiet"]
+    assert main(["submit", "a cat", "--count", "0", *api]) == 2
+    assert "400 InvalidRequest" in capsys.readouterr().err
+    assert main(["status", "no-such-job", *api]) == 2
+    assert "404 JobNotFound" in capsys.readouterr().err
+    assert (
+        main(["submit", "[[fault:block-prompt]] a cat", "--count", "1", "--wait", "--poll", "0.1", *api]) == 1
+    )
+    assert "AllImagesFiltered" in capsys.readouterr().err
+    assert main(["models", "--api", "http://127.0.0.1:9", "--quiet"]) == 1
+    assert "cannot reach the API" in capsys.readouterr().err
