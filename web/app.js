@@ -8,7 +8,7 @@
 
 const STABILITY_ASPECT_RATIOS = ["1:1", "16:9", "21:9", "3:2", "5:4", "4:5", "2:3", "9:16", "9:21"];
 const POLL_FIRST_MS = 400;
-const POLL_MAX_MS = 2000;
+const POLL_MAX_MS = 1500;
 const POLL_GIVE_UP_MS = 15 * 60 * 1000;
 const POLL_RETRIES = 4;
 const KEY_STORAGE = "imagegen.apiKey";
@@ -408,7 +408,6 @@ async function startJob(request) {
   setBusy(true);
   clearSelection();
   showPending(request.count, "Sending the request…");
-  const started = performance.now();
   let created;
   try {
     created = await api.createJob(request);
@@ -446,7 +445,7 @@ async function startJob(request) {
   }
   if (!job || run !== state.run) return;
   setBusy(false);
-  showJob(job, request, (performance.now() - started) / 1000);
+  showJob(job, request);
 }
 
 async function pollJob(url, run) {
@@ -609,7 +608,7 @@ function modelName(id) {
   return state.models.find((m) => m.id === id)?.name || id || "";
 }
 
-function showJob(job, request, seconds) {
+function showJob(job, request) {
   const manifest = job.manifest;
   dom.status.classList.remove("is-running", "is-error");
   dom.progress.hidden = true;
@@ -644,7 +643,7 @@ function showJob(job, request, seconds) {
   }
   const params = manifest.parameters || {};
   const size = params.aspect_ratio || (params.width && params.height ? `${params.width}×${params.height}` : "");
-  dom.resultsMeta.textContent = [modelName(manifest.model?.id || request.model), size, seconds ? `${seconds.toFixed(1)} s` : ""].filter(Boolean).join(" · ");
+  dom.resultsMeta.textContent = [modelName(manifest.model?.id || request.model), size].filter(Boolean).join(" · ");
   const stem = params.file_name_prefix || "image";
   dom.grid.dataset.count = String(images.length);
   dom.grid.replaceChildren(...images.map((image) => imageTile(image, images.length, stem)));
