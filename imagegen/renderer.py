@@ -230,7 +230,7 @@ def _caption(image: Image.Image, prompt: str, seed: int, style: str | None) -> N
     draw.rectangle((0, 0, min(width, banner_width + 2 * margin), box_h), fill=(16, 16, 16))
     x, y = margin, margin // 2
     draw.text((x, y), head, font=font, fill=ink)
-    x += _length(head, size) + gap
+    x += int(_length(head, size) + gap)
     mid_y = y + size * 0.6
     draw.line((x, mid_y, x + dash, mid_y), fill=ink, width=max(1, size // 12))
     draw.text((x + dash + gap, y), tail, font=font, fill=ink)
