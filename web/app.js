@@ -187,7 +187,6 @@ const dom = {
 
 const state = {
   models: [],
-  run: 0, // incremented per submission; a poll loop stops when it is no longer the current run
   lastRequest: null,
   shape: "1 / 1", // CSS aspect-ratio of the images being generated
   selected: null, // the selected manifest image
@@ -402,7 +401,6 @@ async function onSubmit(event) {
 }
 
 async function startJob(request) {
-  const run = ++state.run;
   state.lastRequest = request;
   state.shape = shapeOf(request);
   setBusy(true);
@@ -412,7 +410,6 @@ async function startJob(request) {
   try {
     created = await api.createJob(request);
   } catch (error) {
-    if (run !== state.run) return;
     setBusy(false);
     resetResults();
     if (error.kind === "http" && (error.status === 400 || error.status === 422)) {
@@ -436,23 +433,22 @@ async function startJob(request) {
   const statusUrl = /^https?:/i.test(created.status_url || "") ? created.status_url : apiUrl(`jobs/${encodeURIComponent(jobId)}`);
   let job;
   try {
-    job = await pollJob(statusUrl, run);
+    job = await pollJob(statusUrl);
   } catch (error) {
-    if (run !== state.run) return;
     setBusy(false);
-    showFailure(`${error.message} (job ${jobId})`);
+    showFailure(error.message, `Job ${jobId}`);
     return;
   }
-  if (!job || run !== state.run) return;
   setBusy(false);
   showJob(job, request);
 }
 
-async function pollJob(url, run) {
+/** Poll a job until it succeeds or fails, showing its progress; gives up after 15 minutes. */
+async function pollJob(url) {
   const deadline = performance.now() + POLL_GIVE_UP_MS;
   let delay = POLL_FIRST_MS;
   let failures = 0;
-  while (run === state.run) {
+  for (;;) {
     let job;
     try {
       job = await api.job(url);
@@ -463,14 +459,12 @@ async function pollJob(url, run) {
       await sleep(delay * 2 ** failures);
       continue;
     }
-    if (run !== state.run) return null;
     if (job.status === "succeeded" || job.status === "failed") return job;
     showProgress(job.progress, job.status === "queued" ? "Queued…" : null);
-    if (performance.now() > deadline) throw new ApiError("http", "The job is still running after 15 minutes; stopped waiting.");
+    if (performance.now() > deadline) throw new Error("The job is still running after 15 minutes; stopped waiting.");
     await sleep(delay);
     delay = Math.min(POLL_MAX_MS, delay * 1.3);
   }
-  return null;
 }
 
 // -- rendering: progress ---------------------------------------------------------------------
@@ -533,12 +527,14 @@ function showProgress(progress, text) {
   } else dom.statusText.textContent = "Checking the request…";
 }
 
-function showFailure(message) {
+/** An error in the results area: what happened, and optionally the API's own words below it. */
+function showFailure(message, detail = "") {
   dom.grid.replaceChildren();
   dom.progress.hidden = true;
   dom.status.classList.remove("is-running");
   dom.status.classList.add("is-error");
-  dom.statusText.textContent = message;
+  dom.statusText.replaceChildren(el("strong", { text: message }));
+  if (detail) dom.statusText.append(el("span", { class: "status-detail", text: detail }));
   dom.actions.hidden = true;
 }
 
@@ -610,22 +606,17 @@ function modelName(id) {
 
 function showJob(job, request) {
   const manifest = job.manifest;
-  dom.status.classList.remove("is-running", "is-error");
-  dom.progress.hidden = true;
   if (job.status === "failed") {
     const error = job.error || {};
     if (error.error === "InvalidRequest" && Array.isArray(error.details) && error.details.length) {
       showRequestErrors(error.message || JOB_ERRORS.InvalidRequest, error.details);
     }
     const words = JOB_ERRORS[error.error] || "The job failed.";
-    const said = error.message && error.message !== words ? ` ${error.message}` : "";
-    if (!manifest?.images?.length) {
-      showFailure(`${words}${said}`);
-      return;
-    }
-    dom.status.classList.add("is-error");
-    dom.statusText.textContent = `${words}${said}`;
+    showFailure(words, error.message && error.message !== words ? error.message : "");
+    return;
   }
+  dom.status.classList.remove("is-running", "is-error");
+  dom.progress.hidden = true;
   const images = [...(manifest?.images || [])].sort((a, b) => a.index - b.index);
   if (!images.length) {
     showFailure("The job finished without a manifest of images.");
@@ -634,13 +625,11 @@ function showJob(job, request) {
   const ok = images.filter((i) => i.status === "SUCCEEDED").length;
   const filtered = images.filter((i) => i.status === "FILTERED").length;
   const failed = images.length - ok - filtered;
-  if (job.status !== "failed") {
-    const extra = [filtered ? `${filtered} filtered` : "", failed ? `${failed} failed` : ""].filter(Boolean).join(", ");
-    dom.statusText.textContent =
-      ok === images.length
-        ? `${ok} image${ok === 1 ? "" : "s"} ready. Pick one.`
-        : `${ok} of ${images.length} images generated${extra ? ` (${extra})` : ""}.${ok ? " Pick one." : ""}`;
-  }
+  const extra = [filtered ? `${filtered} filtered` : "", failed ? `${failed} failed` : ""].filter(Boolean).join(", ");
+  dom.statusText.textContent =
+    ok === images.length
+      ? `${ok} image${ok === 1 ? "" : "s"} ready. Pick one.`
+      : `${ok} of ${images.length} images generated${extra ? ` (${extra})` : ""}.${ok ? " Pick one." : ""}`;
   const params = manifest.parameters || {};
   const size = params.aspect_ratio || (params.width && params.height ? `${params.width}×${params.height}` : "");
   dom.resultsMeta.textContent = [modelName(manifest.model?.id || request.model), size].filter(Boolean).join(" · ");

@@ -320,6 +320,39 @@ def test_server_error_and_network_failure_are_explained(watch: PageWatch, server
     watch.errors.clear()  # the browser logs the refused and failed requests; both were intended
 
 
+def test_polling_rides_out_a_failed_status_call(watch: PageWatch, server: Any) -> None:
+    page = open_page(watch, server)
+    fill_request(page, "a cat", count=2)
+    failed: list[str] = []
+
+    def fail_once(route: Route) -> None:
+        if not failed:
+            failed.append(route.request.url)
+            route.fulfill(status=502, json={"message": "Bad Gateway"})
+        else:
+            route.continue_()
+
+    page.route("**/jobs/*", fail_once)
+    page.click("#generate")
+    expect(page.locator("#status-text")).to_have_text("Connection trouble, retrying (1 of 4)…")
+    wait_for_images(page, 2)
+    assert len(failed) == 1
+    watch.errors.clear()
+
+
+def test_an_unknown_job_is_reported_with_its_id(watch: PageWatch, server: Any) -> None:
+    page = open_page(watch, server)
+    fill_request(page, "a cat", count=1)
+    page.route(
+        "**/jobs",
+        lambda route: route.fulfill(status=202, json={"job_id": "no-such-job", "status": "running"}),
+    )
+    page.click("#generate")
+    expect(page.locator("#status.is-error strong")).to_have_text("no job with id 'no-such-job'")
+    expect(page.locator("#status.is-error .status-detail")).to_have_text("Job no-such-job")
+    watch.errors.clear()
+
+
 def test_an_error_for_a_field_not_on_the_form_goes_in_the_form_message(watch: PageWatch, server: Any) -> None:
     page = open_page(watch, server)
     fill_request(page, "a cat")
