@@ -1,0 +1,152 @@
+"""The deployment's configuration: CDK context keys (``cdk.json`` or ``-c key=value``), validated once.
+
+Every key is optional; the defaults are in ``cdk.json`` and repeated here so a bare ``cdk.App()`` (tests)
+gets the same deployment. Values given with ``-c`` arrive as strings: lists may be JSON arrays or
+comma-separated, the throttle a JSON object, numbers and booleans their usual text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from constructs import Node
+from image_pipeline.models.registry import get_adapter, list_adapters
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PREFIX = "imagegen:"
+#: The app's cdk.json (its context: feature flags and the imagegen defaults).
+CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
+
+
+def cdk_json_context(path: Path = CDK_JSON) -> dict[str, Any]:
+    """The ``context`` of cdk.json, for running the app without the CDK CLI (tests, ``python app.py``):
+    the CLI passes it itself."""
+    return dict(json.loads(path.read_text()).get("context", {}))
+
+
+class Throttle(BaseModel):
+    """API limits: the stage's steady rate and burst (per second, all clients), and with API keys the
+    usage plan's daily quota per key."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    rate_limit: float = Field(default=10, gt=0, le=10_000, alias="rateLimit")
+    burst_limit: int = Field(default=20, ge=1, le=5_000, alias="burstLimit")
+    quota_per_day: int = Field(default=1_000, ge=1, alias="quotaPerDay")
+
+
+class ImagegenConfig(BaseModel):
+    """Typed configuration of one deployment; see ``docs/deploy.md`` for the table of keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    default_model: str = Field(default="stable-image-core", alias="defaultModel")
+    allowed_models: tuple[str, ...] = Field(
+        default=tuple(a.registry_id for a in list_adapters()), min_length=1, alias="allowedModels"
+    )
+    max_images_per_request: int = Field(default=40, ge=1, le=40, alias="maxImagesPerRequest")
+    presign_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600, alias="presignExpirySeconds")
+    image_expiration_days: int = Field(default=30, ge=1, le=3650, alias="imageExpirationDays")
+    cors_origins: tuple[str, ...] = Field(default=(), alias="corsOrigins")
+    api_auth: Literal["apiKey", "iam"] = Field(default="apiKey", alias="apiAuth")
+    throttle: Throttle = Field(default_factory=Throttle)
+    map_max_concurrency: int = Field(default=10, ge=0, le=40, alias="mapMaxConcurrency")
+    bedrock_max_attempts: int = Field(default=3, ge=1, le=10, alias="bedrockMaxAttempts")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", alias="logLevel")
+    bucket_versioning: bool = Field(default=False, alias="bucketVersioning")
+    destroy_on_removal: bool = Field(default=False, alias="destroyOnRemoval")
+    web: bool = Field(default=True)
+
+    @field_validator("allowed_models", "cors_origins", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [v.strip() for v in text.split(",") if v.strip()]
+        return value
+
+    @field_validator("throttle", mode="before")
+    @classmethod
+    def _object(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+    @field_validator("allowed_models")
+    @classmethod
+    def _known_models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = [a.registry_id for a in list_adapters()]
+        unknown = [m for m in value if m not in known]
+        if unknown:
+            raise ValueError(f"unknown model(s) {', '.join(unknown)}; the registry has {', '.join(known)}")
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if origin != "*" and not _is_origin(origin):
+                raise ValueError(f"{origin!r} is not an origin like https://example.com (no path)")
+        if "*" in value and len(value) > 1:
+            raise ValueError("'*' allows every origin: give it alone")
+        return value
+
+    @model_validator(mode="after")
+    def _default_is_allowed(self) -> ImagegenConfig:
+        if self.default_model not in self.allowed_models:
+            raise ValueError(
+                f"defaultModel {self.default_model} is not one of allowedModels ({', '.join(self.allowed_models)})"
+            )
+        return self
+
+    @classmethod
+    def from_context(cls, node: Node) -> ImagegenConfig:
+        """Read every ``imagegen:*`` key from the construct tree's context (absent keys: defaults)."""
+        values: dict[str, Any] = {}
+        for name, field in cls.model_fields.items():
+            key = PREFIX + (field.alias or name)
+            value = node.try_get_context(key)
+            if value is not None:
+                values[field.alias or name] = value
+        return cls.from_mapping(values)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> ImagegenConfig:
+        """Validate context values (keys without the ``imagegen:`` prefix); a bad value is one error
+        that names the key."""
+        try:
+            return cls.model_validate(dict(values))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{PREFIX}{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise ValueError(f"Invalid CDK context: {problems}") from None
+
+    # -- derived values -------------------------------------------------------------------------
+
+    @property
+    def allowed_model_ids(self) -> tuple[str, ...]:
+        """The Bedrock model ids of the allowed models (what IAM lets the functions invoke)."""
+        return tuple(get_adapter(m).model_id for m in self.allowed_models)
+
+    def lambda_environment(self, *, images_bucket: str) -> dict[str, str]:
+        """The environment every handler reads (``image_pipeline.core.settings``)."""
+        return {
+            "IMAGES_BUCKET": images_bucket,
+            "DEFAULT_MODEL": self.default_model,
+            "ALLOWED_MODELS": ",".join(self.allowed_models),
+            "MAX_IMAGES_PER_REQUEST": str(self.max_images_per_request),
+            "PRESIGN_EXPIRY_SECONDS": str(self.presign_expiry_seconds),
+            "MAP_MAX_CONCURRENCY": str(self.map_max_concurrency),
+            "BEDROCK_MAX_ATTEMPTS": str(self.bedrock_max_attempts),
+            "POWERTOOLS_SERVICE_NAME": "imagegen",
+            "POWERTOOLS_LOG_LEVEL": self.log_level,
+        }
+
+
+def _is_origin(value: str) -> bool:
+    scheme, sep, rest = value.partition("://")
+    return bool(sep) and scheme in ("https", "http") and bool(rest) and "/" not in rest and " " not in rest

@@ -1,0 +1,118 @@
+"""The one stack: it composes the constructs, wires them together, tags them and checks them with cdk-nag.
+
+Storage -> events -> workflow (needs the bucket and the bus) -> API (needs both workflows) -> web page
+(needs the API's URL; the API allows the page's origin). Each construct builds its own concern; this
+module only passes values between them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsii
+from aws_cdk import CfnOutput, IStableStringProducer, Lazy, Stack, Tags
+from constructs import Construct
+
+from stacks.api import ImageApi
+from stacks.config import ImagegenConfig
+from stacks.events import WorkflowEvents
+from stacks.functions import FunctionDefaults
+from stacks.nag import check_with_cdk_nag
+from stacks.request_schema import image_request_schema
+from stacks.storage import ImageStorage
+from stacks.web import WebConstruct
+from stacks.workflow import ImageWorkflow
+
+
+@jsii.implements(IStableStringProducer)
+class _ApiUrl:
+    """The API's URL, produced at synthesis (the web page is built before the API, which needs the
+    page's origin for CORS)."""
+
+    def __init__(self, stack: ImagegenStack) -> None:
+        self._stack = stack
+
+    def produce(self) -> str:
+        return self._stack.api.url
+
+
+class ImagegenStack(Stack):
+    """imagegen: images bucket, event bus, workflows, API and web page for one configuration."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: ImagegenConfig, **kwargs: Any) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            description="imagegen: parallel image generation with Amazon Bedrock and AWS Step Functions",
+            **kwargs,
+        )
+        self.config = config
+
+        self.storage = ImageStorage(
+            self,
+            "Storage",
+            image_expiration_days=config.image_expiration_days,
+            versioned=config.bucket_versioning,
+            destroy_on_removal=config.destroy_on_removal,
+        )
+        self.events = WorkflowEvents(self, "Events")
+        defaults = FunctionDefaults.create(
+            self, environment=config.lambda_environment(images_bucket=self.storage.images_bucket.bucket_name)
+        )
+        self.workflow = ImageWorkflow(
+            self,
+            "Workflow",
+            images_bucket=self.storage.images_bucket,
+            event_bus=self.events.bus,
+            model_ids=config.allowed_model_ids,
+            defaults=defaults,
+        )
+        self.events.start_on_request(self.workflow.standard)
+
+        cors_origins = list(config.cors_origins)
+        self.web: WebConstruct | None = None
+        if config.web:
+            self.web = WebConstruct(
+                self,
+                "Web",
+                api_url=Lazy.string(_ApiUrl(self)),
+                api_key_required=config.api_auth == "apiKey",
+                access_logs_bucket=self.storage.logs_bucket,
+                distribution_logs_bucket=self.storage.logs_bucket,
+                destroy_on_removal=config.destroy_on_removal,
+            )
+            if cors_origins != ["*"]:
+                cors_origins.insert(0, f"https://{self.web.distribution.distribution_domain_name}")
+
+        self.api = ImageApi(
+            self,
+            "Api",
+            sync_workflow=self.workflow.express,
+            jobs_workflow=self.workflow.standard,
+            images_bucket=self.storage.images_bucket,
+            defaults=defaults,
+            request_schema=image_request_schema(),
+            auth=config.api_auth,
+            throttle=config.throttle,
+            cors_origins=cors_origins,
+        )
+
+        Tags.of(self).add("project", "imagegen")
+        self._outputs()
+        check_with_cdk_nag(self)
+
+    def _outputs(self) -> None:
+        CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the API")
+        if self.api.api_key is not None:
+            CfnOutput(
+                self,
+                "ApiKeyId",
+                value=self.api.api_key.key_id,
+                description="aws apigateway get-api-key --include-value --api-key <this id>",
+            )
+        CfnOutput(self, "ImagesBucketName", value=self.storage.images_bucket.bucket_name)
+        CfnOutput(self, "SyncStateMachineArn", value=self.workflow.express.state_machine_arn)
+        CfnOutput(self, "JobsStateMachineArn", value=self.workflow.standard.state_machine_arn)
+        CfnOutput(self, "EventBusName", value=self.events.bus.event_bus_name)
+        if self.web is not None:
+            CfnOutput(self, "WebUrl", value=self.web.url, description="The web page")

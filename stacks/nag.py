@@ -1,0 +1,240 @@
+"""cdk-nag's AwsSolutions rules, and every finding this app accepts, each with its reason.
+
+cdk-nag 3 runs as a CDK validation plugin (``Validations.of(...).add_plugins``): synthesis fails on any
+error that is not acknowledged, and ``cdk.out/validation-report.json`` lists the findings. An
+acknowledgment (``Validations.of(construct).acknowledge``) names one finding on one construct and holds
+for the resources below it. Wildcard findings name their resource as cdk-nag prints it
+(``AwsSolutions-IAM5[Resource::<Bucket.Arn>/*.png]``): :func:`iam5` derives that text from the very
+value the construct granted, so a new wildcard anywhere is reported, never silently accepted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import aws_iam as iam
+from cdk_nag import AwsSolutionsChecks
+from constructs import IConstruct
+
+from stacks.workflow import IMAGE_KEYS, MANIFEST_KEYS
+
+if TYPE_CHECKING:
+    from stacks.imagegen_stack import ImagegenStack
+
+PACK = "AwsSolutions"
+#: The singleton Lambda that aws-cdk-lib's BucketDeployment adds to the stack (web page upload).
+BUCKET_DEPLOYMENT_HANDLER = "Custom::CDKBucketDeployment"
+
+
+def check_with_cdk_nag(stack: ImagegenStack) -> None:
+    """Run the AwsSolutions pack at synthesis and acknowledge the accepted findings."""
+    Validations.of(stack).add_plugins(AwsSolutionsChecks())
+    acknowledge_findings(stack)
+
+
+def acknowledge(scope: IConstruct, reason: str, *rules: str) -> None:
+    """Acknowledge ``rules`` (``"S1"`` or a full finding id) on ``scope`` and below, for ``reason``."""
+    Validations.of(scope).acknowledge(
+        *(
+            Acknowledgment(id=rule if rule.startswith(PACK) else f"{PACK}-{rule}", reason=reason)
+            for rule in rules
+        )
+    )
+
+
+# -- how cdk-nag names a wildcard finding ----------------------------------------------------------
+
+
+def flatten_cfn_reference(node: Any) -> str:
+    """cdk-nag's ``flattenCfnReference``: a resolved CloudFormation value as one string."""
+    if node is None:
+        return ""
+    if isinstance(node, str):
+        return node.replace("${", "<").replace("}", ">")
+    if isinstance(node, dict):
+        if "Fn::Join" in node:
+            delimiter, items = node["Fn::Join"]
+            return delimiter.join(flatten_cfn_reference(i) for i in items)
+        if "Fn::Sub" in node:
+            return flatten_cfn_reference(node["Fn::Sub"])
+        if "Fn::GetAtt" in node:
+            resource, attribute = node["Fn::GetAtt"]
+            return f"<{flatten_cfn_reference(resource)}.{flatten_cfn_reference(attribute)}>"
+        if "Fn::ImportValue" in node:
+            return flatten_cfn_reference(node["Fn::ImportValue"])
+        if "Ref" in node:
+            return f"<{flatten_cfn_reference(node['Ref'])}>"
+    return json.dumps(node, separators=(",", ":"))
+
+
+def iam5(scope: IConstruct, resource: str) -> str:
+    """The IAM5 finding id of a wildcard ``resource`` (an ARN string or token) granted in ``scope``."""
+    return f"IAM5[Resource::{flatten_cfn_reference(Stack.of(scope).resolve(resource))}]"
+
+
+def wildcard_findings(policy: iam.Policy) -> list[str]:
+    """Every IAM5 finding of a policy (actions and resources with ``*``), as cdk-nag reports them."""
+    document = Stack.of(policy).resolve(policy.document)
+    findings: dict[str, None] = {}
+    for statement in document.get("Statement", []):
+        if statement.get("Effect") != "Allow":
+            continue
+        for action in _as_list(statement.get("Action")):
+            if "*" in action:
+                findings[f"IAM5[Action::{action}]"] = None
+        for resource in _as_list(statement.get("Resource")):
+            flat = flatten_cfn_reference(resource)
+            if "*" in flat:
+                findings[f"IAM5[Resource::{flat}]"] = None
+    return list(findings)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+# -- the accepted findings --------------------------------------------------------------------------
+
+XRAY = (
+    "X-Ray's PutTraceSegments/PutTelemetryRecords (and the vended-logs delivery actions of Step Functions "
+    "logging) support no resource-level permissions: IAM requires Resource '*' for them."
+)
+LATEST_RUNTIME = (
+    "Python 3.13 on arm64 is the runtime the handlers are tested on and the one the AWS-managed "
+    "Powertools v3 layer is pinned for (AWSLambdaPowertoolsPythonV3-python313-arm64); runtime and "
+    "layer move together, by a code change."
+)
+
+
+def acknowledge_findings(stack: ImagegenStack) -> None:
+    """Every accepted finding of the stack, with its reason."""
+    _workflow(stack)
+    _api(stack)
+    acknowledge(
+        stack.events.dead_letters,
+        "This queue is the dead-letter queue of the EventBridge rule's target; a DLQ of a DLQ would "
+        "only move the same undelivered events again.",
+        "SQS3",
+    )
+    if stack.web is not None:
+        _web(stack)
+
+
+def _workflow(stack: ImagegenStack) -> None:
+    workflow = stack.workflow
+    bucket = stack.storage.images_bucket
+
+    for step in workflow.functions:
+        acknowledge(step.function, LATEST_RUNTIME, "L1")
+        acknowledge(step.role, XRAY, "IAM5[Resource::*]")
+    acknowledge(
+        workflow.generate_image.role,
+        "Image keys are <output_folder>/<request id>/<prefix>-<index>-<seed>.png, chosen per request: the "
+        "grant is s3:PutObject on *.png keys of this one bucket, nothing else.",
+        iam5(bucket, bucket.arn_for_objects(IMAGE_KEYS)),
+    )
+    acknowledge(
+        workflow.build_manifest.role,
+        "The manifest step checks (HEAD) and presigns the request's images, whose keys are chosen per "
+        "request (*.png), and writes <folder>/<request id>/manifest.json: GetObject on *.png and "
+        "PutObject on */manifest.json keys of this one bucket.",
+        iam5(bucket, bucket.arn_for_objects(IMAGE_KEYS)),
+        iam5(bucket, bucket.arn_for_objects(MANIFEST_KEYS)),
+    )
+    for machine in (workflow.express, workflow.standard):
+        acknowledge(machine.role, XRAY, "IAM5[Resource::*]")
+        acknowledge(
+            machine.role,
+            "lambda:InvokeFunction on the function and its versions/aliases (<arn>:*) is the CDK's "
+            "grantInvoke; the state machine calls only the three functions of its Task states.",
+            *(iam5(machine, f"{step.function.function_arn}:*") for step in workflow.functions),
+        )
+
+
+def _api(stack: ImagegenStack) -> None:
+    api = stack.api
+    bucket = stack.storage.images_bucket
+
+    acknowledge(api.jobs_api.function, LATEST_RUNTIME, "L1")
+    acknowledge(api.jobs_api.role, XRAY, "IAM5[Resource::*]")
+    acknowledge(
+        api.jobs_api.role,
+        "GET /jobs/{id} describes one execution of the jobs workflow, named by the client: the grant is "
+        "DescribeExecution/GetExecutionHistory on that workflow's executions (<name>:*) only; it also "
+        "presigns image URLs (GetObject on *.png keys of the images bucket).",
+        iam5(api, api.job_executions_arn),
+        iam5(bucket, bucket.arn_for_objects(IMAGE_KEYS)),
+    )
+    cloud_watch_role = api.rest_api.node.try_find_child("CloudWatchRole")
+    if cloud_watch_role is not None:
+        acknowledge(
+            cloud_watch_role,
+            "API Gateway's account-level role for access and execution logs; "
+            "AmazonAPIGatewayPushToCloudWatchLogs is the policy AWS documents for it.",
+            "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
+        )
+    acknowledge(
+        api.rest_api.deployment_stage,
+        "No WAF web ACL by default (it has a monthly cost): clients need an API key or SigV4, the usage "
+        "plan and stage throttle every client, and request bodies are schema-validated. Associate a web "
+        "ACL with the stage for an internet-facing deployment.",
+        "APIG3",
+    )
+    reason_cognito = (
+        "Clients are machines and this page's users, authenticated with an API key (usage plan) or with "
+        "IAM (SigV4, imagegen:apiAuth=iam); there is no user pool to authorize against."
+    )
+    reason_api_key = (
+        "Methods require an API key bound to a usage plan (throttle + daily quota), not an authorizer; "
+        "deploy with imagegen:apiAuth=iam for SigV4 authorization."
+    )
+    reason_preflight = "CORS preflight (OPTIONS) requests carry no credentials by design (Fetch standard)."
+    for method in api.rest_api.methods:
+        if method.http_method == "OPTIONS":
+            acknowledge(method, reason_preflight, "APIG4", "COG4")
+            continue
+        acknowledge(method, reason_cognito, "COG4")
+        if api.auth == "apiKey":
+            acknowledge(method, reason_api_key, "APIG4")
+
+
+def _web(stack: ImagegenStack) -> None:
+    assert stack.web is not None
+    distribution = stack.web.distribution
+    acknowledge(
+        distribution,
+        "The default *.cloudfront.net certificate cannot set a minimum TLS version; give the web "
+        "construct a custom domain and ACM certificate to enforce TLS 1.2.",
+        "CFR4",
+    )
+    acknowledge(distribution, "The page is a static form for API users; it serves every country.", "CFR1")
+    acknowledge(
+        distribution,
+        "The distribution serves a few static files (no origin logic, no user data); the API it calls "
+        "authenticates and throttles every request.",
+        "CFR2",
+    )
+    for handler in _children_named(stack, BUCKET_DEPLOYMENT_HANDLER):
+        reason = (
+            "aws-cdk-lib's BucketDeployment handler (copies web/ into the web bucket at deploy time): its "
+            "role, managed policy, wildcard grants on the asset and web buckets and its runtime are the "
+            "CDK's, not written here."
+        )
+        findings = [
+            "L1",
+            "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+        ]
+        for policy in _policies(handler):
+            findings += wildcard_findings(policy)
+        acknowledge(handler, reason, *findings)
+
+
+def _children_named(scope: IConstruct, prefix: str) -> list[IConstruct]:
+    return [c for c in scope.node.children if c.node.id.startswith(prefix)]
+
+
+def _policies(scope: IConstruct) -> Iterable[iam.Policy]:
+    return [c for c in scope.node.find_all() if isinstance(c, iam.Policy)]

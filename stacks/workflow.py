@@ -1,0 +1,179 @@
+"""The workflow: three Lambda functions and two state machines built from the one ASL file.
+
+``statemachine/generate_images.asl.json`` is the workflow. It is loaded as it is with
+``DefinitionBody.from_file``; CloudFormation fills its ``${...}`` placeholders from
+:attr:`ImageWorkflow.definition_substitutions` (the functions' ARNs and the event bus name). The same
+definition runs twice:
+
+* an EXPRESS state machine for synchronous calls (``POST /images``, ``GET /images``:
+  ``StartSyncExecution``, at most five minutes);
+* a STANDARD state machine for jobs (``POST /jobs``), the console and EventBridge: exactly-once,
+  idempotent on the execution name, visible in the console history.
+
+Both log every event to CloudWatch Logs without execution data (prompts stay out of the logs) and
+trace with X-Ray. Each function gets only what its step does:
+
+* ``validate_request``: nothing (it reads its environment and the input);
+* ``generate_image``: ``bedrock:InvokeModel`` on the foundation models this deployment allows, and
+  ``s3:PutObject`` on ``*.png`` keys of the images bucket;
+* ``build_manifest``: ``s3:GetObject`` on ``*.png`` keys (check images, presign URLs), ``s3:PutObject``
+  on ``*/manifest.json`` keys, and ``s3:ListBucket`` (a missing image is then a 404, not a 403).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from stacks.functions import LOG_RETENTION, FunctionDefaults, PipelineFunction
+
+#: The workflow definition (JSONPath ASL, placeholders only inside strings).
+ASL_FILE = Path(__file__).resolve().parent.parent / "statemachine" / "generate_images.asl.json"
+
+HANDLERS = {
+    "validate_request": "image_pipeline.handlers.validate_request.handler",
+    "generate_image": "image_pipeline.handlers.generate_image.handler",
+    "build_manifest": "image_pipeline.handlers.build_manifest.handler",
+}
+#: S3 keys each step writes or reads (see ``image_pipeline.core.keys``).
+IMAGE_KEYS = "*.png"
+MANIFEST_KEYS = "*/manifest.json"
+
+
+def foundation_model_arn(scope: Construct, model_id: str) -> str:
+    """``arn:<partition>:bedrock:<region>::foundation-model/<model id>`` of the stack's Region."""
+    return Stack.of(scope).format_arn(
+        service="bedrock",
+        account="",
+        resource="foundation-model",
+        resource_name=model_id,
+        arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+    )
+
+
+class ImageWorkflow(Construct):
+    """The functions of the three Task states and the Express and Standard state machines.
+
+    :param images_bucket: where images and manifests are written.
+    :param event_bus: where the workflow publishes its outcome events.
+    :param model_ids: Bedrock model ids the generate step may invoke.
+    :param defaults: the functions' shared code, layers and environment.
+    :param definition_file: the ASL file (default: ``statemachine/generate_images.asl.json``).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        images_bucket: s3.IBucket,
+        event_bus: events.IEventBus,
+        model_ids: Sequence[str],
+        defaults: FunctionDefaults,
+        definition_file: Path = ASL_FILE,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if not model_ids:
+            raise ValueError("model_ids is empty: the workflow could not invoke any model")
+
+        self.validate_request = PipelineFunction(
+            self,
+            "ValidateRequest",
+            handler=HANDLERS["validate_request"],
+            description="imagegen: validate a request for its model and plan one branch per image",
+            defaults=defaults,
+            timeout=Duration.seconds(25),  # the Task state allows 30 s
+        )
+        self.generate_image = PipelineFunction(
+            self,
+            "GenerateImage",
+            handler=HANDLERS["generate_image"],
+            description="imagegen: one image from Amazon Bedrock, stored in S3 as PNG",
+            defaults=defaults,
+            memory_size=512,
+            timeout=Duration.seconds(140),  # the Task state allows 150 s
+        )
+        self.build_manifest = PipelineFunction(
+            self,
+            "BuildManifest",
+            handler=HANDLERS["build_manifest"],
+            description="imagegen: check the stored images, write manifest.json, presign URLs",
+            defaults=defaults,
+            timeout=Duration.seconds(50),  # the Task state allows 60 s
+        )
+        self.functions = (self.validate_request, self.generate_image, self.build_manifest)
+
+        self.generate_image.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="InvokeAllowedModels",
+                actions=["bedrock:InvokeModel"],
+                resources=[foundation_model_arn(self, m) for m in model_ids],
+            )
+        )
+        self.generate_image.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="PutImages",
+                actions=["s3:PutObject"],
+                resources=[images_bucket.arn_for_objects(IMAGE_KEYS)],
+            )
+        )
+        manifest_role = self.build_manifest.role
+        manifest_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadImages",
+                actions=["s3:GetObject"],
+                resources=[images_bucket.arn_for_objects(IMAGE_KEYS)],
+            )
+        )
+        manifest_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="PutManifests",
+                actions=["s3:PutObject"],
+                resources=[images_bucket.arn_for_objects(MANIFEST_KEYS)],
+            )
+        )
+        manifest_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ListImages", actions=["s3:ListBucket"], resources=[images_bucket.bucket_arn]
+            )
+        )
+
+        #: ASL placeholder -> value; CloudFormation substitutes them into the definition.
+        self.definition_substitutions: dict[str, str] = {
+            "ValidateRequestFunctionArn": self.validate_request.function.function_arn,
+            "GenerateImageFunctionArn": self.generate_image.function.function_arn,
+            "BuildManifestFunctionArn": self.build_manifest.function.function_arn,
+            "EventBusName": event_bus.event_bus_name,
+        }
+        self.express = self._state_machine("Sync", sfn.StateMachineType.EXPRESS, definition_file, event_bus)
+        self.standard = self._state_machine("Jobs", sfn.StateMachineType.STANDARD, definition_file, event_bus)
+
+    def _state_machine(
+        self,
+        construct_id: str,
+        kind: sfn.StateMachineType,
+        definition_file: Path,
+        event_bus: events.IEventBus,
+    ) -> sfn.StateMachine:
+        log_group = logs.LogGroup(self, f"{construct_id}Logs", retention=LOG_RETENTION)
+        machine = sfn.StateMachine(
+            self,
+            construct_id,
+            definition_body=sfn.DefinitionBody.from_file(str(definition_file)),
+            definition_substitutions=self.definition_substitutions,
+            state_machine_type=kind,
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
+            tracing_enabled=True,
+        )
+        for step in self.functions:
+            step.function.grant_invoke(machine)
+        event_bus.grant_put_events_to(machine)
+        return machine
