@@ -403,6 +403,71 @@ def test_required_api_key_is_asked_for(watch: PageWatch, server: Any) -> None:
     assert watch.job_posts[0].headers.get("x-api-key") == "typed-key"
 
 
+def test_api_on_another_origin_with_a_stage_path(watch: PageWatch, server: Any) -> None:
+    """As deployed: the API is elsewhere, under a stage path (``/prod``), and answers with CORS."""
+    page = watch.page
+    page.route("**/config.js", config_route({"apiUrl": "https://api.example.test/prod", "apiKey": None}))
+    cors = {"access-control-allow-origin": "*", "access-control-allow-headers": "content-type, x-api-key"}
+    models = {
+        "default_model": "nova-canvas",
+        "models": [{"id": "nova-canvas", "name": "Nova", "default": True}],
+    }
+    filtered = {"index": 0, "seed": 7, "status": "FILTERED", "reason_code": "CONTENT_FILTERED_INPUT"}
+    answers = {
+        ("GET", "/prod/models"): (200, models),
+        ("POST", "/prod/jobs"): (202, {"job_id": "j-1", "status": "running", "status_url": "/jobs/j-1"}),
+        ("GET", "/prod/jobs/j-1"): (
+            200,
+            {"job_id": "j-1", "status": "succeeded", "manifest": {"images": [filtered]}},
+        ),
+    }
+    seen: list[str] = []
+
+    def api(route: Route) -> None:
+        request = route.request
+        if request.method == "OPTIONS":
+            route.fulfill(status=204, headers={**cors, "access-control-allow-methods": "GET, POST"})
+            return
+        path = request.url.removeprefix("https://api.example.test")
+        seen.append(f"{request.method} {path}")
+        status, body = answers[(request.method, path)]
+        route.fulfill(status=status, json=body, headers=cors)
+
+    page.route("https://api.example.test/**", api)
+    page.goto(server.url + "/")
+    expect(page.locator("#width")).to_be_visible()  # an Amazon model: width and height
+    fill_request(page, "a cat", count=1)
+    page.click("#generate")
+    expect(page.locator(".tile-filtered .problem-text")).to_have_text(
+        "The model refused the prompt. Rephrase it and try again."
+    )
+    assert seen == ["GET /prod/models", "POST /prod/jobs", "GET /prod/jobs/j-1"]
+
+
+def test_page_works_under_the_deployed_content_security_policy(watch: PageWatch, server: Any) -> None:
+    """The CSP that CloudFront adds (``stacks/web.py``) allows everything the page does."""
+    web = pytest.importorskip("stacks.web", reason="aws-cdk-lib is not installed")
+    csp = web.content_security_policy(server.url + "/", web.DEFAULT_IMAGE_SOURCES)
+    page = watch.page
+    page.add_init_script(
+        "document.addEventListener('securitypolicyviolation', e => "
+        "console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI));"
+    )
+
+    def with_csp(route: Route) -> None:
+        response = route.fetch()
+        route.fulfill(response=response, headers={**response.headers, "content-security-policy": csp})
+
+    page.route(server.url + "/", with_csp)
+    open_page(watch, server)
+    fill_request(page, "a cat", count=1)
+    page.click("#generate")
+    wait_for_images(page, 1)
+    page.locator(".tile-image").first.click()
+    expect(page.locator("#download")).to_have_attribute("aria-disabled", "false")
+    assert watch.errors == []
+
+
 def test_phone_width_has_no_horizontal_scroll(browser: Browser, server: Any) -> None:
     context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True)
     try:
