@@ -6,6 +6,8 @@
 //   GET /jobs/{id}       -> {job_id, status, progress?, manifest? | error?}
 // Configuration comes from config.js: window.IMAGEGEN_CONFIG = {apiUrl, apiKey, apiKeyRequired}.
 
+// Stability models take an aspect ratio, not a size (image_pipeline/models/stability.py). Used when
+// GET /models does not list a model's own `aspect_ratios`.
 const STABILITY_ASPECT_RATIOS = ["1:1", "16:9", "21:9", "3:2", "5:4", "4:5", "2:3", "9:16", "9:21"];
 const POLL_FIRST_MS = 400;
 const POLL_MAX_MS = 1500;
@@ -194,21 +196,11 @@ const state = {
 
 // -- models and sizes ------------------------------------------------------------------------
 
-function modelList(body) {
-  const list = Array.isArray(body) ? body : Array.isArray(body?.models) ? body.models : [];
-  return list.filter((m) => m && typeof m.id === "string");
-}
-
-function isDefaultModel(model, body) {
-  return model.default === true || model.is_default === true || body?.default === model.id || body?.default_model === model.id;
-}
-
 /** The aspect ratios a model takes, or null when it takes width and height. */
 function aspectRatiosOf(model) {
   if (!model) return null;
   if (Array.isArray(model.aspect_ratios) && model.aspect_ratios.length) return model.aspect_ratios;
-  const who = `${model.provider || ""} ${model.id} ${model.model_id || ""}`.toLowerCase();
-  return who.includes("stability") || /^(sd|stable)/.test(model.id) ? STABILITY_ASPECT_RATIOS : null;
+  return /stability/i.test(model.provider || "") ? STABILITY_ASPECT_RATIOS : null;
 }
 
 function currentModel() {
@@ -225,7 +217,7 @@ async function loadModels() {
     onModelChange();
     return;
   }
-  state.models = modelList(body);
+  state.models = Array.isArray(body?.models) ? body.models : [];
   const options = state.models.map((m) => {
     const enabled = m.enabled !== false;
     let label = m.name || m.id;
@@ -235,7 +227,8 @@ async function loadModels() {
   });
   if (!options.length) options.push(el("option", { value: "", text: "Server default" }));
   dom.model.replaceChildren(...options);
-  const preferred = state.models.find((m) => m.enabled !== false && isDefaultModel(m, body)) || state.models.find((m) => m.enabled !== false);
+  const offered = state.models.filter((m) => m.enabled !== false);
+  const preferred = offered.find((m) => m.default) || offered[0];
   if (preferred) dom.model.value = preferred.id;
   onModelChange();
 }

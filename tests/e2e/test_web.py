@@ -412,7 +412,7 @@ def test_api_on_another_origin_with_a_stage_path(watch: PageWatch, server: Any) 
     cors = {"access-control-allow-origin": "*", "access-control-allow-headers": "content-type, x-api-key"}
     models = {
         "default_model": "nova-canvas",
-        "models": [{"id": "nova-canvas", "name": "Nova", "default": True}],
+        "models": [{"id": "nova-canvas", "name": "Nova", "provider": "Amazon", "default": True}],
     }
     filtered = {"index": 0, "seed": 7, "status": "FILTERED", "reason_code": "CONTENT_FILTERED_INPUT"}
     answers = {
