@@ -17,6 +17,13 @@ def load_event(name: str) -> Any:
     return json.loads((EVENTS / f"{name}.json").read_text())
 
 
+def empty_bucket(s3: Any, bucket: str) -> None:
+    """Remove the bucket: inside another test's live mock (the session engine), moto keeps state."""
+    for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        s3.delete_object(Bucket=bucket, Key=obj["Key"])
+    s3.delete_bucket(Bucket=bucket)
+
+
 @pytest.fixture
 def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials and Region, so nothing can reach a real account."""

@@ -26,6 +26,8 @@ from image_pipeline.core.settings import Settings
 from moto import mock_aws
 from PIL import Image
 
+from tests.conftest import empty_bucket
+
 BUCKET = "test-bucket"
 
 
@@ -60,6 +62,7 @@ def s3(aws_credentials: None) -> Iterator[Any]:
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=BUCKET)
         yield client
+        empty_bucket(client, BUCKET)
 
 
 def planned(model: str = "stable-image-core", count: int = 2) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from moto import mock_aws
 from PIL import Image
 
 from imagegen.lambda_router import LambdaContext, LambdaRouter, function_name_of
-from tests.conftest import load_event
+from tests.conftest import empty_bucket, load_event
 
 BUCKET = "handler-bucket"
 
@@ -33,6 +33,7 @@ def env(aws_credentials: None, monkeypatch: pytest.MonkeyPatch, fresh_clients: N
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
         yield s3
+        empty_bucket(s3, BUCKET)
 
 
 def handler(name: str) -> Any:
@@ -119,13 +120,14 @@ def test_router_answers_like_lambda(env: Any) -> None:
 
 
 def test_router_hooks_boto3_invoke(env: Any) -> None:
-    router = LambdaRouter({"imagegen-validate-request": "image_pipeline.handlers.validate_request.handler"})
-    boto3.setup_default_session()
+    # Registers beside any router already on the default session (e.g. the session engine's):
+    # each answers only for its own function names.
+    router = LambdaRouter({"test-validate": "image_pipeline.handlers.validate_request.handler"})
     router.register()
     try:
         client = boto3.client("lambda", region_name="us-east-1")
         response = client.invoke(
-            FunctionName="arn:aws:lambda:us-east-1:123456789012:function:imagegen-validate-request",
+            FunctionName="arn:aws:lambda:us-east-1:123456789012:function:test-validate",
             Payload=json.dumps({"input": {"prompt": 1}, "execution_name": "e"}),
         )
         assert response["FunctionError"] == "Unhandled"
