@@ -7,8 +7,6 @@
 // Configuration comes from config.js: window.IMAGEGEN_CONFIG = {apiUrl, apiKey, apiKeyRequired}.
 
 // Stability models take an aspect ratio, not a size (image_pipeline/models/stability.py). Used when
-// GET /models does not list a model's own `aspect_ratios`.
-const STABILITY_ASPECT_RATIOS = ["1:1", "16:9", "21:9", "3:2", "5:4", "4:5", "2:3", "9:16", "9:21"];
 const POLL_FIRST_MS = 400;
 const POLL_MAX_MS = 1500;
 const POLL_GIVE_UP_MS = 15 * 60 * 1000;
@@ -199,8 +197,8 @@ const state = {
 /** The aspect ratios a model takes, or null when it takes width and height. */
 function aspectRatiosOf(model) {
   if (!model) return null;
-  if (Array.isArray(model.aspect_ratios) && model.aspect_ratios.length) return model.aspect_ratios;
-  return /stability/i.test(model.provider || "") ? STABILITY_ASPECT_RATIOS : null;
+  // GET /models lists `aspect_ratios` for the models that take a ratio instead of a size.
+  return Array.isArray(model.aspect_ratios) && model.aspect_ratios.length ? model.aspect_ratios : null;
 }
 
 function currentModel() {

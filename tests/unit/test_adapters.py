@@ -194,3 +194,8 @@ def test_blocked_prompt_is_a_filter_outcome_not_an_error() -> None:
     message = "This request has been blocked by our content filters. Please adjust your text prompt to submit a new request."
     outcome = error_for_client_error("ValidationException", message)
     assert outcome == Outcome(reason_code="CONTENT_FILTERED_INPUT", message=message)
+
+
+def test_stability_models_list_their_aspect_ratios() -> None:
+    assert "16:9" in get_adapter("sd3-5-large").describe()["aspect_ratios"]
+    assert "aspect_ratios" not in get_adapter("nova-canvas").describe()

@@ -75,6 +75,9 @@ class _Stability(ImageModelAdapter):
             "output_folder": request.output_folder,
         }
 
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "aspect_ratios": list(ASPECT_RATIOS)}
+
     def build_body(self, params: dict[str, Any], seed: int) -> dict[str, Any]:
         body: dict[str, Any] = {
             "prompt": params["prompt"],
