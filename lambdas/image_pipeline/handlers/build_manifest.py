@@ -8,19 +8,34 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from image_pipeline.core import clients
+from image_pipeline.core.errors import AllImagesFiltered, ImagesFailed, ImagesThrottled
 from image_pipeline.core.manifest import build_manifest
+from image_pipeline.core.observability import (
+    log_metrics,
+    outcomes_of_failed_request,
+    outcomes_of_manifest,
+    record_outcomes,
+    tracer,
+)
 from image_pipeline.core.settings import get_settings
 
 logger = Logger()
 
 
+@tracer.capture_lambda_handler(capture_response=False)
+@log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(request_id=event.get("request_id"))
     settings = get_settings()
-    manifest = build_manifest(
-        event, s3=clients.s3(), bucket=settings.images_bucket, expires_in=settings.presign_expiry_seconds
-    )
+    try:
+        manifest = build_manifest(
+            event, s3=clients.s3(), bucket=settings.images_bucket, expires_in=settings.presign_expiry_seconds
+        )
+    except (AllImagesFiltered, ImagesThrottled, ImagesFailed):
+        record_outcomes(outcomes_of_failed_request(event), event["model"])
+        raise
+    record_outcomes(outcomes_of_manifest(manifest), event["model"])
     logger.info(
         "manifest built",
         extra={k: manifest[k] for k in ("status", "requested", "succeeded", "filtered", "failed")},

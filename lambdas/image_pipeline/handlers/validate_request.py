@@ -8,12 +8,14 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from image_pipeline.core.events import request_from_input
+from image_pipeline.core.observability import tracer
 from image_pipeline.core.request import plan_request
 from image_pipeline.core.settings import get_settings
 
 logger = Logger()
 
 
+@tracer.capture_lambda_handler(capture_response=False)
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request_id = str(event["execution_name"])
