@@ -17,7 +17,7 @@ from typing import Any
 from imagegen.engine import EngineConfig, ExecutionResult, OfflineEngine, Progress
 
 #: Modules that add sub-commands: ``add_commands(subparsers) -> None``.
-COMMAND_MODULES: list[str] = ["imagegen.api_commands"]
+COMMAND_MODULES: list[str] = ["imagegen.api_commands", "imagegen.batch_commands"]
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 

@@ -21,12 +21,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
 from imagegen.bedrock_server import FaultPlan, LocalBedrockServer
 from imagegen.lambda_router import LambdaRouter
+
+if TYPE_CHECKING:
+    from imagegen.batch import BatchRun, BatchSource
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -38,6 +41,8 @@ FUNCTIONS: dict[str, str] = {
     "imagegen-validate-request": "image_pipeline.handlers.validate_request.handler",
     "imagegen-generate-image": "image_pipeline.handlers.generate_image.handler",
     "imagegen-build-manifest": "image_pipeline.handlers.build_manifest.handler",
+    "imagegen-prepare-batch": "image_pipeline.handlers.prepare_batch.handler",
+    "imagegen-build-batch-manifest": "image_pipeline.handlers.build_batch_manifest.handler",
 }
 #: ASL placeholder -> function name (the CDK stack substitutes the deployed ARNs the same way).
 SUBSTITUTIONS: dict[str, str] = {
@@ -131,6 +136,7 @@ class EngineConfig:
             "POWERTOOLS_SERVICE_NAME": "imagegen",
             "POWERTOOLS_LOG_LEVEL": self.log_level,
             "POWERTOOLS_METRICS_NAMESPACE": "imagegen",
+            "POWERTOOLS_METRICS_DISABLED": "true",  # no EMF lines in the terminal
             "POWERTOOLS_TRACE_DISABLED": "true",
             "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_endpoint,
         }
@@ -209,6 +215,9 @@ class OfflineEngine:
                 name=f"imagegen-{kind}", definition=definition, roleArn=role, type=sm_type
             )
             self.state_machines[kind] = created["stateMachineArn"]
+        from imagegen.batch import create_batch_state_machine  # batch_generate.asl.json, child: jobs
+
+        self.state_machines["batch"] = create_batch_state_machine(self)
 
     def stop(self) -> None:
         self.router.unregister()
@@ -359,6 +368,13 @@ class OfflineEngine:
         """Start an execution and wait for it."""
         arn = self.start_execution(request, name=name, kind=kind)
         return self.wait(arn, timeout=timeout, on_progress=on_progress)
+
+    def run_batch(self, source: BatchSource, **options: Any) -> BatchRun:
+        """Upload a JSONL batch (a file, an S3 key or the lines) and run the batch workflow on it;
+        returns an :class:`imagegen.batch.BatchRun`. Options: see :func:`imagegen.batch.run_batch`."""
+        from imagegen.batch import run_batch
+
+        return run_batch(self, source, **options)
 
     def download(self, manifest: dict[str, Any], out_dir: Path) -> list[Path]:
         """Copy a manifest's stored images and its manifest.json from S3 to ``out_dir``."""
