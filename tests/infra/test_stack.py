@@ -693,3 +693,204 @@ def test_env_agnostic_synthesis_takes_the_layer_of_the_deployment_region(variant
             rf"arn:aws:lambda:<AWS::Region>:{POWERTOOLS_LAYER_ACCOUNT}:layer:{POWERTOOLS_LAYER_NAME}:\d+",
             join_text(layer),
         )
+
+
+# -- the mapping templates, rendered -----------------------------------------------------------------------
+# API Gateway's VTL is Velocity 1.7 with $input/$util/$context; airspeed (a Python Velocity, as LocalStack
+# uses) renders the synthesized templates with small stand-ins for those objects. Skipped without it.
+
+
+class _Input:
+    def __init__(self, body: str, headers: dict[str, str] | None = None, query: dict[str, str] | None = None):
+        self.body = body
+        self._params = {"header": headers or {}, "querystring": query or {}, "path": {}}
+
+    def path(self, expression: str) -> Any:
+        value: Any = json.loads(self.body) if self.body else {}
+        for part in expression.removeprefix("$").split(".")[1:]:
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    def params(self) -> dict[str, dict[str, str]]:
+        return self._params
+
+
+class _Util:
+    @staticmethod
+    def escapeJavaScript(text: str) -> str:
+        named = {'"': '\\"', "'": "\\'", "\\": "\\\\", "/": "\\/", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+        encoded = text.encode("utf-16-be")
+        units = [int.from_bytes(encoded[i : i + 2], "big") for i in range(0, len(encoded), 2)]
+        return "".join(named.get(chr(u), chr(u) if 32 <= u < 0x7F else f"\\u{u:04X}") for u in units)
+
+    @staticmethod
+    def parseJson(text: str) -> Any:
+        return json.loads(text)
+
+
+@pytest.fixture(scope="module")
+def render() -> Any:
+    airspeed = pytest.importorskip("airspeed")
+    java = airspeed.__additional_methods__[str]
+    java["matches"] = lambda s, p: re.fullmatch(p, s) is not None
+    java["contains"] = lambda s, x: x in s
+    java["lastIndexOf"] = lambda s, x: s.rfind(x)
+    java["substring"] = lambda s, a, b=None: s[a:b]
+    # Velocity keeps "\\'" as is (the regex of a literal \'); airspeed unescapes it to \'.
+    java["replaceAll"] = lambda s, p, r: s.replace("\\'", "'") if p == "\\'" else re.sub(p, r, s)
+
+    def render(template: str, body: str = "", **params: dict[str, str]) -> tuple[Any, dict[str, Any]]:
+        override: dict[str, Any] = {"status": None, "header": {}}
+        context = {"requestId": "req-1", "responseOverride": override}
+        # airspeed cannot parse a hyphen in a reference (API Gateway can)
+        text = template.replace("header.Access-Control-Allow-Origin", "header.AllowOrigin")
+        out = airspeed.Template(text).merge(
+            {
+                "input": _Input(body, params.get("headers"), params.get("query")),
+                "util": _Util(),
+                "context": context,
+            }
+        )
+        return json.loads(out), override
+
+    return render
+
+
+def lambda_cause(error: str, message: str) -> str:
+    return json.dumps({"errorType": error, "errorMessage": message, "stackTrace": ["  File ..."]})
+
+
+@pytest.mark.parametrize(
+    ("execution", "status", "body"),
+    [
+        (
+            {"status": "SUCCEEDED", "output": '{"status": "SUCCEEDED", "images": []}'},
+            None,
+            {"status": "SUCCEEDED", "images": []},
+        ),
+        (
+            {
+                "status": "FAILED",
+                "error": "InvalidRequest",
+                "cause": lambda_cause("InvalidRequest", 'count: at most 40 "images"'),
+            },
+            400,
+            {"error": "InvalidRequest", "message": 'count: at most 40 "images"'},
+        ),
+        (
+            {
+                "status": "FAILED",
+                "error": "AllImagesFiltered",
+                "cause": lambda_cause("AllImagesFiltered", "it's filtered"),
+            },
+            400,
+            {"error": "AllImagesFiltered", "message": "it's filtered"},
+        ),
+        (
+            {
+                "status": "FAILED",
+                "error": "ImagesThrottled",
+                "cause": lambda_cause("ImagesThrottled", "slow down"),
+            },
+            429,
+            {"error": "ImagesThrottled", "message": "slow down"},
+        ),
+        (
+            {"status": "FAILED", "error": "ImagesFailed", "cause": lambda_cause("ImagesFailed", "no image")},
+            502,
+            {"error": "ImagesFailed", "message": "no image"},
+        ),
+        (
+            {"status": "FAILED", "error": "States.Runtime", "cause": "not JSON"},
+            502,
+            {"error": "States.Runtime", "message": "not JSON"},
+        ),
+        (
+            {"status": "TIMED_OUT"},
+            504,
+            {"error": "ExecutionTimedOut", "message": "the workflow did not finish in time"},
+        ),
+    ],
+)
+def test_rendered_sync_response_sets_status_and_error_body(
+    synthesized: Synthesized, render: Any, execution: dict[str, Any], status: int | None, body: Any
+) -> None:
+    template = integration_templates(method(synthesized, "POST", "/images"))["200"]
+    web = join_text(
+        synthesized.resources("AWS::Lambda::Function")[function_id(synthesized, "jobs_api")]["Properties"][
+            "Environment"
+        ]["Variables"]["CORS_ALLOW_ORIGIN"]
+    )
+    rendered, override = render(template, json.dumps(execution), headers={"Origin": web})
+    assert rendered == body
+    assert override["status"] == status
+    assert override["header"]["AllowOrigin"] == web
+
+
+def test_rendered_requests_pass_the_input_through_exactly(synthesized: Synthesized, render: Any) -> None:
+    body = {"prompt": 'it\'s a "red" car / \\ é 🚗\n', "count": 2}
+    post = join_text(
+        method(synthesized, "POST", "/images")["Integration"]["RequestTemplates"]["application/json"]
+    )
+    rendered, _ = render(post, json.dumps(body))
+    assert json.loads(rendered["input"]) == body and rendered["name"] == "req-1"
+
+    get = join_text(
+        method(synthesized, "GET", "/images")["Integration"]["RequestTemplates"]["application/json"]
+    )
+    for query, expected in [
+        ({"prompt": body["prompt"]}, {"prompt": body["prompt"]}),
+        ({"prompt": "cat", "count": "3"}, {"prompt": "cat", "count": 3}),
+        ({"prompt": "cat", "count": "three"}, {"prompt": "cat", "count": "three"}),
+    ]:
+        rendered, _ = render(get, query=query)
+        assert json.loads(rendered["input"]) == expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "name"),
+    [
+        ({}, {"prompt": "x"}, "req-1"),
+        ({"Idempotency-Key": "order-7"}, {"prompt": "x"}, "order-7"),
+        ({"idempotency-key": "order-8"}, {"prompt": "x"}, "order-8"),
+        ({}, {"prompt": "x", "idempotency_key": "body-1"}, "body-1"),
+        ({"Idempotency-Key": "has space"}, {"prompt": "x"}, vtl.INVALID_NAME_MARKER),
+        ({"Idempotency-Key": "k" * 65}, {"prompt": "x"}, vtl.INVALID_NAME_MARKER),
+        ({"Idempotency-Key": "one"}, {"prompt": "x", "idempotency_key": "two"}, vtl.INVALID_NAME_MARKER),
+    ],
+)
+def test_rendered_job_request_names_the_execution(
+    synthesized: Synthesized, render: Any, headers: dict[str, str], body: dict[str, Any], name: str
+) -> None:
+    template = join_text(
+        method(synthesized, "POST", "/jobs")["Integration"]["RequestTemplates"]["application/json"]
+    )
+    rendered, _ = render(template, json.dumps(body), headers=headers)
+    assert rendered["name"] == name
+    assert json.loads(rendered["input"]) == body
+
+
+def test_rendered_job_responses(synthesized: Synthesized, render: Any) -> None:
+    templates = integration_templates(method(synthesized, "POST", "/jobs"))
+    arn = "arn:aws:states:us-east-1:123456789012:execution:Jobs:order-7"
+    rendered, _ = render(templates["202"], json.dumps({"executionArn": arn}))
+    assert rendered == {"job_id": "order-7", "status": "running", "status_url": "/jobs/order-7"}
+    for error_type, status, error in [
+        ("com.amazonaws.swf.service.v2.model#ExecutionAlreadyExists", 409, "IdempotencyKeyReused"),
+        ("InvalidName", 400, "InvalidRequest"),
+        ("InvalidExecutionInput", 400, "InvalidRequest"),
+        ("ThrottlingException", 429, "TooManyRequests"),
+        ("AccessDeniedException", 502, "ExecutionNotStarted"),
+    ]:
+        rendered, override = render(
+            templates["400"],
+            json.dumps({"__type": error_type, "message": "m"}),
+            headers={"Idempotency-Key": "order-7"},
+        )
+        assert (override["status"], rendered["error"]) == (status, error)
+    assert (
+        "GET /jobs/order-7"
+        in render(
+            templates["400"], '{"__type": "ExecutionAlreadyExists"}', headers={"Idempotency-Key": "order-7"}
+        )[0]["message"]
+    )
