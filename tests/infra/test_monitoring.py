@@ -1,0 +1,244 @@
+"""The monitoring construct, synthesized alone in a scratch stack: alarms, their topic, the dashboard."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk.assertions import Match, Template
+from image_pipeline.core import observability
+
+from stacks.monitoring import MonitoringConstruct
+
+ENV = cdk.Environment(account="123456789012", region="us-east-1")
+
+
+def scratch(outdir: Path, *, with_api: bool = True) -> tuple[cdk.App, cdk.Stack, MonitoringConstruct]:
+    app = cdk.App(outdir=str(outdir))
+    stack = cdk.Stack(app, "MonitoringOnly", env=ENV)
+    machines = {
+        label: sfn.StateMachine(
+            stack, label, definition_body=sfn.DefinitionBody.from_chainable(sfn.Pass(stack, f"{label}Pass"))
+        )
+        for label in ("Sync", "Jobs")
+    }
+    functions = [
+        lambda_.Function(
+            stack,
+            name,
+            code=lambda_.Code.from_inline("def handler(event, context): return event"),
+            handler="index.handler",
+            runtime=lambda_.Runtime.PYTHON_3_13,
+        )
+        for name in ("GenerateImage", "BuildManifest")
+    ]
+    api = None
+    if with_api:
+        api = apigw.RestApi(stack, "Api")
+        api.root.add_method("GET", apigw.MockIntegration())
+    monitoring = MonitoringConstruct(
+        stack,
+        "Monitoring",
+        state_machines=machines,
+        functions=functions,
+        api=api,
+        alarm_topic_email="ops@example.com",
+        models=["stable-image-core", "nova-canvas"],
+    )
+    return app, stack, monitoring
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Template, MonitoringConstruct]:
+    _, stack, monitoring = scratch(tmp_path_factory.mktemp("cdk.out.monitoring"))
+    return Template.from_stack(stack), monitoring
+
+
+@pytest.fixture(scope="module")
+def template(built: tuple[Template, MonitoringConstruct]) -> Template:
+    return built[0]
+
+
+def topic_id(template: Template) -> str:
+    [found] = template.find_resources("AWS::SNS::Topic")
+    return str(found)
+
+
+def alarms_of(template: Template, props: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(template.find_resources("AWS::CloudWatch::Alarm", {"Properties": props}))
+
+
+def test_alarms_cover_workflows_functions_images_and_api(built: tuple[Template, MonitoringConstruct]) -> None:
+    template, monitoring = built
+    assert sorted(monitoring.alarms) == sorted(
+        [
+            *(
+                f"{m}{kind}"
+                for m in ("Sync", "Jobs")
+                for kind in ("ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsThrottled")
+            ),
+            *(f"{f}{kind}" for f in ("GenerateImage", "BuildManifest") for kind in ("Errors", "Throttles")),
+            "ImagesThrottled",
+            "Api5xx",
+        ]
+    )
+    template.resource_count_is("AWS::CloudWatch::Alarm", 12)
+    every = {
+        "AlarmActions": [{"Ref": topic_id(template)}],
+        "TreatMissingData": "notBreaching",
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "EvaluationPeriods": 1,
+        "Period": 300,
+        "Statistic": "Sum",
+    }
+    assert len(alarms_of(template, every)) == 12
+
+
+def test_workflow_alarms(template: Template) -> None:
+    failed = alarms_of(
+        template, {"Namespace": "AWS/States", "MetricName": "ExecutionsFailed", "Threshold": 5}
+    )
+    throttled = alarms_of(
+        template, {"Namespace": "AWS/States", "MetricName": "ExecutionThrottled", "Threshold": 1}
+    )
+    timed_out = alarms_of(
+        template, {"Namespace": "AWS/States", "MetricName": "ExecutionsTimedOut", "Threshold": 1}
+    )
+    assert len(failed) == len(throttled) == len(timed_out) == 2
+    for alarm in failed.values():
+        [dimension] = alarm["Properties"]["Dimensions"]
+        assert dimension["Name"] == "StateMachineArn" and "Ref" in dimension["Value"]
+
+
+def test_images_throttled_alarm_watches_the_handlers_metric(template: Template) -> None:
+    [alarm] = alarms_of(
+        template,
+        {
+            "Namespace": observability.NAMESPACE,
+            "MetricName": observability.IMAGES_THROTTLED,
+            "Dimensions": [{"Name": "service", "Value": observability.SERVICE}],
+            "Threshold": 1,
+        },
+    ).values()
+    assert "quota" in alarm["Properties"]["AlarmDescription"]
+
+
+def test_function_and_api_alarms(template: Template) -> None:
+    for metric in ("Errors", "Throttles"):
+        found = alarms_of(template, {"Namespace": "AWS/Lambda", "MetricName": metric, "Threshold": 1})
+        assert len(found) == 2
+    api = alarms_of(template, {"Namespace": "AWS/ApiGateway", "MetricName": "5XXError", "Threshold": 1})
+    assert len(api) == 1
+
+
+def test_topic_is_encrypted_with_a_key_cloudwatch_may_use_and_ssl_only(template: Template) -> None:
+    key_id = next(iter(template.find_resources("AWS::KMS::Key")))
+    template.has_resource_properties(
+        "AWS::SNS::Topic",
+        {"KmsMasterKeyId": {"Fn::GetAtt": [key_id, "Arn"]}, "DisplayName": "imagegen alarms"},
+    )
+    template.has_resource_properties(
+        "AWS::KMS::Key",
+        {
+            "EnableKeyRotation": True,
+            "KeyPolicy": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Sid": "CloudWatchAlarmsPublish",
+                                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                                "Condition": {"StringEquals": {"aws:SourceAccount": "123456789012"}},
+                            }
+                        )
+                    ]
+                )
+            },
+        },
+    )
+    template.has_resource_properties(
+        "AWS::SNS::TopicPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+                        )
+                    ]
+                )
+            }
+        },
+    )
+    template.has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com"}
+    )
+
+
+def dashboard_body(template: Template) -> str:
+    [dashboard] = template.find_resources("AWS::CloudWatch::Dashboard").values()
+    return json.dumps(dashboard["Properties"]["DashboardBody"])
+
+
+def test_dashboard_shows_executions_images_latency_functions_api_and_alarms(template: Template) -> None:
+    body = dashboard_body(template)
+    for title in (
+        "Sync executions",
+        "Jobs executions",
+        "Images",
+        "Model latency (ms)",
+        "Lambda errors and throttles",
+        "Lambda duration p50 / p99 (ms)",
+        "API requests and errors",
+        "API latency p50 / p99 (ms)",
+        "Alarms",
+    ):
+        assert title in body, title
+    for name in (
+        observability.IMAGES_GENERATED,
+        observability.IMAGES_FILTERED,
+        observability.IMAGES_FAILED,
+        observability.IMAGES_THROTTLED,
+    ):
+        assert f'\\"imagegen\\",\\"{name}\\",\\"service\\",\\"imagegen\\"' in body
+    assert (
+        '\\"ModelLatency\\",\\"service\\",\\"imagegen\\",{\\"label\\":\\"ModelLatency p50\\",\\"stat\\":\\"p50\\"}'
+        in body
+    )
+    assert '{\\"label\\":\\"ModelLatency p99\\",\\"stat\\":\\"p99\\"}' in body
+    assert '\\"ModelLatency\\",\\"model\\",\\"nova-canvas\\",\\"service\\",\\"imagegen\\"' in body
+    assert "ExecutionsStarted" in body and "Duration" in body
+
+
+def test_without_an_api_there_is_no_api_alarm_or_row(tmp_path: Path) -> None:
+    _, stack, monitoring = scratch(tmp_path, with_api=False)
+    assert "Api5xx" not in monitoring.alarms
+    assert "API requests" not in dashboard_body(Template.from_stack(stack))
+
+
+def test_cdk_nag_finds_nothing_in_the_construct(tmp_path: Path) -> None:
+    from cdk_nag import AwsSolutionsChecks
+
+    app, stack, _ = scratch(tmp_path / "out", with_api=False)
+    cdk.Validations.of(stack).add_plugins(AwsSolutionsChecks())
+    try:
+        app.synth()
+    except Exception as exc:  # the scratch functions and state machines have findings of their own
+        assert "ValidationFailed" in str(exc)
+    report = json.loads((tmp_path / "out" / "validation-report.json").read_text())
+    ours = [
+        (violation["ruleName"], construct["constructPath"])
+        for plugin in report["pluginReports"]
+        for violation in plugin["violations"]
+        for construct in violation["violatingConstructs"]
+        if construct["constructPath"].startswith("MonitoringOnly/Monitoring/")
+    ]
+    assert ours == []
