@@ -1,0 +1,238 @@
+"""Where the offline engine's time goes, and what the proposed fixes would gain.
+
+1. Unit costs, each measured alone: a JSONPath parse (``jsonpath_ng`` rebuilds its parser tables on
+   every call), a boto3 client creation, parsing the ASL definition (antlr), one ``describe_execution``
+   poll, a moto S3 put, Powertools' ``inject_lambda_context``, one 1024x1024 render of the stand-in.
+2. How often each happens per request (counted in a real run), so unit cost x count estimates the
+   CPU a request burns in this process.
+3. A sampling profile of real runs (share of busy samples by category).
+4. What-if variants, interleaved with the shipped configuration: the moto fixes of
+   ``harness.moto_patches`` (JSONPath cache, client reuse) and a shorter ``wait`` poll interval.
+5. The engine's default configuration: the Bedrock stand-in inside the engine's process (run after
+   the main engine stopped, by ``finish``).
+
+Nothing here changes the engine, the handlers or the ASL: patches apply to moto in this process only,
+for the duration of a measurement.
+"""
+
+from __future__ import annotations
+
+import collections
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from harness import (
+    PROMPT,
+    RunContext,
+    Sampler,
+    count_calls,
+    engine_request,
+    load_average,
+    moto_patches,
+    ratio,
+    summarize,
+    timed_engine_run,
+    write_result,
+)
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "shipped": {"patches": {}, "poll": 0.05},
+    "jsonpath_cache": {"patches": {"jsonpath_cache": True}, "poll": 0.05},
+    "jsonpath_cache+client_reuse": {"patches": {"jsonpath_cache": True, "client_reuse": True}, "poll": 0.05},
+    "all+poll_10ms": {"patches": {"jsonpath_cache": True, "client_reuse": True}, "poll": 0.01},
+}
+
+
+def _per_call(func: Callable[[], Any], repeats: int) -> float:
+    """Median seconds of one call of ``func`` over ``repeats`` calls."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def unit_costs(ctx: RunContext) -> dict[str, float]:
+    """Milliseconds per operation, each measured alone in this process."""
+    import boto3
+    import jsonpath_ng.ext
+    from aws_lambda_powertools import Logger
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    from imagegen.lambda_router import LambdaContext
+    from imagegen.renderer import render_png
+
+    engine = ctx.engine
+    few = 3 if ctx.quick else 10
+    definition = engine.sfn.describe_state_machine(stateMachineArn=engine.state_machines["sync"])[
+        "definition"
+    ]
+    arn = engine.start_execution(engine_request(1, 11), kind="sync")
+    engine.wait(arn)
+    logger = Logger(service="bench")
+
+    def plain(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return event
+
+    decorated = logger.inject_lambda_context(clear_state=True)(plain)
+    context = LambdaContext(function_name="bench")
+    small, large = b"x" * 40_000, b"x" * 1_500_000
+    ms = {
+        "jsonpath_parse": _per_call(lambda: jsonpath_ng.ext.parse("$.request.prompt"), few),
+        "boto3_client_creation": _per_call(
+            lambda: boto3.client(
+                "lambda", region_name="us-east-1", aws_access_key_id="ak", aws_secret_access_key="sk"
+            ),
+            few,
+        ),
+        "asl_definition_parse": _per_call(
+            lambda: AmazonStateLanguageParser.parse(definition), 2 if ctx.quick else 3
+        ),
+        "describe_execution_poll": _per_call(
+            lambda: engine.sfn.describe_execution(executionArn=arn), few * 2
+        ),
+        "moto_s3_put_40kb": _per_call(
+            lambda: engine.s3.put_object(Bucket=engine.config.bucket, Key="bench/small", Body=small), few
+        ),
+        "moto_s3_put_1_5mb": _per_call(
+            lambda: engine.s3.put_object(Bucket=engine.config.bucket, Key="bench/large", Body=large), few
+        ),
+        "powertools_inject_lambda_context": _per_call(lambda: decorated({"a": 1}, context), 200)
+        - _per_call(lambda: plain({"a": 1}, context), 200),
+        "render_png_1024": _per_call(lambda: render_png(PROMPT, 1, 1024, 1024), 2 if ctx.quick else 3),
+    }
+    return {name: round(seconds * 1000, 3) for name, seconds in ms.items()}
+
+
+def counts_per_request(ctx: RunContext, count: int) -> dict[str, Any]:
+    """How many JSONPath parses, client creations and polls one request of ``count`` images makes."""
+    import jsonpath_ng.ext
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_events as events_task,
+    )
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    with (
+        count_calls(json_path, "parse") as interpreter_parses,
+        count_calls(jsonpath_ng.ext, "parse") as events_parses,
+        count_calls(lambda_eval_utils, "boto_client_for") as lambda_clients,
+        count_calls(events_task, "boto_client_for") as events_clients,
+    ):
+        run = timed_engine_run(ctx.engine, count, seed=77 + count)
+    return {
+        "count": count,
+        "jsonpath_parses": interpreter_parses[0] + events_parses[0],
+        "jsonpath_parses_interpreter": interpreter_parses[0],
+        "jsonpath_parses_eventbridge_targets": events_parses[0],
+        "boto3_clients_created": lambda_clients[0] + events_clients[0],
+        "asl_parses": 1,
+        "describe_execution_polls": round(run.wall / 0.05),
+        "wall_seconds": round(run.wall, 3),
+        "cpu_seconds": round(run.cpu, 3),
+    }
+
+
+def estimate(units: dict[str, float], counts: dict[str, Any]) -> dict[str, float]:
+    """CPU milliseconds per request by cause: unit cost x count."""
+    return {
+        "jsonpath_parses": round(units["jsonpath_parse"] * counts["jsonpath_parses"], 1),
+        "boto3_clients": round(units["boto3_client_creation"] * counts["boto3_clients_created"], 1),
+        "asl_parse": round(units["asl_definition_parse"] * counts["asl_parses"], 1),
+        "polling": round(units["describe_execution_poll"] * counts["describe_execution_polls"], 1),
+    }
+
+
+def sample(ctx: RunContext) -> list[dict[str, Any]]:
+    runs, counts = (1, (1,)) if ctx.quick else (3, (1, 4))
+    with Sampler() as sampler:
+        for i in range(runs):
+            for n in counts:
+                timed_engine_run(ctx.engine, n, seed=300 + 10 * i + n)
+    return sampler.shares()
+
+
+def what_if(
+    ctx: RunContext, engine: Any, counts: tuple[int, ...], variants: list[str], repeats: int
+) -> dict[str, Any]:
+    """Median wall per variant and image count, the variants interleaved within each repeat."""
+    walls: dict[str, dict[int, list[float]]] = {v: collections.defaultdict(list) for v in variants}
+    for name in variants:  # warm every variant once (caches, clients)
+        with moto_patches(**VARIANTS[name]["patches"]):
+            timed_engine_run(engine, 1, seed=5, poll=VARIANTS[name]["poll"])
+    for repeat in range(repeats):
+        for n in counts:
+            if n >= 40 and repeat > 0:  # the largest point once: it takes as long as all the others
+                continue
+            for name in variants:
+                with moto_patches(**VARIANTS[name]["patches"]):
+                    run = timed_engine_run(
+                        engine, n, seed=20_000 + 100 * repeat + n, poll=VARIANTS[name]["poll"]
+                    )
+                walls[name][n].append(run.wall)
+    out: dict[str, Any] = {}
+    for name in variants:
+        medians = {n: statistics.median(walls[name][n]) for n in counts}
+        out[name] = {
+            "patches": VARIANTS[name]["patches"],
+            "poll_seconds": VARIANTS[name]["poll"],
+            "wall": {str(n): summarize(walls[name][n]) for n in counts},
+            "overhead_seconds_wall1": round(medians[1] - ctx.latency, 4) if 1 in medians else None,
+            "wall_over_wall1": {str(n): ratio(medians[n], medians[1]) for n in counts if 1 in medians},
+        }
+    return out
+
+
+def run_with_engine(ctx: RunContext) -> None:
+    """The measurements that use the main engine (Bedrock stand-in in its own process)."""
+    started, load_start = time.perf_counter(), load_average()
+    ctx.engine.run(engine_request(1, 1), kind="sync")
+    units = unit_costs(ctx)
+    ctx.log(f"  unit costs (ms): {units}")
+    counted = [counts_per_request(ctx, n) for n in ((1,) if ctx.quick else (1, 4))]
+    estimates = {str(c["count"]): estimate(units, c) for c in counted}
+    shares = sample(ctx)
+    ctx.log(f"  top sampled categories: {[s['category'] for s in shares[:4]]}")
+    counts = (1,) if ctx.quick else (1, 4, 40)
+    variants = (
+        ["shipped", "all+poll_10ms"]
+        if ctx.quick
+        else ["shipped", "jsonpath_cache", "jsonpath_cache+client_reuse"]
+    )
+    repeats = 1 if ctx.quick else 2
+    variants_data = what_if(ctx, ctx.engine, counts, variants, repeats)
+    ctx.log(
+        "  what-if wall(1): "
+        + ", ".join(f"{k} {v['wall']['1']['median']:.2f} s" for k, v in variants_data.items())
+    )
+    ctx.extras["profile"] = {
+        "started": started,
+        "load_start": load_start,
+        "unit_costs_ms": units,
+        "per_request_counts": counted,
+        "estimated_cpu_ms_per_request": estimates,
+        "sampled_busy_shares": shares,
+        "what_if_out_of_process_server": variants_data,
+    }
+
+
+def finish(ctx: RunContext) -> dict[str, Any]:
+    """The engine's default configuration (stand-in in the same process), then write profile.json."""
+    from imagegen.bedrock_server import FaultPlan
+    from imagegen.engine import EngineConfig, OfflineEngine
+
+    data = ctx.extras.pop("profile")
+    if ctx.quick:
+        data["in_process_server"] = None  # skipped in quick mode: one more engine start
+    else:
+        config = EngineConfig(faults=FaultPlan(latency_seconds=ctx.latency), map_max_concurrency=40)
+        with OfflineEngine(config) as engine:
+            engine.run(engine_request(1, 1), kind="sync")
+            data["in_process_server"] = what_if(ctx, engine, (1, 4, 40), ["shipped"], 1)
+    started, load_start = data.pop("started"), data.pop("load_start")
+    data["latency_seconds"] = ctx.latency
+    write_result(ctx, "profile", data, started=started, load_start=load_start)
+    return data
