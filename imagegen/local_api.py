@@ -1,7 +1,10 @@
 """The HTTP API, served offline by FastAPI over an :class:`~imagegen.engine.OfflineEngine`.
 
 Same routes, bodies and status codes as the deployed API (``docs/api.md``); the contract itself is
-:mod:`image_pipeline.core.jobs`, shared with the deployed Lambda. What differs offline:
+:mod:`image_pipeline.core.jobs`, shared with the deployed Lambda (``image_pipeline.handlers.http_api``):
+the same validation before anything starts, the same :func:`~image_pipeline.core.jobs.start_job`
+(idempotency) and :func:`~image_pipeline.core.jobs.sync_response` (status mapping). What differs
+offline:
 
 * ``POST /images`` runs the Express state machine in moto's interpreter and waits for it in a
   thread pool; ``POST /jobs`` starts the Standard one and returns at once;
@@ -18,7 +21,6 @@ import asyncio
 import dataclasses
 import json
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -37,19 +39,19 @@ from fastapi.staticfiles import StaticFiles
 from image_pipeline.core.events import REQUEST_EVENT
 from image_pipeline.core.jobs import (
     IDEMPOTENCY_HEADER,
-    JOB_STATUS,
     MAX_BODY_BYTES,
     ApiError,
     body_too_large,
     check_job_id,
-    failure_error,
-    idempotency_conflict,
+    execution_arn,
     job_accepted,
     job_from_execution,
     job_not_found,
     model_catalog,
     parse_body,
-    same_input,
+    start_job,
+    sync_response,
+    sync_wait_exceeded,
     validate_submission,
 )
 from image_pipeline.core.request import ImageRequest
@@ -175,20 +177,19 @@ def create_app(
                 raise body_too_large(None, max_body_bytes)
         return parse_body(bytes(body), request.headers.get("content-type"), max_bytes=max_body_bytes)
 
-    def run_sync(execution_input: dict[str, Any], base_url: str) -> dict[str, Any]:
+    def run_sync(execution_input: dict[str, Any], base_url: str) -> tuple[int, Any]:
         arn = engine.start_execution(execution_input, kind="sync")
         try:
             result = engine.wait(arn, timeout=sync_timeout)
         except TimeoutError:
-            raise failure_error("TIMED_OUT", None, None) from None
-        if result.status != "SUCCEEDED" or result.output is None:
-            raise failure_error(result.status, result.error, result.cause)
-        return with_local_urls(result.output, base_url)
+            raise sync_wait_exceeded(sync_timeout) from None
+        status, body = sync_response(dataclasses.asdict(result))  # the deployed Lambda's mapping
+        return status, with_local_urls(body, base_url) if status == 200 else body
 
     async def generate(raw: Any, request: Request) -> JSONResponse:
         execution_input, _ = validate_submission(raw, settings=settings)
-        manifest = await blocking(run_sync, execution_input, str(request.base_url))
-        return JSONResponse(manifest)
+        status, body = await blocking(run_sync, execution_input, str(request.base_url))
+        return JSONResponse(body, status_code=status)
 
     @app.post(
         "/images",
@@ -202,21 +203,6 @@ def create_app(
     @app.get("/images", summary="The simple form: GET /images?prompt=...&count=...", responses=_SYNC_ERRORS)
     async def get_images(request: Request) -> JSONResponse:
         return await generate(dict(request.query_params), request)
-
-    def start_job(execution_input: dict[str, Any], key: str | None) -> tuple[str, str]:
-        name = key or str(uuid.uuid4())
-        document = json.dumps(execution_input, sort_keys=True, separators=(",", ":"))
-        try:
-            engine.start_execution(document, name=name, kind="jobs")
-            return name, "running"
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
-                raise
-        # A closed execution with this name: the same request gets its job, another one a 409.
-        described = engine.sfn.describe_execution(executionArn=_job_arn(engine, name))
-        if not same_input(described.get("input"), execution_input):
-            raise idempotency_conflict(name)
-        return name, JOB_STATUS.get(described["status"], "running")
 
     @app.post(
         "/jobs",
@@ -245,12 +231,12 @@ def create_app(
         execution_input, key = validate_submission(
             raw, settings=settings, idempotency_header=request.headers.get(IDEMPOTENCY_HEADER)
         )
-        job_id, status = await blocking(start_job, execution_input, key)
-        body = job_accepted(job_id, status)
+        started = await blocking(start_job, engine.sfn, engine.state_machines["jobs"], execution_input, key)
+        body = job_accepted(started.job_id, started.status)
         return JSONResponse(body, status_code=202, headers={"Location": body["status_url"]})
 
     def describe_job(job_id: str, base_url: str) -> dict[str, Any]:
-        arn = _job_arn(engine, check_job_id(job_id))
+        arn = execution_arn(engine.state_machines["jobs"], check_job_id(job_id))
         try:
             described = engine.sfn.describe_execution(executionArn=arn)
         except ClientError as exc:
@@ -322,11 +308,6 @@ def create_app(
             return RedirectResponse("/docs")
 
     return app
-
-
-def _job_arn(engine: OfflineEngine, job_id: str) -> str:
-    arn = engine.state_machines["jobs"].replace(":stateMachine:", ":execution:", 1)
-    return f"{arn}:{job_id}"
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

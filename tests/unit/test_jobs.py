@@ -1,13 +1,9 @@
-"""The API contract (``image_pipeline.core.jobs``) and the ``GET /jobs/{id}`` / ``GET /models`` Lambda,
-called with API Gateway proxy events against a moto state machine (or a stubbed client)."""
+"""The API contract (``image_pipeline.core.jobs``): plain functions shared by the HTTP API Lambda
+(``tests/unit/test_http_api.py``) and the local server (``tests/e2e/test_local_api.py``)."""
 
 from __future__ import annotations
 
-import functools
-import importlib
 import json
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,14 +11,15 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.stub import Stubber
-from image_pipeline.core import clients
 from image_pipeline.core.jobs import (
     ERROR_STATUS,
     MAX_BODY_BYTES,
     ApiError,
+    StartedJob,
     cause_message,
     check_job_id,
     execution_arn,
+    execution_document,
     failure_of,
     http_status_for_failure,
     job_from_execution,
@@ -30,18 +27,17 @@ from image_pipeline.core.jobs import (
     parse_body,
     progress_from_history,
     same_input,
+    start_job,
+    sync_response,
+    sync_wait_exceeded,
     validate_submission,
 )
 from image_pipeline.core.settings import Settings
-from moto import mock_aws
-
-from imagegen.lambda_router import LambdaContext
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
-BUCKET = "jobs-api-bucket"
+BUCKET = "jobs-bucket"
 SM_NAME = "imagegen-jobs-test"
 SM_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{SM_NAME}"
-ROLE = f"arn:aws:iam::{ACCOUNT}:role/test"
 STALE_MANIFEST = {
     "request_id": "ok-1",
     "status": "SUCCEEDED",
@@ -141,6 +137,164 @@ def test_same_input_compares_json_values() -> None:
     assert same_input('{"b": 1, "a": "x"}', {"a": "x", "b": 1})
     assert not same_input('{"a": "x"}', {"a": "y"})
     assert not same_input("not json", {"a": "x"})
+
+
+# -- starting executions -------------------------------------------------------------------------------
+
+
+def stubbed_sfn() -> tuple[Any, Stubber]:
+    client = boto3.client(
+        "stepfunctions", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    return client, Stubber(client)
+
+
+def test_execution_input_is_written_one_way() -> None:
+    assert execution_document({"prompt": "é", "count": 2}) == '{"count":2,"prompt":"\\u00e9"}'
+    assert execution_document({"b": 1, "a": 2}) == execution_document({"a": 2, "b": 1})
+
+
+def test_start_job_names_the_execution_by_the_key_or_a_uuid() -> None:
+    sfn, stub = stubbed_sfn()
+    request = {"prompt": "x", "idempotency_key": "order-1"}
+    with stub:
+        stub.add_response(
+            "start_execution",
+            {"executionArn": execution_arn(SM_ARN, "order-1"), "startDate": datetime.now(UTC)},
+            {"stateMachineArn": SM_ARN, "name": "order-1", "input": execution_document(request)},
+        )
+        assert start_job(sfn, SM_ARN, request, "order-1") == StartedJob("order-1", True, "running")
+        stub.add_response("start_execution", {"executionArn": "arn", "startDate": datetime.now(UTC)})
+        job_id, created, _ = start_job(sfn, SM_ARN, {"prompt": "x"}, None)
+        stub.assert_no_pending_responses()
+    assert created and len(job_id) == 36 and job_id.count("-") == 4
+
+
+@pytest.mark.parametrize(
+    ("stored", "status", "outcome"),
+    [
+        ({"prompt": "x"}, "SUCCEEDED", StartedJob("k-1", False, "succeeded")),
+        ({"prompt": "x"}, "FAILED", StartedJob("k-1", False, "failed")),
+        ({"prompt": "y"}, "SUCCEEDED", 409),
+        ({"prompt": "y"}, "RUNNING", 409),
+    ],
+)
+def test_start_job_answers_a_taken_name_by_the_stored_input(
+    stored: dict[str, Any], status: str, outcome: Any
+) -> None:
+    sfn, stub = stubbed_sfn()
+    arn = execution_arn(SM_ARN, "k-1")
+    with stub:
+        stub.add_client_error(
+            "start_execution", "ExecutionAlreadyExists", f"Execution Already Exists: '{arn}'"
+        )
+        described = {
+            "executionArn": arn,
+            "stateMachineArn": SM_ARN,
+            "name": "k-1",
+            "status": status,
+            "startDate": datetime.now(UTC),
+            "input": execution_document(stored),
+        }
+        stub.add_response("describe_execution", described, {"executionArn": arn})
+        if outcome == 409:
+            with pytest.raises(ApiError) as caught:
+                start_job(sfn, SM_ARN, {"prompt": "x"}, "k-1")
+            assert caught.value.status == 409 and caught.value.error == "IdempotencyKeyReused"
+            assert "k-1" in caught.value.message
+        else:
+            assert start_job(sfn, SM_ARN, {"prompt": "x"}, "k-1") == outcome
+        stub.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize(
+    ("code", "http_status", "status", "error"),
+    [
+        ("ExecutionLimitExceeded", 400, 429, "TooManyRequests"),
+        ("ThrottlingException", 400, 429, "TooManyRequests"),
+        ("InvalidExecutionInput", 400, 400, "InvalidRequest"),
+        ("AccessDeniedException", 400, 502, "ExecutionNotStarted"),
+        ("StateMachineDoesNotExist", 400, 502, "ExecutionNotStarted"),
+        ("InternalFailure", 500, 503, "ServiceUnavailable"),
+    ],
+)
+def test_start_job_refusals_are_named_errors(code: str, http_status: int, status: int, error: str) -> None:
+    sfn, stub = stubbed_sfn()
+    with stub:
+        stub.add_client_error("start_execution", code, "refused", http_status_code=http_status)
+        with pytest.raises(ApiError) as caught:
+            start_job(sfn, SM_ARN, {"prompt": "x"}, "k-2")
+    assert (caught.value.status, caught.value.error) == (status, error)
+
+
+def lambda_cause(error: str, message: str) -> str:
+    return json.dumps({"errorType": error, "errorMessage": message, "stackTrace": ["  File ..."]})
+
+
+@pytest.mark.parametrize(
+    ("result", "status", "body"),
+    [
+        ({"status": "SUCCEEDED", "output": '{"status": "SUCCEEDED", "images": []}'}, 200, None),
+        ({"status": "SUCCEEDED", "output": {"status": "PARTIAL", "images": []}}, 200, None),
+        (
+            {
+                "status": "FAILED",
+                "error": "InvalidRequest",
+                "cause": lambda_cause("InvalidRequest", "count: at most 8"),
+            },
+            400,
+            {"error": "InvalidRequest", "message": "count: at most 8"},
+        ),
+        (
+            {"status": "FAILED", "error": "AllImagesFiltered", "cause": FILTERED_CAUSE},
+            400,
+            {"error": "AllImagesFiltered", "message": "No image was generated (CONTENT_FILTERED_INPUT x2)"},
+        ),
+        (
+            {
+                "status": "FAILED",
+                "error": "ImagesThrottled",
+                "cause": lambda_cause("ImagesThrottled", "slow down"),
+            },
+            429,
+            {"error": "ImagesThrottled", "message": "slow down"},
+        ),
+        (
+            {"status": "FAILED", "error": "ImagesFailed", "cause": lambda_cause("ImagesFailed", "no image")},
+            502,
+            {"error": "ImagesFailed", "message": "no image"},
+        ),
+        (
+            {"status": "FAILED", "error": "States.Runtime", "cause": "not JSON"},
+            502,
+            {"error": "States.Runtime", "message": "not JSON"},
+        ),
+        ({"status": "FAILED"}, 502, {"error": "ExecutionFailed", "message": "the workflow failed"}),
+        (
+            {"status": "SUCCEEDED"},
+            502,
+            {"error": "ExecutionFailed", "message": "the workflow returned no output"},
+        ),
+        (
+            {"status": "TIMED_OUT"},
+            504,
+            {"error": "ExecutionTimedOut", "message": "the workflow did not finish in time"},
+        ),
+    ],
+)
+def test_sync_response_maps_every_outcome(result: dict[str, Any], status: int, body: Any) -> None:
+    answered = sync_response({"executionArn": "arn", **result})
+    expected_body = body
+    if body is None:
+        output = result["output"]
+        expected_body = json.loads(output) if isinstance(output, str) else output
+    assert answered == (status, expected_body)
+
+
+def test_waiting_too_long_is_504_and_points_to_jobs() -> None:
+    error = sync_wait_exceeded(27)
+    assert error.status == 504 and error.error == "ExecutionTimedOut"
+    assert "27 s" in error.message and "POST /jobs" in error.message
 
 
 # -- jobs -------------------------------------------------------------------------------------------
@@ -257,175 +411,3 @@ def test_model_catalog_marks_enabled_and_default() -> None:
     assert not by_id["titan-image-v1"]["enabled"]
     assert by_id["nova-canvas"]["model_id"] == "amazon.nova-canvas-v1:0"
     assert all(m["enabled"] for m in model_catalog(Settings())["models"])
-
-
-# -- the Lambda handler ---------------------------------------------------------------------------
-
-
-def apigw_event(path: str, resource: str, path_parameters: dict[str, str] | None = None) -> dict[str, Any]:
-    """An API Gateway REST (proxy integration) event for a GET."""
-    return {
-        "resource": resource,
-        "path": path,
-        "httpMethod": "GET",
-        "headers": {"Accept": "application/json", "x-api-key": "k"},
-        "multiValueHeaders": {},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": path_parameters,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": resource,
-            "httpMethod": "GET",
-            "path": f"/prod{path}",
-            "stage": "prod",
-            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
-            "accountId": ACCOUNT,
-            "identity": {"sourceIp": "192.0.2.1"},
-        },
-        "body": None,
-        "isBase64Encoded": False,
-    }
-
-
-def get_job_event(job_id: str) -> dict[str, Any]:
-    return apigw_event(f"/jobs/{job_id}", "/jobs/{job_id}", {"job_id": job_id})
-
-
-def _state_machine(sfn: Any) -> str:
-    """Succeeds with a (stale) manifest, or fails like the workflow does, depending on the input."""
-    definition = {
-        "StartAt": "Route",
-        "States": {
-            "Route": {
-                "Type": "Choice",
-                "Choices": [{"Variable": "$.outcome", "StringEquals": "fail", "Next": "Failed"}],
-                "Default": "Done",
-            },
-            "Done": {"Type": "Pass", "Result": STALE_MANIFEST, "End": True},
-            "Failed": {"Type": "Fail", "Error": "AllImagesFiltered", "Cause": FILTERED_CAUSE},
-        },
-    }
-    return sfn.create_state_machine(
-        name=SM_NAME, definition=json.dumps(definition), roleArn=ROLE, type="STANDARD"
-    )["stateMachineArn"]
-
-
-def _finish(sfn: Any, arn: str) -> None:
-    deadline = time.monotonic() + 10
-    while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
-        assert time.monotonic() < deadline, "the test execution did not finish"
-        time.sleep(0.02)
-
-
-@pytest.fixture
-def jobs_api(
-    aws_credentials: None, monkeypatch: pytest.MonkeyPatch, fresh_clients: None
-) -> Iterator[tuple[Any, Any]]:
-    """The handler module and a moto Step Functions client with the test state machine."""
-    monkeypatch.setenv("IMAGES_BUCKET", BUCKET)
-    monkeypatch.setenv("PRESIGN_EXPIRY_SECONDS", "900")
-    monkeypatch.setenv("ALLOWED_MODELS", "nova-canvas,stable-image-core")
-    monkeypatch.setenv("DEFAULT_MODEL", "stable-image-core")
-    monkeypatch.setenv("JOBS_STATE_MACHINE_ARN", SM_ARN)
-    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        clients.reset_clients()
-        module = importlib.import_module("image_pipeline.handlers.jobs_api")
-        module.environment.cache_clear()
-        sfn = boto3.client("stepfunctions", region_name=REGION)
-        if SM_ARN not in {m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]}:
-            _state_machine(sfn)
-        yield module, sfn
-        module.environment.cache_clear()
-
-
-def _call(module: Any, event: dict[str, Any], context: LambdaContext) -> tuple[int, dict[str, Any]]:
-    response = module.handler(event, context)
-    assert response["multiValueHeaders"]["Content-Type"] == ["application/json"]
-    return response["statusCode"], json.loads(response["body"])
-
-
-def test_lambda_succeeded_job_has_fresh_urls(jobs_api: Any, lambda_context: LambdaContext) -> None:
-    module, sfn = jobs_api
-    arn = sfn.start_execution(stateMachineArn=SM_ARN, name="ok-1", input="{}")["executionArn"]
-    _finish(sfn, arn)
-    status, job = _call(module, get_job_event("ok-1"), lambda_context)
-    assert status == 200 and job["job_id"] == "ok-1" and job["status"] == "succeeded"
-    assert job["started_at"] and job["stopped_at"] and "progress" not in job
-    url = job["manifest"]["images"][0]["url"]
-    assert url.startswith(f"https://{BUCKET}.s3.amazonaws.com/images/ok-1/image-00-7.png?")
-    assert "X-Amz-Expires=900" in url and "X-Amz-Signature=" in url
-
-
-def test_lambda_failed_job_has_the_error(jobs_api: Any, lambda_context: LambdaContext) -> None:
-    module, sfn = jobs_api
-    arn = sfn.start_execution(stateMachineArn=SM_ARN, name="bad-1", input='{"outcome": "fail"}')
-    _finish(sfn, arn["executionArn"])
-    status, job = _call(module, get_job_event("bad-1"), lambda_context)
-    assert status == 200 and job["status"] == "failed" and "manifest" not in job
-    assert job["error"] == {
-        "error": "AllImagesFiltered",
-        "message": "No image was generated (CONTENT_FILTERED_INPUT x2)",
-    }
-
-
-@pytest.mark.parametrize("job_id", ["never-started", "bad$id", "x" * 90])
-def test_lambda_unknown_or_malformed_job_is_404(
-    jobs_api: Any, lambda_context: LambdaContext, job_id: str
-) -> None:
-    status, body = _call(jobs_api[0], get_job_event(job_id), lambda_context)
-    assert status == 404 and body["error"] == "JobNotFound"
-
-
-def test_lambda_running_job_reports_progress(
-    jobs_api: Any, lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    module = jobs_api[0]
-    stubbed = boto3.client("stepfunctions", region_name=REGION)
-    arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{SM_NAME}:run-1"
-    history = [
-        {"timestamp": datetime.now(UTC), "type": t, "id": i + 1}
-        for i, t in enumerate(["ExecutionStarted", "MapIterationSucceeded", "MapIterationSucceeded"])
-    ]
-    history.insert(
-        1,
-        {
-            "timestamp": datetime.now(UTC),
-            "type": "MapStateStarted",
-            "id": 9,
-            "mapStateStartedEventDetails": {"length": 4},
-        },
-    )
-    with Stubber(stubbed) as stub:
-        described = {**_described("RUNNING"), "executionArn": arn, "name": "run-1"}
-        stub.add_response("describe_execution", described, {"executionArn": arn})
-        stub.add_response(
-            "get_execution_history", {"events": history}, {"executionArn": arn, "maxResults": 1000}
-        )
-        monkeypatch.setattr(clients, "stepfunctions", functools.cache(lambda: stubbed))
-        status, job = _call(module, get_job_event("run-1"), lambda_context)
-        stub.assert_no_pending_responses()
-    assert status == 200 and job["status"] == "running"
-    assert job["progress"] == {"total": 4, "done": 2, "failed": 0}
-
-
-def test_lambda_models_lists_the_deployment(jobs_api: Any, lambda_context: LambdaContext) -> None:
-    status, body = _call(jobs_api[0], apigw_event("/models", "/models"), lambda_context)
-    assert status == 200 and body["default_model"] == "stable-image-core"
-    enabled = sorted(m["id"] for m in body["models"] if m["enabled"])
-    assert enabled == ["nova-canvas", "stable-image-core"]
-
-
-def test_lambda_unknown_route_is_404(jobs_api: Any, lambda_context: LambdaContext) -> None:
-    response = jobs_api[0].handler(apigw_event("/nothing", "/nothing"), lambda_context)
-    assert response["statusCode"] == 404
-
-
-def test_lambda_refuses_a_bad_configuration(
-    jobs_api: Any, lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("JOBS_STATE_MACHINE_ARN", "not-an-arn")
-    jobs_api[0].environment.cache_clear()
-    with pytest.raises(RuntimeError, match="Invalid handler configuration"):
-        jobs_api[0].handler(get_job_event("ok-1"), lambda_context)

@@ -2,19 +2,27 @@
 
 * Submissions: a JSON body (or query string) becomes a validated request before any execution starts;
   every problem is an :class:`ApiError` with the HTTP status, a named error and the fields to change.
-* Jobs: a job id is the execution name of the Standard ("jobs") workflow; a DescribeExecution result
-  becomes the job document of ``GET /jobs/{id}``, with presigned URLs re-issued on every call.
-* Failures: :data:`ERROR_STATUS` maps the workflow's named errors to HTTP statuses (``POST /images``
-  uses it, and so should any mapping template that answers for the synchronous workflow).
+* Starting: :func:`start_job` starts a Standard ("jobs") execution named by the idempotency key and
+  answers a retry with the existing job (409 for another request); :func:`sync_response` turns the
+  result of a synchronous (Express) execution into the HTTP answer.
+* Jobs: a job id is the execution name of the Standard workflow; a DescribeExecution result becomes
+  the job document of ``GET /jobs/{id}``, with presigned URLs re-issued on every call.
+* Failures: :data:`ERROR_STATUS` maps the workflow's named errors to HTTP statuses.
+
+The Step Functions client is a parameter: the deployed Lambda passes its boto3 client, the local server
+the offline engine's (moto) client.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
+
+from botocore.exceptions import ClientError
 
 from image_pipeline.core.errors import FieldError, InvalidRequest
 from image_pipeline.core.manifest import with_presigned_urls
@@ -152,6 +160,102 @@ def idempotency_conflict(job_id: str) -> ApiError:
 def job_accepted(job_id: str, status: str = "running") -> dict[str, Any]:
     """The ``202`` body of ``POST /jobs``."""
     return {"job_id": job_id, "status": status, "status_url": f"/jobs/{job_id}"}
+
+
+# -- starting executions -------------------------------------------------------------------------
+
+
+def execution_document(execution_input: Mapping[str, Any]) -> str:
+    """The execution input as JSON text, always written the same way: Step Functions answers a repeated
+    StartExecution of a running execution with that execution only when name *and* input text match."""
+    return json.dumps(execution_input, sort_keys=True, separators=(",", ":"))
+
+
+class StartedJob(NamedTuple):
+    """What :func:`start_job` did: the job id, whether this call started it, and the job's status."""
+
+    job_id: str
+    created: bool
+    status: str
+
+
+def start_job(
+    sfn: Any, state_machine_arn: str, execution_input: Mapping[str, Any], key: str | None
+) -> StartedJob:
+    """Start a job: a Standard execution named ``key`` (the idempotency key), or a new UUID.
+
+    A retry of a running job is answered by Step Functions itself (same name and input: the same
+    execution). Once that execution has closed, StartExecution refuses the name
+    (``ExecutionAlreadyExists``): then the stored input decides. The same request gets the existing
+    job (``created`` false, its current status); another request is a 409 ``IdempotencyKeyReused``.
+    Other refusals become :func:`start_refused` errors.
+    """
+    name = key or str(uuid.uuid4())
+    try:
+        sfn.start_execution(
+            stateMachineArn=state_machine_arn, name=name, input=execution_document(execution_input)
+        )
+        return StartedJob(name, True, "running")
+    except ClientError as exc:
+        if _error_code(exc) != "ExecutionAlreadyExists":
+            raise start_refused(exc) from exc
+    described = sfn.describe_execution(executionArn=execution_arn(state_machine_arn, name))
+    if not same_input(described.get("input"), execution_input):
+        raise idempotency_conflict(name)
+    return StartedJob(name, False, JOB_STATUS.get(str(described["status"]), "running"))
+
+
+def sync_response(result: Mapping[str, Any]) -> tuple[int, Any]:
+    """The HTTP status and body of a synchronous execution's result (StartSyncExecution's answer, or a
+    DescribeExecution result): 200 and the output (the manifest) when it SUCCEEDED; otherwise the
+    failure's status (:data:`ERROR_STATUS` by error name, 502 for any other failure, 504 when
+    TIMED_OUT) and ``{"error", "message"}``, the message taken from the cause."""
+    status = str(result.get("status") or "")
+    output = result.get("output")
+    if status == "SUCCEEDED" and output:
+        return 200, json.loads(output) if isinstance(output, str | bytes) else output
+    if status == "SUCCEEDED":  # a workflow that returned nothing did not do its job
+        return OTHER_FAILURE_STATUS, {
+            "error": "ExecutionFailed",
+            "message": "the workflow returned no output",
+        }
+    error = failure_error(status, result.get("error"), result.get("cause"))
+    return error.status, error.body()
+
+
+def sync_wait_exceeded(seconds: float) -> ApiError:
+    """504: the synchronous run took longer than the API waits (the execution may still finish)."""
+    return ApiError(
+        TIMED_OUT_STATUS,
+        "ExecutionTimedOut",
+        f"the images took longer than the {seconds:g} s this API waits for them; ask for fewer images, "
+        "or use POST /jobs and poll GET /jobs/{id}",
+    )
+
+
+#: Step Functions error codes of a StartExecution/StartSyncExecution that did not start anything.
+_BUSY = frozenset({"ThrottlingException", "Throttling", "ExecutionLimitExceeded", "TooManyRequestsException"})
+
+
+def start_refused(exc: ClientError) -> ApiError:
+    """The answer when Step Functions refused or failed a call: 429 when it is busy (try again), 400 for
+    an input it refuses, 503 when it is unavailable, 502 otherwise (a deployment error, such as a
+    missing permission; the message names only the code)."""
+    code = _error_code(exc)
+    if code in _BUSY:
+        return ApiError(429, "TooManyRequests", "the workflow is busy; try again later")
+    if code in {"InvalidExecutionInput", "InvalidName"}:
+        return ApiError(400, "InvalidRequest", f"the workflow refused the request ({code})")
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    if status >= 500:
+        return ApiError(503, "ServiceUnavailable", "the workflow service is unavailable; try again")
+    return ApiError(
+        OTHER_FAILURE_STATUS, "ExecutionNotStarted", f"the workflow could not be started ({code})"
+    )
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 # -- jobs ----------------------------------------------------------------------------------------
