@@ -1,20 +1,28 @@
-"""The HTTP API: API Gateway (REST) in front of the two workflows and the jobs Lambda.
+"""The HTTP API: API Gateway (REST) in front of one Lambda function that answers every route.
 
 ==========================  ==========================================================================
-``POST /images``            ``StartSyncExecution`` (Express): the manifest, or the failure's status
-``GET /images?prompt=...``  the same, for a prompt (and ``count``) in the query string
-``POST /jobs``              ``StartExecution`` (Standard): ``202 {"job_id", "status", "status_url"}``
-``GET /jobs/{id}``          the jobs Lambda: status, progress, manifest with fresh presigned URLs
-``GET /models``             the jobs Lambda: the models this deployment offers
+``POST /images``            validate, ``StartSyncExecution`` (Express): the manifest, or the failure's status
+``GET /images?prompt=...``  the same, with the request's fields in the query string
+``POST /jobs``              validate, ``StartExecution`` (Standard): ``202 {"job_id", "status", "status_url"}``
+``GET /jobs/{id}``          status, progress, manifest with fresh presigned URLs
+``GET /models``             the models this deployment offers
 ==========================  ==========================================================================
 
-API Gateway calls Step Functions itself (AWS integrations with the mapping templates of
-:mod:`stacks.mapping_templates`): no Lambda sits between a request and the workflow. Request bodies are
-validated against the ``ImageRequest`` model, generated from the pydantic model
-(:mod:`stacks.request_schema`), and ``GET /images`` must have ``prompt``: an invalid request is answered
-400 by API Gateway and never starts an execution. Clients authenticate with an API key (usage plan:
-throttle and daily quota) or, with ``auth="iam"``, with SigV4. The stage throttles all clients
-together, logs access as JSON and errors, and traces with X-Ray.
+Every route is a Lambda proxy integration of the HTTP API function
+(``image_pipeline.handlers.http_api``). Two checks stand before a workflow starts:
+
+1. API Gateway's request validator: bodies of ``POST /images`` and ``POST /jobs`` against the
+   ``ImageRequest`` model, generated from the pydantic model (:mod:`stacks.request_schema`), and the
+   ``prompt`` of ``GET /images``. A request that fails it is answered 400 without invoking the function.
+2. The function: the chosen model's own limits (sizes, ratios, prompt length, options it does not take)
+   and the deployment's maximum image count, which a JSON schema cannot express; 400/413/415 before any
+   Step Functions call.
+
+So an invalid request never starts an execution. The function's timeout is API Gateway's integration
+timeout (29 s); it waits for a synchronous run a little less, and longer runs belong to ``POST /jobs``.
+Clients authenticate with an API key (usage plan: throttle and daily quota) or, with ``auth="iam"``,
+with SigV4. The stage throttles all clients together, logs access as JSON and errors, and traces with
+X-Ray. API Gateway's own errors (validation, missing key, throttling) are ``{"error", "message"}`` too.
 """
 
 from __future__ import annotations
@@ -31,16 +39,18 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from stacks import mapping_templates as vtl
 from stacks.config import Throttle
 from stacks.functions import LOG_RETENTION, FunctionDefaults, PipelineFunction
 from stacks.request_schema import to_cdk_json_schema
 from stacks.workflow import IMAGE_KEYS
 
-JOBS_API_HANDLER = "image_pipeline.handlers.jobs_api.handler"
+HTTP_API_HANDLER = "image_pipeline.handlers.http_api.handler"
 STAGE_NAME = "v1"
-#: API Gateway's default (and, without a quota increase, maximum) integration timeout.
-SYNC_TIMEOUT = Duration.seconds(29)
+#: API Gateway's default (and, without a quota increase, maximum) integration timeout for a regional
+#: REST API; the function gets the same, and waits for a synchronous run a little less.
+HTTP_API_TIMEOUT = Duration.seconds(29)
+#: Seconds left after the wait for the Express execution: enough to answer 504 before being stopped.
+SYNC_WAIT_MARGIN_SECONDS = 2
 JSON = "application/json"
 CORS_ALLOW_HEADERS = [
     "Content-Type",
@@ -50,6 +60,9 @@ CORS_ALLOW_HEADERS = [
     "X-Amz-Date",
     "X-Amz-Security-Token",
 ]
+#: HTTP statuses each route can answer (declared as method responses: the exported API documents them).
+SYNC_STATUSES = ("200", "400", "413", "415", "429", "502", "503", "504")
+JOBS_STATUSES = ("202", "400", "409", "413", "415", "429", "502", "503")
 ERROR_SCHEMA = apigw.JsonSchema(
     schema=apigw.JsonSchemaVersion.DRAFT4,
     title="Error",
@@ -60,7 +73,7 @@ ERROR_SCHEMA = apigw.JsonSchema(
         "message": apigw.JsonSchema(type=apigw.JsonSchemaType.STRING, description="What to change"),
     },
 )
-#: API Gateway's own errors, in the same shape as the workflow's: {"error", "message"}.
+#: API Gateway's own errors, in the same shape as the function's: {"error", "message"}.
 GATEWAY_RESPONSES: dict[str, tuple[apigw.ResponseType, str | None, str]] = {
     "InvalidBody": (
         apigw.ResponseType.BAD_REQUEST_BODY,
@@ -96,6 +109,12 @@ GATEWAY_RESPONSES: dict[str, tuple[apigw.ResponseType, str | None, str]] = {
 }
 
 
+def query_parameters(request_schema: Mapping[str, Any]) -> dict[str, bool]:
+    """``GET /images``: every request field may be a query parameter; the schema's required ones are."""
+    required = set(request_schema.get("required", []))
+    return {f"method.request.querystring.{name}": name in required for name in request_schema["properties"]}
+
+
 def access_log_format() -> apigw.AccessLogFormat:
     """One JSON line per request, with the integration's status and error (no bodies, no prompts)."""
     field = apigw.AccessLogField
@@ -123,12 +142,12 @@ def access_log_format() -> apigw.AccessLogFormat:
 
 
 class ImageApi(Construct):
-    """The REST API, its stage, request model and validator, auth, and the jobs Lambda.
+    """The REST API, its stage, request model and validator, auth, and the HTTP API function.
 
     :param sync_workflow: the EXPRESS state machine (``POST /images``, ``GET /images``).
     :param jobs_workflow: the STANDARD state machine (``POST /jobs``, ``GET /jobs/{id}``).
-    :param images_bucket: the jobs Lambda presigns image URLs in it.
-    :param defaults: the jobs Lambda's shared code, layers and environment.
+    :param images_bucket: the function presigns image URLs in it.
+    :param defaults: the function's shared code, layers and environment.
     :param request_schema: the draft-4 request schema (:func:`stacks.request_schema.image_request_schema`).
     :param auth: ``"apiKey"`` (API key + usage plan) or ``"iam"`` (SigV4, no key).
     :param throttle: stage rate/burst and, with API keys, the usage plan's daily quota.
@@ -153,40 +172,22 @@ class ImageApi(Construct):
         self.auth = auth
         self.cors_origins = list(cors_origins)
 
-        self.jobs_api = PipelineFunction(
+        self.http_api = PipelineFunction(
             self,
-            "JobsApi",
-            handler=JOBS_API_HANDLER,
-            description="imagegen: GET /jobs/{id} (status, manifest, fresh URLs) and GET /models",
+            "HttpApi",
+            handler=HTTP_API_HANDLER,
+            description="imagegen HTTP API: validate and start image requests and jobs, "
+            "GET /jobs/{id} (status, manifest, fresh URLs), GET /models",
             defaults=defaults,
-            timeout=Duration.seconds(20),
+            timeout=HTTP_API_TIMEOUT,
             environment={
                 "JOBS_STATE_MACHINE_ARN": jobs_workflow.state_machine_arn,
                 "SYNC_STATE_MACHINE_ARN": sync_workflow.state_machine_arn,
-                **({"CORS_ALLOW_ORIGIN": self.cors_origins[0]} if self.cors_origins else {}),
+                "SYNC_READ_TIMEOUT_SECONDS": str(HTTP_API_TIMEOUT.to_seconds() - SYNC_WAIT_MARGIN_SECONDS),
+                **({"CORS_ALLOW_ORIGINS": ",".join(self.cors_origins)} if self.cors_origins else {}),
             },
         )
-        #: Every execution of the jobs workflow: the jobs Lambda reads their status and history.
-        self.job_executions_arn = Stack.of(self).format_arn(
-            service="states",
-            resource="execution",
-            resource_name=f"{jobs_workflow.state_machine_name}:*",
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
-        self.jobs_api.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="ReadJobs",
-                actions=["states:DescribeExecution", "states:GetExecutionHistory"],
-                resources=[self.job_executions_arn],
-            )
-        )
-        self.jobs_api.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="PresignImageUrls",
-                actions=["s3:GetObject"],
-                resources=[images_bucket.arn_for_objects(IMAGE_KEYS)],
-            )
-        )
+        self._grant_function(sync_workflow, jobs_workflow, images_bucket)
 
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=LOG_RETENTION)
         self.rest_api = apigw.RestApi(
@@ -240,32 +241,21 @@ class ImageApi(Construct):
         )
         self._add_gateway_responses()
 
-        self.integration_role = iam.Role(
-            self,
-            "StartWorkflowsRole",
-            assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
-            description="imagegen API: start the sync and jobs workflows",
-        )
-        sync_workflow.grant_start_sync_execution(self.integration_role)
-        jobs_workflow.grant_start_execution(self.integration_role)
-
+        integration = apigw.LambdaIntegration(self.http_api.function, timeout=HTTP_API_TIMEOUT)
         images = self.rest_api.root.add_resource("images")
         images.add_method(
             "POST",
-            self._sync_integration(vtl.sync_request_from_body(sync_workflow.state_machine_arn)),
+            integration,
             request_models={JSON: self.request_model},
-            method_responses=self._method_responses(vtl.SYNC_STATUSES, ok_model=apigw.Model.EMPTY_MODEL),
+            method_responses=self._method_responses(SYNC_STATUSES),
             operation_name="GenerateImages",
             **self._auth_options(),
         )
         images.add_method(
             "GET",
-            self._sync_integration(vtl.sync_request_from_query(sync_workflow.state_machine_arn)),
-            request_parameters={
-                "method.request.querystring.prompt": True,
-                "method.request.querystring.count": False,
-            },
-            method_responses=self._method_responses(vtl.SYNC_STATUSES, ok_model=apigw.Model.EMPTY_MODEL),
+            integration,
+            request_parameters=query_parameters(request_schema),
+            method_responses=self._method_responses(SYNC_STATUSES),
             operation_name="GenerateImagesFromQuery",
             **self._auth_options(),
         )
@@ -273,23 +263,22 @@ class ImageApi(Construct):
         jobs = self.rest_api.root.add_resource("jobs")
         jobs.add_method(
             "POST",
-            self._jobs_integration(jobs_workflow.state_machine_arn),
+            integration,
             request_models={JSON: self.request_model},
             request_parameters={"method.request.header.Idempotency-Key": False},
-            method_responses=self._method_responses(vtl.JOBS_STATUSES, ok_model=apigw.Model.EMPTY_MODEL),
+            method_responses=self._method_responses(JOBS_STATUSES),
             operation_name="SubmitJob",
             **self._auth_options(),
         )
-        lambda_integration = apigw.LambdaIntegration(self.jobs_api.function)
         jobs.add_resource("{id}").add_method(
             "GET",
-            lambda_integration,
+            integration,
             request_parameters={"method.request.path.id": True},
             operation_name="GetJob",
             **self._auth_options(),
         )
         self.rest_api.root.add_resource("models").add_method(
-            "GET", lambda_integration, operation_name="ListModels", **self._auth_options()
+            "GET", integration, operation_name="ListModels", **self._auth_options()
         )
 
         self.api_key: apigw.IApiKey | None = None
@@ -313,6 +302,47 @@ class ImageApi(Construct):
 
     # -- pieces ---------------------------------------------------------------------------------
 
+    def _grant_function(
+        self, sync_workflow: sfn.IStateMachine, jobs_workflow: sfn.StateMachine, images_bucket: s3.IBucket
+    ) -> None:
+        """Exactly what the function calls: start either workflow, read jobs, presign image URLs."""
+        role = self.http_api.role
+        #: Every execution of the jobs workflow: the function reads their status and history.
+        self.job_executions_arn = Stack.of(self).format_arn(
+            service="states",
+            resource="execution",
+            resource_name=f"{jobs_workflow.state_machine_name}:*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="RunSyncRequests",
+                actions=["states:StartSyncExecution"],
+                resources=[sync_workflow.state_machine_arn],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="StartJobs",
+                actions=["states:StartExecution"],
+                resources=[jobs_workflow.state_machine_arn],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadJobs",
+                actions=["states:DescribeExecution", "states:GetExecutionHistory"],
+                resources=[self.job_executions_arn],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="PresignImageUrls",
+                actions=["s3:GetObject"],
+                resources=[images_bucket.arn_for_objects(IMAGE_KEYS)],
+            )
+        )
+
     def _auth_options(self) -> dict[str, Any]:
         if self.auth == "iam":
             return {"authorization_type": apigw.AuthorizationType.IAM, "request_validator": self.validator}
@@ -322,82 +352,21 @@ class ImageApi(Construct):
             "request_validator": self.validator,
         }
 
-    def _cors_headers(self) -> dict[str, bool]:
-        if not self.cors_origins:
-            return {}
-        return {
-            "method.response.header.Access-Control-Allow-Origin": True,
-            "method.response.header.Vary": True,
-        }
-
-    def _method_responses(
-        self, statuses: Sequence[str], *, ok_model: apigw.IModel
-    ) -> list[apigw.MethodResponse]:
+    def _method_responses(self, statuses: Sequence[str]) -> list[apigw.MethodResponse]:
+        """Documentation of a proxy route's answers (the function sets status, headers and body)."""
         return [
             apigw.MethodResponse(
                 status_code=status,
-                response_models={JSON: ok_model if status.startswith("2") else self.error_model},
-                response_parameters=self._cors_headers() or None,
+                response_models={
+                    JSON: apigw.Model.EMPTY_MODEL if status.startswith("2") else self.error_model
+                },
             )
             for status in statuses
         ]
 
-    def _start_failed_responses(self, *, jobs: bool) -> list[apigw.IntegrationResponse]:
-        """Step Functions' API refused (4xx) or failed (5xx): the status is set by the template."""
-        return [
-            apigw.IntegrationResponse(
-                selection_pattern=r"4\d{2}",
-                status_code="400",
-                response_templates={JSON: vtl.start_failed_response(self.cors_origins, jobs=jobs)},
-            ),
-            apigw.IntegrationResponse(
-                selection_pattern=r"5\d{2}",
-                status_code="503",
-                response_templates={JSON: vtl.unavailable_response(self.cors_origins)},
-            ),
-        ]
-
-    def _sync_integration(self, request_template: str) -> apigw.AwsIntegration:
-        return apigw.AwsIntegration(
-            service="states",
-            action="StartSyncExecution",
-            integration_http_method="POST",
-            options=apigw.IntegrationOptions(
-                credentials_role=self.integration_role,
-                passthrough_behavior=apigw.PassthroughBehavior.NEVER,
-                timeout=SYNC_TIMEOUT,
-                request_templates={JSON: request_template},
-                integration_responses=[
-                    apigw.IntegrationResponse(
-                        status_code="200", response_templates={JSON: vtl.sync_response(self.cors_origins)}
-                    ),
-                    *self._start_failed_responses(jobs=False),
-                ],
-            ),
-        )
-
-    def _jobs_integration(self, state_machine_arn: str) -> apigw.AwsIntegration:
-        return apigw.AwsIntegration(
-            service="states",
-            action="StartExecution",
-            integration_http_method="POST",
-            options=apigw.IntegrationOptions(
-                credentials_role=self.integration_role,
-                passthrough_behavior=apigw.PassthroughBehavior.NEVER,
-                request_templates={JSON: vtl.jobs_request(state_machine_arn)},
-                integration_responses=[
-                    apigw.IntegrationResponse(
-                        status_code="202",
-                        response_templates={JSON: vtl.job_accepted_response(self.cors_origins)},
-                    ),
-                    *self._start_failed_responses(jobs=True),
-                ],
-            ),
-        )
-
     def _add_gateway_responses(self) -> None:
-        # A gateway response can only carry a fixed header value: with one allowed origin, browsers can
-        # read API Gateway's own errors (bad body, missing key, throttled) too.
+        # A gateway response can only carry a fixed header value: with one allowed origin (or "*"),
+        # browsers can read API Gateway's own errors (bad body, missing key, throttled) too.
         headers = {}
         if len(self.cors_origins) == 1:
             origin = self.cors_origins[0]

@@ -158,13 +158,14 @@ def _api(stack: ImagegenStack) -> None:
     api = stack.api
     bucket = stack.storage.images_bucket
 
-    acknowledge(api.jobs_api.function, LATEST_RUNTIME, "L1")
-    acknowledge(api.jobs_api.role, XRAY, "IAM5[Resource::*]")
+    acknowledge(api.http_api.function, LATEST_RUNTIME, "L1")
+    acknowledge(api.http_api.role, XRAY, "IAM5[Resource::*]")
     acknowledge(
-        api.jobs_api.role,
-        "GET /jobs/{id} describes one execution of the jobs workflow, named by the client: the grant is "
-        "DescribeExecution/GetExecutionHistory on that workflow's executions (<name>:*) only; it also "
-        "presigns image URLs (GetObject on *.png keys of the images bucket).",
+        api.http_api.role,
+        "GET /jobs/{id} (and POST /jobs, for a repeated idempotency key) describes one execution of the "
+        "jobs workflow, named by the client: the grant is DescribeExecution/GetExecutionHistory on that "
+        "workflow's executions (<name>:*) only; it also presigns image URLs (GetObject on *.png keys of "
+        "the images bucket). Starting executions is granted on the two state machines, no wildcard.",
         iam5(api, api.job_executions_arn),
         iam5(bucket, bucket.arn_for_objects(IMAGE_KEYS)),
     )

@@ -12,14 +12,22 @@ from aws_cdk.assertions import Match, Template
 from image_pipeline.core.events import REQUEST_EVENT
 from image_pipeline.models.registry import get_adapter, list_adapters
 
-from stacks import mapping_templates as vtl
+from stacks.api import HTTP_API_TIMEOUT, SYNC_WAIT_MARGIN_SECONDS
 from stacks.functions import POWERTOOLS_LAYER_ACCOUNT, POWERTOOLS_LAYER_NAME
 from stacks.nag import flatten_cfn_reference
 from stacks.request_schema import image_request_schema
 from stacks.workflow import ASL_FILE, HANDLERS
 from tests.infra.conftest import VARIANT, Synthesized
 
-OUR_HANDLERS = {**HANDLERS, "jobs_api": "image_pipeline.handlers.jobs_api.handler"}
+OUR_HANDLERS = {**HANDLERS, "http_api": "image_pipeline.handlers.http_api.handler"}
+#: The API's routes: every one a Lambda proxy integration of the HTTP API function.
+ROUTES = [
+    ("POST", "/images"),
+    ("GET", "/images"),
+    ("POST", "/jobs"),
+    ("GET", "/jobs/{id}"),
+    ("GET", "/models"),
+]
 CONTRACT_ENV = {
     "IMAGES_BUCKET",
     "DEFAULT_MODEL",
@@ -109,14 +117,6 @@ def method(synth: Synthesized, http_method: str, path: str) -> dict[str, Any]:
     ]
     assert len(found) == 1, (http_method, path, len(found))
     return found[0]
-
-
-def integration_templates(props: dict[str, Any]) -> dict[str, str]:
-    """status code -> response template (application/json) of a method's integration."""
-    return {
-        r["StatusCode"]: join_text(r["ResponseTemplates"]["application/json"])
-        for r in props["Integration"]["IntegrationResponses"]
-    }
 
 
 def join_text(value: Any) -> str:
@@ -341,22 +341,31 @@ def test_the_asset_is_the_lambdas_directory_without_caches(synthesized: Synthesi
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
 
 
-def test_jobs_api_knows_both_state_machines(synthesized: Synthesized) -> None:
-    fn = synthesized.resources("AWS::Lambda::Function")[function_id(synthesized, "jobs_api")]
-    variables = fn["Properties"]["Environment"]["Variables"]
-    machines = synthesized.resources("AWS::StepFunctions::StateMachine")
-    by_type = {m["Properties"]["StateMachineType"]: k for k, m in machines.items()}
-    assert variables["JOBS_STATE_MACHINE_ARN"] == {"Ref": by_type["STANDARD"]}
-    assert variables["SYNC_STATE_MACHINE_ARN"] == {"Ref": by_type["EXPRESS"]}
-    # With the web page, the page's origin is the one CORS origin of the Lambda's answers.
-    origin = join_text(variables["CORS_ALLOW_ORIGIN"])
+def state_machine_id(synth: Synthesized, kind: str) -> str:
+    return next(
+        k
+        for k, m in synth.resources("AWS::StepFunctions::StateMachine").items()
+        if m["Properties"]["StateMachineType"] == kind
+    )
+
+
+def test_http_api_knows_both_state_machines_and_waits_less_than_its_timeout(synthesized: Synthesized) -> None:
+    fn = synthesized.resources("AWS::Lambda::Function")[function_id(synthesized, "http_api")]["Properties"]
+    variables = fn["Environment"]["Variables"]
+    assert variables["JOBS_STATE_MACHINE_ARN"] == {"Ref": state_machine_id(synthesized, "STANDARD")}
+    assert variables["SYNC_STATE_MACHINE_ARN"] == {"Ref": state_machine_id(synthesized, "EXPRESS")}
+    # API Gateway's integration limit; the wait for a synchronous run leaves time to answer 504 itself.
+    assert fn["Timeout"] == HTTP_API_TIMEOUT.to_seconds() == 29
+    assert int(variables["SYNC_READ_TIMEOUT_SECONDS"]) == 29 - SYNC_WAIT_MARGIN_SECONDS > 0
+    # With the web page, the page's origin is the one CORS origin of the function's answers.
+    origin = join_text(variables["CORS_ALLOW_ORIGINS"])
     assert origin.startswith("https://<") and origin.endswith(".DomainName>")
 
 
 # -- IAM ---------------------------------------------------------------------------------------------------
 
 
-def test_no_bedrock_or_s3_action_is_granted_on_every_resource(
+def test_no_bedrock_s3_or_states_action_is_granted_on_every_resource(
     synthesized: Synthesized, variant: Synthesized
 ) -> None:
     for synth in (synthesized, variant):
@@ -366,9 +375,9 @@ def test_no_bedrock_or_s3_action_is_granted_on_every_resource(
         for document in policies:
             for statement in document["Statement"]:
                 actions = as_list(statement["Action"])
-                if any(a.startswith(("bedrock:", "s3:")) for a in actions):
+                if any(a.startswith(("bedrock:", "s3:", "states:")) for a in actions):
                     assert "*" not in as_list(statement["Resource"]), statement
-                    assert not [a for a in actions if a in ("s3:*", "bedrock:*")], statement
+                    assert not [a for a in actions if a.endswith(":*")], statement
 
 
 def expected_model_arns(synth: Synthesized) -> set[str]:
@@ -387,7 +396,7 @@ def test_bedrock_invoke_is_granted_on_exactly_the_configured_models(
     assert actions["bedrock:InvokeModel"] == expected_model_arns(synth)
     assert len(synth.config.allowed_models) == (6 if which == "synthesized" else 2)
     # No other function may call Bedrock.
-    for name in ("validate_request", "build_manifest", "jobs_api"):
+    for name in ("validate_request", "build_manifest", "http_api"):
         assert not [
             a for a in granted(statements_of_role(synth, role_of(synth, name))) if a.startswith("bedrock:")
         ]
@@ -414,26 +423,32 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
         "s3:PutObject": {f"{bucket}/*/manifest.json"},
         "s3:ListBucket": {bucket},
     }
-    jobs = actions_of("jobs_api")
-    assert jobs.pop("s3:GetObject") == {f"{bucket}/*.png"}
-    standard = next(
-        k
-        for k, m in synthesized.resources("AWS::StepFunctions::StateMachine").items()
-        if m["Properties"]["StateMachineType"] == "STANDARD"
-    )
+    standard = state_machine_id(synthesized, "STANDARD")
     executions = {f"arn:aws:states:us-east-1:123456789012:execution:<{standard}.Name>:*"}
-    assert jobs == {"states:DescribeExecution": executions, "states:GetExecutionHistory": executions}
+    assert actions_of("http_api") == {
+        "states:StartSyncExecution": {f"<{state_machine_id(synthesized, 'EXPRESS')}>"},
+        "states:StartExecution": {f"<{standard}>"},
+        "states:DescribeExecution": executions,
+        "states:GetExecutionHistory": executions,
+        "s3:GetObject": {f"{bucket}/*.png"},
+    }
+
+
+def test_api_gateway_itself_may_start_no_workflow(synthesized: Synthesized) -> None:
+    """No integration role: only the HTTP API function starts executions (after its checks)."""
+    for role_id, role in synthesized.resources("AWS::IAM::Role").items():
+        principals = json.dumps(role["Properties"]["AssumeRolePolicyDocument"])
+        if "apigateway.amazonaws.com" in principals:
+            assert not [
+                a for a in granted(statements_of_role(synthesized, role_id)) if a.startswith("states:")
+            ]
 
 
 # -- events ------------------------------------------------------------------------------------------------
 
 
 def test_request_events_start_the_standard_workflow_with_the_detail(synthesized: Synthesized) -> None:
-    standard = next(
-        k
-        for k, m in synthesized.resources("AWS::StepFunctions::StateMachine").items()
-        if m["Properties"]["StateMachineType"] == "STANDARD"
-    )
+    standard = state_machine_id(synthesized, "STANDARD")
     bus = next(iter(synthesized.resources("AWS::Events::EventBus")))
     synthesized.template.has_resource_properties(
         "AWS::Events::Rule",
@@ -479,99 +494,74 @@ def test_one_validator_checks_bodies_and_parameters_on_every_method(synthesized:
             assert m["Properties"]["RequestValidatorId"] == {"Ref": validator}
 
 
-def test_post_images_starts_the_express_workflow_synchronously(synthesized: Synthesized) -> None:
-    props = method(synthesized, "POST", "/images")
-    model = next(
-        iter(
-            k
-            for k, v in synthesized.resources("AWS::ApiGateway::Model").items()
-            if v["Properties"]["Name"] == "ImageRequest"
-        )
-    )
-    assert props["RequestModels"] == {"application/json": {"Ref": model}}
-    assert props["ApiKeyRequired"] is True
-    integration = props["Integration"]
-    assert integration["Type"] == "AWS"
-    assert integration["IntegrationHttpMethod"] == "POST"
-    assert join_text(integration["Uri"]).endswith(":states:action/StartSyncExecution")
-    assert integration["PassthroughBehavior"] == "NEVER"
-    assert integration["TimeoutInMillis"] == 29000
-    request = join_text(integration["RequestTemplates"]["application/json"])
-    express = next(
+def image_request_model(synth: Synthesized) -> str:
+    return next(
         k
-        for k, m in synthesized.resources("AWS::StepFunctions::StateMachine").items()
-        if m["Properties"]["StateMachineType"] == "EXPRESS"
-    )
-    assert f'"stateMachineArn": "<{express}>"' in request
-    assert '"input": "$util.escapeJavaScript($input.body)' in request  # the body, unchanged
-    assert '"name": "$context.requestId"' in request
-
-
-def test_post_images_maps_every_execution_status_to_http(synthesized: Synthesized) -> None:
-    templates = integration_templates(method(synthesized, "POST", "/images"))
-    ok = templates["200"]
-    assert "$input.path('$.output')" in ok
-    assert '#if($status == "TIMED_OUT")\n#set($context.responseOverride.status = 504)' in ok
-    assert (
-        '#elseif($error == "InvalidRequest" || $error == "AllImagesFiltered")\n'
-        "#set($context.responseOverride.status = 400)" in ok
-    )
-    assert '#elseif($error == "ImagesThrottled")\n#set($context.responseOverride.status = 429)' in ok
-    assert "#else\n#set($context.responseOverride.status = 502)" in ok
-    assert "$util.parseJson($message)" in ok and "errorMessage" in ok
-    assert '{"error": "$util.escapeJavaScript($error)' in ok
-    assert set(templates) == {"200", "400", "503"}
-    assert "InvalidExecutionInput" in templates["400"]
-    codes = {r["StatusCode"] for r in method(synthesized, "POST", "/images")["MethodResponses"]}
-    assert codes == set(vtl.SYNC_STATUSES)
-
-
-def test_get_images_requires_a_prompt_and_builds_the_input_from_the_query(synthesized: Synthesized) -> None:
-    props = method(synthesized, "GET", "/images")
-    assert props["RequestParameters"] == {
-        "method.request.querystring.prompt": True,
-        "method.request.querystring.count": False,
-    }
-    integration = props["Integration"]
-    assert join_text(integration["Uri"]).endswith(":states:action/StartSyncExecution")
-    request = join_text(integration["RequestTemplates"]["application/json"])
-    assert "$input.params().querystring" in request and '\\"prompt\\": \\"' in request
-    assert (
-        integration_templates(props)["200"]
-        == integration_templates(method(synthesized, "POST", "/images"))["200"]
+        for k, v in synth.resources("AWS::ApiGateway::Model").items()
+        if v["Properties"]["Name"] == "ImageRequest"
     )
 
 
-def test_post_jobs_starts_the_standard_workflow_named_by_the_idempotency_key(
-    synthesized: Synthesized,
-) -> None:
-    props = method(synthesized, "POST", "/jobs")
-    assert props["RequestParameters"] == {"method.request.header.Idempotency-Key": False}
-    integration = props["Integration"]
-    assert join_text(integration["Uri"]).endswith(":states:action/StartExecution")
-    request = join_text(integration["RequestTemplates"]["application/json"])
-    assert "headers.get('Idempotency-Key')" in request
-    assert f"$key.matches('{vtl.IDEMPOTENCY_KEY_PATTERN}')" in request
-    assert "#set($name = $context.requestId)" in request
-    templates = integration_templates(props)
-    assert set(templates) == {"202", "400", "503"}
-    assert '{"job_id": "$job", "status": "running", "status_url": "/jobs/$job"}' in templates["202"]
-    assert (
-        '#if($type.contains("ExecutionAlreadyExists"))\n#set($context.responseOverride.status = 409)'
-        in (templates["400"])
-    )
-    codes = {r["StatusCode"] for r in props["MethodResponses"]}
-    assert codes == set(vtl.JOBS_STATUSES)
-
-
-@pytest.mark.parametrize(("http_method", "path"), [("GET", "/jobs/{id}"), ("GET", "/models")])
-def test_jobs_and_models_are_lambda_proxy_routes(
+@pytest.mark.parametrize(("http_method", "path"), ROUTES)
+def test_every_route_is_a_lambda_proxy_integration_of_the_http_api_function(
     synthesized: Synthesized, http_method: str, path: str
 ) -> None:
     props = method(synthesized, http_method, path)
-    assert props["Integration"]["Type"] == "AWS_PROXY"
-    assert function_id(synthesized, "jobs_api") in join_text(props["Integration"]["Uri"])
+    integration = props["Integration"]
+    assert integration["Type"] == "AWS_PROXY"
+    assert integration["IntegrationHttpMethod"] == "POST"  # Lambda's Invoke, whatever the route's method
+    uri = join_text(integration["Uri"])
+    assert f"<{function_id(synthesized, 'http_api')}.Arn>/invocations" in uri
+    assert integration["TimeoutInMillis"] == 29000
     assert props["ApiKeyRequired"] is True
+
+
+def test_only_the_five_routes_and_their_preflights_exist(synthesized: Synthesized) -> None:
+    methods = synthesized.resources("AWS::ApiGateway::Method").values()
+    assert {m["Properties"]["Integration"]["Type"] for m in methods} == {"AWS_PROXY", "MOCK"}
+    assert sum(m["Properties"]["HttpMethod"] != "OPTIONS" for m in methods) == len(ROUTES)
+
+
+@pytest.mark.parametrize("path", ["/images", "/jobs"])
+def test_post_bodies_are_validated_against_the_request_model(synthesized: Synthesized, path: str) -> None:
+    """A body that breaks the schema is answered 400 by API Gateway: the function is not even invoked."""
+    props = method(synthesized, "POST", path)
+    assert props["RequestModels"] == {"application/json": {"Ref": image_request_model(synthesized)}}
+    assert props["RequestValidatorId"] == {
+        "Ref": next(iter(synthesized.resources("AWS::ApiGateway::RequestValidator")))
+    }
+    statuses = {r["StatusCode"] for r in props["MethodResponses"]}
+    assert {"400", "413", "415", "429", "502"} <= statuses
+    assert ("202" if path == "/jobs" else "200") in statuses
+
+
+def test_get_images_requires_a_prompt_and_takes_every_request_field(synthesized: Synthesized) -> None:
+    props = method(synthesized, "GET", "/images")
+    schema = image_request_schema()
+    assert props["RequestParameters"] == {
+        f"method.request.querystring.{name}": name == "prompt" for name in schema["properties"]
+    }
+    assert schema["required"] == ["prompt"]
+
+
+def test_post_jobs_takes_an_idempotency_key_header(synthesized: Synthesized) -> None:
+    props = method(synthesized, "POST", "/jobs")
+    assert props["RequestParameters"] == {"method.request.header.Idempotency-Key": False}
+    assert "409" in {r["StatusCode"] for r in props["MethodResponses"]}
+
+
+def test_api_gateway_may_invoke_the_function_from_each_route(synthesized: Synthesized) -> None:
+    """One permission per route of the deployed stage (and per route of the console's test-invoke)."""
+    function = {"Fn::GetAtt": [function_id(synthesized, "http_api"), "Arn"]}
+    sources = [
+        join_text(p["Properties"]["SourceArn"]).split("/", 2)  # [api, stage, method/path]
+        for p in synthesized.resources("AWS::Lambda::Permission").values()
+        if p["Properties"]["FunctionName"] == function
+        and p["Properties"]["Principal"] == "apigateway.amazonaws.com"
+    ]
+    routes = {f"{m}{path.replace('{id}', '*')}" for m, path in ROUTES}
+    assert len(sources) == 2 * len(routes)
+    assert {route for _, stage, route in sources if stage != "test-invoke-stage"} == routes
 
 
 def test_api_key_and_usage_plan_throttle_and_quota(synthesized: Synthesized) -> None:
@@ -636,8 +626,12 @@ def test_cors_allows_the_web_page_origin(synthesized: Synthesized) -> None:
     headers = options["Integration"]["IntegrationResponses"][0]["ResponseParameters"]
     origin = join_text(headers["method.response.header.Access-Control-Allow-Origin"])
     assert origin.startswith("'https://<") and origin.endswith(".DomainName>'")
-    ok = integration_templates(method(synthesized, "POST", "/images"))["200"]
-    assert '$origin == "https://<' in ok
+    # API Gateway's own errors carry the same (single) origin, so the page can read them too.
+    for response in synthesized.resources("AWS::ApiGateway::GatewayResponse").values():
+        header = response["Properties"]["ResponseParameters"][
+            "gatewayresponse.header.Access-Control-Allow-Origin"
+        ]
+        assert join_text(header) == origin
 
 
 def test_variant_uses_iam_auth_without_api_key_and_allows_both_origins(variant: Synthesized) -> None:
@@ -650,8 +644,10 @@ def test_variant_uses_iam_auth_without_api_key_and_allows_both_origins(variant: 
         if props["HttpMethod"] != "OPTIONS":
             assert props["AuthorizationType"] == "AWS_IAM"
             assert props.get("ApiKeyRequired") in (None, False)
-    ok = integration_templates(method(variant, "POST", "/images"))["200"]
-    assert '#if($origin == "https://a.example.com" || $origin == "https://b.example.com")' in ok
+    fn = variant.resources("AWS::Lambda::Function")[function_id(variant, "http_api")]["Properties"]
+    assert (
+        fn["Environment"]["Variables"]["CORS_ALLOW_ORIGINS"] == "https://a.example.com,https://b.example.com"
+    )
     stage = next(iter(variant.resources("AWS::ApiGateway::Stage").values()))["Properties"]
     assert stage["MethodSettings"][0]["ThrottlingRateLimit"] == 2
     assert VARIANT["apiAuth"] == variant.config.api_auth
@@ -693,204 +689,3 @@ def test_env_agnostic_synthesis_takes_the_layer_of_the_deployment_region(variant
             rf"arn:aws:lambda:<AWS::Region>:{POWERTOOLS_LAYER_ACCOUNT}:layer:{POWERTOOLS_LAYER_NAME}:\d+",
             join_text(layer),
         )
-
-
-# -- the mapping templates, rendered -----------------------------------------------------------------------
-# API Gateway's VTL is Velocity 1.7 with $input/$util/$context; airspeed (a Python Velocity, as LocalStack
-# uses) renders the synthesized templates with small stand-ins for those objects. Skipped without it.
-
-
-class _Input:
-    def __init__(self, body: str, headers: dict[str, str] | None = None, query: dict[str, str] | None = None):
-        self.body = body
-        self._params = {"header": headers or {}, "querystring": query or {}, "path": {}}
-
-    def path(self, expression: str) -> Any:
-        value: Any = json.loads(self.body) if self.body else {}
-        for part in expression.removeprefix("$").split(".")[1:]:
-            value = value.get(part) if isinstance(value, dict) else None
-        return value
-
-    def params(self) -> dict[str, dict[str, str]]:
-        return self._params
-
-
-class _Util:
-    @staticmethod
-    def escapeJavaScript(text: str) -> str:
-        named = {'"': '\\"', "'": "\\'", "\\": "\\\\", "/": "\\/", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
-        encoded = text.encode("utf-16-be")
-        units = [int.from_bytes(encoded[i : i + 2], "big") for i in range(0, len(encoded), 2)]
-        return "".join(named.get(chr(u), chr(u) if 32 <= u < 0x7F else f"\\u{u:04X}") for u in units)
-
-    @staticmethod
-    def parseJson(text: str) -> Any:
-        return json.loads(text)
-
-
-@pytest.fixture(scope="module")
-def render() -> Any:
-    airspeed = pytest.importorskip("airspeed")
-    java = airspeed.__additional_methods__[str]
-    java["matches"] = lambda s, p: re.fullmatch(p, s) is not None
-    java["contains"] = lambda s, x: x in s
-    java["lastIndexOf"] = lambda s, x: s.rfind(x)
-    java["substring"] = lambda s, a, b=None: s[a:b]
-    # Velocity keeps "\\'" as is (the regex of a literal \'); airspeed unescapes it to \'.
-    java["replaceAll"] = lambda s, p, r: s.replace("\\'", "'") if p == "\\'" else re.sub(p, r, s)
-
-    def render(template: str, body: str = "", **params: dict[str, str]) -> tuple[Any, dict[str, Any]]:
-        override: dict[str, Any] = {"status": None, "header": {}}
-        context = {"requestId": "req-1", "responseOverride": override}
-        # airspeed cannot parse a hyphen in a reference (API Gateway can)
-        text = template.replace("header.Access-Control-Allow-Origin", "header.AllowOrigin")
-        out = airspeed.Template(text).merge(
-            {
-                "input": _Input(body, params.get("headers"), params.get("query")),
-                "util": _Util(),
-                "context": context,
-            }
-        )
-        return json.loads(out), override
-
-    return render
-
-
-def lambda_cause(error: str, message: str) -> str:
-    return json.dumps({"errorType": error, "errorMessage": message, "stackTrace": ["  File ..."]})
-
-
-@pytest.mark.parametrize(
-    ("execution", "status", "body"),
-    [
-        (
-            {"status": "SUCCEEDED", "output": '{"status": "SUCCEEDED", "images": []}'},
-            None,
-            {"status": "SUCCEEDED", "images": []},
-        ),
-        (
-            {
-                "status": "FAILED",
-                "error": "InvalidRequest",
-                "cause": lambda_cause("InvalidRequest", 'count: at most 40 "images"'),
-            },
-            400,
-            {"error": "InvalidRequest", "message": 'count: at most 40 "images"'},
-        ),
-        (
-            {
-                "status": "FAILED",
-                "error": "AllImagesFiltered",
-                "cause": lambda_cause("AllImagesFiltered", "it's filtered"),
-            },
-            400,
-            {"error": "AllImagesFiltered", "message": "it's filtered"},
-        ),
-        (
-            {
-                "status": "FAILED",
-                "error": "ImagesThrottled",
-                "cause": lambda_cause("ImagesThrottled", "slow down"),
-            },
-            429,
-            {"error": "ImagesThrottled", "message": "slow down"},
-        ),
-        (
-            {"status": "FAILED", "error": "ImagesFailed", "cause": lambda_cause("ImagesFailed", "no image")},
-            502,
-            {"error": "ImagesFailed", "message": "no image"},
-        ),
-        (
-            {"status": "FAILED", "error": "States.Runtime", "cause": "not JSON"},
-            502,
-            {"error": "States.Runtime", "message": "not JSON"},
-        ),
-        (
-            {"status": "TIMED_OUT"},
-            504,
-            {"error": "ExecutionTimedOut", "message": "the workflow did not finish in time"},
-        ),
-    ],
-)
-def test_rendered_sync_response_sets_status_and_error_body(
-    synthesized: Synthesized, render: Any, execution: dict[str, Any], status: int | None, body: Any
-) -> None:
-    template = integration_templates(method(synthesized, "POST", "/images"))["200"]
-    web = join_text(
-        synthesized.resources("AWS::Lambda::Function")[function_id(synthesized, "jobs_api")]["Properties"][
-            "Environment"
-        ]["Variables"]["CORS_ALLOW_ORIGIN"]
-    )
-    rendered, override = render(template, json.dumps(execution), headers={"Origin": web})
-    assert rendered == body
-    assert override["status"] == status
-    assert override["header"]["AllowOrigin"] == web
-
-
-def test_rendered_requests_pass_the_input_through_exactly(synthesized: Synthesized, render: Any) -> None:
-    body = {"prompt": 'it\'s a "red" car / \\ é 🚗\n', "count": 2}
-    post = join_text(
-        method(synthesized, "POST", "/images")["Integration"]["RequestTemplates"]["application/json"]
-    )
-    rendered, _ = render(post, json.dumps(body))
-    assert json.loads(rendered["input"]) == body and rendered["name"] == "req-1"
-
-    get = join_text(
-        method(synthesized, "GET", "/images")["Integration"]["RequestTemplates"]["application/json"]
-    )
-    for query, expected in [
-        ({"prompt": body["prompt"]}, {"prompt": body["prompt"]}),
-        ({"prompt": "cat", "count": "3"}, {"prompt": "cat", "count": 3}),
-        ({"prompt": "cat", "count": "three"}, {"prompt": "cat", "count": "three"}),
-    ]:
-        rendered, _ = render(get, query=query)
-        assert json.loads(rendered["input"]) == expected
-
-
-@pytest.mark.parametrize(
-    ("headers", "body", "name"),
-    [
-        ({}, {"prompt": "x"}, "req-1"),
-        ({"Idempotency-Key": "order-7"}, {"prompt": "x"}, "order-7"),
-        ({"idempotency-key": "order-8"}, {"prompt": "x"}, "order-8"),
-        ({}, {"prompt": "x", "idempotency_key": "body-1"}, "body-1"),
-        ({"Idempotency-Key": "has space"}, {"prompt": "x"}, vtl.INVALID_NAME_MARKER),
-        ({"Idempotency-Key": "k" * 65}, {"prompt": "x"}, vtl.INVALID_NAME_MARKER),
-        ({"Idempotency-Key": "one"}, {"prompt": "x", "idempotency_key": "two"}, vtl.INVALID_NAME_MARKER),
-    ],
-)
-def test_rendered_job_request_names_the_execution(
-    synthesized: Synthesized, render: Any, headers: dict[str, str], body: dict[str, Any], name: str
-) -> None:
-    template = join_text(
-        method(synthesized, "POST", "/jobs")["Integration"]["RequestTemplates"]["application/json"]
-    )
-    rendered, _ = render(template, json.dumps(body), headers=headers)
-    assert rendered["name"] == name
-    assert json.loads(rendered["input"]) == body
-
-
-def test_rendered_job_responses(synthesized: Synthesized, render: Any) -> None:
-    templates = integration_templates(method(synthesized, "POST", "/jobs"))
-    arn = "arn:aws:states:us-east-1:123456789012:execution:Jobs:order-7"
-    rendered, _ = render(templates["202"], json.dumps({"executionArn": arn}))
-    assert rendered == {"job_id": "order-7", "status": "running", "status_url": "/jobs/order-7"}
-    for error_type, status, error in [
-        ("com.amazonaws.swf.service.v2.model#ExecutionAlreadyExists", 409, "IdempotencyKeyReused"),
-        ("InvalidName", 400, "InvalidRequest"),
-        ("InvalidExecutionInput", 400, "InvalidRequest"),
-        ("ThrottlingException", 429, "TooManyRequests"),
-        ("AccessDeniedException", 502, "ExecutionNotStarted"),
-    ]:
-        rendered, override = render(
-            templates["400"],
-            json.dumps({"__type": error_type, "message": "m"}),
-            headers={"Idempotency-Key": "order-7"},
-        )
-        assert (override["status"], rendered["error"]) == (status, error)
-    assert (
-        "GET /jobs/order-7"
-        in render(
-            templates["400"], '{"__type": "ExecutionAlreadyExists"}', headers={"Idempotency-Key": "order-7"}
-        )[0]["message"]
-    )

@@ -43,12 +43,26 @@ def s3() -> Any:
 
 @cache
 def stepfunctions() -> Any:
-    """The Step Functions client (jobs API)."""
+    """The Step Functions client of the HTTP API: StartExecution (a retry is harmless: the execution
+    name makes it idempotent), DescribeExecution, GetExecutionHistory."""
     return boto3.client("stepfunctions", config=Config(retries={"mode": "standard"}))
+
+
+@cache
+def stepfunctions_sync(read_timeout: int) -> Any:
+    """The Step Functions client for StartSyncExecution, which answers when the execution ends.
+
+    One attempt: botocore would retry a read timeout, starting a second execution (and paying for its
+    images again). ``read_timeout`` (seconds) is how long the caller can wait.
+    """
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=read_timeout
+    )
+    return boto3.client("stepfunctions", config=config)
 
 
 def reset_clients() -> None:
     """Forget the cached clients and settings (after the environment changed: tests, offline engine)."""
-    for factory in (bedrock_runtime, s3, stepfunctions):
+    for factory in (bedrock_runtime, s3, stepfunctions, stepfunctions_sync):
         factory.cache_clear()
     get_settings.cache_clear()

@@ -1,12 +1,29 @@
-"""``GET /jobs/{id}`` and ``GET /models`` behind API Gateway (Lambda proxy integration).
+"""The HTTP API behind API Gateway (Lambda proxy integration): every route of ``docs/api.md``.
 
-``POST /images`` and ``POST /jobs`` do not come here: API Gateway starts the workflows itself. The
-job id is the execution name of the Standard workflow, so its ARN is derived from
-``JOBS_STATE_MACHINE_ARN``; the manifest of a finished job gets fresh presigned URLs on every call.
+==========================  ==============================================================================
+``POST /images``            validate, ``StartSyncExecution`` (Express), answer with the manifest or failure
+``GET /images?prompt=...``  the same, with every request field as a query parameter
+``POST /jobs``              validate, ``StartExecution`` (Standard): ``202`` + ``Location``; idempotent
+``GET /jobs/{id}``          the job: status, progress, manifest with fresh presigned URLs, or error
+``GET /models``             the models this deployment offers
+==========================  ==============================================================================
+
+API Gateway has already checked the generated JSON schema (and that ``GET /images`` has a ``prompt``).
+This function checks what a schema cannot say (the chosen model's sizes, ratios and prompt length, options
+the model does not take, the deployment's ``MAX_IMAGES_PER_REQUEST``) with the same
+:mod:`image_pipeline.core.jobs` functions as the local server, and answers 400/413/415 *before* any
+Step Functions call: an invalid request never starts an execution.
+
+The synchronous routes wait for the Express execution with a read timeout just under this function's
+timeout (``SYNC_READ_TIMEOUT_SECONDS``), so a run that takes too long is a 504 from here rather than
+from API Gateway. Logs carry the API Gateway request id as correlation id; never headers (API keys),
+and the prompt only at DEBUG.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 from functools import cache
@@ -16,61 +33,194 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ReadTimeoutError
 from pydantic import BaseModel, Field, ValidationError
 
 from image_pipeline.core import clients
+from image_pipeline.core.errors import FieldError
 from image_pipeline.core.jobs import (
+    IDEMPOTENCY_HEADER,
+    MAX_BODY_BYTES,
     ApiError,
     check_job_id,
     execution_arn,
+    execution_document,
+    job_accepted,
     job_from_execution,
     job_not_found,
     model_catalog,
+    parse_body,
     progress_from_history,
+    start_job,
+    start_refused,
+    sync_response,
+    sync_wait_exceeded,
+    validate_submission,
 )
 from image_pipeline.core.settings import get_settings
 
 logger = Logger()
 #: Pages of execution history read for the progress of a running job (1000 events each).
 MAX_HISTORY_PAGES = 5
+_STATE_MACHINE_ARN = r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$"
 
 
-class JobsApiEnvironment(BaseModel):
-    """This handler's own environment; IMAGES_BUCKET, PRESIGN_EXPIRY_SECONDS, ALLOWED_MODELS and
-    DEFAULT_MODEL are the shared :class:`~image_pipeline.core.settings.Settings`. CORS_ALLOW_ORIGIN
-    (default ``*``) sets the CORS origin of the answers."""
+class HttpApiEnvironment(BaseModel):
+    """This handler's own environment; IMAGES_BUCKET, PRESIGN_EXPIRY_SECONDS, ALLOWED_MODELS,
+    DEFAULT_MODEL and MAX_IMAGES_PER_REQUEST are the shared :class:`~image_pipeline.core.settings.Settings`.
+    CORS_ALLOW_ORIGINS (comma-separated, ``*`` for any; unset: no CORS headers) is read at import."""
 
-    jobs_state_machine_arn: str = Field(
-        pattern=r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$"
-    )
+    jobs_state_machine_arn: str = Field(pattern=_STATE_MACHINE_ARN)
+    sync_state_machine_arn: str = Field(pattern=_STATE_MACHINE_ARN)
+    #: How long ``POST /images`` waits for the Express execution: just under the function's timeout.
+    sync_read_timeout_seconds: int = Field(default=27, ge=1, le=900)
 
 
 @cache
-def environment() -> JobsApiEnvironment:
+def environment() -> HttpApiEnvironment:
     """Read once per container; a bad value fails every request loudly (a deployment error)."""
+    values = {
+        "jobs_state_machine_arn": os.environ.get("JOBS_STATE_MACHINE_ARN", ""),
+        "sync_state_machine_arn": os.environ.get("SYNC_STATE_MACHINE_ARN", ""),
+    }
+    if os.environ.get("SYNC_READ_TIMEOUT_SECONDS"):
+        values["sync_read_timeout_seconds"] = os.environ["SYNC_READ_TIMEOUT_SECONDS"]
     try:
-        return JobsApiEnvironment(jobs_state_machine_arn=os.environ.get("JOBS_STATE_MACHINE_ARN", ""))
+        return HttpApiEnvironment.model_validate(values)
     except ValidationError as exc:
         raise RuntimeError(f"Invalid handler configuration: {exc}") from exc
 
 
-app = APIGatewayRestResolver(
-    cors=CORSConfig(
-        allow_origin=os.environ.get("CORS_ALLOW_ORIGIN", "*"),
-        allow_headers=["Content-Type", "X-Api-Key", "Idempotency-Key"],
+def cors_config(origins: str | None) -> CORSConfig | None:
+    """CORS of the answers for comma-separated ``origins`` (the first one, ``*``: any); none: no CORS."""
+    allowed = [o.strip() for o in (origins or "").split(",") if o.strip()]
+    if not allowed:
+        return None
+    return CORSConfig(
+        allow_origin=allowed[0],
+        extra_origins=allowed[1:],
+        allow_headers=["Content-Type", "X-Api-Key", IDEMPOTENCY_HEADER],
         expose_headers=["Location"],
     )
-)
 
 
-def _json(status: int, body: Any) -> Response:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
+CORS = cors_config(os.environ.get("CORS_ALLOW_ORIGINS"))
+#: debug=False: Powertools' debug mode (POWERTOOLS_DEV) would print whole events, API key included.
+app = APIGatewayRestResolver(cors=CORS, debug=False)
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    extra = dict(headers or {})
+    if CORS is not None:
+        extra["Vary"] = "Origin"  # Powertools echoes an allowed Origin: one cached answer per Origin
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(body),
+        headers=extra or None,
+    )
 
 
 @app.exception_handler(ApiError)
 def api_error(exc: ApiError) -> Response:
+    # Field names only: a field's message may quote the request.
+    fields = [d.field for d in exc.details]
+    logger.info(
+        "request answered with an error", extra={"status": exc.status, "error": exc.error, "fields": fields}
+    )
     return _json(exc.status, exc.body())
+
+
+@app.not_found
+def not_found(_: Exception) -> Response:
+    return _json(404, {"error": "NotFound", "message": "no such route; see GET /models and docs/api.md"})
+
+
+# -- submissions ---------------------------------------------------------------------------------
+
+
+def _body_json() -> Any:
+    """The request body as JSON: 413 over :data:`MAX_BODY_BYTES`, 415 when not JSON, 400 unparsable."""
+    event = app.current_event
+    text = event.body or ""
+    if event.is_base64_encoded:
+        try:
+            body = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError.invalid([FieldError("body", "is not valid base64")]) from None
+    else:
+        body = text.encode("utf-8")
+    return parse_body(body, event.headers.get("Content-Type"), max_bytes=MAX_BODY_BYTES)
+
+
+def _request_id() -> str:
+    """API Gateway's request id: the name of a synchronous execution (and so its S3 folder)."""
+    return str(app.current_event.request_context.request_id)
+
+
+def _log_submission(message: str, execution_input: dict[str, Any], **extra: Any) -> None:
+    fields = {k: v for k, v in execution_input.items() if k not in {"prompt", "negative_prompt"}}
+    logger.info(message, extra={**extra, "request": fields})
+    logger.debug("prompt", extra={"prompt": execution_input.get("prompt")})
+
+
+def _generate(raw: Any) -> Response:
+    """Validate, run the Express workflow and wait for it: the manifest, or the failure's status."""
+    execution_input, _ = validate_submission(raw, settings=get_settings())
+    env = environment()
+    sfn = clients.stepfunctions_sync(env.sync_read_timeout_seconds)
+    _log_submission("starting a synchronous execution", execution_input)
+    try:
+        result = sfn.start_sync_execution(
+            stateMachineArn=env.sync_state_machine_arn,
+            name=_request_id(),
+            input=execution_document(execution_input),
+        )
+    except ReadTimeoutError:
+        raise sync_wait_exceeded(env.sync_read_timeout_seconds) from None
+    except ClientError as exc:
+        raise start_refused(exc) from exc
+    status, body = sync_response(result)
+    logger.info(
+        "synchronous execution ended", extra={"execution_status": result.get("status"), "status": status}
+    )
+    return _json(status, body)
+
+
+@app.post("/images")
+def post_images() -> Response:
+    return _generate(_body_json())
+
+
+@app.get("/images")
+def get_images() -> Response:
+    # Every request field may be a query parameter (strings, converted as the local server does).
+    return _generate(dict(app.current_event.query_string_parameters))
+
+
+def _location(job_id: str) -> str:
+    """Where the job is, as a path of this request's URL (with the stage or a custom domain's base
+    path before ``/jobs``); the body's ``status_url`` stays relative to the API, as documented."""
+    path = str(app.current_event.request_context.path or "")
+    if path.rstrip("/").endswith("/jobs"):
+        return f"{path.rstrip('/')}/{job_id}"
+    return f"/jobs/{job_id}"
+
+
+@app.post("/jobs")
+def post_jobs() -> Response:
+    raw = _body_json()
+    execution_input, key = validate_submission(
+        raw, settings=get_settings(), idempotency_header=app.current_event.headers.get(IDEMPOTENCY_HEADER)
+    )
+    _log_submission("starting a job", execution_input, idempotency_key=key)
+    started = start_job(clients.stepfunctions(), environment().jobs_state_machine_arn, execution_input, key)
+    logger.info("job accepted", extra={"job_id": started.job_id, "created": started.created})
+    body = job_accepted(started.job_id, started.status)
+    return _json(202, body, {"Location": _location(started.job_id)})
+
+
+# -- jobs and models -----------------------------------------------------------------------------
 
 
 def _progress(arn: str) -> dict[str, Any]:
@@ -108,6 +258,10 @@ def get_models() -> Response:
     return _json(200, model_catalog(get_settings()))
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+# log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: the event holds the API key and the prompt.
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True, log_event=False
+)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    environment()  # a deployment error fails every route, not only the ones that start executions
     return app.resolve(event, context)

@@ -1,0 +1,662 @@
+"""The HTTP API Lambda (``image_pipeline.handlers.http_api``), called with API Gateway proxy events
+(``tests/events/apigw_*.json``) against a moto Standard state machine. moto has no StartSyncExecution, so
+the synchronous routes get a stubbed Step Functions client (botocore Stubber, or a fake for a timeout)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import functools
+import importlib
+import io
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ReadTimeoutError
+from botocore.stub import Stubber
+from image_pipeline.core import clients
+from image_pipeline.core.jobs import execution_document
+from moto import mock_aws
+
+from imagegen.lambda_router import LambdaContext
+from tests.conftest import load_event
+
+REGION, ACCOUNT = "us-east-1", "123456789012"
+BUCKET = "http-api-bucket"
+JOBS_NAME = "imagegen-jobs-http-api-test"
+JOBS_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{JOBS_NAME}"
+SYNC_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:imagegen-sync-http-api-test"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/test"
+API_KEY = "EXAMPLE-api-key-0123456789abcdef"  # the x-api-key of the canonical events
+STALE_MANIFEST = {
+    "request_id": "ok-1",
+    "status": "SUCCEEDED",
+    "bucket": BUCKET,
+    "prefix": "images/ok-1/",
+    "requested": 2,
+    "succeeded": 1,
+    "filtered": 1,
+    "failed": 0,
+    "images": [
+        {"index": 0, "key": "images/ok-1/image-00-7.png", "status": "SUCCEEDED", "url": "https://stale"},
+        {"index": 1, "key": None, "status": "FILTERED", "reason_code": "CONTENT_FILTERED_OUTPUT"},
+    ],
+    "urls_expire_at": "2000-01-01T00:00:00+00:00",
+}
+FILTERED_CAUSE = json.dumps(
+    {"errorMessage": "No image was generated (CONTENT_FILTERED_INPUT x2)", "errorType": "AllImagesFiltered"}
+)
+#: A request the JSON schema (so API Gateway) accepts and Titan Image Generator v2 does not:
+#: 1000x1000 is not one of its sizes.
+TITAN_WRONG_SIZE = {"prompt": "x", "model": "titan-image-v2", "width": 1000, "height": 1000}
+
+
+# -- events ----------------------------------------------------------------------------------------
+
+
+def api_event(
+    name: str,
+    *,
+    body: Any = None,
+    headers: dict[str, str | None] | None = None,
+    query: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A canonical event of ``tests/events/<name>.json``; ``body`` (a value: JSON; bytes/str: as is),
+    ``headers`` (None removes one) and ``query`` replace its own."""
+    event: dict[str, Any] = copy.deepcopy(load_event(name))
+    if body is not None:
+        event["body"] = (
+            body.decode() if isinstance(body, bytes) else body if isinstance(body, str) else json.dumps(body)
+        )
+    for header, value in (headers or {}).items():
+        for field in ("headers", "multiValueHeaders"):
+            for existing in [k for k in event[field] if k.lower() == header.lower()]:
+                del event[field][existing]
+        if value is not None:
+            event["headers"][header] = value
+            event["multiValueHeaders"][header] = [value]
+    if query is not None:
+        event["queryStringParameters"] = query or None
+        event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} or None
+    return event
+
+
+def request_id(event: dict[str, Any]) -> str:
+    return str(event["requestContext"]["requestId"])
+
+
+# -- fixtures --------------------------------------------------------------------------------------
+
+
+def _jobs_state_machine(sfn: Any) -> None:
+    """Succeeds with a (stale) manifest, or fails like the workflow does, depending on the input."""
+    definition = {
+        "StartAt": "Route",
+        "States": {
+            "Route": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.outcome", "StringEquals": "fail", "Next": "Failed"}],
+                "Default": "Done",
+            },
+            "Done": {"Type": "Pass", "Result": STALE_MANIFEST, "End": True},
+            "Failed": {"Type": "Fail", "Error": "AllImagesFiltered", "Cause": FILTERED_CAUSE},
+        },
+    }
+    sfn.create_state_machine(name=JOBS_NAME, definition=json.dumps(definition), roleArn=ROLE, type="STANDARD")
+
+
+@pytest.fixture
+def http_api(
+    aws_credentials: None, monkeypatch: pytest.MonkeyPatch, fresh_clients: None
+) -> Iterator[tuple[Any, Any]]:
+    """The handler module and a moto Step Functions client with the jobs state machine."""
+    monkeypatch.setenv("IMAGES_BUCKET", BUCKET)
+    monkeypatch.setenv("PRESIGN_EXPIRY_SECONDS", "900")
+    monkeypatch.setenv("ALLOWED_MODELS", "nova-canvas,stable-image-core,titan-image-v2")
+    monkeypatch.setenv("DEFAULT_MODEL", "stable-image-core")
+    monkeypatch.setenv("MAX_IMAGES_PER_REQUEST", "8")
+    monkeypatch.setenv("JOBS_STATE_MACHINE_ARN", JOBS_ARN)
+    monkeypatch.setenv("SYNC_STATE_MACHINE_ARN", SYNC_ARN)
+    monkeypatch.setenv("SYNC_READ_TIMEOUT_SECONDS", "27")
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        clients.reset_clients()
+        module = importlib.import_module("image_pipeline.handlers.http_api")
+        module.environment.cache_clear()
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        if JOBS_ARN not in {m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]}:
+            _jobs_state_machine(sfn)  # inside another test's live mock (the session engine) it may exist
+        yield module, sfn
+        module.environment.cache_clear()
+
+
+@pytest.fixture
+def sync_stub(monkeypatch: pytest.MonkeyPatch, http_api: tuple[Any, Any]) -> Iterator[Stubber]:
+    """The client of StartSyncExecution, stubbed: each test adds the answers it expects (none: no call)."""
+    client = boto3.client("stepfunctions", region_name=REGION)
+    with Stubber(client) as stub:
+        monkeypatch.setattr(clients, "stepfunctions_sync", functools.cache(lambda _timeout: client))
+        yield stub
+        stub.assert_no_pending_responses()
+
+
+def call(module: Any, event: dict[str, Any], context: LambdaContext) -> tuple[int, Any, dict[str, list[str]]]:
+    """Status, JSON body and headers of the handler's proxy response."""
+    response = module.handler(event, context)
+    headers = response["multiValueHeaders"]
+    assert headers["Content-Type"] == ["application/json"]
+    return response["statusCode"], json.loads(response["body"]), headers
+
+
+def executions(sfn: Any) -> int:
+    return len(sfn.list_executions(stateMachineArn=JOBS_ARN)["executions"])
+
+
+def finish(sfn: Any, job_id: str) -> None:
+    arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{JOBS_NAME}:{job_id}"
+    deadline = time.monotonic() + 10
+    while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the test execution did not finish"
+        time.sleep(0.02)
+
+
+def new_key() -> str:
+    """An idempotency key no other test used (moto keeps executions while the session engine runs)."""
+    return f"order-{uuid.uuid4().hex[:12]}"
+
+
+def sync_result(status: str, **extra: Any) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "executionArn": f"arn:aws:states:{REGION}:{ACCOUNT}:express:imagegen-sync:r:x",
+        "stateMachineArn": SYNC_ARN,
+        "startDate": now,
+        "stopDate": now,
+        "status": status,
+        **extra,
+    }
+
+
+# -- POST /jobs ------------------------------------------------------------------------------------
+
+
+def test_post_jobs_starts_a_job_named_by_the_idempotency_key(
+    http_api: tuple[Any, Any], lambda_context: LambdaContext
+) -> None:
+    module, sfn = http_api
+    key = new_key()
+    event = api_event("apigw_post_jobs", headers={"Idempotency-Key": key})
+    status, body, headers = call(module, event, lambda_context)
+    assert status == 202
+    assert body == {"job_id": key, "status": "running", "status_url": f"/jobs/{key}"}
+    # The Location header is this request's path (with the stage) plus the job id.
+    assert headers["Location"] == [f"/v1/jobs/{key}"]
+    arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{JOBS_NAME}:{key}"
+    started = json.loads(sfn.describe_execution(executionArn=arn)["input"])
+    assert started == {"prompt": "a lighthouse at dusk", "count": 2, "idempotency_key": key}
+
+
+def test_post_jobs_without_a_key_is_a_new_job_each_time(
+    http_api: tuple[Any, Any], lambda_context: LambdaContext
+) -> None:
+    module, sfn = http_api
+    before = executions(sfn)
+    event = api_event("apigw_post_jobs", headers={"Idempotency-Key": None})
+    first = call(module, event, lambda_context)[1]["job_id"]
+    second = call(module, event, lambda_context)[1]["job_id"]
+    assert first != second and len(first) == 36
+    assert executions(sfn) == before + 2
+
+
+def test_post_jobs_replays_the_job_after_it_finished_and_refuses_another_request(
+    http_api: tuple[Any, Any], lambda_context: LambdaContext
+) -> None:
+    module, sfn = http_api
+    key = new_key()
+    request = {"prompt": "a lighthouse at dusk", "count": 2}
+    before = executions(sfn)
+    first = call(
+        module, api_event("apigw_post_jobs", body=request, headers={"Idempotency-Key": key}), lambda_context
+    )
+    assert first[0] == 202
+    finish(sfn, key)  # once closed, moto (like Step Functions) refuses the name: ExecutionAlreadyExists
+
+    # The same request, the key in the body this time: the same job, with its current status.
+    replay = api_event(
+        "apigw_post_jobs", body={**request, "idempotency_key": key}, headers={"Idempotency-Key": None}
+    )
+    status, body, headers = call(module, replay, lambda_context)
+    assert status == 202 and body == {"job_id": key, "status": "succeeded", "status_url": f"/jobs/{key}"}
+    assert headers["Location"] == [f"/v1/jobs/{key}"]
+
+    other = api_event("apigw_post_jobs", body={**request, "count": 3}, headers={"Idempotency-Key": key})
+    status, body, _ = call(module, other, lambda_context)
+    assert status == 409 and body["error"] == "IdempotencyKeyReused" and key in body["message"]
+    assert executions(sfn) == before + 1
+
+
+def test_post_jobs_header_and_body_keys_must_agree(
+    http_api: tuple[Any, Any], lambda_context: LambdaContext
+) -> None:
+    module, sfn = http_api
+    before = executions(sfn)
+    event = api_event(
+        "apigw_post_jobs", body={"prompt": "x", "idempotency_key": "a-1"}, headers={"Idempotency-Key": "b-2"}
+    )
+    status, body, _ = call(module, event, lambda_context)
+    assert status == 400 and body["details"][0]["field"] == "idempotency_key"
+    assert executions(sfn) == before
+
+
+#: (id, body, Content-Type, status, field): each answered before any Step Functions call.
+INVALID: list[tuple[str, Any, str, int, str]] = [
+    ("model limit: titan sizes", TITAN_WRONG_SIZE, "application/json", 400, "width"),
+    (
+        "model limit: nova multiple of 16",
+        {"prompt": "x", "model": "nova-canvas", "width": 1000, "height": 1000},
+        "application/json",
+        400,
+        "width",
+    ),
+    (
+        "model limit: titan prompt length",
+        {"prompt": "x" * 600, "model": "titan-image-v2"},
+        "application/json",
+        400,
+        "prompt",
+    ),
+    (
+        "option the model does not take",
+        {"prompt": "x", "model": "stable-image-core", "quality": "premium"},
+        "application/json",
+        400,
+        "quality",
+    ),
+    ("deployment maximum", {"prompt": "x", "count": 9}, "application/json", 400, "count"),
+    ("model not offered", {"prompt": "x", "model": "titan-image-v1"}, "application/json", 400, "model"),
+    ("not JSON", "prompt=a cat", "application/json", 400, "body"),
+    ("not an object", ["a cat"], "application/json", 400, "request"),
+    ("wrong content type", {"prompt": "x"}, "text/plain", 415, "Content-Type"),
+    ("no content type", {"prompt": "x"}, "", 415, "Content-Type"),
+    ("body over 64 KiB", {"prompt": "x", "style": " " * 70_000}, "application/json", 413, "body"),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "field"), [pytest.param(*case[1:], id=case[0]) for case in INVALID]
+)
+def test_invalid_jobs_are_answered_before_any_execution(
+    http_api: tuple[Any, Any],
+    lambda_context: LambdaContext,
+    body: Any,
+    content_type: str,
+    status: int,
+    field: str,
+) -> None:
+    module, sfn = http_api
+    before = executions(sfn)
+    event = api_event(
+        "apigw_post_jobs",
+        body=body,
+        headers={"Content-Type": content_type or None, "Idempotency-Key": new_key()},
+    )
+    answered, error, _ = call(module, event, lambda_context)
+    assert answered == status and error["error"] == "InvalidRequest"
+    assert field in {d["field"] for d in error["details"]} and field in error["message"]
+    assert executions(sfn) == before  # zero executions started
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "field"), [pytest.param(*case[1:], id=case[0]) for case in INVALID]
+)
+def test_invalid_sync_requests_never_call_step_functions(
+    http_api: tuple[Any, Any],
+    sync_stub: Stubber,
+    lambda_context: LambdaContext,
+    body: Any,
+    content_type: str,
+    status: int,
+    field: str,
+) -> None:
+    event = api_event("apigw_post_images", body=body, headers={"Content-Type": content_type or None})
+    answered, error, _ = call(http_api[0], event, lambda_context)  # the stub has no answer: a call fails
+    assert answered == status and field in {d["field"] for d in error["details"]}
+
+
+def test_the_size_limit_counts_bytes_of_a_base64_body(
+    http_api: tuple[Any, Any], sync_stub: Stubber, lambda_context: LambdaContext
+) -> None:
+    # 33,000 characters, 66,000 bytes in UTF-8: over 64 KiB
+    raw = json.dumps({"prompt": "é" * 33_000}, ensure_ascii=False).encode()
+    event = api_event("apigw_post_images", body=base64.b64encode(raw).decode())
+    event["isBase64Encoded"] = True
+    status, error, _ = call(http_api[0], event, lambda_context)
+    assert status == 413 and error["details"][0]["field"] == "body"
+
+
+# -- POST /images, GET /images ---------------------------------------------------------------------
+
+
+def test_post_images_runs_the_express_workflow_and_returns_the_manifest(
+    http_api: tuple[Any, Any], sync_stub: Stubber, lambda_context: LambdaContext
+) -> None:
+    event = api_event("apigw_post_images")
+    sync_stub.add_response(
+        "start_sync_execution",
+        sync_result("SUCCEEDED", output=json.dumps(STALE_MANIFEST)),
+        {
+            "stateMachineArn": SYNC_ARN,
+            "name": request_id(event),  # the API request id: the request's S3 folder
+            "input": execution_document({"prompt": "a red porsche", "count": 2}),
+        },
+    )
+    status, body, _ = call(http_api[0], event, lambda_context)
+    assert status == 200 and body == STALE_MANIFEST
+
+
+def test_get_images_takes_the_request_from_the_query_string(
+    http_api: tuple[Any, Any], sync_stub: Stubber, lambda_context: LambdaContext
+) -> None:
+    event = api_event("apigw_get_images")
+    sync_stub.add_response(
+        "start_sync_execution",
+        sync_result("SUCCEEDED", output=json.dumps(STALE_MANIFEST)),
+        {
+            "stateMachineArn": SYNC_ARN,
+            "name": request_id(event),
+            "input": execution_document({"prompt": "a red porsche", "count": 2, "model": "nova-canvas"}),
+        },
+    )
+    assert call(http_api[0], event, lambda_context)[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"prompt": "x", "count": "many"}, "count"),
+        ({"prompt": "x", "model": "titan-image-v2", "width": "1000", "height": "1000"}, "width"),
+        ({"prompt": "x", "colour": "red"}, "colour"),
+    ],
+)
+def test_get_images_invalid_query_is_400_without_a_call(
+    http_api: tuple[Any, Any],
+    sync_stub: Stubber,
+    lambda_context: LambdaContext,
+    query: dict[str, str],
+    field: str,
+) -> None:
+    status, error, _ = call(http_api[0], api_event("apigw_get_images", query=query), lambda_context)
+    assert status == 400 and field in {d["field"] for d in error["details"]}
+
+
+def lambda_cause(error: str, message: str) -> str:
+    return json.dumps({"errorType": error, "errorMessage": message, "stackTrace": ["  File ..."]})
+
+
+@pytest.mark.parametrize(
+    ("result", "status", "error"),
+    [
+        (
+            sync_result("FAILED", error="InvalidRequest", cause=lambda_cause("InvalidRequest", "count: …")),
+            400,
+            "InvalidRequest",
+        ),
+        (sync_result("FAILED", error="AllImagesFiltered", cause=FILTERED_CAUSE), 400, "AllImagesFiltered"),
+        (
+            sync_result(
+                "FAILED", error="ImagesThrottled", cause=lambda_cause("ImagesThrottled", "THROTTLED x2")
+            ),
+            429,
+            "ImagesThrottled",
+        ),
+        (
+            sync_result(
+                "FAILED", error="ImagesFailed", cause=lambda_cause("ImagesFailed", "MODEL_ACCESS_DENIED")
+            ),
+            502,
+            "ImagesFailed",
+        ),
+        (
+            sync_result("FAILED", error="States.Runtime", cause="an error in the definition"),
+            502,
+            "States.Runtime",
+        ),
+        (sync_result("TIMED_OUT"), 504, "ExecutionTimedOut"),
+    ],
+)
+def test_a_failed_sync_execution_is_never_200(
+    http_api: tuple[Any, Any],
+    sync_stub: Stubber,
+    lambda_context: LambdaContext,
+    result: dict[str, Any],
+    status: int,
+    error: str,
+) -> None:
+    sync_stub.add_response("start_sync_execution", result)
+    answered, body, _ = call(http_api[0], api_event("apigw_post_images"), lambda_context)
+    assert answered == status and body["error"] == error and set(body) == {"error", "message"}
+    if result.get("cause", "").startswith("{"):
+        assert body["message"] == json.loads(result["cause"])["errorMessage"]
+
+
+@pytest.mark.parametrize(
+    ("code", "http_status", "status", "error"),
+    [
+        ("ExecutionLimitExceeded", 400, 429, "TooManyRequests"),
+        ("ThrottlingException", 400, 429, "TooManyRequests"),
+        ("AccessDeniedException", 400, 502, "ExecutionNotStarted"),
+        ("ServiceUnavailable", 503, 503, "ServiceUnavailable"),
+    ],
+)
+def test_a_sync_start_refused_by_step_functions_is_named(
+    http_api: tuple[Any, Any],
+    sync_stub: Stubber,
+    lambda_context: LambdaContext,
+    code: str,
+    http_status: int,
+    status: int,
+    error: str,
+) -> None:
+    sync_stub.add_client_error("start_sync_execution", code, "refused", http_status_code=http_status)
+    answered, body, _ = call(http_api[0], api_event("apigw_post_images"), lambda_context)
+    assert (answered, body["error"]) == (status, error)
+
+
+class _SlowStepFunctions:
+    """A client whose StartSyncExecution outlasts the read timeout."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def start_sync_execution(self, **_: Any) -> dict[str, Any]:
+        self.calls += 1
+        raise ReadTimeoutError(endpoint_url="https://sync-states.us-east-1.amazonaws.com/")
+
+
+def test_a_sync_run_longer_than_the_wait_is_504_and_is_not_retried(
+    http_api: tuple[Any, Any], lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow = _SlowStepFunctions()
+    waits: list[int] = []
+    # functools.cache: reset_clients() (at teardown, before monkeypatch undoes this) clears caches.
+    monkeypatch.setattr(
+        clients, "stepfunctions_sync", functools.cache(lambda timeout: waits.append(timeout) or slow)
+    )
+    status, body, _ = call(http_api[0], api_event("apigw_post_images"), lambda_context)
+    assert status == 504 and body["error"] == "ExecutionTimedOut" and "POST /jobs" in body["message"]
+    assert waits == [27] and slow.calls == 1
+
+
+def test_the_sync_client_makes_one_attempt_and_waits_as_configured(http_api: tuple[Any, Any]) -> None:
+    config = clients.stepfunctions_sync(27).meta.config
+    assert config.retries["total_max_attempts"] == 1 and config.read_timeout == 27
+
+
+# -- GET /jobs/{id} ---------------------------------------------------------------------------------
+
+
+def get_job_event(job_id: str) -> dict[str, Any]:
+    event = api_event("apigw_get_job")
+    event["path"] = f"/jobs/{job_id}"
+    event["pathParameters"] = {"id": job_id}
+    event["requestContext"]["path"] = f"/v1/jobs/{job_id}"
+    return event
+
+
+def test_succeeded_job_has_fresh_urls(http_api: tuple[Any, Any], lambda_context: LambdaContext) -> None:
+    module, sfn = http_api
+    job_id = new_key()
+    sfn.start_execution(stateMachineArn=JOBS_ARN, name=job_id, input="{}")
+    finish(sfn, job_id)
+    status, job, _ = call(module, get_job_event(job_id), lambda_context)
+    assert status == 200 and job["job_id"] == job_id and job["status"] == "succeeded"
+    assert job["started_at"] and job["stopped_at"] and "progress" not in job
+    url = job["manifest"]["images"][0]["url"]
+    assert url.startswith(f"https://{BUCKET}.s3.amazonaws.com/images/ok-1/image-00-7.png?")
+    assert "X-Amz-Expires=900" in url and "X-Amz-Signature=" in url
+
+
+def test_failed_job_has_the_error(http_api: tuple[Any, Any], lambda_context: LambdaContext) -> None:
+    module, sfn = http_api
+    job_id = new_key()
+    sfn.start_execution(stateMachineArn=JOBS_ARN, name=job_id, input='{"outcome": "fail"}')
+    finish(sfn, job_id)
+    status, job, _ = call(module, get_job_event(job_id), lambda_context)
+    assert status == 200 and job["status"] == "failed" and "manifest" not in job
+    assert job["error"] == {
+        "error": "AllImagesFiltered",
+        "message": "No image was generated (CONTENT_FILTERED_INPUT x2)",
+    }
+
+
+def test_the_canonical_get_job_event_finds_its_job(
+    http_api: tuple[Any, Any], lambda_context: LambdaContext
+) -> None:
+    status, body, _ = call(http_api[0], api_event("apigw_get_job"), lambda_context)
+    assert status == 404 and body["error"] == "JobNotFound" and "order-7f3a" in body["message"]
+
+
+@pytest.mark.parametrize("job_id", ["never-started", "bad$id", "x" * 90])
+def test_unknown_or_malformed_job_is_404(
+    http_api: tuple[Any, Any], lambda_context: LambdaContext, job_id: str
+) -> None:
+    status, body, _ = call(http_api[0], get_job_event(job_id), lambda_context)
+    assert status == 404 and body["error"] == "JobNotFound"
+
+
+def test_running_job_reports_progress(
+    http_api: tuple[Any, Any], lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = http_api[0]
+    stubbed = boto3.client("stepfunctions", region_name=REGION)
+    arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{JOBS_NAME}:run-1"
+    kinds = ["ExecutionStarted", "MapStateStarted", "MapIterationSucceeded", "MapIterationSucceeded"]
+    history = [{"timestamp": datetime.now(UTC), "type": t, "id": i + 1} for i, t in enumerate(kinds)]
+    history[1]["mapStateStartedEventDetails"] = {"length": 4}
+    with Stubber(stubbed) as stub:
+        described = {
+            "executionArn": arn,
+            "stateMachineArn": JOBS_ARN,
+            "name": "run-1",
+            "status": "RUNNING",
+            "startDate": datetime(2026, 11, 23, 10, 0, tzinfo=UTC),
+        }
+        stub.add_response("describe_execution", described, {"executionArn": arn})
+        stub.add_response(
+            "get_execution_history", {"events": history}, {"executionArn": arn, "maxResults": 1000}
+        )
+        monkeypatch.setattr(clients, "stepfunctions", functools.cache(lambda: stubbed))
+        status, job, _ = call(module, get_job_event("run-1"), lambda_context)
+        stub.assert_no_pending_responses()
+    assert status == 200 and job["status"] == "running"
+    assert job["progress"] == {"total": 4, "done": 2, "failed": 0}
+
+
+# -- GET /models, the rest -------------------------------------------------------------------------
+
+
+def test_models_lists_the_deployment(http_api: tuple[Any, Any], lambda_context: LambdaContext) -> None:
+    status, body, _ = call(http_api[0], api_event("apigw_get_models"), lambda_context)
+    assert status == 200 and body["default_model"] == "stable-image-core"
+    enabled = sorted(m["id"] for m in body["models"] if m["enabled"])
+    assert enabled == ["nova-canvas", "stable-image-core", "titan-image-v2"]
+
+
+def test_unknown_route_is_404_in_the_error_shape(
+    http_api: tuple[Any, Any], lambda_context: LambdaContext
+) -> None:
+    event = api_event("apigw_get_models")
+    event["path"] = event["resource"] = "/nothing"
+    status, body, _ = call(http_api[0], event, lambda_context)
+    assert status == 404 and body["error"] == "NotFound"
+
+
+def test_a_bad_configuration_fails_loudly(
+    http_api: tuple[Any, Any], lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNC_STATE_MACHINE_ARN", "not-an-arn")
+    http_api[0].environment.cache_clear()
+    with pytest.raises(RuntimeError, match="Invalid handler configuration"):
+        http_api[0].handler(api_event("apigw_get_models"), lambda_context)
+
+
+@pytest.mark.parametrize(
+    ("origins", "origin", "allowed"),
+    [
+        ("https://a.example.com,https://b.example.com", "https://b.example.com", "https://b.example.com"),
+        ("https://a.example.com,https://b.example.com", "https://evil.example.com", None),
+        ("*", "https://any.example.com", "*"),
+    ],
+)
+def test_cors_allows_the_configured_origins(
+    http_api: tuple[Any, Any],
+    lambda_context: LambdaContext,
+    monkeypatch: pytest.MonkeyPatch,
+    origins: str,
+    origin: str,
+    allowed: str | None,
+) -> None:
+    module = http_api[0]
+    monkeypatch.setenv("CORS_ALLOW_ORIGINS", origins)
+    try:
+        importlib.reload(module)  # the resolver reads its CORS configuration at import (cold start)
+        headers = call(module, api_event("apigw_get_models", headers={"Origin": origin}), lambda_context)[2]
+    finally:
+        monkeypatch.delenv("CORS_ALLOW_ORIGINS")
+        importlib.reload(module)
+    assert headers.get("Access-Control-Allow-Origin") == ([allowed] if allowed else None)
+    assert headers["Vary"] == ["Origin"]
+    assert "Access-Control-Allow-Origin" not in call(module, api_event("apigw_get_models"), lambda_context)[2]
+    assert module.cors_config(None) is None and module.cors_config(" ") is None
+
+
+def test_logs_carry_the_request_id_never_the_api_key_and_the_prompt_only_at_debug(
+    http_api: tuple[Any, Any], sync_stub: Stubber, lambda_context: LambdaContext
+) -> None:
+    module = http_api[0]
+    handler = module.logger.registered_handler
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    try:
+        for level in ("INFO", "DEBUG"):
+            module.logger.setLevel(level)
+            stream.seek(0)
+            stream.truncate()
+            event = api_event("apigw_post_images")
+            sync_stub.add_response(
+                "start_sync_execution", sync_result("SUCCEEDED", output=json.dumps(STALE_MANIFEST))
+            )
+            call(module, event, lambda_context)
+            logged = stream.getvalue()
+            assert request_id(event) in logged and '"correlation_id"' in logged
+            assert API_KEY not in logged and "x-api-key" not in logged.lower()
+            assert ("a red porsche" in logged) is (level == "DEBUG")
+    finally:
+        handler.setStream(previous)
+        module.logger.setLevel("WARNING")
