@@ -154,18 +154,14 @@ def asset_excludes() -> list[str]:
     """``ASSET_EXCLUDES`` of ``stacks/functions.py``, read without importing CDK."""
     tree = ast.parse(FUNCTIONS_FILE.read_text())
     for node in tree.body:
-        targets = (
-            node.targets
-            if isinstance(node, ast.Assign)
-            else [node.target]
-            if isinstance(node, ast.AnnAssign)
-            else []
-        )
-        if (
-            any(isinstance(t, ast.Name) and t.id == "ASSET_EXCLUDES" for t in targets)
-            and node.value is not None
-        ):
-            return [str(x) for x in ast.literal_eval(node.value)]
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
+        if any(isinstance(t, ast.Name) and t.id == "ASSET_EXCLUDES" for t in targets):
+            return [str(x) for x in ast.literal_eval(value)]
     raise LookupError(f"ASSET_EXCLUDES not found in {FUNCTIONS_FILE}")
 
 

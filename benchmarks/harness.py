@@ -63,7 +63,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def summarize(values: list[float]) -> dict[str, float | int]:
+def summarize(values: list[float]) -> dict[str, Any]:
     """Median, spread and quartiles of repeated measurements (seconds in, seconds out)."""
     if not values:
         raise ValueError("no values")

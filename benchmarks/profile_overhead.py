@@ -160,6 +160,7 @@ def what_if(
 ) -> dict[str, Any]:
     """Median wall per variant and image count, the variants interleaved within each repeat."""
     walls: dict[str, dict[int, list[float]]] = {v: collections.defaultdict(list) for v in variants}
+    cpus: dict[str, dict[int, list[float]]] = {v: collections.defaultdict(list) for v in variants}
     for name in variants:  # warm every variant once (caches, clients)
         with moto_patches(**VARIANTS[name]["patches"]):
             timed_engine_run(engine, 1, seed=5, poll=VARIANTS[name]["poll"])
@@ -173,6 +174,7 @@ def what_if(
                         engine, n, seed=20_000 + 100 * repeat + n, poll=VARIANTS[name]["poll"]
                     )
                 walls[name][n].append(run.wall)
+                cpus[name][n].append(run.cpu)
     out: dict[str, Any] = {}
     for name in variants:
         medians = {n: statistics.median(walls[name][n]) for n in counts}
@@ -180,6 +182,7 @@ def what_if(
             "patches": VARIANTS[name]["patches"],
             "poll_seconds": VARIANTS[name]["poll"],
             "wall": {str(n): summarize(walls[name][n]) for n in counts},
+            "cpu_seconds_median": {str(n): round(statistics.median(cpus[name][n]), 3) for n in counts},
             "overhead_seconds_wall1": round(medians[1] - ctx.latency, 4) if 1 in medians else None,
             "wall_over_wall1": {str(n): ratio(medians[n], medians[1]) for n in counts if 1 in medians},
         }

@@ -23,6 +23,7 @@ import concurrency
 import cost
 import fanout
 import profile_overhead
+import report
 from harness import RESULTS_DIR, BedrockProcess, RunContext, load_average
 
 PARTS = ("fanout", "concurrency", "cost", "profile", "cold_start")
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             if "profile" in parts:
                 log("profile: the engine's default (in-process Bedrock stand-in)")
                 summaries["profile"] = profile_overhead.finish(ctx)
-    log(f"done in {time.perf_counter() - started:.0f} s; load average {load_average()}")
+    (ctx.results_dir / "summary.md").write_text(report.render(ctx.results_dir))
+    log(f"done in {time.perf_counter() - started:.0f} s; load average {load_average()}; tables in summary.md")
     written = sorted(p.name for p in ctx.results_dir.glob("*.json"))
     print(json.dumps({"results_dir": str(ctx.results_dir), "files": written}))
     return 0
