@@ -90,7 +90,7 @@ GATEWAY_RESPONSES: dict[str, tuple[apigw.ResponseType, str | None, str]] = {
         "504",
         json.dumps(
             {
-                "error": "Timeout",
+                "error": "ExecutionTimedOut",  # the name the function gives a wait that ran out
                 "message": "the images took longer than the API's 29 s limit; ask for fewer images, "
                 "or use POST /jobs and poll GET /jobs/{id}",
             }

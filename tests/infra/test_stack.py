@@ -619,6 +619,8 @@ def test_api_gateway_errors_use_the_error_shape(synthesized: Synthesized) -> Non
     body = responses["BAD_REQUEST_BODY"]["ResponseTemplates"]["application/json"]
     assert body.startswith('{"error": "InvalidRequest"')
     assert responses["INTEGRATION_TIMEOUT"]["StatusCode"] == "504"
+    timeout = json.loads(responses["INTEGRATION_TIMEOUT"]["ResponseTemplates"]["application/json"])
+    assert timeout["error"] == "ExecutionTimedOut" and "POST /jobs" in timeout["message"]
 
 
 def test_cors_allows_the_web_page_origin(synthesized: Synthesized) -> None:
