@@ -13,8 +13,9 @@ pydantic writes JSON Schema 2020-12; API Gateway validates request bodies with J
 * a ``pattern`` that only Python understands (named groups, ``\\A``/``\\Z``, inline flags) is an error:
   API Gateway evaluates patterns as ECMA 262 regular expressions.
 
-What a schema cannot say (for example "not only whitespace" or the folder rules of ``output_folder``) is
-still checked by the workflow's first step, which answers ``InvalidRequest`` (HTTP 400).
+What a schema cannot say (for example "not only whitespace", the folder rules of ``output_folder``, or a
+model's own limits) is checked by the HTTP API function before any execution starts (HTTP 400), and again
+by the workflow's first step for input that does not come through the API.
 """
 
 from __future__ import annotations
