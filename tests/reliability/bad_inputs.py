@@ -1,0 +1,123 @@
+"""The catalogue of bad inputs, shared by the reliability suite and ``tools/reliability_run.py``.
+
+``SCHEMA_BAD_REQUESTS`` is the request-level list of ``tests/unit/test_request.py`` (imported, not
+copied) plus the cases below that it lacks: unicode edge cases, more path traversal and odd characters
+in ``output_folder`` and ``file_name_prefix``, wrong types, sizes and models a deployment refuses.
+Each is a JSON value and the field the error must name; the API answers 400 and the workflow fails
+with ``InvalidRequest``.
+
+``HTTP_BAD_CASES`` are bodies that only an HTTP API can receive: not JSON, not ``application/json``,
+too large, not UTF-8. The API answers 4xx before anything starts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from tests.unit.test_request import BAD_REQUESTS
+
+#: Request-level bad inputs not in ``tests/unit/test_request.py``: (request, field named).
+EXTRA_BAD_REQUESTS: list[tuple[Any, str]] = [
+    # path traversal and odd characters in the storage names
+    ({"prompt": "ok", "output_folder": "a/../b"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "..%2f..%2fetc"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "a\x00b"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "a\nb"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "\uff0e\uff0e/etc"}, "output_folder"),  # fullwidth dots
+    ({"prompt": "ok", "output_folder": "a\u2215b"}, "output_folder"),  # division slash
+    ({"prompt": "ok", "output_folder": "a\u200bb"}, "output_folder"),  # zero-width space
+    ({"prompt": "ok", "output_folder": "C:\\temp"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "~/x"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": ".git"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "a?b#c"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "e\u0301"}, "output_folder"),  # combining accent (NFD)
+    ({"prompt": "ok", "output_folder": "x" * 201}, "output_folder"),
+    ({"prompt": "ok", "output_folder": 123}, "output_folder"),
+    ({"prompt": "ok", "file_name_prefix": "a\u202eb"}, "file_name_prefix"),  # right-to-left override
+    ({"prompt": "ok", "file_name_prefix": "img\r\nX-Injected: 1"}, "file_name_prefix"),
+    ({"prompt": "ok", "file_name_prefix": "\U0001f338"}, "file_name_prefix"),
+    ({"prompt": "ok", "file_name_prefix": ""}, "file_name_prefix"),
+    ({"prompt": "ok", "file_name_prefix": "<script>"}, "file_name_prefix"),
+    ({"prompt": "ok", "file_name_prefix": "a\\b"}, "file_name_prefix"),
+    # unicode edge cases in the text
+    ({"prompt": "\u3000\u00a0"}, "prompt"),  # ideographic and no-break spaces only
+    ({"prompt": "\x1b[31mred"}, "prompt"),  # ANSI escape
+    ({"prompt": "ok\x7f"}, "prompt"),  # DEL
+    ({"prompt": "\U0001f338" * 10_001}, "prompt"),  # 10 001 characters outside the BMP
+    ({"prompt": "ok", "negative_prompt": "\x00"}, "negative_prompt"),
+    # wrong types
+    ({"prompt": "ok", "count": None}, "count"),
+    ({"prompt": "ok", "count": 1e100}, "count"),
+    ({"prompt": "ok", "seed": 1.5}, "seed"),
+    ({"prompt": "ok", "model": ["stable-image-core"]}, "model"),
+    ({"prompt": "ok", "cfg_scale": float("inf")}, "cfg_scale"),
+    # models and options a deployment refuses
+    ({"prompt": "ok", "model": "amazon.titan-image-generator-v9:0"}, "model"),
+    ({"prompt": "ok", "model": "STABLE-IMAGE-CORE"}, "model"),
+    ({"prompt": "ok", "model": "nova-canvas", "width": 320, "height": 4096}, "width"),
+    ({"prompt": "ok", "model": "titan-image-v1", "seed": 2_147_483_647}, "seed"),
+    ({"prompt": "ok", "style": "PHOTOREALISM"}, "style"),
+    ({"prompt": "ok", "idempotency_key": "../x"}, "idempotency_key"),
+    ({"prompt": "ok", "execution_name": "x"}, "execution_name"),
+    # an EventBridge event whose detail is bad
+    ({"detail-type": "ImageGenerationRequested", "source": "x", "detail": {"prompt": ""}}, "prompt"),
+]
+
+#: Every request-level bad input: the unit suite's list, then the extras.
+SCHEMA_BAD_REQUESTS: list[tuple[Any, str]] = [*BAD_REQUESTS, *EXTRA_BAD_REQUESTS]
+
+#: Bad inputs the request model accepts although it should not (known bugs, see the xfail tests).
+ACCEPTED_BUT_BAD: list[tuple[Any, str, str]] = [
+    ({"prompt": "\u200b\u200b"}, "prompt", "only zero-width spaces: an empty prompt in disguise"),
+    ({"prompt": "\ufeff"}, "prompt", "only a byte-order mark"),
+    ({"prompt": "\u202e\u2066"}, "prompt", "only bidirectional controls"),
+    ({"prompt": "ok", "count": True}, "count", "a boolean taken as 1 image"),
+    ({"prompt": "ok", "seed": False}, "seed", "a boolean taken as seed 0"),
+]
+
+
+@dataclass(frozen=True)
+class HttpCase:
+    """A body only an HTTP API can receive, and the answer it must get."""
+
+    name: str
+    body: bytes
+    content_type: str | None
+    status: int
+    field: str
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+#: Bodies that are not a JSON request at all (the API's own checks, before any validation).
+HTTP_BAD_CASES: list[HttpCase] = [
+    HttpCase("empty body", b"", "application/json", 400, "body"),
+    HttpCase("not JSON", b"prompt=a red porsche", "application/json", 400, "body"),
+    HttpCase("truncated JSON", b'{"prompt": "a red', "application/json", 400, "body"),
+    HttpCase("not UTF-8", b'{"prompt": "\xff\xfe"}', "application/json", 400, "body"),
+    HttpCase("lone surrogate escape", b'{"prompt": "a \\ud800 b"}', "application/json", 400, "prompt"),
+    HttpCase("JSON null", b"null", "application/json", 400, "request"),
+    HttpCase("JSON array", b'[{"prompt": "ok"}]', "application/json", 400, "request"),
+    HttpCase(
+        "duplicate keys, last empty", b'{"prompt": "ok", "prompt": ""}', "application/json", 400, "prompt"
+    ),
+    HttpCase("text/plain", _json({"prompt": "ok"}), "text/plain", 415, "Content-Type"),
+    HttpCase("form encoded", b"prompt=ok", "application/x-www-form-urlencoded", 415, "Content-Type"),
+    HttpCase("no content type", _json({"prompt": "ok"}), None, 415, "Content-Type"),
+    HttpCase("oversized body", _json({"prompt": "x" * 70_000}), "application/json", 413, "body"),
+    HttpCase("oversized by padding", b'{"prompt": "ok"}' + b" " * 70_000, "application/json", 413, "body"),
+]
+
+#: An HTTP body that should get a 4xx but does not (known bug, see the xfail test).
+DEEPLY_NESTED = HttpCase(
+    "deeply nested JSON (40 KB)", b"[" * 20_000 + b"]" * 20_000, "application/json", 400, "body"
+)
+
+
+def distinct_count() -> int:
+    """How many distinct bad inputs the catalogue holds (request-level and HTTP-level)."""
+    return len({repr(raw) for raw, _ in SCHEMA_BAD_REQUESTS}) + len({c.body for c in HTTP_BAD_CASES})
