@@ -127,6 +127,28 @@ def test_api_started_nothing_and_wrote_nothing_for_any_bad_input(engine: Any, be
     assert engine.bedrock.invocations == before_api.calls
 
 
+# The deployed API's Lambda (behind API Gateway's schema check, which these do not rely on).
+
+
+def _assert_lambda_4xx(answer: tuple[int, Any], status: int, field: str) -> None:
+    code, body = answer
+    assert code == status, body
+    assert body["error"] == "InvalidRequest" and field in [d["field"] for d in body["details"]], body
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_deployed_api_lambda_answers_4xx_and_starts_nothing(http_api: Any, engine: Any, route: str) -> None:
+    executions, objects = count_executions(engine), set(engine.list_keys())
+    json_headers = {"Content-Type": "application/json"}
+    for raw, field in SCHEMA_BAD_REQUESTS:
+        _assert_lambda_4xx(http_api("POST", route, body=_body(raw), headers=json_headers), 400, field)
+    for case in HTTP_BAD_CASES:
+        headers = {"Content-Type": case.content_type} if case.content_type else {}
+        _assert_lambda_4xx(http_api("POST", route, body=case.body, headers=headers), case.status, case.field)
+    assert count_executions(engine) == executions
+    assert set(engine.list_keys()) == objects
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="image_pipeline.core.jobs.parse_body lets json.loads' RecursionError escape: a 40 KB "
