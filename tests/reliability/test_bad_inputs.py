@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +82,13 @@ class Counts:
 
 
 @pytest.fixture(scope="module")
+def client(local_server: Any) -> Iterator[httpx.Client]:
+    """One HTTP client of the local API for the module (hundreds of cheap calls)."""
+    with httpx.Client(base_url=local_server.url, timeout=60) as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
 def before_api(offline_engine: Any) -> Counts:
     """Executions, objects and model calls before the first API test of this module."""
     return Counts(
@@ -91,17 +99,17 @@ def before_api(offline_engine: Any) -> Counts:
 @pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize(("raw", "field"), SCHEMA_BAD_REQUESTS, ids=_IDS)
 def test_api_answers_400_naming_the_field(
-    api: httpx.Client, before_api: Counts, route: str, raw: Any, field: str
+    client: httpx.Client, before_api: Counts, route: str, raw: Any, field: str
 ) -> None:
-    _assert_clear_4xx(_post_json(api, route, raw), 400, field)
+    _assert_clear_4xx(_post_json(client, route, raw), 400, field)
 
 
 @pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize("case", HTTP_BAD_CASES, ids=[c.name for c in HTTP_BAD_CASES])
 def test_api_answers_4xx_to_bodies_that_are_not_a_request(
-    api: httpx.Client, route: str, case: HttpCase
+    client: httpx.Client, before_api: Counts, route: str, case: HttpCase
 ) -> None:
-    _assert_clear_4xx(_post_case(api, route, case), case.status, case.field)
+    _assert_clear_4xx(_post_case(client, route, case), case.status, case.field)
 
 
 def test_api_caps_a_chunked_body_without_content_length(api: httpx.Client, before_api: Counts) -> None:
