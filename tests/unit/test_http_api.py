@@ -636,27 +636,32 @@ def test_cors_allows_the_configured_origins(
     assert module.cors_config(None) is None and module.cors_config(" ") is None
 
 
+@pytest.mark.parametrize("route", ["apigw_post_images", "apigw_post_jobs"])
 def test_logs_carry_the_request_id_never_the_api_key_and_the_prompt_only_at_debug(
-    http_api: tuple[Any, Any], sync_stub: Stubber, lambda_context: LambdaContext
+    http_api: tuple[Any, Any], sync_stub: Stubber, lambda_context: LambdaContext, route: str
 ) -> None:
     module = http_api[0]
     handler = module.logger.registered_handler
     stream = io.StringIO()
     previous = handler.setStream(stream)
+    prompt = "a red porsche" if route == "apigw_post_images" else "a lighthouse at dusk"
     try:
-        for level in ("INFO", "DEBUG"):
+        for level in ("INFO", "DEBUG"):  # INFO is the deployed default
             module.logger.setLevel(level)
             stream.seek(0)
             stream.truncate()
-            event = api_event("apigw_post_images")
-            sync_stub.add_response(
-                "start_sync_execution", sync_result("SUCCEEDED", output=json.dumps(STALE_MANIFEST))
+            event = api_event(
+                route, headers={"Idempotency-Key": new_key()} if route == "apigw_post_jobs" else None
             )
-            call(module, event, lambda_context)
+            if route == "apigw_post_images":
+                sync_stub.add_response(
+                    "start_sync_execution", sync_result("SUCCEEDED", output=json.dumps(STALE_MANIFEST))
+                )
+            assert call(module, event, lambda_context)[0] in {200, 202}
             logged = stream.getvalue()
             assert request_id(event) in logged and '"correlation_id"' in logged
             assert API_KEY not in logged and "x-api-key" not in logged.lower()
-            assert ("a red porsche" in logged) is (level == "DEBUG")
+            assert (prompt in logged) is (level == "DEBUG")
     finally:
         handler.setStream(previous)
         module.logger.setLevel("WARNING")

@@ -215,7 +215,8 @@ def post_jobs() -> Response:
     )
     _log_submission("starting a job", execution_input, idempotency_key=key)
     started = start_job(clients.stepfunctions(), environment().jobs_state_machine_arn, execution_input, key)
-    logger.info("job accepted", extra={"job_id": started.job_id, "created": started.created})
+    # "new_job", not "created": extra keys must not be LogRecord attributes (logging raises KeyError).
+    logger.info("job accepted", extra={"job_id": started.job_id, "new_job": started.created})
     body = job_accepted(started.job_id, started.status)
     return _json(202, body, {"Location": _location(started.job_id)})
 
