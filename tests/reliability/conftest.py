@@ -58,6 +58,12 @@ def retry_waits(engine: Any, arn: str) -> list[float]:
     return waits
 
 
+def manifest_of(result: ExecutionResult) -> dict[str, Any]:
+    """The manifest a succeeded run returned."""
+    assert result.output is not None, f"{result.status} {result.error}: {result.message}"
+    return result.output
+
+
 def stored_manifest(engine: Any, result: ExecutionResult) -> dict[str, Any]:
     """The manifest a run stored (also for a failed run, whose output is empty)."""
     if result.output is not None:

@@ -19,7 +19,13 @@ from image_pipeline.core.clients import reset_clients
 
 from imagegen.bedrock_server import FaultPlan
 from imagegen.engine import ExecutionResult
-from tests.reliability.conftest import audit, generate_image_retriers, retry_waits, stored_manifest
+from tests.reliability.conftest import (
+    audit,
+    generate_image_retriers,
+    manifest_of,
+    retry_waits,
+    stored_manifest,
+)
 
 SMALL = {"model": "nova-canvas", "width": 320, "height": 320}
 #: Seconds of slack on an upper bound of a wait, for a loaded machine (no lower-bound timing asserts).
@@ -174,7 +180,7 @@ def test_persistent_timeouts_and_5xx_stop_at_the_bound(
 def test_one_of_each_transient_error_then_success_keeps_every_image(batch: Batch) -> None:
     result = batch.results["flaky"]
     assert result.status == "SUCCEEDED", result.message
-    assert result.output["succeeded"] == 2
+    assert manifest_of(result)["succeeded"] == 2
     assert batch.calls[batch.prompt("flaky")] == 2 * 4  # each retrier used once per image
 
 
@@ -216,7 +222,7 @@ def test_throttled_then_filtered_image_is_filtered_once_and_the_others_kept(batc
     filter is not, and the three other images are kept."""
     result = batch.results["throttled-then-filtered"]
     assert result.status == "SUCCEEDED", result.message
-    assert [(i["status"], i["reason_code"]) for i in result.output["images"]] == [
+    assert [(i["status"], i["reason_code"]) for i in manifest_of(result)["images"]] == [
         ("SUCCEEDED", None),
         ("FILTERED", "CONTENT_FILTERED_OUTPUT"),
         ("SUCCEEDED", None),

@@ -14,7 +14,7 @@ import pytest
 from imagegen.audit import audit_bucket
 from imagegen.engine import ExecutionResult
 from imagegen.s3_faults import S3Fault, S3FaultInjector, s3_faults
-from tests.reliability.conftest import audit, generate_image_retriers, stored_manifest
+from tests.reliability.conftest import audit, generate_image_retriers, manifest_of, stored_manifest
 
 SMALL = {"model": "nova-canvas", "width": 320, "height": 320}
 #: botocore's total attempts of the handlers' S3 client (``image_pipeline.core.clients.s3``).
@@ -78,9 +78,9 @@ def batch(offline_engine: Any) -> Iterator[Batch]:
 def test_slowdown_is_retried_by_botocore_and_every_image_kept(batch: Batch, offline_engine: Any) -> None:
     result = batch.results["transient"]
     assert result.status == "SUCCEEDED", result.message
-    assert result.output["succeeded"] == 3
+    assert manifest_of(result)["succeeded"] == 3
     assert batch.faults.attempts_for(rf"/{batch.folders['transient']}/.*\.png$") == 3 * 3
-    assert audit(offline_engine, batch.folders["transient"], [result.output]).ok
+    assert audit(offline_engine, batch.folders["transient"], [manifest_of(result)]).ok
 
 
 def test_a_write_that_keeps_failing_is_storage_error_and_the_others_kept(
@@ -88,7 +88,7 @@ def test_a_write_that_keeps_failing_is_storage_error_and_the_others_kept(
 ) -> None:
     result = batch.results["persistent"]
     assert result.status == "SUCCEEDED", result.message
-    images = result.output["images"]
+    images = manifest_of(result)["images"]
     assert [(i["status"], i["reason_code"]) for i in images] == [
         ("SUCCEEDED", None),
         ("FAILED", "STORAGE_ERROR"),
@@ -98,16 +98,16 @@ def test_a_write_that_keeps_failing_is_storage_error_and_the_others_kept(
     assert batch.faults.attempts_for(rf"/{batch.folders['persistent']}/.*-01-\d+\.png$") == S3_ATTEMPTS
     # StorageError is not retried by the state machine: botocore already did.
     assert "StorageError" not in generate_image_retriers()
-    report = audit(offline_engine, batch.folders["persistent"], [result.output])
+    report = audit(offline_engine, batch.folders["persistent"], [manifest_of(result)])
     assert report.ok and report.image_objects == 2, report
 
 
 def test_an_image_stored_despite_a_failed_write_is_kept(batch: Batch, offline_engine: Any) -> None:
     result = batch.results["ack-lost"]
     assert result.status == "SUCCEEDED", result.message
-    first = result.output["images"][0]
+    first = manifest_of(result)["images"][0]
     assert (first["status"], first["message"]) == ("SUCCEEDED", "stored before its branch failed; kept")
-    report = audit(offline_engine, batch.folders["ack-lost"], [result.output])
+    report = audit(offline_engine, batch.folders["ack-lost"], [manifest_of(result)])
     assert report.ok and report.image_objects == 3, report
 
 
@@ -117,11 +117,11 @@ def test_the_manifest_step_is_retried_by_the_state_machine(
 ) -> None:
     result = batch.results[scenario]
     assert result.status == "SUCCEEDED", result.message
-    assert result.output["succeeded"] == 3
+    assert manifest_of(result)["succeeded"] == 3
     history = offline_engine.sfn.get_execution_history(executionArn=result.arn, maxResults=1000)["events"]
     entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
     assert entered.count("BuildManifest") == 1 and sum(e["type"] == "TaskFailed" for e in history) == 1
-    assert audit(offline_engine, batch.folders[scenario], [result.output]).ok
+    assert audit(offline_engine, batch.folders[scenario], [manifest_of(result)]).ok
 
 
 def test_a_manifest_that_cannot_be_written_fails_the_request_and_the_audit_finds_the_images(
