@@ -68,13 +68,16 @@ EXTRA_BAD_REQUESTS: list[tuple[Any, str]] = [
 #: Every request-level bad input: the unit suite's list, then the extras.
 SCHEMA_BAD_REQUESTS: list[tuple[Any, str]] = [*BAD_REQUESTS, *EXTRA_BAD_REQUESTS]
 
-#: Bad inputs the request model accepts although it should not (known bugs, see the xfail tests).
-ACCEPTED_BUT_BAD: list[tuple[Any, str, str]] = [
+#: Bad inputs in disguise, which the request model once accepted: prompts that draw nothing and
+#: booleans that pydantic's lax numbers took as 1 or 0.
+DISGUISED_BAD_REQUESTS: list[tuple[Any, str, str]] = [
     ({"prompt": "\u200b\u200b"}, "prompt", "only zero-width spaces: an empty prompt in disguise"),
     ({"prompt": "\ufeff"}, "prompt", "only a byte-order mark"),
     ({"prompt": "\u202e\u2066"}, "prompt", "only bidirectional controls"),
     ({"prompt": "ok", "count": True}, "count", "a boolean taken as 1 image"),
     ({"prompt": "ok", "seed": False}, "seed", "a boolean taken as seed 0"),
+    ({"prompt": "ok", "cfg_scale": True}, "cfg_scale", "a boolean taken as cfg_scale 1.0"),
+    ({"prompt": "ok", "negative_prompt": "x", "width": True, "height": 512}, "width", "a boolean width"),
 ]
 
 

@@ -18,8 +18,10 @@ from tools.reliability_run import SCENARIOS, RunConfig, run
 
 REQUESTS = len(SCENARIOS)
 IMAGES = 4
-#: Threads one execution may hold at once: its own, one per Map iteration, and two to spare.
-THREADS_PER_EXECUTION = 1 + IMAGES + 2
+#: Threads one execution may hold at once in moto's interpreter, as counted by name at the peak of
+#: a run: its ExecutionWorker, and per Map iteration an IterationWorker, the EvalComponent thread it
+#: starts and the thread that evaluates a Task under its timeout; and two to spare.
+THREADS_PER_EXECUTION = 1 + 3 * IMAGES + 2
 #: The local Bedrock server keeps one thread per kept-alive connection (the client pools 50).
 SERVER_THREADS = 50 + 10
 

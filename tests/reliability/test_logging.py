@@ -137,11 +137,6 @@ def test_debug_logs_have_the_prompt_and_still_no_secret(
         assert part not in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="image_pipeline.handlers.http_api.post_jobs logs extra={'created': ...}: 'created' is a "
-    "LogRecord attribute, so at INFO (the deployed default) logging raises KeyError and POST /jobs fails",
-)
 def test_post_jobs_answers_202_with_info_logging(engine: Any, http_api: Any, capture: Any) -> None:
     capture("INFO")
     body = json.dumps({"prompt": "a job at INFO", "count": 1, **SMALL}).encode()

@@ -104,6 +104,8 @@ def parse_body(body: bytes, content_type: str | None, *, max_bytes: int = MAX_BO
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError.invalid([FieldError("body", f"is not valid JSON ({exc})")]) from None
+    except RecursionError:
+        raise ApiError.invalid([FieldError("body", "is nested too deeply")]) from None
 
 
 def validate_submission(

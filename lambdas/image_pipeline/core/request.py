@@ -39,7 +39,8 @@ def _check_text(value: str | None, *, allow_empty: bool) -> str | None:
     if bad:
         raise ValueError(f"contains control character U+{ord(bad[0]):04X}")
     value = value.strip()
-    if not value:
+    # Format characters (zero-width space, BOM, bidi controls: category Cf) draw nothing either.
+    if not "".join(c for c in value if unicodedata.category(c) != "Cf").strip():
         if allow_empty:
             return None
         raise ValueError("must not be empty or only whitespace")
@@ -96,6 +97,14 @@ class ImageRequest(BaseModel):
         pattern=_IDEMPOTENCY_KEY.pattern,
         description="Same key, same job: a retried request does not generate again (jobs API).",
     )
+
+    @field_validator("count", "width", "height", "seed", "cfg_scale", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        # pydantic's lax numbers take true as 1; the API's JSON schema (and users) do not.
+        if isinstance(value, bool):
+            raise ValueError("must be a number, not true or false")
+        return value
 
     @field_validator("prompt")
     @classmethod
