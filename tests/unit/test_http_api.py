@@ -26,6 +26,7 @@ from moto import mock_aws
 
 from imagegen.lambda_router import LambdaContext
 from tests.conftest import load_event
+from tests.unit.job_data import FILTERED_CAUSE, stale_manifest
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 BUCKET = "http-api-bucket"
@@ -34,24 +35,7 @@ JOBS_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{JOBS_NAME}"
 SYNC_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:imagegen-sync-http-api-test"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/test"
 API_KEY = "EXAMPLE-api-key-0123456789abcdef"  # the x-api-key of the canonical events
-STALE_MANIFEST = {
-    "request_id": "ok-1",
-    "status": "SUCCEEDED",
-    "bucket": BUCKET,
-    "prefix": "images/ok-1/",
-    "requested": 2,
-    "succeeded": 1,
-    "filtered": 1,
-    "failed": 0,
-    "images": [
-        {"index": 0, "key": "images/ok-1/image-00-7.png", "status": "SUCCEEDED", "url": "https://stale"},
-        {"index": 1, "key": None, "status": "FILTERED", "reason_code": "CONTENT_FILTERED_OUTPUT"},
-    ],
-    "urls_expire_at": "2000-01-01T00:00:00+00:00",
-}
-FILTERED_CAUSE = json.dumps(
-    {"errorMessage": "No image was generated (CONTENT_FILTERED_INPUT x2)", "errorType": "AllImagesFiltered"}
-)
+STALE_MANIFEST = stale_manifest(BUCKET)
 #: A request the JSON schema (so API Gateway) accepts and Titan Image Generator v2 does not:
 #: 1000x1000 is not one of its sizes.
 TITAN_WRONG_SIZE = {"prompt": "x", "model": "titan-image-v2", "width": 1000, "height": 1000}

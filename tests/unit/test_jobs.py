@@ -34,28 +34,13 @@ from image_pipeline.core.jobs import (
 )
 from image_pipeline.core.settings import Settings
 
+from tests.unit.job_data import FILTERED_CAUSE, stale_manifest
+
 REGION, ACCOUNT = "us-east-1", "123456789012"
 BUCKET = "jobs-bucket"
 SM_NAME = "imagegen-jobs-test"
 SM_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{SM_NAME}"
-STALE_MANIFEST = {
-    "request_id": "ok-1",
-    "status": "SUCCEEDED",
-    "bucket": BUCKET,
-    "prefix": "images/ok-1/",
-    "requested": 2,
-    "succeeded": 1,
-    "filtered": 1,
-    "failed": 0,
-    "images": [
-        {"index": 0, "key": "images/ok-1/image-00-7.png", "status": "SUCCEEDED", "url": "https://stale"},
-        {"index": 1, "key": None, "status": "FILTERED", "reason_code": "CONTENT_FILTERED_OUTPUT"},
-    ],
-    "urls_expire_at": "2000-01-01T00:00:00+00:00",
-}
-FILTERED_CAUSE = json.dumps(
-    {"errorMessage": "No image was generated (CONTENT_FILTERED_INPUT x2)", "errorType": "AllImagesFiltered"}
-)
+STALE_MANIFEST = stale_manifest(BUCKET)
 
 
 # -- submissions -----------------------------------------------------------------------------------

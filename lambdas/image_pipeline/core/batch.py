@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -34,12 +33,13 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from image_pipeline.core.errors import ImageGenError, InvalidRequest, StorageError
 from image_pipeline.core.jobs import cause_message, execution_arn
 from image_pipeline.core.keys import manifest_key, request_prefix
 from image_pipeline.core.request import parse_request
+from image_pipeline.core.settings import model_from_environ
 
 #: Uploads under this prefix (ending in :data:`BATCH_SUFFIX`) start a batch.
 BATCH_PREFIX = "batches/"
@@ -95,18 +95,13 @@ class BatchSettings(BaseModel):
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> BatchSettings:
-        env = os.environ if environ is None else environ
         names = {
             "max_concurrency": "BATCH_MAX_CONCURRENCY",
             "tolerated_failure_percentage": "BATCH_TOLERATED_FAILURE_PERCENTAGE",
             "max_lines": "BATCH_MAX_LINES",
             "max_bytes": "BATCH_MAX_BYTES",
         }
-        values = {field: env[var] for field, var in names.items() if env.get(var, "") != ""}
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:  # a deployment error: fail the cold start loudly
-            raise RuntimeError(f"Invalid batch configuration: {exc}") from exc
+        return model_from_environ(cls, names, environ, "batch")
 
 
 @cache

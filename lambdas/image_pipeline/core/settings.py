@@ -6,9 +6,27 @@ The CDK stack sets these variables from CDK context; the offline runtime sets th
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def model_from_environ(
+    model: type[M], names: Mapping[str, str], environ: Mapping[str, str] | None, what: str
+) -> M:
+    """``model`` from the environment variables ``names`` maps its fields to (unset or empty: the
+    field's default); an invalid value is a deployment error, so the cold start fails loudly."""
+    env = os.environ if environ is None else environ
+    values = {field: env[var] for field, var in names.items() if env.get(var, "") != ""}
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise RuntimeError(f"Invalid {what} configuration: {exc}") from exc
+
 
 DEFAULT_MODEL_FALLBACK = "stable-image-core"
 
@@ -35,8 +53,7 @@ class Settings(BaseModel):
         return value
 
     @classmethod
-    def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
         names = {
             "images_bucket": "IMAGES_BUCKET",
             "default_model": "DEFAULT_MODEL",
@@ -47,11 +64,7 @@ class Settings(BaseModel):
             "bedrock_max_attempts": "BEDROCK_MAX_ATTEMPTS",
             "bedrock_read_timeout_seconds": "BEDROCK_READ_TIMEOUT_SECONDS",
         }
-        values = {field: env[var] for field, var in names.items() if env.get(var, "") != ""}
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:  # a deployment error: fail the cold start loudly
-            raise RuntimeError(f"Invalid handler configuration: {exc}") from exc
+        return model_from_environ(cls, names, environ, "handler")
 
 
 @lru_cache(maxsize=1)
