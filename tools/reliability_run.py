@@ -246,9 +246,16 @@ def _plan_requests(config: RunConfig, run_id: str) -> list[_Request]:
     return requests
 
 
-def _expected(request: _Request, images: int) -> tuple[list[tuple[str, str | None]], str | None]:
-    """Per image (status, reason code), and the execution's error (None: it succeeds)."""
-    per_image = [request.scenario.expect(i) for i in range(images)]
+def _expected(
+    request: _Request, images: int, storm: frozenset[int] = frozenset()
+) -> tuple[list[tuple[str, str | None]], str | None]:
+    """Per image (status, reason code), and the execution's error (None: it succeeds).
+
+    ``storm``: images whose every model call was throttled by the server-wide burst; for them
+    ``FAILED THROTTLED`` (retried within the bound, then reported) is the right outcome whatever the
+    scenario.
+    """
+    per_image = [("FAILED", "THROTTLED") if i in storm else request.scenario.expect(i) for i in range(images)]
     if any(status == "SUCCEEDED" for status, _ in per_image):
         return per_image, None
     reasons = {reason for _, reason in per_image}
@@ -265,11 +272,25 @@ def _stored_manifest(engine: OfflineEngine, request: _Request) -> dict[str, Any]
         return None
 
 
-def _check(request: _Request, images: int) -> list[str]:
+def storm_throttled(
+    request: _Request, images: int, calls: dict[tuple[str, Any], list[dict]], min_calls: int
+) -> frozenset[int]:
+    """The request's images whose model calls were all answered ``ThrottlingException`` (at least
+    ``min_calls`` of them, one per state-machine attempt): run out of retries by the storm."""
+    seed = request.body["seed"]
+    return frozenset(
+        i
+        for i in range(images)
+        if len(entries := calls.get((request.prompt, seed + i), [])) >= min_calls
+        and all(e["outcome"] == "ThrottlingException" for e in entries)
+    )
+
+
+def _check(request: _Request, images: int, storm: frozenset[int] = frozenset()) -> list[str]:
     """How the request's outcome differs from its scenario's (empty: as expected)."""
     result = request.result
     assert result is not None
-    per_image, error = _expected(request, images)
+    per_image, error = _expected(request, images, storm)
     problems = []
     if error is None and result.status != "SUCCEEDED":
         problems.append(f"execution {result.status} {result.error}: {result.message[:200]}")
@@ -473,9 +494,11 @@ def run(config: RunConfig, engine: OfflineEngine | None = None) -> dict[str, Any
             described = eng.sfn.describe_execution(executionArn=request.arn)
             if described.get("stopDate") and described.get("startDate"):
                 request.seconds = (described["stopDate"] - described["startDate"]).total_seconds()
-        mismatches = {r.name: p for r in requests if (p := _check(r, config.images))}
         bound = retry_bound(eng.config.bedrock_max_attempts)
         calls, calls_in_run = _calls_by_image(server, run_id)
+        throttle_attempts = bound["max_attempts_by_error"]["ModelThrottled"] + 1
+        storms = {r.name: storm_throttled(r, config.images, calls, throttle_attempts) for r in requests}
+        mismatches = {r.name: p for r in requests if (p := _check(r, config.images, storms[r.name]))}
         call_figures = _call_figures(calls, requests, bound["calls_per_image"], calls_in_run)
         call_figures["history_complete"] = calls_in_run == server.invocations - calls_before
         returned = [r.result.output for r in requests if r.result is not None and r.result.output]
@@ -502,6 +525,9 @@ def run(config: RunConfig, engine: OfflineEngine | None = None) -> dict[str, Any
         "images_by_status": dict(sorted(Counter(i["status"] for i in images).items())),
         "reason_codes": dict(
             sorted(Counter(i["reason_code"] for i in images if i.get("reason_code")).items())
+        ),
+        "images_throttled_by_the_storm": sum(
+            1 for r in requests for i in storms[r.name] if r.scenario.expect(i) != ("FAILED", "THROTTLED")
         ),
         "unexpected_outcomes": len(mismatches),
         "unexpected_examples": dict(list(mismatches.items())[:10]),
