@@ -275,14 +275,17 @@ def _stored_manifest(engine: OfflineEngine, request: _Request) -> dict[str, Any]
 def storm_throttled(
     request: _Request, images: int, calls: dict[tuple[str, Any], list[dict]], min_calls: int
 ) -> frozenset[int]:
-    """The request's images whose model calls were all answered ``ThrottlingException`` (at least
-    ``min_calls`` of them, one per state-machine attempt): run out of retries by the storm."""
+    """The request's images run out of retries by the storm: every model call answered with an
+    error (at least ``min_calls`` of them, one per state-machine attempt), the last a
+    ``ThrottlingException`` (a scenario's timeout or 5xx may come first)."""
     seed = request.body["seed"]
+    answered = ("success", "filtered-prompt", "filtered-output")
     return frozenset(
         i
         for i in range(images)
         if len(entries := calls.get((request.prompt, seed + i), [])) >= min_calls
-        and all(e["outcome"] == "ThrottlingException" for e in entries)
+        and entries[-1]["outcome"] == "ThrottlingException"
+        and not any(e["outcome"] in answered for e in entries)
     )
 
 
