@@ -59,6 +59,11 @@ class ImagegenConfig(BaseModel):
     bucket_versioning: bool = Field(default=False, alias="bucketVersioning")
     destroy_on_removal: bool = Field(default=False, alias="destroyOnRemoval")
     web: bool = Field(default=True)
+    batch_max_concurrency: int = Field(default=4, ge=1, le=1_000, alias="batchMaxConcurrency")
+    batch_tolerated_failure_percentage: float = Field(
+        default=10.0, ge=0, le=100, alias="batchToleratedFailurePercentage"
+    )
+    alarm_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", alias="alarmEmail")
 
     @field_validator("allowed_models", "cors_origins", mode="before")
     @classmethod

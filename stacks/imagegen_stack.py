@@ -1,8 +1,9 @@
 """The one stack: it composes the constructs, wires them together, tags them and checks them with cdk-nag.
 
-Storage -> events -> workflow (needs the bucket and the bus) -> API (needs both workflows) -> web page
-(needs the API's URL; the API allows the page's origin). Each construct builds its own concern; this
-module only passes values between them.
+Storage -> events -> workflow (needs the bucket and the bus) -> batch (needs the bucket and the jobs
+workflow) -> API (needs both workflows) -> web page (needs the API's URL; the API allows the page's
+origin) -> monitoring (alarms and a dashboard over all of them). Each construct builds its own concern;
+this module only passes values between them.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from aws_cdk import CfnOutput, IStableStringProducer, Lazy, Stack, Tags
 from constructs import Construct
 
 from stacks.api import ImageApi
+from stacks.batch import UPLOAD_KEYS, BatchConstruct
 from stacks.config import ImagegenConfig
 from stacks.events import WorkflowEvents
 from stacks.functions import FunctionDefaults
+from stacks.monitoring import MonitoringConstruct
 from stacks.nag import check_with_cdk_nag
 from stacks.request_schema import image_request_schema
 from stacks.storage import ImageStorage
@@ -68,6 +71,16 @@ class ImagegenStack(Stack):
             defaults=defaults,
         )
         self.events.start_on_request(self.workflow.standard)
+        self.batch = BatchConstruct(
+            self,
+            "Batch",
+            bucket=self.storage.images_bucket,
+            per_request_state_machine=self.workflow.standard,
+            defaults=defaults,
+            max_concurrency=config.batch_max_concurrency,
+            tolerated_failure_percentage=config.batch_tolerated_failure_percentage,
+            dead_letter_queue=self.events.dead_letters,
+        )
 
         cors_origins = list(config.cors_origins)
         self.web: WebConstruct | None = None
@@ -97,6 +110,22 @@ class ImagegenStack(Stack):
             cors_origins=cors_origins,
         )
 
+        self.monitoring = MonitoringConstruct(
+            self,
+            "Monitoring",
+            state_machines={
+                "Sync": self.workflow.express,
+                "Jobs": self.workflow.standard,
+                "Batch": self.batch.state_machine,
+            },
+            functions=[
+                step.function for step in (*self.workflow.functions, self.api.http_api, *self.batch.functions)
+            ],
+            api=self.api.rest_api,
+            alarm_topic_email=config.alarm_email,
+            models=config.allowed_models,
+        )
+
         Tags.of(self).add("project", "imagegen")
         self._outputs()
         check_with_cdk_nag(self)
@@ -114,5 +143,19 @@ class ImagegenStack(Stack):
         CfnOutput(self, "SyncStateMachineArn", value=self.workflow.express.state_machine_arn)
         CfnOutput(self, "JobsStateMachineArn", value=self.workflow.standard.state_machine_arn)
         CfnOutput(self, "EventBusName", value=self.events.bus.event_bus_name)
+        CfnOutput(self, "BatchStateMachineArn", value=self.batch.state_machine.state_machine_arn)
+        CfnOutput(
+            self,
+            "BatchUploadKeys",
+            value=f"s3://{self.storage.images_bucket.bucket_name}/{UPLOAD_KEYS}",
+            description="Upload a JSONL file of requests here to start a batch",
+        )
+        CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        CfnOutput(
+            self,
+            "DashboardUrl",
+            value=f"https://console.aws.amazon.com/cloudwatch/home?region={self.region}"
+            f"#dashboards:name={self.monitoring.dashboard.dashboard_name}",
+        )
         if self.web is not None:
             CfnOutput(self, "WebUrl", value=self.web.url, description="The web page")

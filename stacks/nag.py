@@ -19,6 +19,7 @@ from aws_cdk import aws_iam as iam
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
+from stacks.batch import REQUEST_MANIFESTS, RESULT_FILES, UPLOADED_FILES
 from stacks.workflow import IMAGE_KEYS, MANIFEST_KEYS
 
 if TYPE_CHECKING:
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 PACK = "AwsSolutions"
 #: The singleton Lambda that aws-cdk-lib's BucketDeployment adds to the stack (web page upload).
 BUCKET_DEPLOYMENT_HANDLER = "Custom::CDKBucketDeployment"
+#: The singleton Lambda that aws-cdk-lib adds to configure bucket notifications (EventBridge on).
+BUCKET_NOTIFICATIONS_HANDLER = "BucketNotificationsHandler"
 
 
 def check_with_cdk_nag(stack: ImagegenStack) -> None:
@@ -112,6 +115,7 @@ LATEST_RUNTIME = (
 def acknowledge_findings(stack: ImagegenStack) -> None:
     """Every accepted finding of the stack, with its reason."""
     _workflow(stack)
+    _batch(stack)
     _api(stack)
     acknowledge(
         stack.events.dead_letters,
@@ -151,6 +155,57 @@ def _workflow(stack: ImagegenStack) -> None:
             "lambda:InvokeFunction on the function and its versions/aliases (<arn>:*) is the CDK's "
             "grantInvoke; the state machine calls only the three functions of its Task states.",
             *(iam5(machine, f"{step.function.function_arn}:*") for step in workflow.functions),
+        )
+
+
+def _batch(stack: ImagegenStack) -> None:
+    batch = stack.batch
+    bucket = stack.storage.images_bucket
+    results = iam5(bucket, bucket.arn_for_objects(RESULT_FILES))
+    request_executions = iam5(batch, batch.request_executions_arn)
+
+    for step in batch.functions:
+        acknowledge(step.function, LATEST_RUNTIME, "L1")
+        acknowledge(step.role, XRAY, "IAM5[Resource::*]")
+    acknowledge(
+        batch.prepare.role,
+        "The batch file is any batches/*.jsonl key a user uploads (GetObject on batches/*), and the batch's "
+        "items go under batch-results/<batch id>/ (PutObject on batch-results/*), in this one bucket.",
+        iam5(bucket, bucket.arn_for_objects(UPLOADED_FILES)),
+        results,
+    )
+    acknowledge(
+        batch.build_manifest.role,
+        "The batch manifest step describes the executions the batch started (DescribeExecution on the "
+        "jobs workflow's executions, <name>:*), reads the Map's results and each request's manifest "
+        "(<folder>/<request id>/manifest.json, chosen per line) and writes under batch-results/*.",
+        request_executions,
+        results,
+        iam5(bucket, bucket.arn_for_objects(REQUEST_MANIFESTS)),
+    )
+    machine = batch.state_machine
+    acknowledge(machine.role, XRAY, "IAM5[Resource::*]")
+    acknowledge(
+        machine.role,
+        "The Distributed Map reads its items and writes its ResultWriter files under batch-results/*, "
+        "describes and stops the jobs workflow's executions it started (<name>:*), and invokes its two "
+        "functions (<arn>:*, the CDK's grantInvoke).",
+        results,
+        request_executions,
+        *(iam5(machine, f"{step.function.function_arn}:*") for step in batch.functions),
+    )
+    acknowledge(
+        batch.map_run_policy,
+        "A Distributed Map runs its iterations as child executions of its own state machine: the grants "
+        "are on that state machine's executions and map runs only, as the CDK's DistributedMap writes them.",
+        *wildcard_findings(batch.map_run_policy),
+    )
+    for handler in _children_named(stack, BUCKET_NOTIFICATIONS_HANDLER):
+        acknowledge(
+            handler,
+            "aws-cdk-lib's bucket-notifications handler (turns on the images bucket's EventBridge "
+            "notifications at deploy time): its role and managed policy are the CDK's, not written here.",
+            "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
         )
 
 

@@ -56,6 +56,7 @@ class ImageStorage(Construct):
             self,
             "Images",
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            event_bridge_enabled=True,  # uploads under batches/ start the batch workflow
             encryption=s3.BucketEncryption.S3_MANAGED,
             enforce_ssl=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,

@@ -4,7 +4,7 @@ Two deployments are synthesized, each with the cdk-nag validation plugin as ``ap
 
 * ``synthesized``: the defaults of ``cdk.json`` (API key auth, web page, every model);
 * ``variant``: IAM auth, no web page, two CORS origins, two models, versioned bucket, destroy on removal,
-  and environment-agnostic (no account or Region), as ``app.py`` synthesizes without credentials.
+  batch concurrency 2 and 25 % tolerated failures, an alarm e-mail, and environment-agnostic (no account or Region), as ``app.py`` synthesizes without credentials.
 
 A failed validation does not stop the fixture: the templates are written before plugins run, so the
 template tests still run and ``test_nag`` reports the findings.
@@ -36,6 +36,9 @@ VARIANT = {
     "destroyOnRemoval": "true",
     "imageExpirationDays": "7",
     "throttle": '{"rateLimit": 2, "burstLimit": 4, "quotaPerDay": 50}',
+    "batchMaxConcurrency": "2",
+    "batchToleratedFailurePercentage": "25",
+    "alarmEmail": "ops@example.com",
 }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from stacks.batch import BATCH_ASL_FILE
 from stacks.workflow import ASL_FILE
 from tests.infra.conftest import Synthesized
 
@@ -71,9 +72,22 @@ def test_placeholders_equal_the_substitutions_the_construct_passes(
     asl_text: str, synthesized: Synthesized
 ) -> None:
     placeholders = set(PLACEHOLDER.findall(asl_text))
+    batch_placeholders = set(PLACEHOLDER.findall(BATCH_ASL_FILE.read_text()))
     assert placeholders == set(synthesized.stack.workflow.definition_substitutions)
-    for machine in synthesized.resources("AWS::StepFunctions::StateMachine").values():
-        assert set(machine["Properties"]["DefinitionSubstitutions"]) == placeholders
+    assert batch_placeholders == set(synthesized.stack.batch.definition_substitutions)
+    machines = synthesized.resources("AWS::StepFunctions::StateMachine")
+    assert sorted(machines) == sorted(
+        synthesized.stack.resolve(m.node.default_child.logical_id)  # type: ignore[union-attr]
+        for m in (
+            synthesized.stack.workflow.express,
+            synthesized.stack.workflow.standard,
+            synthesized.stack.batch.state_machine,
+        )
+    )
+    batch_id = synthesized.stack.resolve(synthesized.stack.batch.state_machine.node.default_child.logical_id)  # type: ignore[union-attr]
+    for logical_id, machine in machines.items():
+        expected = batch_placeholders if logical_id == batch_id else placeholders
+        assert set(machine["Properties"]["DefinitionSubstitutions"]) == expected, logical_id
 
 
 def test_the_lambda_placeholders_are_the_three_task_functions(asl_text: str) -> None:

@@ -245,8 +245,16 @@ def test_state_machine_logs_all_events_without_data_and_traces(synthesized: Synt
     )
 
 
-def test_both_state_machines_substitute_the_real_function_arns(synthesized: Synthesized) -> None:
+def workflow_machines(synthesized: Synthesized) -> dict[str, dict[str, Any]]:
+    """The per-request workflow's two state machines (not the batch's)."""
+    batch = synthesized.stack.resolve(synthesized.stack.batch.state_machine.node.default_child.logical_id)  # type: ignore[union-attr]
     machines = synthesized.resources("AWS::StepFunctions::StateMachine")
+    assert batch in machines
+    return {k: v for k, v in machines.items() if k != batch}
+
+
+def test_both_state_machines_substitute_the_real_function_arns(synthesized: Synthesized) -> None:
+    machines = workflow_machines(synthesized)
     assert sorted(m["Properties"]["StateMachineType"] for m in machines.values()) == ["EXPRESS", "STANDARD"]
     bus = next(iter(synthesized.resources("AWS::Events::EventBus")))
     expected = {
@@ -264,7 +272,7 @@ def test_deployed_definition_is_the_asl_file_and_substitution_leaves_no_placehol
 ) -> None:
     """The definition asset is the ASL file byte for byte; filled in as CloudFormation does, it is valid
     JSON whose Task states call the functions of their handlers and has no ``${...}`` left."""
-    for machine in synthesized.resources("AWS::StepFunctions::StateMachine").values():
+    for machine in workflow_machines(synthesized).values():
         props = machine["Properties"]
         asset = synthesized.outdir / f"asset.{props['DefinitionS3Location']['Key']}"
         text = asset.read_text()
@@ -288,7 +296,7 @@ def test_state_machines_may_invoke_exactly_the_three_functions_and_put_events(
 ) -> None:
     fns = {function_id(synthesized, n) for n in HANDLERS}
     bus = next(iter(synthesized.resources("AWS::Events::EventBus")))
-    for machine in synthesized.resources("AWS::StepFunctions::StateMachine").values():
+    for machine in workflow_machines(synthesized).values():
         role = machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]
         actions = granted(statements_of_role(synthesized, role))
         assert actions["lambda:InvokeFunction"] == {f"<{f}.Arn>" for f in fns} | {f"<{f}.Arn>:*" for f in fns}
