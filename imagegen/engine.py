@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
+from imagegen import moto_speedups
 from imagegen.bedrock_server import FaultPlan, LocalBedrockServer
 from imagegen.lambda_router import LambdaRouter
 
@@ -123,6 +124,8 @@ class EngineConfig:
     log_level: str = "WARNING"
     bedrock_endpoint: str | None = None
     faults: FaultPlan = field(default_factory=FaultPlan)
+    #: Apply ``imagegen.moto_speedups`` (also off with ``IMAGEGEN_MOTO_SPEEDUPS=0``).
+    moto_speedups: bool = True
 
     def lambda_environment(self, bedrock_endpoint: str) -> dict[str, str]:
         return {
@@ -187,6 +190,8 @@ class OfflineEngine:
         # moto's interpreter logs every failed state with its whole parse tree at ERROR level; the
         # engine reports failures itself (ExecutionResult), so keep that out of the user's terminal.
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+        if self.config.moto_speedups and moto_speedups.enabled_by_environment():
+            moto_speedups.apply()
         endpoint = self.config.bedrock_endpoint
         if endpoint is None:
             self.bedrock = LocalBedrockServer(faults=self.config.faults)
@@ -221,6 +226,7 @@ class OfflineEngine:
 
     def stop(self) -> None:
         self.router.unregister()
+        moto_speedups.forget_clients()
         if self._mock is not None:
             self._mock.stop()
             self._mock = None

@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from imagegen.bedrock_server import FaultPlan
 from imagegen.cli import main
 from tests.e2e.conftest import LocalServer
 
 
 def test_submit_wait_writes_the_images(local_server: LocalServer, engine: Any, tmp_path: Path) -> None:
     """The installed command, in its own process, over HTTP."""
+    engine.bedrock.faults = FaultPlan(latency_seconds=1.0)  # a job long enough to show its progress
     command = [sys.executable, "-m", "imagegen", "submit", "a red porsche", "--count", "2", "--seed", "7"]
     command += ["--api", local_server.url, "--wait", "--poll", "0.1", "--out", str(tmp_path)]
     done = subprocess.run(

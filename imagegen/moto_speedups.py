@@ -1,0 +1,145 @@
+"""Two fixes to moto's Step Functions interpreter (moto 5.2.5, pinned), applied in this process only.
+
+Profiling the offline engine (``benchmarks/profile_overhead.py``) found where its CPU goes:
+
+* **JSONPath parsing, about 85 % of it.** moto evaluates every ``InputPath``, ``Parameters`` path and
+  ``ResultPath`` by calling ``jsonpath_ng``'s ``parse``, which builds a new PLY parser, LALR tables
+  included, on every call: some 20 ms for a path like ``$.image.seed``. A workflow has a few dozen
+  distinct paths, so :func:`apply` memoizes ``parse`` (an LRU cache keyed on the path text). Parsed
+  expressions are only read (``find``), never changed, so sharing them between threads is safe.
+* **A new boto3 client for every Task.** moto's Lambda, EventBridge, SQS, S3 and Step Functions task
+  code calls ``boto_client_for`` per invocation (a client costs ~4 ms of CPU). :func:`apply` keeps one
+  client per (boto3 default session, Region, service); boto3 clients are thread-safe. The key holds
+  the default session because the engine makes a new one per start and routes Lambda ``Invoke`` calls
+  through a hook on it (``imagegen.lambda_router``); :func:`forget_clients` drops them at engine stop.
+
+The behaviour of the interpreter is unchanged: same paths, same clients' configuration (moto's own
+``boto_client_for`` still makes each client). Both would be better fixed in moto itself (a cached
+parser in ``asl/utils/json_path.py``, a client cache in ``asl/utils/boto_client.py``); until then,
+``IMAGEGEN_MOTO_SPEEDUPS=0`` turns this off (the benchmarks measure moto as shipped beside it).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import threading
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+#: Modules of moto 5.2.5 that bind ``boto_client_for`` by name (``from ... import boto_client_for``).
+_CLIENT_USERS = (
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_events",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sqs",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sns",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_dynamodb",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval.resource_eval_s3",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval.resource_eval_s3",
+)
+#: Modules of moto 5.2.5 that bind a JSONPath ``parse`` by name, and which parser it is.
+_PARSE_USERS = (
+    ("moto.stepfunctions.parser.asl.utils.json_path", "jsonpath_ng.ext"),
+    ("moto.stepfunctions.parser.asl.component.common.path.result_path", "jsonpath_ng"),
+)
+ENV_SWITCH = "IMAGEGEN_MOTO_SPEEDUPS"
+_CACHE_SIZE = 4096
+
+_lock = threading.Lock()
+_saved: dict[tuple[Any, str], Any] = {}  # (module, attribute) -> the original
+_clients: dict[tuple[int, str, str, bool], Any] = {}
+
+
+def enabled_by_environment() -> bool:
+    """False when ``IMAGEGEN_MOTO_SPEEDUPS`` is ``0``/``false``/``no``/``off``."""
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def is_applied() -> bool:
+    with _lock:
+        return bool(_saved)
+
+
+def apply() -> bool:
+    """Apply both fixes (idempotent, thread-safe). Returns False, with a warning, when moto's layout is
+    not the one this module knows (a moto upgrade): the engine then runs moto unchanged."""
+    with _lock:
+        if _saved:
+            return True
+        try:
+            from moto.stepfunctions.parser.asl.utils import boto_client
+
+            original_client_for = boto_client.boto_client_for
+            targets: list[tuple[Any, str, Any]] = []
+            for module_name, parser_module in _PARSE_USERS:
+                module = importlib.import_module(module_name)
+                parser = importlib.import_module(parser_module)
+                if getattr(module, "parse", None) is not parser.parse:
+                    raise LookupError(f"{module_name}.parse is not {parser_module}.parse")
+                targets.append((module, "parse", _memoized(getattr(parser, "parse"))))  # noqa: B009
+            ext = importlib.import_module("jsonpath_ng.ext")  # moto.events imports it at call time
+            targets.append((ext, "parse", _memoized(getattr(ext, "parse"))))  # noqa: B009
+            for module_name in _CLIENT_USERS:
+                module = importlib.import_module(module_name)
+                if getattr(module, "boto_client_for", None) is not original_client_for:
+                    raise LookupError(f"{module_name}.boto_client_for is not moto's")
+                targets.append((module, "boto_client_for", _reusing(original_client_for)))
+        except (ImportError, LookupError, AttributeError) as exc:
+            warnings.warn(f"moto speed-ups not applied ({exc}); running moto unchanged", stacklevel=2)
+            return False
+        for module, attribute, replacement in targets:
+            _saved[(module, attribute)] = getattr(module, attribute)
+            setattr(module, attribute, replacement)
+        return True
+
+
+def restore() -> None:
+    """Put moto back as it was (for tests and benchmarks)."""
+    with _lock:
+        for (module, attribute), original in _saved.items():
+            setattr(module, attribute, original)
+        _saved.clear()
+        _clients.clear()
+
+
+def forget_clients() -> None:
+    """Drop the reused clients (the engine calls it when it stops: its default session is gone)."""
+    with _lock:
+        _clients.clear()
+
+
+def _memoized(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    cached = functools.lru_cache(maxsize=_CACHE_SIZE)(parse)
+
+    @functools.wraps(parse)
+    def parse_once(path: str, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs or not isinstance(path, str):
+            return parse(path, *args, **kwargs)
+        return cached(path)
+
+    parse_once.cache_info = cached.cache_info  # type: ignore[attr-defined]
+    return parse_once
+
+
+def _reusing(client_for: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(client_for)
+    def reused_client(region: str, service: str, state_credentials: Any = None) -> Any:
+        import boto3
+        from moto.core.models import botocore_stubber
+
+        # moto 5.2.5's boto_client_for ignores state_credentials (every client has its fake keys), so
+        # they are not part of the key.
+        session = boto3.DEFAULT_SESSION
+        key = (id(session), region, service, bool(botocore_stubber.enabled))
+        with _lock:
+            client = _clients.get(key)
+            if client is None:
+                client = client_for(region=region, service=service, state_credentials=state_credentials)
+                _clients[key] = client
+        return client
+
+    return reused_client
