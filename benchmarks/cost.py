@@ -36,10 +36,10 @@ ASSUMPTIONS: dict[str, Any] = {
         "imagegen-validate-request": 256,
         "imagegen-generate-image": 512,
         "imagegen-build-manifest": 256,
-        "jobs-api": 256,
+        "http-api": 256,
     },
     "lambda_memory_note": "memory_size in stacks/workflow.py (GenerateImage 512 MB) and the default of "
-    "stacks/functions.py (256 MB); arm64",
+    "stacks/functions.py (256 MB, also the HTTP API function of stacks/api.py); arm64",
     "model_seconds_per_image": 10.0,
     "model_seconds_note": "not measured: the Bedrock model's own latency in AWS, which GenerateImage's "
     "Lambda waits for and is billed for; see lambda_wait_per_model_second for the sensitivity",
@@ -47,9 +47,12 @@ ASSUMPTIONS: dict[str, Any] = {
     "aws_orchestration_note": "Express duration = model seconds + this (state transitions, Lambda "
     "invokes, S3 writes in AWS); an estimate, verify against ExpressExecutionBilledDuration",
     "jobs_status_polls": 3,
-    "jobs_status_note": "Standard path: POST /jobs, then this many GET /jobs/{id}, each a jobs_api "
-    "Lambda call of jobs_api_seconds",
-    "jobs_api_seconds": 0.1,
+    "jobs_status_note": "Standard path: POST /jobs (one http_api Lambda call of http_api_seconds), then "
+    "this many GET /jobs/{id}, each an API Gateway request and an http_api call of http_api_seconds",
+    "http_api_seconds": 0.1,
+    "http_api_note": "Express path: POST /images is one API Gateway request and one http_api Lambda call "
+    "that validates, then waits in StartSyncExecution for the whole execution (model seconds + "
+    "aws_orchestration_seconds), billed at its memory; Standard: http_api_seconds per call",
     "image_megabytes_in_aws": 1.5,
     "image_megabytes_note": "a 1024x1024 PNG from a real model; the offline renders are far smaller",
     "images_per_request_default": 4,
@@ -167,20 +170,30 @@ def request_costs(
     ) * _p(prices, "stepfunctions_express_per_gb_second")
     standard_sfn = m["state_transitions"] * _p(prices, "stepfunctions_standard_per_state_transition")
     api = _p(prices, "apigateway_rest_per_request")
-    jobs_api = a["jobs_status_polls"] * (
-        api + lam_req + a["jobs_api_seconds"] * memory_gb["jobs-api"] * lam_gbs
-    )
+    api_gb = memory_gb["http-api"]
+    # POST /images: the API function waits for the synchronous execution.
+    sync_api_lambda = lam_req + duration * api_gb * lam_gbs
+    # POST /jobs, then the status polls: short calls of the same function.
+    jobs_api_calls = 1 + a["jobs_status_polls"]
+    jobs_api_lambda = jobs_api_calls * (lam_req + a["http_api_seconds"] * api_gb * lam_gbs)
     common = {
         "lambda_handlers": lambda_requests,
         "lambda_waiting_on_model": lambda_model_wait,
         "s3_requests": s3,
     }
     return {
-        "express": {"step_functions": express_sfn, **common, "api_gateway": api, "eventbridge": events},
+        "express": {
+            "step_functions": express_sfn,
+            **common,
+            "api_gateway": api,
+            "api_lambda": sync_api_lambda,
+            "eventbridge": events,
+        },
         "standard": {
             "step_functions": standard_sfn,
             **common,
-            "api_gateway": api + jobs_api,
+            "api_gateway": jobs_api_calls * api,
+            "api_lambda": jobs_api_lambda,
             "eventbridge": events,
         },
     }

@@ -450,65 +450,27 @@ def timed_engine_run(
     )
 
 
-# -- what-if patches of moto (the proposals, tried in this process only) ----------------------------
-
-
-@functools.cache
-def _cached_jsonpath_parse() -> Callable[[str], Any]:
-    import jsonpath_ng.ext
-
-    return functools.lru_cache(maxsize=4096)(jsonpath_ng.ext.parse)
+# -- moto as shipped, beside the engine's speed-ups ---------------------------------------------------
 
 
 @contextlib.contextmanager
-def moto_patches(*, jsonpath_cache: bool = False, client_reuse: bool = False) -> Iterator[None]:
-    """Temporarily apply the proposed fixes to moto's interpreter, in this process only.
+def moto_speedups_applied(on: bool) -> Iterator[None]:
+    """Run the block with ``imagegen.moto_speedups`` on (the engine's default) or off (moto as
+    shipped), then put them back as they were."""
+    from imagegen import moto_speedups
 
-    * ``jsonpath_cache``: memoize ``jsonpath_ng.ext.parse`` (which rebuilds its LALR parser tables on
-      every call) where moto's Step Functions interpreter and its EventBridge target code call it;
-    * ``client_reuse``: one boto3 client per (Region, service) for the interpreter's Lambda and
-      EventBridge tasks instead of a new client per task.
-    """
-    import jsonpath_ng.ext
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-        state_task_service_events as events_task,
-    )
-    from moto.stepfunctions.parser.asl.utils import json_path
-
-    saved = {
-        "json_path.parse": json_path.parse,
-        "jsonpath_ng.ext.parse": jsonpath_ng.ext.parse,
-        "lambda_eval_utils.boto_client_for": lambda_eval_utils.boto_client_for,
-        "events_task.boto_client_for": events_task.boto_client_for,
-    }
+    was_applied = moto_speedups.is_applied()
+    if on:
+        moto_speedups.apply()
+    else:
+        moto_speedups.restore()
     try:
-        if jsonpath_cache:
-            cached = _cached_jsonpath_parse()
-            json_path.parse = cached
-            jsonpath_ng.ext.parse = cached
-        if client_reuse:
-            original = saved["lambda_eval_utils.boto_client_for"]
-            clients: dict[tuple[str, str], Any] = {}
-            lock = threading.Lock()
-
-            def reused_client(region: str, service: str, state_credentials: Any = None) -> Any:
-                with lock:
-                    key = (region, service)
-                    if key not in clients:
-                        clients[key] = original(
-                            region=region, service=service, state_credentials=state_credentials
-                        )
-                    return clients[key]
-
-            lambda_eval_utils.boto_client_for = reused_client
-            events_task.boto_client_for = reused_client
         yield
     finally:
-        json_path.parse = saved["json_path.parse"]
-        jsonpath_ng.ext.parse = saved["jsonpath_ng.ext.parse"]
-        lambda_eval_utils.boto_client_for = saved["lambda_eval_utils.boto_client_for"]
-        events_task.boto_client_for = saved["events_task.boto_client_for"]
+        if was_applied:
+            moto_speedups.apply()
+        else:
+            moto_speedups.restore()
 
 
 @contextlib.contextmanager

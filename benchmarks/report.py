@@ -220,9 +220,13 @@ def profile(results_dir: Path) -> str:
         ],
         count_rows,
     )
+    engine_shares = {s["category"]: s["share"] for s in data.get("sampled_busy_shares_engine", [])}
     shares = _table(
-        ["category", "share of busy samples"],
-        [[s["category"], f"{100 * s['share']:.1f}%"] for s in data["sampled_busy_shares"][:10]],
+        ["category", "share of busy samples, moto as shipped", "engine (speed-ups)"],
+        [
+            [s["category"], f"{100 * s['share']:.1f}%", f"{100 * engine_shares.get(s['category'], 0.0):.1f}%"]
+            for s in data["sampled_busy_shares"][:10]
+        ],
     )
     variant_rows = []
     for where, variants in (
@@ -238,7 +242,8 @@ def profile(results_dir: Path) -> str:
         ["stand-in", "variant", "wall s by N", "wall(N)/wall(1)", "wall(1) - L s", "CPU s by N"], variant_rows
     )
     return (
-        f"### Where the time goes\n\n{_meta(data)}\n\n{units}\n\n{counts}\n\n{shares}\n\n{variants_table}\n"
+        f"### Where the time goes\n\n{_meta(data)}\n\nUnit costs and counts with moto as shipped (no speed-ups):\n\n"
+        f"{units}\n\n{counts}\n\n{shares}\n\n{variants_table}\n"
     )
 
 

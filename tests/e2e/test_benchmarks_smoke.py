@@ -127,7 +127,8 @@ def test_profile_and_cold_start(results: dict[str, Any]) -> None:
     assert profile["unit_costs_ms"]["jsonpath_parse"] > 0
     counted = profile["per_request_counts"][0]
     assert counted["jsonpath_parses"] > 0 and counted["asl_parses"] == 1
-    assert {"shipped", "all+poll_10ms"} <= set(profile["what_if_out_of_process_server"])
+    assert {"moto_as_shipped", "engine"} <= set(profile["what_if_out_of_process_server"])
+    assert sum(s["share"] for s in profile["sampled_busy_shares_engine"]) == pytest.approx(1.0, abs=0.01)
     assert sum(s["share"] for s in profile["sampled_busy_shares"]) == pytest.approx(1.0, abs=0.01)
 
     cold = results["cold_start"]
