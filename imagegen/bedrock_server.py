@@ -263,6 +263,9 @@ class _Reply:
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # socketserver's listen backlog is 5: a burst of hundreds of Map branches connecting at once
+    # would overflow it and have connections reset. The kernel caps it at net.core.somaxconn.
+    request_queue_size = 1024
     owner: LocalBedrockServer
 
     def __init__(self, address: tuple[str, int], owner: LocalBedrockServer) -> None:

@@ -10,13 +10,20 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError, ReadTimeoutError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 from image_pipeline.core.errors import (
     AllImagesFiltered,
     ImagesFailed,
     ImagesThrottled,
     ModelThrottled,
     ModelTimeout,
+    ModelUnavailable,
     StorageError,
 )
 from image_pipeline.core.generation import generate_image
@@ -122,6 +129,11 @@ def test_blocked_prompt_is_filtered_not_raised(s3: Any) -> None:
     [
         (client_error("ThrottlingException"), ModelThrottled),
         (ReadTimeoutError(endpoint_url="http://x"), ModelTimeout),
+        (ConnectTimeoutError(endpoint_url="http://x"), ModelTimeout),
+        (client_error("ServiceUnavailableException"), ModelUnavailable),
+        # the connection dropped (after botocore's retries): transient, the state machine retries it
+        (ConnectionClosedError(endpoint_url="http://x"), ModelUnavailable),
+        (EndpointConnectionError(endpoint_url="http://x"), ModelUnavailable),
     ],
 )
 def test_transient_errors_are_raised_by_name(s3: Any, error: Exception, expected: type) -> None:

@@ -9,9 +9,10 @@ from typing import Any
 from botocore.exceptions import (
     ClientError,
     ConnectTimeoutError,
-    EndpointConnectionError,
+    HTTPClientError,
     ReadTimeoutError,
 )
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from image_pipeline.core.errors import ModelResponseInvalid, ModelTimeout, ModelUnavailable, StorageError
 from image_pipeline.models.base import Outcome, error_for_client_error, png_size
@@ -35,7 +36,9 @@ def invoke_model(bedrock: Any, model_id: str, body: dict[str, Any]) -> dict[str,
         raise classified from None
     except (ReadTimeoutError, ConnectTimeoutError) as exc:
         raise ModelTimeout(f"no answer from Bedrock in time: {exc}") from None
-    except EndpointConnectionError as exc:
+    except (BotocoreConnectionError, HTTPClientError) as exc:
+        # Endpoint unreachable, connection reset or closed mid-answer (after botocore's own retries):
+        # transient, so the state machine retries it as ModelUnavailable.
         raise ModelUnavailable(f"cannot reach Bedrock: {exc}") from None
     try:
         payload = json.loads(response["body"].read())
