@@ -315,8 +315,8 @@ class CallCounter:
     clients, the interpreter's EventBridge client), by ``service.Operation``.
 
     A client copies the session's event hooks when it is created, so the hook is also put on the
-    handlers' cached clients (``image_pipeline.core.clients``), which exist already once a request
-    ran; the same ``unique_id`` keeps it from being registered twice. Lambda ``Invoke`` is answered
+    handlers' cached clients (``image_pipeline.core.clients``) and on the interpreter's task clients
+    that ``imagegen.moto_speedups`` keeps, which exist already once a request ran; the same ``unique_id`` keeps it from being registered twice. Lambda ``Invoke`` is answered
     by the engine's router before this hook runs; count it with ``engine.router.invocations``.
     """
 
@@ -328,10 +328,14 @@ class CallCounter:
         self._lock = threading.Lock()
         self.counts: collections.Counter[str] = collections.Counter()
         self._id = f"bench-counter-{id(self)}"
+        from imagegen import moto_speedups
+
         self._emitters = [
             self._session.events,
             clients.s3().meta.events,
             clients.bedrock_runtime().meta.events,
+            # the interpreter's task clients the engine keeps (EventBridge PutEvents goes through one)
+            *(client.meta.events for client in moto_speedups.reused_clients()),
         ]
         for emitter in self._emitters:
             emitter.register("before-call", self._on_call, unique_id=self._id)

@@ -394,6 +394,15 @@ class OfflineEngine:
                 written.append(target)
         return written
 
+    def count_executions(self) -> int:
+        """Executions started so far on the engine's state machines (sync, jobs and batch)."""
+        paginator = self.sfn.get_paginator("list_executions")
+        return sum(
+            len(page["executions"])
+            for arn in self.state_machines.values()
+            for page in paginator.paginate(stateMachineArn=arn)
+        )
+
     def list_keys(self, prefix: str = "") -> list[str]:
         """Every object key in the images bucket under ``prefix``."""
         keys: list[str] = []

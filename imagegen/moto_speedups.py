@@ -52,6 +52,7 @@ _CACHE_SIZE = 4096
 _lock = threading.Lock()
 _saved: dict[tuple[Any, str], Any] = {}  # (module, attribute) -> the original
 _clients: dict[tuple[int, str, str, bool], Any] = {}
+_memos: dict[Any, Callable[[str], Any]] = {}  # parser -> its memoized form, kept warm across restore()
 
 
 def enabled_by_environment() -> bool:
@@ -106,6 +107,12 @@ def restore() -> None:
         _clients.clear()
 
 
+def reused_clients() -> list[Any]:
+    """The clients kept for moto's tasks (to register event hooks on them, as the benchmarks do)."""
+    with _lock:
+        return list(_clients.values())
+
+
 def forget_clients() -> None:
     """Drop the reused clients (the engine calls it when it stops: its default session is gone)."""
     with _lock:
@@ -113,6 +120,8 @@ def forget_clients() -> None:
 
 
 def _memoized(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    if parse in _memos:
+        return _memos[parse]
     cached = functools.lru_cache(maxsize=_CACHE_SIZE)(parse)
 
     @functools.wraps(parse)
@@ -122,6 +131,7 @@ def _memoized(parse: Callable[[str], Any]) -> Callable[[str], Any]:
         return cached(path)
 
     parse_once.cache_info = cached.cache_info  # type: ignore[attr-defined]
+    _memos[parse] = parse_once
     return parse_once
 
 

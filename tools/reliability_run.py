@@ -367,7 +367,7 @@ def _invalid_api(engine: OfflineEngine) -> dict[str, Any]:
     from imagegen.local_api import create_app
     from tests.reliability.bad_inputs import HTTP_BAD_CASES, SCHEMA_BAD_REQUESTS
 
-    executions_before = count_executions(engine)
+    executions_before = engine.count_executions()
     objects_before = len(list_objects(engine.s3, engine.config.bucket))
     statuses: Counter[int] = Counter()
     errors: Counter[str] = Counter()
@@ -393,7 +393,7 @@ def _invalid_api(engine: OfflineEngine) -> dict[str, Any]:
         "answers_by_status": {str(k): v for k, v in sorted(statuses.items())},
         "answers_4xx": sum(v for k, v in statuses.items() if 400 <= k < 500),
         "errors": dict(errors),
-        "executions_started": count_executions(engine) - executions_before,
+        "executions_started": engine.count_executions() - executions_before,
         "objects_written": len(list_objects(engine.s3, engine.config.bucket)) - objects_before,
     }
 
@@ -418,15 +418,6 @@ def _invalid_console(
         "model_calls": server.invocations - calls_before,
         "objects_written": len(list_objects(engine.s3, engine.config.bucket)) - objects_before,
     }
-
-
-def count_executions(engine: OfflineEngine) -> int:
-    """Executions started so far on the engine's state machines."""
-    total = 0
-    for arn in engine.state_machines.values():
-        paginator = engine.sfn.get_paginator("list_executions")
-        total += sum(len(page["executions"]) for page in paginator.paginate(stateMachineArn=arn))
-    return total
 
 
 @contextmanager

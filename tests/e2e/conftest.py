@@ -25,12 +25,8 @@ class LocalServer(NamedTuple):
 
 
 def count_executions(engine: Any) -> int:
-    """Executions started so far on both state machines (sync and jobs)."""
-    total = 0
-    for arn in engine.state_machines.values():
-        paginator = engine.sfn.get_paginator("list_executions")
-        total += sum(len(page["executions"]) for page in paginator.paginate(stateMachineArn=arn))
-    return total
+    """Executions started so far on the engine's state machines."""
+    return int(engine.count_executions())
 
 
 @contextmanager

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,9 @@ from image_pipeline.core.batch import BATCH_PREFIX, BATCH_SUFFIX, RESULTS_PREFIX
 
 from stacks.batch import BATCH_ASL_FILE, HANDLERS, MAP_LABEL, SYNC_EVENTS_RULE, BatchConstruct
 from stacks.functions import FunctionDefaults
+from tests.infra.asl import PLACEHOLDER, state_machines, strings
 
 ENV = cdk.Environment(account="123456789012", region="us-east-1")
-PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 #: cdk-nag findings of the construct alone, each to be acknowledged by the stack (stacks/nag.py):
 #: IAM5 - the wildcards below (X-Ray/log delivery "*", <fn>:* of grantInvoke, batches/*, batch-results/*,
 #:        */manifest.json, <per-request machine>:*, the batch's own executions and map runs);
@@ -106,24 +105,6 @@ def object_arn(bucket_id: str, pattern: str) -> dict[str, Any]:
 # -- the ASL file --------------------------------------------------------------------------------
 
 
-def strings(node: Any) -> Iterator[str]:
-    if isinstance(node, str):
-        yield node
-    elif isinstance(node, dict):
-        for value in node.values():
-            yield from strings(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from strings(value)
-
-
-def machines(definition: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-    yield path or "<top>", definition
-    for name, state in definition["States"].items():
-        if "ItemProcessor" in state:
-            yield from machines(state["ItemProcessor"], f"{path}/{name}")
-
-
 def test_asl_placeholders_are_the_constructs_substitutions(
     built: tuple[Template, BatchConstruct, cdk.Stack],
 ) -> None:
@@ -137,7 +118,7 @@ def test_asl_placeholders_are_the_constructs_substitutions(
 
 def test_asl_transitions_reach_existing_states() -> None:
     asl = json.loads(BATCH_ASL_FILE.read_text())
-    for path, machine in machines(asl):
+    for path, machine in state_machines(asl):
         names = set(machine["States"])
         assert machine["StartAt"] in names, path
         for name, state in machine["States"].items():
