@@ -1,6 +1,6 @@
 """Shared pieces of the benchmarks: statistics, the Bedrock stand-in process, result files, and the
 instruments that look inside one offline run (handler timings, AWS call counts, execution history,
-a sampling profiler, and the "what-if" patches of moto used to estimate the gain of a proposal).
+a sampling profiler, and a switch for the engine's moto speed-ups, to measure moto as shipped beside them).
 
 Every benchmark module imports this one; nothing here asserts a timing.
 """

@@ -204,7 +204,7 @@ def run_with_engine(ctx: RunContext) -> None:
     repeats = 1 if ctx.quick else 2
     variants_data = what_if(ctx, ctx.engine, counts, variants, repeats)
     ctx.log(
-        "  what-if wall(1): "
+        "  variants, wall(1): "
         + ", ".join(f"{k} {v['wall']['1']['median']:.2f} s" for k, v in variants_data.items())
     )
     ctx.extras["profile"] = {

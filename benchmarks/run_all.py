@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"concurrency: {ctx.extras['concurrent']} concurrent 4-image requests")
                     summaries["concurrency"] = concurrency.run(ctx)
                 if "profile" in parts:
-                    log("profile: where the time goes, what-if variants")
+                    log("profile: where the time goes, variants side by side")
                     profile_overhead.run_with_engine(ctx)
             ctx.engine = None
             if "profile" in parts:
