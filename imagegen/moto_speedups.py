@@ -5,13 +5,18 @@ Profiling the offline engine (``benchmarks/profile_overhead.py``) found where it
 * **JSONPath parsing, about 85 % of it.** moto evaluates every ``InputPath``, ``Parameters`` path and
   ``ResultPath`` by calling ``jsonpath_ng``'s ``parse``, which builds a new PLY parser, LALR tables
   included, on every call: some 20 ms for a path like ``$.image.seed``. A workflow has a few dozen
-  distinct paths, so :func:`apply` memoizes ``parse`` (an LRU cache keyed on the path text). Parsed
-  expressions are only read (``find``), never changed, so sharing them between threads is safe.
+  distinct paths, so :func:`apply` memoizes ``parse`` (a cache keyed on the path text; concurrent misses
+  of one path parse it once). Parsed expressions are only read (``find``, ``update_or_create`` change
+  the data, not the expression), so sharing them between threads is safe.
 * **A new boto3 client for every Task.** moto's Lambda, EventBridge, SQS, S3 and Step Functions task
   code calls ``boto_client_for`` per invocation (a client costs ~4 ms of CPU). :func:`apply` keeps one
-  client per (boto3 default session, Region, service); boto3 clients are thread-safe. The key holds
-  the default session because the engine makes a new one per start and routes Lambda ``Invoke`` calls
-  through a hook on it (``imagegen.lambda_router``); :func:`forget_clients` drops them at engine stop.
+  client per (boto3 default session, Region, service, credentials); boto3 clients are thread-safe.
+  The credentials part is the role the Task runs as (moto's ``StateCredentials.role_arn``: the
+  execution's role, or the state's ``Credentials.RoleArn``); moto 5.2.5 gives every client the same
+  fake keys whatever the role, but keying on it keeps one client per role should that change. The key
+  holds the default session because the engine makes a new one per start and routes Lambda ``Invoke``
+  calls through a hook on it (``imagegen.lambda_router``): a client copies the session's hooks when it
+  is made, so every reused client carries the router. :func:`forget_clients` drops them at engine stop.
 
 The behaviour of the interpreter is unchanged: same paths, same clients' configuration (moto's own
 ``boto_client_for`` still makes each client). Both would be better fixed in moto itself (a cached
@@ -23,10 +28,12 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import os
 import threading
 import warnings
 from collections.abc import Callable
+from importlib import metadata
 from typing import Any
 
 #: Modules of moto 5.2.5 that bind ``boto_client_for`` by name (``from ... import boto_client_for``).
@@ -51,8 +58,8 @@ _CACHE_SIZE = 4096
 
 _lock = threading.Lock()
 _saved: dict[tuple[Any, str], Any] = {}  # (module, attribute) -> the original
-_clients: dict[tuple[int, str, str, bool], Any] = {}
-_memos: dict[Any, Callable[[str], Any]] = {}  # parser -> its memoized form, kept warm across restore()
+_clients: dict[tuple[int, str, str, str | None, bool], Any] = {}
+_memos: dict[Any, _ParseOnce] = {}  # parser -> its memoized form, kept warm across restore()
 
 
 def enabled_by_environment() -> bool:
@@ -75,6 +82,9 @@ def apply() -> bool:
             from moto.stepfunctions.parser.asl.utils import boto_client
 
             original_client_for = boto_client.boto_client_for
+            parameters = list(inspect.signature(original_client_for).parameters)
+            if parameters != ["region", "service", "state_credentials"]:
+                raise LookupError(f"boto_client_for{tuple(parameters)} is not moto 5.2.5's")
             targets: list[tuple[Any, str, Any]] = []
             for module_name, parser_module in _PARSE_USERS:
                 module = importlib.import_module(module_name)
@@ -90,12 +100,23 @@ def apply() -> bool:
                     raise LookupError(f"{module_name}.boto_client_for is not moto's")
                 targets.append((module, "boto_client_for", _reusing(original_client_for)))
         except (ImportError, LookupError, AttributeError) as exc:
-            warnings.warn(f"moto speed-ups not applied ({exc}); running moto unchanged", stacklevel=2)
+            warnings.warn(
+                f"moto speed-ups not applied: {exc} (moto {_moto_version()}; written for 5.2.5, the pinned "
+                "version); running moto unchanged",
+                stacklevel=2,
+            )
             return False
         for module, attribute, replacement in targets:
             _saved[(module, attribute)] = getattr(module, attribute)
             setattr(module, attribute, replacement)
         return True
+
+
+def _moto_version() -> str:
+    try:
+        return metadata.version("moto")
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def restore() -> None:
@@ -119,20 +140,55 @@ def forget_clients() -> None:
         _clients.clear()
 
 
-def _memoized(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    if parse in _memos:
-        return _memos[parse]
-    cached = functools.lru_cache(maxsize=_CACHE_SIZE)(parse)
+def clear_parse_caches() -> None:
+    """Forget every parsed path (tests use it to count parses from a cold cache)."""
+    with _lock:
+        memos = list(_memos.values())
+    for memo in memos:
+        memo.cache_clear()
 
-    @functools.wraps(parse)
-    def parse_once(path: str, *args: Any, **kwargs: Any) -> Any:
+
+class _ParseOnce:
+    """``parse`` with a cache of parsed paths by text. A path missed by several threads at once (the
+    branches of a Map) is parsed by one of them, the others wait for it: once per path, exactly."""
+
+    def __init__(self, parse: Callable[..., Any]) -> None:
+        self.parse = parse
+        self.misses = 0
+        self._cache: dict[str, Any] = {}
+        self._miss_lock = threading.Lock()
+        functools.update_wrapper(self, parse)
+
+    def __call__(self, path: Any, *args: Any, **kwargs: Any) -> Any:
         if args or kwargs or not isinstance(path, str):
-            return parse(path, *args, **kwargs)
-        return cached(path)
+            return self.parse(path, *args, **kwargs)
+        parsed = self._cache.get(path)
+        if parsed is None:
+            with self._miss_lock:
+                parsed = self._cache.get(path)
+                if parsed is None:
+                    parsed = self.parse(path)
+                    self.misses += 1
+                    if len(self._cache) < _CACHE_SIZE:
+                        self._cache[path] = parsed
+        return parsed
 
-    parse_once.cache_info = cached.cache_info  # type: ignore[attr-defined]
-    _memos[parse] = parse_once
-    return parse_once
+    def cache_clear(self) -> None:
+        with self._miss_lock:
+            self._cache.clear()
+            self.misses = 0
+
+
+def _memoized(parse: Callable[..., Any]) -> _ParseOnce:
+    if parse not in _memos:
+        _memos[parse] = _ParseOnce(parse)
+    return _memos[parse]
+
+
+def credentials_key(state_credentials: Any) -> str | None:
+    """The part of moto's ``StateCredentials`` a client depends on: the role ARN (None without one)."""
+    role = getattr(state_credentials, "role_arn", None)
+    return None if role is None else str(role)
 
 
 def _reusing(client_for: Callable[..., Any]) -> Callable[..., Any]:
@@ -141,10 +197,14 @@ def _reusing(client_for: Callable[..., Any]) -> Callable[..., Any]:
         import boto3
         from moto.core.models import botocore_stubber
 
-        # moto 5.2.5's boto_client_for ignores state_credentials (every client has its fake keys), so
-        # they are not part of the key.
         session = boto3.DEFAULT_SESSION
-        key = (id(session), region, service, bool(botocore_stubber.enabled))
+        key = (
+            id(session),
+            region,
+            service,
+            credentials_key(state_credentials),
+            bool(botocore_stubber.enabled),
+        )
         with _lock:
             client = _clients.get(key)
             if client is None:

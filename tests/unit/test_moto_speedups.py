@@ -3,14 +3,21 @@ behaves as before (the whole workflow suite runs with them on)."""
 
 from __future__ import annotations
 
+import collections
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import jsonpath_ng
 import jsonpath_ng.ext
+import jsonpath_ng.parser
 import pytest
 from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.credentials import StateCredentials
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_events,
+)
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 
 from imagegen import moto_speedups
@@ -52,40 +59,100 @@ def test_apply_patches_every_parse_and_client_user_and_restore_puts_moto_back() 
 
 
 def test_a_path_is_parsed_once_and_gives_the_same_answers(applied: None) -> None:
-    before = json_path.parse.cache_info()  # type: ignore[attr-defined]
     path = "$.speedups_test_only.items[1].seed"
+    misses = json_path.parse.misses  # type: ignore[attr-defined]
     first = json_path.parse(path)
     second = json_path.parse(path)
-    after = json_path.parse.cache_info()  # type: ignore[attr-defined]
     assert first is second
-    assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
+    assert json_path.parse.misses == misses + 1  # type: ignore[attr-defined]
     data = {"speedups_test_only": {"items": [{"seed": 1}, {"seed": 2}]}}
     assert [m.value for m in first.find(data)] == [
         m.value for m in jsonpath_ng.ext.parser.parse(path).find(data)
     ]
 
 
-def test_a_second_execution_parses_no_new_path(applied: None, engine: Any) -> None:
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> collections.Counter[str]:
+    """Every real JSONPath parse (PLY tables built) by path text, from a cold cache."""
+    counted: collections.Counter[str] = collections.Counter()
+    lock = threading.Lock()
+    original = jsonpath_ng.parser.JsonPathParser.parse
+
+    def counting(self: Any, string: str, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            counted[string] += 1
+        return original(self, string, *args, **kwargs)
+
+    monkeypatch.setattr(jsonpath_ng.parser.JsonPathParser, "parse", counting)
+    moto_speedups.clear_parse_caches()
+    return counted
+
+
+def test_two_executions_parse_each_distinct_path_once(
+    applied: None, engine: Any, parses: collections.Counter[str]
+) -> None:
     request = {"prompt": "parse once", "count": 3, **SMALL}
     assert engine.run(request).status == "SUCCEEDED"
-    misses = json_path.parse.cache_info().misses  # type: ignore[attr-defined]
+    first = dict(parses)
     result = engine.run({**request, "count": 5})
     assert result.status == "SUCCEEDED" and result.output["succeeded"] == 5
-    assert json_path.parse.cache_info().misses == misses  # type: ignore[attr-defined]
+    assert first, "the workflow evaluated no JSONPath"
+    assert parses == collections.Counter(first)  # the second execution parsed nothing new
+    assert set(parses.values()) == {1}  # and the first parsed each path once, not once per branch
 
 
-def test_one_client_per_service_until_the_engine_forgets_them(applied: None, engine: Any) -> None:
-    first = lambda_eval_utils.boto_client_for(region="us-east-1", service="lambda")
+def test_moto_as_shipped_parses_paths_again(engine: Any, parses: collections.Counter[str]) -> None:
+    """The counter the test above relies on does see repeated parses when the speed-ups are off."""
+    was_applied = moto_speedups.is_applied()
+    moto_speedups.restore()
+    try:
+        assert engine.run({"prompt": "as shipped", "count": 3, **SMALL}).status == "SUCCEEDED"
+    finally:
+        if was_applied:
+            moto_speedups.apply()
+    assert max(parses.values()) >= 3  # the Map's per-image paths, once per branch at least
+
+
+def test_one_client_per_service_and_role_until_the_engine_forgets_them(applied: None, engine: Any) -> None:
+    role = StateCredentials(role_arn="arn:aws:iam::123456789012:role/imagegen-offline")
+    first = lambda_eval_utils.boto_client_for(region="us-east-1", service="lambda", state_credentials=role)
+    same_role = StateCredentials(role_arn=role.role_arn)
     assert (
-        lambda_eval_utils.boto_client_for(region="us-east-1", service="lambda", state_credentials=object())
+        lambda_eval_utils.boto_client_for(region="us-east-1", service="lambda", state_credentials=same_role)
         is first
     )
-    assert lambda_eval_utils.boto_client_for(region="eu-west-1", service="lambda") is not first
-    assert lambda_eval_utils.boto_client_for(region="us-east-1", service="events") is not first
+    other_role = StateCredentials(role_arn="arn:aws:iam::123456789012:role/other")
+    assert (
+        lambda_eval_utils.boto_client_for(region="us-east-1", service="lambda", state_credentials=other_role)
+        is not first
+    )
+    assert (
+        lambda_eval_utils.boto_client_for(region="eu-west-1", service="lambda", state_credentials=role)
+        is not first
+    )
+    assert (
+        state_task_service_events.boto_client_for(
+            region="us-east-1", service="events", state_credentials=role
+        )
+        is not first
+    )
     moto_speedups.forget_clients()
-    assert lambda_eval_utils.boto_client_for(region="us-east-1", service="lambda") is not first
-    # The reused client still goes through the engine's Lambda router: the workflow runs.
-    assert engine.run({"prompt": "routed", "count": 2, **SMALL}).status == "SUCCEEDED"
+    assert (
+        lambda_eval_utils.boto_client_for(region="us-east-1", service="lambda", state_credentials=role)
+        is not first
+    )
+
+
+def test_the_reused_lambda_client_routes_every_invoke(applied: None, engine: Any) -> None:
+    moto_speedups.forget_clients()
+    before = dict(engine.router.invocations)
+    for count in (2, 5):
+        assert engine.run({"prompt": "routed", "count": count, **SMALL}).status == "SUCCEEDED"
+    calls = {name: engine.router.invocations[name] - before[name] for name in before}
+    assert calls["imagegen-generate-image"] == 7
+    assert calls["imagegen-validate-request"] == calls["imagegen-build-manifest"] == 2
+    services = [client.meta.service_model.service_name for client in moto_speedups.reused_clients()]
+    assert services.count("lambda") == 1  # nine Invokes, one client, each answered by the router
 
 
 def test_an_unknown_moto_layout_is_left_alone_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
