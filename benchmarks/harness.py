@@ -424,8 +424,37 @@ class TimedRun:
     history: dict[str, Any]
 
 
+def api_polling_wait(engine: Any, arn: str, *, poll: float = 0.05, timeout: float = 900.0) -> Any:
+    """How ``OfflineEngine.wait`` waited before it read moto's record of the execution: a
+    ``describe_execution`` through boto3 every ``poll`` seconds. Kept to measure that change."""
+    from imagegen.engine import TERMINAL, ExecutionResult
+
+    deadline = time.monotonic() + timeout
+    while True:
+        described = engine.sfn.describe_execution(executionArn=arn)
+        if described["status"] in TERMINAL:
+            return ExecutionResult(
+                name=described["name"],
+                arn=arn,
+                status=described["status"],
+                output=json.loads(described["output"]) if described.get("output") else None,
+                error=described.get("error"),
+                cause=described.get("cause"),
+            )
+        if time.monotonic() > deadline:
+            raise TimeoutError(arn)
+        time.sleep(poll)
+
+
+#: How a benchmark waits for an execution: the engine's ``wait`` (its default), or the one it replaced.
+WAITS: dict[str, Callable[[Any, str], Any]] = {
+    "engine": lambda engine, arn: engine.wait(arn, timeout=900),
+    "api_poll_50ms": api_polling_wait,
+}
+
+
 def timed_engine_run(
-    engine: Any, count: int, seed: int, *, poll: float = 0.05, kind: str = "sync"
+    engine: Any, count: int, seed: int, *, wait: str = "engine", kind: str = "sync"
 ) -> TimedRun:
     """Run one request through the engine (``start_execution`` + ``wait``, as ``engine.run`` does) and
     split its wall time: submit, queue (until ExecutionStarted), execution, poll lag (until seen)."""
@@ -434,7 +463,7 @@ def timed_engine_run(
     p0 = time.perf_counter()
     arn = engine.start_execution(engine_request(count, seed), kind=kind)
     submit = time.perf_counter() - p0
-    result = engine.wait(arn, poll=poll)
+    result = WAITS[wait](engine, arn)
     wall = time.perf_counter() - p0
     t_end = t0 + wall
     cpu = time.process_time() - cpu0
@@ -497,24 +526,48 @@ def count_calls(module: Any, attribute: str) -> Iterator[list[int]]:
         setattr(module, attribute, original)
 
 
+@contextlib.contextmanager
+def count_operation(client: Any, operation: str) -> Iterator[list[int]]:
+    """Count ``client``'s calls of an API operation (``DescribeExecution``) while the block runs."""
+    counter = [0]
+    lock = threading.Lock()
+    event = f"before-call.{client.meta.service_model.service_id.hyphenize()}.{operation}"
+    unique_id = f"bench-count-{id(counter)}"
+
+    def counting(**_: Any) -> None:
+        with lock:
+            counter[0] += 1
+
+    client.meta.events.register(event, counting, unique_id=unique_id)
+    try:
+        yield counter
+    finally:
+        client.meta.events.unregister(event, unique_id=unique_id)
+
+
 # -- a sampling profiler ---------------------------------------------------------------------------
 
-#: (category, path fragment, function name or None), checked in this order against every frame of a
-#: sampled stack; the first category with a matching frame takes the sample.
-CATEGORIES: list[tuple[str, str, str | None]] = [
-    ("jsonpath_ng parse (rebuilds LALR tables per call)", "jsonpath_ng/", None),
+#: Expensive operations, (category, path fragment, function name or None): a sample whose stack has a
+#: matching frame anywhere goes to the first of these that matches, whatever runs inside it.
+CAUSES: list[tuple[str, str, str | None]] = [
+    ("JSONPath parse (jsonpath_ng builds its parser per call)", "jsonpath_ng/", "parse"),
     ("ASL definition parse (antlr), once per execution", "antlr4/", None),
     ("ASL definition parse (antlr), once per execution", "stepfunctions/parser/asl/parse/", None),
     ("boto3 client creation", "botocore/session.py", "create_client"),
     ("boto3 client creation", "boto3/session.py", "client"),
     ("PNG render/encode (Bedrock stand-in)", "imagegen/renderer.py", None),
+]
+#: Layers: otherwise a sample goes to the layer of its innermost matching frame (a handler's S3 call
+#: is botocore's, not the Powertools decorator's around the handler).
+LAYERS: list[tuple[str, str, str | None]] = [
+    ("JSONPath evaluation (find, update)", "jsonpath_ng/", None),
     ("PNG render/encode (Bedrock stand-in)", "PIL/", None),
-    ("Powertools logging", "aws_lambda_powertools/", None),
+    ("Powertools (logging, event handler)", "aws_lambda_powertools/", None),
     ("pydantic (request/settings validation)", "pydantic", None),
     ("moto S3", "moto/s3/", None),
     ("moto EventBridge + SQS (event capture)", "moto/events/", None),
     ("moto EventBridge + SQS (event capture)", "moto/sqs/", None),
-    ("engine polling (describe_execution)", "imagegen/engine.py", "wait"),
+    ("engine waiting (status reads)", "imagegen/engine.py", "wait"),
     ("botocore: serialize, sign, parse", "botocore/", None),
     ("urllib3/http.client (HTTP to the stand-in)", "urllib3/", None),
     ("urllib3/http.client (HTTP to the stand-in)", "http/client.py", None),
@@ -527,7 +580,8 @@ _IDLE_MARKERS = (".wait(", "sleep(", ".acquire(", ".join(", "select(", ".recv", 
 
 class Sampler:
     """Samples every thread's stack every ``interval`` seconds and counts the samples of threads that
-    are running Python code (not blocked on a lock, a socket, a sleep), by category.
+    are running Python code (not blocked on a lock, a socket, a sleep), by category (``CAUSES``, then
+    ``LAYERS``).
 
     Approximate by design: a thread waiting for the GIL looks busy to a sampler, so the shares tell
     where runnable threads spend their time, not exact CPU seconds.
@@ -549,12 +603,16 @@ class Sampler:
 
     @staticmethod
     def _category(frame: Any) -> str:
-        frames = []
+        frames = []  # innermost first
         while frame is not None:
             frames.append((frame.f_code.co_filename, frame.f_code.co_name))
             frame = frame.f_back
-        for category, fragment, function in CATEGORIES:
+        for category, fragment, function in CAUSES:
             for filename, name in frames:
+                if fragment in filename and (function is None or name == function):
+                    return category
+        for filename, name in frames:
+            for category, fragment, function in LAYERS:
                 if fragment in filename and (function is None or name == function):
                     return category
         return "other"

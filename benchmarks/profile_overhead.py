@@ -2,13 +2,15 @@
 
 1. Unit costs, each measured alone: a JSONPath parse (``jsonpath_ng`` rebuilds its parser tables on
    every call), a boto3 client creation, parsing the ASL definition (antlr), one ``describe_execution``
-   poll, a moto S3 put, Powertools' ``inject_lambda_context``, one 1024x1024 render of the stand-in.
+   poll through boto3 and one status read of moto's record (how ``engine.wait`` polls), a moto S3 put,
+   Powertools' ``inject_lambda_context``, one 1024x1024 render of the stand-in.
 2. How often each happens per request (counted in a real run with moto as shipped), so unit cost x
    count estimates the CPU a request burns in this process without the speed-ups.
 3. A sampling profile of real runs (share of busy samples by category), with moto as shipped and
    with the engine's speed-ups.
 4. Variants, interleaved within each repeat: moto as shipped (``IMAGEGEN_MOTO_SPEEDUPS=0``), the
-   engine (JSONPath cache and client reuse, its default) and the engine with a 10 ms ``wait`` poll.
+   engine (JSONPath cache and client reuse, status read from moto's record every 10 ms: its default)
+   and the engine waiting as it did before (``describe_execution`` every 50 ms).
 5. The engine's default configuration: the Bedrock stand-in inside the engine's process (run after
    the main engine stopped, by ``finish``).
 """
@@ -26,6 +28,7 @@ from harness import (
     RunContext,
     Sampler,
     count_calls,
+    count_operation,
     engine_request,
     load_average,
     moto_speedups_applied,
@@ -36,9 +39,9 @@ from harness import (
 )
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "moto_as_shipped": {"speedups": False, "poll": 0.05},
-    "engine": {"speedups": True, "poll": 0.05},
-    "engine+poll_10ms": {"speedups": True, "poll": 0.01},
+    "moto_as_shipped": {"speedups": False, "wait": "engine"},
+    "engine": {"speedups": True, "wait": "engine"},
+    "engine_api_poll_50ms": {"speedups": True, "wait": "api_poll_50ms"},
 }
 
 
@@ -59,6 +62,7 @@ def unit_costs(ctx: RunContext) -> dict[str, float]:
     from aws_lambda_powertools import Logger
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
+    from imagegen.engine import _moto_execution
     from imagegen.lambda_router import LambdaContext
     from imagegen.renderer import render_png
 
@@ -69,6 +73,7 @@ def unit_costs(ctx: RunContext) -> dict[str, float]:
     ]
     arn = engine.start_execution(engine_request(1, 11), kind="sync")
     engine.wait(arn)
+    record = _moto_execution(arn)
     logger = Logger(service="bench")
 
     def plain(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -91,6 +96,7 @@ def unit_costs(ctx: RunContext) -> dict[str, float]:
         "describe_execution_poll": _per_call(
             lambda: engine.sfn.describe_execution(executionArn=arn), few * 2
         ),
+        "status_read_moto_record": _per_call(lambda: record.status, 200) if record is not None else 0.0,
         "moto_s3_put_40kb": _per_call(
             lambda: engine.s3.put_object(Bucket=engine.config.bucket, Key="bench/small", Body=small), few
         ),
@@ -101,11 +107,11 @@ def unit_costs(ctx: RunContext) -> dict[str, float]:
         - _per_call(lambda: plain({"a": 1}, context), 200),
         "render_png_1024": _per_call(lambda: render_png(PROMPT, 1, 1024, 1024), 2 if ctx.quick else 3),
     }
-    return {name: round(seconds * 1000, 3) for name, seconds in ms.items()}
+    return {name: round(seconds * 1000, 4) for name, seconds in ms.items()}
 
 
 def counts_per_request(ctx: RunContext, count: int) -> dict[str, Any]:
-    """How many JSONPath parses, client creations and polls one request of ``count`` images makes."""
+    """How many JSONPath parses, client creations and API polls one request of ``count`` images makes."""
     import jsonpath_ng.ext
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
@@ -118,6 +124,7 @@ def counts_per_request(ctx: RunContext, count: int) -> dict[str, Any]:
         count_calls(jsonpath_ng.ext, "parse") as events_parses,
         count_calls(lambda_eval_utils, "boto_client_for") as lambda_clients,
         count_calls(events_task, "boto_client_for") as events_clients,
+        count_operation(ctx.engine.sfn, "DescribeExecution") as describes,
     ):
         run = timed_engine_run(ctx.engine, count, seed=77 + count)
     return {
@@ -127,7 +134,7 @@ def counts_per_request(ctx: RunContext, count: int) -> dict[str, Any]:
         "jsonpath_parses_eventbridge_targets": events_parses[0],
         "boto3_clients_created": lambda_clients[0] + events_clients[0],
         "asl_parses": 1,
-        "describe_execution_polls": round(run.wall / 0.05),
+        "describe_execution_polls": describes[0],
         "wall_seconds": round(run.wall, 3),
         "cpu_seconds": round(run.cpu, 3),
     }
@@ -152,7 +159,7 @@ def sample(ctx: RunContext) -> list[dict[str, Any]]:
     return sampler.shares()
 
 
-def what_if(
+def side_by_side(
     ctx: RunContext, engine: Any, counts: tuple[int, ...], variants: list[str], repeats: int
 ) -> dict[str, Any]:
     """Median wall per variant and image count, the variants interleaved within each repeat."""
@@ -160,7 +167,7 @@ def what_if(
     cpus: dict[str, dict[int, list[float]]] = {v: collections.defaultdict(list) for v in variants}
     for name in variants:  # warm every variant once (caches, clients)
         with moto_speedups_applied(VARIANTS[name]["speedups"]):
-            timed_engine_run(engine, 1, seed=5, poll=VARIANTS[name]["poll"])
+            timed_engine_run(engine, 1, seed=5, wait=VARIANTS[name]["wait"])
     for repeat in range(repeats):
         for n in counts:
             if n >= 40 and repeat > 0:  # the largest point once: it takes as long as all the others
@@ -168,7 +175,7 @@ def what_if(
             for name in variants:
                 with moto_speedups_applied(VARIANTS[name]["speedups"]):
                     run = timed_engine_run(
-                        engine, n, seed=20_000 + 100 * repeat + n, poll=VARIANTS[name]["poll"]
+                        engine, n, seed=20_000 + 100 * repeat + n, wait=VARIANTS[name]["wait"]
                     )
                 walls[name][n].append(run.wall)
                 cpus[name][n].append(run.cpu)
@@ -177,7 +184,7 @@ def what_if(
         medians = {n: statistics.median(walls[name][n]) for n in counts}
         out[name] = {
             "speedups": VARIANTS[name]["speedups"],
-            "poll_seconds": VARIANTS[name]["poll"],
+            "wait": VARIANTS[name]["wait"],
             "wall": {str(n): summarize(walls[name][n]) for n in counts},
             "cpu_seconds_median": {str(n): round(statistics.median(cpus[name][n]), 3) for n in counts},
             "overhead_seconds_wall1": round(medians[1] - ctx.latency, 4) if 1 in medians else None,
@@ -202,7 +209,7 @@ def run_with_engine(ctx: RunContext) -> None:
     counts = (1,) if ctx.quick else (1, 4, 40)
     variants = ["moto_as_shipped", "engine"] if ctx.quick else list(VARIANTS)
     repeats = 1 if ctx.quick else 2
-    variants_data = what_if(ctx, ctx.engine, counts, variants, repeats)
+    variants_data = side_by_side(ctx, ctx.engine, counts, variants, repeats)
     ctx.log(
         "  variants, wall(1): "
         + ", ".join(f"{k} {v['wall']['1']['median']:.2f} s" for k, v in variants_data.items())
@@ -215,7 +222,7 @@ def run_with_engine(ctx: RunContext) -> None:
         "estimated_cpu_ms_per_request": estimates,
         "sampled_busy_shares": shares,
         "sampled_busy_shares_engine": shares_engine,
-        "what_if_out_of_process_server": variants_data,
+        "variants_out_of_process_server": variants_data,
     }
 
 
@@ -231,7 +238,7 @@ def finish(ctx: RunContext) -> dict[str, Any]:
         config = EngineConfig(faults=FaultPlan(latency_seconds=ctx.latency), map_max_concurrency=40)
         with OfflineEngine(config) as engine:
             engine.run(engine_request(1, 1), kind="sync")
-            data["in_process_server"] = what_if(ctx, engine, (1, 4, 40), ["engine"], 1)
+            data["in_process_server"] = side_by_side(ctx, engine, (1, 4, 40), ["engine"], 1)
     started, load_start = data.pop("started"), data.pop("load_start")
     data["latency_seconds"] = ctx.latency
     write_result(ctx, "profile", data, started=started, load_start=load_start)

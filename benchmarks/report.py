@@ -194,7 +194,7 @@ def profile(results_dir: Path) -> str:
     if data is None:
         return ""
     units = _table(
-        ["operation", "ms"], [[k.replace("_", " "), f"{v:.3f}"] for k, v in data["unit_costs_ms"].items()]
+        ["operation", "ms"], [[k.replace("_", " "), f"{v:.4g}"] for k, v in data["unit_costs_ms"].items()]
     )
     count_rows = [
         [
@@ -214,23 +214,27 @@ def profile(results_dir: Path) -> str:
             "JSONPath parses",
             "interpreter + EventBridge target",
             "clients created",
-            "polls",
+            "describe_execution calls",
             "CPU s",
             "estimated CPU ms",
         ],
         count_rows,
     )
+    shipped = {s["category"]: s["share"] for s in data["sampled_busy_shares"]}
     engine_shares = {s["category"]: s["share"] for s in data.get("sampled_busy_shares_engine", [])}
+    categories = sorted(
+        set(shipped) | set(engine_shares), key=lambda c: -max(shipped.get(c, 0.0), engine_shares.get(c, 0.0))
+    )
     shares = _table(
         ["category", "share of busy samples, moto as shipped", "engine (speed-ups)"],
         [
-            [s["category"], f"{100 * s['share']:.1f}%", f"{100 * engine_shares.get(s['category'], 0.0):.1f}%"]
-            for s in data["sampled_busy_shares"][:10]
+            [c, f"{100 * shipped.get(c, 0.0):.1f}%", f"{100 * engine_shares.get(c, 0.0):.1f}%"]
+            for c in categories[:12]
         ],
     )
     variant_rows = []
     for where, variants in (
-        ("out of process", data["what_if_out_of_process_server"]),
+        ("out of process", data["variants_out_of_process_server"]),
         ("in process", data.get("in_process_server") or {}),
     ):
         for name, v in variants.items():

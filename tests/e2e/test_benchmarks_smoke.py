@@ -102,6 +102,7 @@ def test_cost_counts_come_from_the_execution(results: dict[str, Any]) -> None:
         assert measured["lambda_invocations"]["imagegen-generate-image"] == n
         assert measured["aws_calls"]["bedrock-runtime.InvokeModel"] == n
         assert measured["aws_calls"]["s3.PutObject"] >= n  # every image, plus the manifest
+        assert measured["aws_calls"]["events.PutEvents"] >= 1  # the completed event, via a reused client
         assert measured["express_memory"]["billed_mb"] % 64 == 0
     for costs in cost["per_1000_images"].values():
         for kind in ("express", "standard"):
@@ -127,7 +128,8 @@ def test_profile_and_cold_start(results: dict[str, Any]) -> None:
     assert profile["unit_costs_ms"]["jsonpath_parse"] > 0
     counted = profile["per_request_counts"][0]
     assert counted["jsonpath_parses"] > 0 and counted["asl_parses"] == 1
-    assert {"moto_as_shipped", "engine"} <= set(profile["what_if_out_of_process_server"])
+    assert {"moto_as_shipped", "engine"} <= set(profile["variants_out_of_process_server"])
+    assert counted["describe_execution_polls"] >= 1  # the engine reads the result through the API
     assert sum(s["share"] for s in profile["sampled_busy_shares_engine"]) == pytest.approx(1.0, abs=0.01)
     assert sum(s["share"] for s in profile["sampled_busy_shares"]) == pytest.approx(1.0, abs=0.01)
 
