@@ -1,4 +1,4 @@
-"""Two fixes to moto's Step Functions interpreter (moto 5.2.5, pinned), applied in this process only.
+"""Three fixes to moto's Step Functions interpreter (moto 5.2.5, pinned), applied in this process only.
 
 Profiling the offline engine (``benchmarks/profile_overhead.py``) found where its CPU goes:
 
@@ -17,15 +17,24 @@ Profiling the offline engine (``benchmarks/profile_overhead.py``) found where it
   holds the default session because the engine makes a new one per start and routes Lambda ``Invoke``
   calls through a hook on it (``imagegen.lambda_router``): a client copies the session's hooks when it
   is made, so every reused client carries the router. :func:`forget_clients` drops them at engine stop.
+* **The whole ASL definition parsed again for every execution.** moto's ``ExecutionWorker`` runs the
+  antlr parser and its preprocessor over the definition each time an execution starts: 30-60 ms of CPU
+  for this project's workflows, the largest part of the overhead of a one-image run once the two fixes
+  above are in. :func:`apply` parses each definition text once and gives every execution a
+  ``copy.deepcopy`` of that program (~2 ms): the program's states keep per-execution data while they
+  run, so executions get a copy each, exactly what a fresh parse gave them; the parsed original is never
+  evaluated. A definition that does not parse is not cached: it raises as before.
 
 The behaviour of the interpreter is unchanged: same paths, same clients' configuration (moto's own
-``boto_client_for`` still makes each client). Both would be better fixed in moto itself (a cached
-parser in ``asl/utils/json_path.py``, a client cache in ``asl/utils/boto_client.py``); until then,
+``boto_client_for`` still makes each client), same program. All three would be better fixed in moto
+itself (a cached parser in ``asl/utils/json_path.py``, a client cache in ``asl/utils/boto_client.py``,
+a program cache in ``backend/execution_worker.py``); until then,
 ``IMAGEGEN_MOTO_SPEEDUPS=0`` turns this off (the benchmarks measure moto as shipped beside it).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import inspect
@@ -60,6 +69,7 @@ _lock = threading.Lock()
 _saved: dict[tuple[Any, str], Any] = {}  # (module, attribute) -> the original
 _clients: dict[tuple[int, str, str, str | None, bool], Any] = {}
 _memos: dict[Any, _ParseOnce] = {}  # parser -> its memoized form, kept warm across restore()
+_WORKER_MODULE = "moto.stepfunctions.parser.backend.execution_worker"
 
 
 def enabled_by_environment() -> bool:
@@ -99,6 +109,13 @@ def apply() -> bool:
                 if getattr(module, "boto_client_for", None) is not original_client_for:
                     raise LookupError(f"{module_name}.boto_client_for is not moto's")
                 targets.append((module, "boto_client_for", _reusing(original_client_for)))
+            worker = importlib.import_module(_WORKER_MODULE)
+            if not hasattr(worker.ExecutionWorker, "_get_evaluation_entrypoint"):
+                raise LookupError("ExecutionWorker._get_evaluation_entrypoint is not moto 5.2.5's")
+            parser_class = worker.AmazonStateLanguageParser
+            targets.append(
+                (worker.ExecutionWorker, "_get_evaluation_entrypoint", _copying_program(parser_class))
+            )
         except (ImportError, LookupError, AttributeError) as exc:
             warnings.warn(
                 f"moto speed-ups not applied: {exc} (moto {_moto_version()}; written for 5.2.5, the pinned "
@@ -141,19 +158,21 @@ def forget_clients() -> None:
 
 
 def clear_parse_caches() -> None:
-    """Forget every parsed path (tests use it to count parses from a cold cache)."""
+    """Forget every parsed path and program (tests use it to count parses from a cold cache)."""
     with _lock:
         memos = list(_memos.values())
     for memo in memos:
         memo.cache_clear()
+    _programs.cache_clear()
 
 
 class _ParseOnce:
     """``parse`` with a cache of parsed paths by text. A path missed by several threads at once (the
     branches of a Map) is parsed by one of them, the others wait for it: once per path, exactly."""
 
-    def __init__(self, parse: Callable[..., Any]) -> None:
+    def __init__(self, parse: Callable[..., Any], max_entries: int = _CACHE_SIZE) -> None:
         self.parse = parse
+        self.max_entries = max_entries
         self.misses = 0
         self._cache: dict[str, Any] = {}
         self._miss_lock = threading.Lock()
@@ -169,7 +188,7 @@ class _ParseOnce:
                 if parsed is None:
                     parsed = self.parse(path)
                     self.misses += 1
-                    if len(self._cache) < _CACHE_SIZE:
+                    if len(self._cache) < self.max_entries:
                         self._cache[path] = parsed
         return parsed
 
@@ -177,6 +196,29 @@ class _ParseOnce:
         with self._miss_lock:
             self._cache.clear()
             self.misses = 0
+
+
+#: Parsed ASL programs by definition text (the parser's ``parse`` returns ``(program, parse tree)``).
+_programs = _ParseOnce(lambda definition: _program_parser().parse(definition)[0], max_entries=64)
+
+
+def _program_parser() -> Any:
+    return importlib.import_module(_WORKER_MODULE).AmazonStateLanguageParser
+
+
+def program_parses() -> int:
+    """How many definitions were parsed since the cache was last cleared (one per distinct text)."""
+    return _programs.misses
+
+
+def _copying_program(parser_class: Any) -> Callable[[Any], Any]:
+    def _get_evaluation_entrypoint(worker: Any) -> Any:
+        definition = worker._evaluation_details.state_machine_details.definition
+        if not isinstance(definition, str):
+            return parser_class.parse(definition)[0]
+        return copy.deepcopy(_programs(definition))
+
+    return _get_evaluation_entrypoint
 
 
 def _memoized(parse: Callable[..., Any]) -> _ParseOnce:

@@ -1,11 +1,12 @@
-"""imagegen.moto_speedups: moto's interpreter parses each JSONPath once and reuses its clients, and
-behaves as before (the whole workflow suite runs with them on)."""
+"""imagegen.moto_speedups: moto's interpreter parses each JSONPath and each definition once and reuses
+its clients, and behaves as before (the whole workflow suite runs with them on)."""
 
 from __future__ import annotations
 
 import collections
 import threading
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import jsonpath_ng
@@ -19,9 +20,12 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
     state_task_service_events,
 )
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
+from moto.stepfunctions.parser.backend import execution_worker
 
 from imagegen import moto_speedups
+from imagegen.engine import asl_path
 
+ASL = asl_path()
 SMALL = {"model": "nova-canvas", "width": 320, "height": 320}
 
 
@@ -38,21 +42,25 @@ def applied() -> Iterator[None]:
 def test_apply_patches_every_parse_and_client_user_and_restore_puts_moto_back() -> None:
     was_applied = moto_speedups.is_applied()
     moto_speedups.restore()
-    originals = (json_path.parse, result_path.parse, jsonpath_ng.ext.parse, lambda_eval_utils.boto_client_for)
-    assert originals[0] is jsonpath_ng.ext.parse and originals[1] is jsonpath_ng.parse
-    assert originals[3] is boto_client.boto_client_for
-    try:
-        assert moto_speedups.apply() and moto_speedups.apply()  # idempotent
-        assert json_path.parse is not originals[0] and result_path.parse is not originals[1]
-        assert jsonpath_ng.ext.parse is not originals[2]
-        assert lambda_eval_utils.boto_client_for is not originals[3]
-        moto_speedups.restore()
-        assert (
+    worker = execution_worker.ExecutionWorker
+
+    def current() -> tuple[Any, ...]:
+        return (
             json_path.parse,
             result_path.parse,
             jsonpath_ng.ext.parse,
             lambda_eval_utils.boto_client_for,
-        ) == originals
+            worker._get_evaluation_entrypoint,
+        )
+
+    originals = current()
+    assert originals[0] is jsonpath_ng.ext.parse and originals[1] is jsonpath_ng.parse
+    assert originals[3] is boto_client.boto_client_for
+    try:
+        assert moto_speedups.apply() and moto_speedups.apply()  # idempotent
+        assert all(now is not then for now, then in zip(current(), originals, strict=True))
+        moto_speedups.restore()
+        assert current() == originals
     finally:
         if was_applied:
             moto_speedups.apply()
@@ -179,3 +187,63 @@ def test_the_environment_switch(monkeypatch: pytest.MonkeyPatch, value: str | No
     else:
         monkeypatch.setenv(moto_speedups.ENV_SWITCH, value)
     assert moto_speedups.enabled_by_environment() is on
+
+
+def _entrypoint_of(definition: str) -> Any:
+    """What moto's ``ExecutionWorker`` evaluates for a state machine with this definition."""
+    worker = SimpleNamespace(
+        _evaluation_details=SimpleNamespace(state_machine_details=SimpleNamespace(definition=definition))
+    )
+    return execution_worker.ExecutionWorker._get_evaluation_entrypoint(worker)  # type: ignore[arg-type]
+
+
+def test_a_definition_is_parsed_once_and_each_execution_gets_its_own_program(applied: None) -> None:
+    definition = ASL.read_text()
+    moto_speedups.clear_parse_caches()
+    first, second = _entrypoint_of(definition), _entrypoint_of(definition)
+    assert moto_speedups.program_parses() == 1
+    assert first is not second and type(first) is type(second)
+    # a deep copy: no state object is shared between the two executions' programs
+    first_states, second_states = first.states.states, second.states.states
+    assert list(first_states) == list(second_states) and "GenerateImages" in first_states
+    assert all(first_states[name] is not second_states[name] for name in first_states)
+
+
+def test_a_definition_that_does_not_parse_raises_every_time(applied: None) -> None:
+    from moto.stepfunctions.parser.asl.parse.asl_parser import ASLParserException
+
+    moto_speedups.clear_parse_caches()
+    for _ in range(2):
+        with pytest.raises(ASLParserException):
+            _entrypoint_of('{"StartAt": "Nowhere", "States": {')
+    assert moto_speedups.program_parses() == 0
+
+
+def _history(engine: Any, request: dict[str, Any]) -> list[tuple[str, str | None]]:
+    result = engine.run(request)
+    assert result.status == "SUCCEEDED", result
+    events = engine.sfn.get_execution_history(executionArn=result.arn, maxResults=1000)["events"]
+    named = ("stateEnteredEventDetails", "stateExitedEventDetails")
+    return [
+        (event["type"], next((event[key]["name"] for key in named if key in event), None)) for event in events
+    ]
+
+
+def test_a_copied_program_runs_as_a_freshly_parsed_one(engine: Any) -> None:
+    """The same request, with the definition parsed for the execution (moto as shipped) and with a copy
+    of the cached program: the same states entered and left, the same events, in the same order."""
+    request = {"prompt": "same run", "count": 1, "seed": 7, **SMALL}
+    was_applied = moto_speedups.is_applied()
+    moto_speedups.restore()
+    try:
+        shipped = _history(engine, request)
+    finally:
+        moto_speedups.apply()
+    try:
+        copied = _history(engine, request)
+        assert moto_speedups.program_parses() >= 1
+    finally:
+        if not was_applied:
+            moto_speedups.restore()
+    assert copied == shipped
+    assert ("MapStateEntered", "GenerateImages") in shipped and shipped[-1][0] == "ExecutionSucceeded"
