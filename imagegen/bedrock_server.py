@@ -631,15 +631,22 @@ class LocalBedrockServer:
         return _Call(model_id, data, raw_prompt, prompt, directives, seed_hint)
 
     def _answer(self, call: _Call, plan: FaultPlan) -> _Reply:
+        """The model's answer (or error), ``delay`` seconds after the call began: the rendering happens
+        within that time, so a server started with ``--latency L`` answers in L (or in the rendering
+        time, if that is longer), and model time is known exactly."""
+        began = time.monotonic()
         with self._lock:
             jitter = self._rng.uniform(0, plan.latency_jitter_seconds) if plan.latency_jitter_seconds else 0.0
         delay = plan.latency_seconds + jitter + sum(d.latency or 0.0 for d in call.directives)
-        if delay > 0:
-            time.sleep(delay)
-        self._inject_errors(call, plan)
-        if call.model_id in AMAZON_MODELS:
-            return self._amazon(call, plan, AMAZON_MODELS[call.model_id])
-        return self._stability(call, plan, STABILITY_MODELS[call.model_id])
+        try:
+            self._inject_errors(call, plan)
+            if call.model_id in AMAZON_MODELS:
+                return self._amazon(call, plan, AMAZON_MODELS[call.model_id])
+            return self._stability(call, plan, STABILITY_MODELS[call.model_id])
+        finally:
+            remaining = delay - (time.monotonic() - began)
+            if remaining > 0:
+                time.sleep(remaining)
 
     def _inject_errors(self, call: _Call, plan: FaultPlan) -> None:
         """Raise the error a directive or the plan's first-k / rate settings choose, if any."""
@@ -827,7 +834,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port (default 8765)")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every call")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="seconds from a call to its answer, rendering included (the model's latency)",
+    )
     parser.add_argument("--jitter", type=float, default=0.0, help="up to this many more seconds, at random")
     parser.add_argument("--throttle-first", type=int, default=0, help="throttle the first N calls")
     parser.add_argument("--throttle-rate", type=float, default=0.0, help="throttle this fraction of calls")

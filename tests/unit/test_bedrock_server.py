@@ -518,11 +518,21 @@ def test_parse_directives() -> None:
 # -- latency and concurrency -------------------------------------------------------------------
 
 
-def test_plan_latency_is_added(server: LocalBedrockServer, client: Any) -> None:
+def test_the_answer_comes_after_the_plan_latency(server: LocalBedrockServer, client: Any) -> None:
     server.faults = FaultPlan(latency_seconds=0.25, latency_jitter_seconds=0.05)
     started = time.perf_counter()
     invoke(client, NOVA, amazon_body(size=320))
     assert time.perf_counter() - started >= 0.25
+
+
+def test_an_error_also_comes_after_the_plan_latency(server: LocalBedrockServer, client: Any) -> None:
+    """The latency is the model's time to answer, whatever the answer: a throttled call is not faster."""
+    server.faults = FaultPlan(latency_seconds=0.2, throttle_first=1)
+    started = time.perf_counter()
+    with pytest.raises(client.exceptions.ThrottlingException):
+        invoke(client, NOVA, amazon_body(size=320))
+    assert time.perf_counter() - started >= 0.2
+    assert server.outcomes == {"ThrottlingException": 1}
 
 
 def test_parallel_calls_all_succeed_and_are_counted(server: LocalBedrockServer, client: Any) -> None:
