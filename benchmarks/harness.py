@@ -120,7 +120,17 @@ def machine_info() -> dict[str, Any]:
         "git_commit": git_commit(),
         "packages": {
             name: _version(name)
-            for name in ("moto", "boto3", "botocore", "aws-lambda-powertools", "pydantic", "pillow", "flask")
+            for name in (
+                "moto",
+                "jsonpath-ng",  # parse cost differs by version: 1.16 ships its parser tables, older ones build them
+                "antlr4-python3-runtime",  # moto's ASL parser
+                "boto3",
+                "botocore",
+                "aws-lambda-powertools",
+                "pydantic",
+                "pillow",
+                "flask",
+            )
         },
     }
 
