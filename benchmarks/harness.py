@@ -560,9 +560,9 @@ def count_operation(client: Any, operation: str) -> Iterator[list[int]]:
 #: Expensive operations, (category, path fragment, function name or None): a sample whose stack has a
 #: matching frame anywhere goes to the first of these that matches, whatever runs inside it.
 CAUSES: list[tuple[str, str, str | None]] = [
-    ("JSONPath parse (jsonpath_ng builds its parser per call)", "jsonpath_ng/", "parse"),
-    ("ASL definition parse (antlr), once per execution", "antlr4/", None),
-    ("ASL definition parse (antlr), once per execution", "stepfunctions/parser/asl/parse/", None),
+    ("JSONPath parse", "jsonpath_ng/", "parse"),
+    ("ASL definition parse (antlr)", "antlr4/", None),
+    ("ASL definition parse (antlr)", "stepfunctions/parser/asl/parse/", None),
     ("boto3 client creation", "botocore/session.py", "create_client"),
     ("boto3 client creation", "boto3/session.py", "client"),
     ("PNG render/encode (Bedrock stand-in)", "imagegen/renderer.py", None),

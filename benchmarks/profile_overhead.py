@@ -1,7 +1,8 @@
 """Where the offline engine's time goes, and what ``imagegen.moto_speedups`` gains.
 
-1. Unit costs, each measured alone: a JSONPath parse (``jsonpath_ng`` rebuilds its parser tables on
-   every call), a boto3 client creation, parsing the ASL definition (antlr), one ``describe_execution``
+1. Unit costs, each measured alone: a JSONPath parse (``jsonpath_ng`` before 1.16 rebuilt its parser
+   tables on every call), a boto3 client creation, parsing the ASL definition (antlr) and the deep copy
+   of the parsed program the speed-ups give each execution instead, one ``describe_execution``
    poll through boto3 and one status read of moto's record (how ``engine.wait`` polls), a moto S3 put,
    Powertools' ``inject_lambda_context``, one 1024x1024 render of the stand-in.
 2. How often each happens per request (counted in a real run with moto as shipped), so unit cost x
@@ -9,7 +10,8 @@
 3. A sampling profile of real runs (share of busy samples by category), with moto as shipped and
    with the engine's speed-ups.
 4. Variants, interleaved within each repeat: moto as shipped (``IMAGEGEN_MOTO_SPEEDUPS=0``), the
-   engine (JSONPath cache and client reuse, status read from moto's record every 10 ms: its default)
+   engine (JSONPath cache, client reuse, one parse per definition, status read from moto's record every
+   10 ms: its default)
    and the engine waiting as it did before (``describe_execution`` every 50 ms).
 5. The engine's default configuration: the Bedrock stand-in inside the engine's process (run after
    the main engine stopped, by ``finish``).
@@ -18,6 +20,7 @@
 from __future__ import annotations
 
 import collections
+import copy
 import statistics
 import time
 from collections.abc import Callable
@@ -82,6 +85,7 @@ def unit_costs(ctx: RunContext) -> dict[str, float]:
     decorated = logger.inject_lambda_context(clear_state=True)(plain)
     context = LambdaContext(function_name="bench")
     small, large = b"x" * 40_000, b"x" * 1_500_000
+    program = AmazonStateLanguageParser.parse(definition)[0]
     ms = {
         "jsonpath_parse": _per_call(lambda: jsonpath_ng.ext.parser.parse("$.request.prompt"), few),
         "boto3_client_creation": _per_call(
@@ -93,6 +97,8 @@ def unit_costs(ctx: RunContext) -> dict[str, float]:
         "asl_definition_parse": _per_call(
             lambda: AmazonStateLanguageParser.parse(definition), 2 if ctx.quick else 3
         ),
+        # what each execution pays instead with imagegen.moto_speedups: a deep copy of the parsed program
+        "asl_program_deepcopy": _per_call(lambda: copy.deepcopy(program), few),
         "describe_execution_poll": _per_call(
             lambda: engine.sfn.describe_execution(executionArn=arn), few * 2
         ),
