@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +29,7 @@ from image_pipeline.core.errors import (
     StorageError,
 )
 from image_pipeline.core.generation import generate_image
-from image_pipeline.core.manifest import build_manifest
+from image_pipeline.core.manifest import HEAD_WORKERS, build_manifest
 from image_pipeline.core.request import plan_request
 from image_pipeline.core.settings import Settings
 from moto import mock_aws
@@ -233,3 +235,57 @@ def test_missing_branch_result_is_reported(s3: Any) -> None:
     state = run_branches(plan, s3, [OK])  # only one result
     manifest = build_manifest(state, s3=s3, bucket=BUCKET, expires_in=600)
     assert manifest["images"][1]["reason_code"] == "MISSING_RESULT"
+
+
+class _WatchedS3:
+    """The S3 client, with its HeadObject calls counted as they overlap (each held briefly), and the
+    key ``fail_key`` answered with an error of code ``fail_code``."""
+
+    def __init__(self, s3: Any, fail_key: str | None = None, fail_code: str = "AccessDenied") -> None:
+        self._s3, self._lock = s3, threading.Lock()
+        self.fail_key, self.fail_code = fail_key, fail_code
+        self.in_flight = self.max_in_flight = self.heads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s3, name)
+
+    def head_object(self, **kwargs: Any) -> Any:
+        with self._lock:
+            self.heads += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            time.sleep(0.02)  # a round trip, so that checks can overlap
+            if kwargs["Key"] == self.fail_key:
+                raise ClientError({"Error": {"Code": self.fail_code, "Message": "no"}}, "HeadObject")
+            return self._s3.head_object(**kwargs)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+
+def test_a_large_manifest_checks_its_images_in_parallel_and_keeps_their_order(s3: Any) -> None:
+    plan = planned(count=20)
+    answers: list[Any] = [OK if i % 5 else FILTERED for i in range(20)]
+    state = run_branches(plan, s3, answers)
+    state["results"].reverse()  # the Map's results in any order: the manifest follows the plan
+    watched = _WatchedS3(s3)
+    manifest = build_manifest(state, s3=watched, bucket=BUCKET, expires_in=600)
+    assert [image["index"] for image in manifest["images"]] == list(range(20))
+    assert [image["status"] for image in manifest["images"]] == [
+        "SUCCEEDED" if i % 5 else "FILTERED" for i in range(20)
+    ]
+    stored = [image for image in manifest["images"] if image["status"] == "SUCCEEDED"]
+    assert all(image["key"] == plan["images"][image["index"]]["key"] for image in stored)
+    assert watched.heads == 16  # one check per image that was not filtered
+    assert 1 < watched.max_in_flight <= HEAD_WORKERS
+
+
+def test_a_failed_check_among_parallel_ones_is_a_storage_error(s3: Any) -> None:
+    plan = planned(count=6)
+    state = run_branches(plan, s3, [OK] * 6)
+    watched = _WatchedS3(s3, fail_key=plan["images"][3]["key"])
+    with pytest.raises(StorageError, match=plan["images"][3]["key"]):
+        build_manifest(state, s3=watched, bucket=BUCKET, expires_in=600)
+    with pytest.raises(ClientError):  # no manifest was written for a request whose check failed
+        s3.head_object(Bucket=BUCKET, Key=plan["manifest_key"])
