@@ -294,12 +294,43 @@ def cold_start(results_dir: Path) -> str:
     )
 
 
+def manifest_checks(results_dir: Path) -> str:
+    data = _load(results_dir, "manifest_checks")
+    if data is None:
+        return ""
+    rows = [
+        [
+            str(point["round_trip_ms"]),
+            str(point["count"]),
+            f"{_s(point['wall']['one_at_a_time']['median'], 3)} ({point['max_checks_in_flight']['one_at_a_time']})",
+            f"{_s(point['wall']['parallel']['median'], 3)} ({point['max_checks_in_flight']['parallel']})",
+            _s(point["one_at_a_time_over_parallel"]),
+        ]
+        for point in data["points"]
+    ]
+    table = _table(
+        [
+            "S3 round trip R ms",
+            "N images",
+            "one at a time s (most in flight)",
+            f"parallel, {data['head_workers']} workers s (most in flight)",
+            "one at a time / parallel",
+        ],
+        rows,
+    )
+    return (
+        f"### BuildManifest's S3 checks\n\n{_meta(data)}\n\n{table}\n\n"
+        f"Medians of `build_manifest` over N stored images on moto S3; {data['round_trip_note']}.\n"
+    )
+
+
 def render(results_dir: Path) -> str:
     parts = [
         fanout(results_dir),
         concurrency(results_dir),
         cost(results_dir),
         profile(results_dir),
+        manifest_checks(results_dir),
         cold_start(results_dir),
     ]
     body = "\n".join(p for p in parts if p)

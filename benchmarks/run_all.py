@@ -22,11 +22,12 @@ import cold_start
 import concurrency
 import cost
 import fanout
+import manifest_checks
 import profile_overhead
 import report
 from harness import RESULTS_DIR, BedrockProcess, RunContext, load_average
 
-PARTS = ("fanout", "concurrency", "cost", "profile", "cold_start")
+PARTS = ("fanout", "concurrency", "cost", "profile", "cold_start", "manifest_checks")
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     if "cold_start" in parts:  # fresh subprocesses: before anything loads the machine further
         log("cold start: handler imports and the Lambda asset")
         summaries["cold_start"] = cold_start.run(ctx)
+    if "manifest_checks" in parts:  # moto S3 only, no engine
+        log("manifest checks: BuildManifest's HeadObject calls, one at a time and in parallel")
+        summaries["manifest_checks"] = manifest_checks.run(ctx)
     engine_parts = [p for p in parts if p in ("fanout", "concurrency", "cost", "profile")]
     if engine_parts:
         from imagegen.engine import EngineConfig, OfflineEngine

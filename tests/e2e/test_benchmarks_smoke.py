@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
-FILES = ("fanout", "peers", "concurrency", "cost", "profile", "cold_start")
+FILES = ("fanout", "peers", "concurrency", "cost", "profile", "cold_start", "manifest_checks")
 pytestmark = pytest.mark.timeout(600)  # the quick run takes about a minute, more on a busy machine
 
 
@@ -143,3 +143,16 @@ def test_profile_and_cold_start(results: dict[str, Any]) -> None:
     sources = {d["distribution"].lower(): d["in_aws_from"] for d in cold["third_party_imported_by_source"]}
     assert sources["boto3"].startswith("Lambda runtime")
     assert sources["pydantic"].startswith("Powertools layer")
+
+
+def test_manifest_checks_compare_one_at_a_time_with_parallel(results: dict[str, Any]) -> None:
+    data = results["manifest_checks"]
+    points = {(p["round_trip_ms"], p["count"]): p for p in data["points"]}
+    assert set(points) == {(15, 1), (15, 4)}
+    for point in points.values():
+        assert set(point["wall"]) == {"one_at_a_time", "parallel"}
+        assert point["max_checks_in_flight"]["one_at_a_time"] == 1  # the old way: never two at once
+        for wall in point["wall"].values():
+            assert wall["min"] >= 0.015  # every build waits for at least one round trip
+    assert points[(15, 4)]["max_checks_in_flight"]["parallel"] > 1  # the shipped way overlaps them
+    assert "### BuildManifest's S3 checks" in (results["_dir"] / "summary.md").read_text()
