@@ -86,6 +86,7 @@ def save_outputs(engine: OfflineEngine, manifest: dict[str, Any], out_dir: Path)
     local = json.loads(json.dumps(manifest))
     for image in local["images"]:
         image.pop("url", None)
+        image.pop("download_url", None)
         if image.get("key"):
             image["file"] = str(files[Path(image["key"]).name])
     local.pop("urls_expire_at", None)

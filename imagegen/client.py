@@ -130,6 +130,7 @@ class ImagegenClient:
         local = json.loads(json.dumps(manifest))
         for image in local.get("images", []):
             url = image.pop("url", None)
+            image.pop("download_url", None)
             if not url or not image.get("key"):
                 continue
             name = PurePosixPath(image["key"]).name

@@ -54,6 +54,7 @@ from image_pipeline.core.jobs import (
     sync_wait_exceeded,
     validate_submission,
 )
+from image_pipeline.core.manifest import attachment
 from image_pipeline.core.request import ImageRequest
 from image_pipeline.core.settings import Settings
 from pydantic import BaseModel, Field
@@ -123,12 +124,15 @@ _SYNC_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def with_local_urls(manifest: dict[str, Any], base_url: str) -> dict[str, Any]:
-    """A copy of ``manifest`` whose image URLs are served by this server's ``/files`` route."""
+    """A copy of ``manifest`` whose image URLs are served by this server's ``/files`` route (with
+    ``?download=1``, as an attachment: what S3 does for a presigned ``download_url``)."""
     base = base_url.rstrip("/")
-    images = [
-        {**image, "url": f"{base}/files/{quote(image['key'])}"} if image.get("key") else image
-        for image in manifest.get("images", [])
-    ]
+    images = []
+    for image in manifest.get("images", []):
+        if image.get("key"):
+            url = f"{base}/files/{quote(image['key'])}"
+            image = {**image, "url": url, "download_url": f"{url}?download=1"}
+        images.append(image)
     return {**manifest, "images": images}
 
 
@@ -275,9 +279,12 @@ def create_app(
         return stored["Body"].read(), stored.get("ContentType") or "application/octet-stream"
 
     @app.get("/files/{key:path}", summary="A stored image (offline stand-in for a presigned URL)")
-    async def get_file(key: str) -> Response:
+    async def get_file(key: str, download: bool = False) -> Response:
         body, content_type = await blocking(read_file, key)
-        return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
+        headers = {"Cache-Control": "no-store"}
+        if download:
+            headers["Content-Disposition"] = attachment(key)
+        return Response(body, media_type=content_type, headers=headers)
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 

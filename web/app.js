@@ -647,8 +647,14 @@ function select(image, fileStem) {
   for (const tile of dom.grid.querySelectorAll(".tile-image")) {
     tile.classList.toggle("is-selected", tile.dataset.index === String(image.index));
   }
-  dom.download.href = image.url;
-  dom.download.setAttribute("download", `${fileStem}-seed-${image.seed}.png`);
+  // download_url is served as an attachment (a browser ignores `download` on another origin's link).
+  // An attachment leaves the page where it is; a plain image link opens in a new tab instead.
+  dom.download.href = image.download_url || image.url;
+  if (image.download_url) dom.download.removeAttribute("target");
+  else dom.download.setAttribute("target", "_blank");
+  // The key's file name, the one S3 (or the local server) names the attachment with.
+  const keyName = String(image.key || "").split("/").pop();
+  dom.download.setAttribute("download", keyName || `${fileStem}-seed-${image.seed}.png`);
   dom.download.setAttribute("aria-disabled", "false");
   dom.rerun.disabled = dom.generate.disabled;
   dom.selectionText.replaceChildren(`Image ${Number(image.index) + 1} selected, seed `, el("code", { text: String(image.seed) }), ".");

@@ -19,7 +19,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def assert_images_download(manifest: dict[str, Any], base_url: str) -> None:
-    """Every stored image's URL is served by the local server as the PNG the manifest describes."""
+    """Every stored image's URL is served by the local server as the PNG the manifest describes, and
+    its download URL as the same PNG, an attachment named after the key."""
     stored = [i for i in manifest["images"] if i["status"] == "SUCCEEDED"]
     assert stored
     for image in stored:
@@ -28,6 +29,11 @@ def assert_images_download(manifest: dict[str, Any], base_url: str) -> None:
         assert response.status_code == 200 and response.headers["content-type"] == "image/png"
         assert response.content.startswith(PNG) and len(response.content) == image["size_bytes"]
         assert Image.open(io.BytesIO(response.content)).size == (image["width"], image["height"])
+        assert "content-disposition" not in response.headers
+        saved = httpx.get(image["download_url"])
+        name = image["key"].rsplit("/", 1)[-1]
+        assert saved.status_code == 200 and saved.content == response.content
+        assert saved.headers["content-disposition"] == f'attachment; filename="{name}"'
 
 
 def poll_job(api: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, Any]:

@@ -193,14 +193,21 @@ def test_prompt_progress_four_images_pick_download_and_rerun(watch: PageWatch, s
 
     selected_src = tiles.nth(2).locator("img").get_attribute("src")
     assert selected_src
-    expect(download).to_have_attribute("href", selected_src)
+    expect(download).to_have_attribute("href", selected_src + "?download=1")
     expect(download).to_have_attribute("aria-disabled", "false")
-    expect(download).to_have_attribute("download", "image-seed-1002.png")
+    expect(download).to_have_attribute("download", "image-02-1002.png")
     original = page.request.get(selected_src)
     assert original.status == 200 and original.headers["content-type"] == "image/png"
 
     page.mouse.move(0, 0)
     save_screenshot(page.screenshot(full_page=True, animations="disabled"))
+
+    # Download saves the selected image (after the screenshot: the click scrolls the page).
+    with page.expect_download() as saving:
+        download.click()
+    saved = saving.value
+    assert saved.suggested_filename == "image-02-1002.png"
+    assert Path(saved.path()).read_bytes() == original.body()
 
     # Re-run: the same request for one image with the selected seed.
     server.engine.bedrock.faults = FaultPlan()
@@ -444,6 +451,69 @@ def test_api_on_another_origin_with_a_stage_path(watch: PageWatch, server: Any) 
         "The model refused the prompt. Rephrase it and try again."
     )
     assert seen == ["GET /prod/models", "POST /prod/jobs", "GET /prod/jobs/j-1"]
+
+
+def test_download_from_the_bucket_on_another_origin_saves_the_file(watch: PageWatch, server: Any) -> None:
+    """As deployed: images come from S3 presigned URLs on another origin, where Chromium ignores the
+    link's ``download`` attribute; the page links ``download_url``, which S3 answers as an attachment."""
+    page = watch.page
+    page.route("**/config.js", config_route({"apiUrl": "https://api.example.test", "apiKey": None}))
+    cors = {"access-control-allow-origin": "*", "access-control-allow-headers": "content-type, x-api-key"}
+    png = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(png, format="PNG")
+    bucket = "https://bucket.example.test/images/j-1/image-00-7.png?X-Amz-Signature=s"
+    image = {
+        "index": 0,
+        "seed": 7,
+        "status": "SUCCEEDED",
+        "key": "images/j-1/image-00-7.png",
+        "url": bucket,
+        "download_url": bucket + "&response-content-disposition=attachment",
+    }
+    models = {
+        "default_model": "nova-canvas",
+        "models": [{"id": "nova-canvas", "name": "Nova", "default": True}],
+    }
+    answers = {
+        ("GET", "/models"): (200, models),
+        ("POST", "/jobs"): (202, {"job_id": "j-1", "status": "running", "status_url": "/jobs/j-1"}),
+        ("GET", "/jobs/j-1"): (
+            200,
+            {"job_id": "j-1", "status": "succeeded", "manifest": {"images": [image]}},
+        ),
+    }
+    served: list[str] = []
+
+    def api(route: Route) -> None:
+        request = route.request
+        if request.method == "OPTIONS":
+            route.fulfill(status=204, headers={**cors, "access-control-allow-methods": "GET, POST"})
+            return
+        status, body = answers[(request.method, request.url.removeprefix("https://api.example.test"))]
+        route.fulfill(status=status, json=body, headers=cors)
+
+    def s3(route: Route) -> None:
+        served.append(route.request.url)
+        headers = {"content-type": "image/png"}
+        if "response-content-disposition" in route.request.url:
+            headers["content-disposition"] = 'attachment; filename="image-00-7.png"'
+        route.fulfill(status=200, body=png.getvalue(), headers=headers)
+
+    page.route("https://api.example.test/**", api)
+    page.route("https://bucket.example.test/**", s3)
+    page.goto(server.url + "/")
+    fill_request(page, "a cat", count=1)
+    page.click("#generate")
+    wait_for_images(page, 1)
+    page.locator(".tile-image").first.click()
+    download = page.locator("#download")
+    expect(download).to_have_attribute("href", image["download_url"])
+    with page.expect_download() as saving:
+        download.click()
+    assert saving.value.suggested_filename == "image-00-7.png"
+    assert Path(saving.value.path()).read_bytes() == png.getvalue()
+    assert served == [image["url"], image["download_url"]]
+    assert page.url == server.url + "/" and len(page.context.pages) == 1  # still on the page
 
 
 def test_page_works_under_the_deployed_content_security_policy(watch: PageWatch, server: Any) -> None:

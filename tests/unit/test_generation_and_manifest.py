@@ -9,9 +9,12 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
+import requests
+from botocore.config import Config
 from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
@@ -29,8 +32,8 @@ from image_pipeline.core.errors import (
     StorageError,
 )
 from image_pipeline.core.generation import generate_image
-from image_pipeline.core.manifest import HEAD_WORKERS, build_manifest
-from image_pipeline.core.request import plan_request
+from image_pipeline.core.manifest import HEAD_WORKERS, attachment, build_manifest, with_presigned_urls
+from image_pipeline.core.request import MAX_IMAGES, MAX_PROMPT_CHARS, plan_request
 from image_pipeline.core.settings import Settings
 from moto import mock_aws
 from PIL import Image
@@ -190,6 +193,72 @@ def test_partial_success_keeps_good_images_and_reports_each_failure(s3: Any) -> 
     # Nothing lost: every reported image exists, and nothing else was written.
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
     assert keys == {by_index[0]["key"], by_index[3]["key"], plan["manifest_key"]}
+
+
+def test_each_image_has_a_url_to_show_it_and_one_that_downloads_it(s3: Any) -> None:
+    plan = planned(count=2)
+    built = build_manifest(run_branches(plan, s3, [OK, OK]), s3=s3, bucket=BUCKET, expires_in=600)
+    assert all("url" in i and "download_url" not in i for i in built["images"])  # the workflow's output
+    manifest = with_presigned_urls(built, s3=s3, expires_in=600)  # what the API returns
+    for image in manifest["images"]:
+        name = image["key"].rsplit("/", 1)[-1]
+        shown = parse_qs(urlsplit(image["url"]).query)
+        saved = parse_qs(urlsplit(image["download_url"]).query)
+        assert "response-content-disposition" not in shown
+        assert {k: v for k, v in saved.items() if "xpires" in k} == {
+            k: v for k, v in shown.items() if "xpires" in k
+        }
+        assert saved["response-content-disposition"] == [f'attachment; filename="{name}"']
+        # S3 (moto here) answers the signed override with the header, and the image itself.
+        answer = requests.get(image["download_url"], timeout=10)
+        assert answer.status_code == 200 and answer.headers["Content-Disposition"] == attachment(image["key"])
+        assert answer.content == s3.get_object(Bucket=BUCKET, Key=image["key"])["Body"].read()
+    stored = json.loads(s3.get_object(Bucket=BUCKET, Key=plan["manifest_key"])["Body"].read())
+    assert all("download_url" not in i and "url" not in i for i in stored["images"])
+
+
+def test_the_largest_manifest_fits_the_step_functions_payload_limit(s3: Any) -> None:
+    """BuildManifest's output is a state's output (at most 256 KiB). Its largest case: 40 images,
+    prompts and names at their limits, URLs signed by a role whose session token is 2,000
+    characters (STS gives no maximum; a Lambda role's is about half that)."""
+    request = {
+        "prompt": "p" * MAX_PROMPT_CHARS,
+        "negative_prompt": "n" * MAX_PROMPT_CHARS,
+        "count": MAX_IMAGES,
+        "model": "stable-image-core",  # the Stability models take the longest prompts
+        "seed": 4_294_967_294 - MAX_IMAGES,
+        "output_folder": "/".join(["f" * 49] * 4),
+        "file_name_prefix": "x" * 64,
+    }
+    plan = plan_request(request, request_id="r" * 80, settings=Settings(images_bucket=BUCKET))
+    state = run_branches(plan, s3, [OK] * MAX_IMAGES)
+    role = boto3.client(
+        "s3",
+        region_name="us-east-1",
+        aws_access_key_id="ASIAEXAMPLE",
+        aws_secret_access_key="secret",
+        aws_session_token="T" * 2000,
+        config=Config(signature_version="s3v4"),
+    )
+    manifest = build_manifest(state, s3=s3, bucket=BUCKET, expires_in=3600)
+    signed = with_presigned_urls(manifest, s3=role, expires_in=3600, downloads=False)
+    assert all(len(i["url"]) > 2000 for i in signed["images"])  # the token is in every URL
+    assert len(json.dumps(signed).encode()) < 256 * 1024
+    # With the download URLs too it would not fit: they are added by the API, not in the workflow.
+    assert len(json.dumps(with_presigned_urls(manifest, s3=role, expires_in=3600)).encode()) > 256 * 1024
+
+
+@pytest.mark.parametrize(
+    ("key", "header"),
+    [
+        ("images/r-1/image-00-7.png", 'attachment; filename="image-00-7.png"'),
+        ("image-03-9.png", 'attachment; filename="image-03-9.png"'),
+        ('a/b/\u00fc x".png', 'attachment; filename="__x_.png"'),
+        ("a/b/", 'attachment; filename="image.png"'),
+    ],
+)
+def test_the_download_name_is_the_key_file_name_in_plain_characters(key: str, header: str) -> None:
+    assert attachment(key) == header
 
 
 def test_image_stored_before_its_branch_failed_is_kept(s3: Any) -> None:

@@ -341,7 +341,16 @@ def test_post_images_runs_the_express_workflow_and_returns_the_manifest(
         },
     )
     status, body, _ = call(http_api[0], event, lambda_context)
-    assert status == 200 and body == STALE_MANIFEST
+    assert status == 200
+    # The manifest, with its URLs signed anew and a download URL added to each stored image.
+    stored, filtered = body["images"]
+    assert stored["url"].startswith(f"https://{BUCKET}.s3.amazonaws.com/images/ok-1/image-00-7.png?")
+    assert "X-Amz-Expires=900" in stored["url"] and "content-disposition" not in stored["url"]
+    assert "response-content-disposition=attachment" in stored["download_url"]
+    assert filtered == STALE_MANIFEST["images"][1]
+    unsigned = {k: v for k, v in body.items() if k not in {"images", "urls_expire_at"}}
+    assert unsigned == {k: v for k, v in STALE_MANIFEST.items() if k not in {"images", "urls_expire_at"}}
+    assert body["urls_expire_at"] > STALE_MANIFEST["urls_expire_at"]
 
 
 def test_get_images_takes_the_request_from_the_query_string(

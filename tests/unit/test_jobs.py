@@ -372,7 +372,8 @@ def test_job_documents_by_status(aws_credentials: None) -> None:
     assert done["status"] == "succeeded" and done["stopped_at"] == "2026-11-23T10:01:00+00:00"
     url = done["manifest"]["images"][0]["url"]
     assert url != "https://stale" and "image-00-7.png" in url and "X-Amz-Expires=900" in url
-    assert "url" not in done["manifest"]["images"][1]
+    assert "attachment" in done["manifest"]["images"][0]["download_url"]
+    assert "url" not in done["manifest"]["images"][1] and "download_url" not in done["manifest"]["images"][1]
     assert done["manifest"]["urls_expire_at"] > "2026"
 
     failed = job_from_execution(

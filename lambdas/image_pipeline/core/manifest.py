@@ -3,7 +3,8 @@
 Nothing is lost: every image the manifest reports as SUCCEEDED is checked in S3 (it exists, is a PNG,
 has the size the branch reported); an image whose branch failed after its object was written is
 found and kept; every other image carries a stable reason code. ``manifest.json`` is written beside
-the images (without presigned URLs, which expire); the returned manifest carries fresh URLs.
+the images (without presigned URLs, which expire); the returned manifest carries a fresh URL for
+each image, and the API adds one to download it (:func:`with_presigned_urls`).
 """
 
 from __future__ import annotations
@@ -160,24 +161,47 @@ def build_manifest(
 
     if status == "FAILED":
         raise _no_image_error(manifest)
-    return with_presigned_urls(manifest, s3=s3, expires_in=expires_in, now=now)
+    return with_presigned_urls(manifest, s3=s3, expires_in=expires_in, now=now, downloads=False)
 
 
 def with_presigned_urls(
-    manifest: dict[str, Any], *, s3: Any, expires_in: int, now: datetime | None = None
+    manifest: dict[str, Any],
+    *,
+    s3: Any,
+    expires_in: int,
+    now: datetime | None = None,
+    downloads: bool = True,
 ) -> dict[str, Any]:
-    """A copy of ``manifest`` with a fresh presigned GET URL for each stored image."""
+    """A copy of ``manifest`` with fresh presigned GET URLs for each stored image: ``url`` to show
+    it and, with ``downloads``, ``download_url`` to save it (S3 answers that one with
+    ``Content-Disposition: attachment``, since a browser ignores the ``download`` attribute of a
+    link to another origin). The workflow's own output carries ``url`` only: a URL signed by a
+    role carries its session token (a kilobyte or two), and forty images' URLs twice over could
+    pass the 256 KiB Step Functions allows a state's output; the API adds ``download_url``."""
     now = now or datetime.now(UTC)
     images = []
     for image in manifest["images"]:
         image = dict(image)
+        image.pop("download_url", None)
         if image.get("key"):
-            image["url"] = s3.generate_presigned_url(
-                "get_object", Params={"Bucket": manifest["bucket"], "Key": image["key"]}, ExpiresIn=expires_in
+            params = {"Bucket": manifest["bucket"], "Key": image["key"]}
+            image["url"] = s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
+        if image.get("key") and downloads:
+            image["download_url"] = s3.generate_presigned_url(
+                "get_object",
+                Params={**params, "ResponseContentDisposition": attachment(image["key"])},
+                ExpiresIn=expires_in,
             )
         images.append(image)
     expires = (now + timedelta(seconds=expires_in)).isoformat(timespec="seconds")
     return {**manifest, "images": images, "urls_expire_at": expires}
+
+
+def attachment(key: str) -> str:
+    """A ``Content-Disposition`` that saves the object under its key's file name (RFC 6266)."""
+    name = key.rsplit("/", 1)[-1]
+    plain = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name) or "image.png"
+    return f'attachment; filename="{plain}"'
 
 
 def _no_image_error(manifest: dict[str, Any]) -> Exception:

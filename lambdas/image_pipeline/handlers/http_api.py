@@ -57,6 +57,7 @@ from image_pipeline.core.jobs import (
     sync_wait_exceeded,
     validate_submission,
 )
+from image_pipeline.core.manifest import with_presigned_urls
 from image_pipeline.core.settings import get_settings
 
 logger = Logger()
@@ -181,6 +182,9 @@ def _generate(raw: Any) -> Response:
     except ClientError as exc:
         raise start_refused(exc) from exc
     status, body = sync_response(result)
+    if status == 200 and isinstance(body, dict) and "bucket" in body:
+        # URLs to show the images (the workflow's, signed anew) and to download them
+        body = with_presigned_urls(body, s3=clients.s3(), expires_in=get_settings().presign_expiry_seconds)
     logger.info(
         "synchronous execution ended", extra={"execution_status": result.get("status"), "status": status}
     )
