@@ -32,10 +32,12 @@ from urllib.parse import quote
 import boto3
 from botocore.exceptions import ClientError
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from image_pipeline.core.errors import FieldError
 from image_pipeline.core.events import REQUEST_EVENT
 from image_pipeline.core.jobs import (
     IDEMPOTENCY_HEADER,
@@ -49,6 +51,7 @@ from image_pipeline.core.jobs import (
     job_not_found,
     model_catalog,
     parse_body,
+    query_request,
     start_job,
     sync_response,
     sync_wait_exceeded,
@@ -58,6 +61,7 @@ from image_pipeline.core.manifest import attachment
 from image_pipeline.core.request import ImageRequest
 from image_pipeline.core.settings import Settings
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imagegen.engine import ACCOUNT, EVENT_BUS, REGION, OfflineEngine
 
@@ -170,6 +174,28 @@ def create_app(
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status)
 
+    # FastAPI's own answers (no such route, method, or a bad query parameter of /files) in the
+    # API's error shape, {"error", "message"}, like every other answer.
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        names = {404: "NotFound", 405: "MethodNotAllowed"}
+        error = names.get(exc.status_code, "HttpError")
+        message = (
+            f"no route {request.method} {request.url.path[:200]}"
+            if exc.status_code in names
+            else str(exc.detail)
+        )
+        return JSONResponse(
+            {"error": error, "message": message},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def parameter_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [FieldError(str(e["loc"][-1]), str(e["msg"])) for e in exc.errors()]
+        return await api_error(_, ApiError.invalid(errors))
+
     async def read_json(request: Request) -> Any:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_body_bytes:
@@ -206,7 +232,7 @@ def create_app(
 
     @app.get("/images", summary="The simple form: GET /images?prompt=...&count=...", responses=_SYNC_ERRORS)
     async def get_images(request: Request) -> JSONResponse:
-        return await generate(dict(request.query_params), request)
+        return await generate(query_request(request.query_params.multi_items()), request)
 
     @app.post(
         "/jobs",

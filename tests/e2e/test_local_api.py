@@ -245,6 +245,35 @@ def test_missing_file_is_404(api: httpx.Client) -> None:
     assert response.status_code == 404 and response.json()["error"] == "FileNotFound"
 
 
+def test_a_query_name_given_twice_is_400_and_starts_nothing(
+    api: httpx.Client, local_server: LocalServer
+) -> None:
+    before = count_executions(local_server.engine)
+    response = api.get("/images", params=[("prompt", "a cat"), ("count", "1"), ("prompt", "a dog")])
+    assert response.status_code == 400 and response.json()["details"][0]["field"] == "prompt"
+    assert count_executions(local_server.engine) == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "error"),
+    [
+        ("GET", "/nowhere", 404, "NotFound"),
+        ("GET", "/jobs/a/b", 404, "NotFound"),
+        ("DELETE", "/jobs/abc", 405, "MethodNotAllowed"),
+        ("PUT", "/images", 405, "MethodNotAllowed"),
+        ("GET", "/files/images/x.png?download=perhaps", 400, "InvalidRequest"),
+    ],
+)
+def test_every_error_has_the_api_error_shape(
+    api: httpx.Client, method: str, path: str, status: int, error: str
+) -> None:
+    """Routes, methods and parameters the server does not know get {"error", "message"} too."""
+    response = api.request(method, path)
+    assert response.status_code == status
+    body = response.json()
+    assert body["error"] == error and body["message"], body
+
+
 def test_openapi_documents_the_request_schema(api: httpx.Client) -> None:
     document = api.get("/openapi.json").json()
     schema = document["components"]["schemas"]["ImageRequest"]

@@ -108,6 +108,13 @@ HTTP_BAD_CASES: list[HttpCase] = [
     HttpCase(
         "duplicate keys, last empty", b'{"prompt": "ok", "prompt": ""}', "application/json", 400, "prompt"
     ),
+    HttpCase(
+        "duplicate keys, both valid",
+        b'{"prompt": "ok", "count": 1, "count": 2}',
+        "application/json",
+        400,
+        "count",
+    ),
     HttpCase("text/plain", _json({"prompt": "ok"}), "text/plain", 415, "Content-Type"),
     HttpCase("form encoded", b"prompt=ok", "application/x-www-form-urlencoded", 415, "Content-Type"),
     HttpCase("no content type", _json({"prompt": "ok"}), None, 415, "Content-Type"),

@@ -388,6 +388,19 @@ def test_get_images_invalid_query_is_400_without_a_call(
     assert status == 400 and field in {d["field"] for d in error["details"]}
 
 
+def test_get_images_with_a_name_given_twice_is_400_without_a_call(
+    http_api: tuple[Any, Any], sync_stub: Stubber, lambda_context: LambdaContext
+) -> None:
+    event = api_event("apigw_get_images")
+    # API Gateway keeps the last value in queryStringParameters; the multi-value form has both.
+    event["queryStringParameters"] = {"prompt": "b"}
+    event["multiValueQueryStringParameters"] = {"prompt": ["a", "b"]}
+    status, error, _ = call(http_api[0], event, lambda_context)
+    assert status == 400 and error["details"] == [
+        {"field": "prompt", "message": "given twice; send each field once"}
+    ]
+
+
 def lambda_cause(error: str, message: str) -> str:
     return json.dumps({"errorType": error, "errorMessage": message, "stackTrace": ["  File ..."]})
 

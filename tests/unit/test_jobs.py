@@ -26,6 +26,7 @@ from image_pipeline.core.jobs import (
     model_catalog,
     parse_body,
     progress_from_history,
+    query_request,
     same_input,
     start_job,
     sync_response,
@@ -65,6 +66,30 @@ def test_unparsable_json_is_400(body: bytes) -> None:
     with pytest.raises(ApiError) as caught:
         parse_body(body, "application/json")
     assert caught.value.status == 400 and "not valid JSON" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"prompt": "a", "count": 1, "count": 2}', "count"),
+        (b'{"prompt": "a", "prompt": "a"}', "prompt"),  # even with the same value: send it once
+        (b'{"prompt": "a", "extra": {"k": 1, "k": 2}}', "k"),
+    ],
+)
+def test_a_field_given_twice_is_400_naming_it(body: bytes, field: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        parse_body(body, "application/json")
+    assert caught.value.status == 400 and caught.value.body()["details"] == [
+        {"field": field, "message": "given twice; send each field once"}
+    ]
+
+
+def test_query_request_takes_each_name_once() -> None:
+    assert query_request([("prompt", "a"), ("count", "2")]) == {"prompt": "a", "count": "2"}
+    with pytest.raises(ApiError) as caught:
+        query_request([("prompt", "a"), ("count", "1"), ("prompt", "b"), ("count", "2"), ("prompt", "c")])
+    assert caught.value.status == 400
+    assert [d["field"] for d in caught.value.body()["details"]] == ["prompt", "count"]
 
 
 @pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/merge+json"])

@@ -101,11 +101,43 @@ def parse_body(body: bytes, content_type: str | None, *, max_bytes: int = MAX_BO
             [FieldError("Content-Type", f"{media_type or 'none'}; send application/json")], status=415
         )
     try:
-        return json.loads(body)
+        return json.loads(body, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise ApiError.invalid([FieldError(exc.key, "given twice; send each field once")]) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError.invalid([FieldError("body", f"is not valid JSON ({exc})")]) from None
     except RecursionError:
         raise ApiError.invalid([FieldError("body", "is nested too deeply")]) from None
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's fields, refusing a name given twice (``json`` would keep the last one silently)."""
+    fields: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in fields:
+            raise _DuplicateKey(key)
+        fields[key] = value
+    return fields
+
+
+def query_request(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The request of ``GET /images`` from its query string's (name, value) pairs; a name given
+    twice is a 400 (which value was meant is unknown), not the last value kept silently."""
+    fields: dict[str, str] = {}
+    repeated: list[str] = []
+    for key, value in pairs:
+        if key in fields and key not in repeated:
+            repeated.append(key)
+        fields[key] = value
+    if repeated:
+        raise ApiError.invalid([FieldError(k, "given twice; send each field once") for k in repeated])
+    return fields
 
 
 def validate_submission(

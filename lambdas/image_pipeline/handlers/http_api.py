@@ -51,6 +51,7 @@ from image_pipeline.core.jobs import (
     model_catalog,
     parse_body,
     progress_from_history,
+    query_request,
     start_job,
     start_refused,
     sync_response,
@@ -199,7 +200,10 @@ def post_images() -> Response:
 @app.get("/images")
 def get_images() -> Response:
     # Every request field may be a query parameter (strings, converted as the local server does).
-    return _generate(dict(app.current_event.query_string_parameters))
+    event = app.current_event
+    multi = event.multi_value_query_string_parameters or {}
+    pairs = [(k, v) for k, values in multi.items() for v in values or [""]]
+    return _generate(query_request(pairs or list((event.query_string_parameters or {}).items())))
 
 
 def _location(job_id: str) -> str:
