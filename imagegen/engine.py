@@ -154,6 +154,36 @@ _FAKE_AWS = {
 }
 _ENGINE_LOCK = threading.Lock()  # moto's mock and the routed default session are process-wide
 
+#: botocore's ``standard`` retry mode gives each client a retry quota: 500 units, 5 taken by a retry
+#: after throttling and 14 by any other, given back when the retried call succeeds. A client whose
+#: calls keep failing stops retrying. In AWS each concurrent invocation runs in a container of its
+#: own, with clients and a quota of their own. Offline, one cached client of each kind serves every
+#: concurrent invocation (800 branches in the reliability run), so persistent failures in some
+#: requests would use up the quota of all of them. While an engine runs, clients are created with
+#: the quota of this many containers.
+CONTAINERS_PER_CLIENT = 1000
+
+
+class _ContainersQuota:
+    """Swaps botocore's ``RetryQuota`` for one ``containers`` times as large, for clients created
+    until :meth:`restore` (botocore looks the class up when it creates a client's retry handler)."""
+
+    def __init__(self, containers: int) -> None:
+        from botocore.retries import quota
+
+        self._module = quota
+        self._original = quota.RetryQuota
+        capacity = self._original.INITIAL_CAPACITY * containers
+
+        class RetryQuota(self._original):  # type: ignore[misc, name-defined]
+            def __init__(self, initial_capacity: int = capacity, lock: Any = None) -> None:
+                super().__init__(initial_capacity, lock)
+
+        quota.RetryQuota = RetryQuota
+
+    def restore(self) -> None:
+        self._module.RetryQuota = self._original
+
 
 #: How often ``OfflineEngine.wait`` reads an execution's status from moto's record (no API call).
 STATUS_POLL_SECONDS = 0.01
@@ -204,6 +234,7 @@ class OfflineEngine:
         self._queue_url = ""
         self._s3: Any = None
         self._owns_lock = False
+        self._quota: _ContainersQuota | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> OfflineEngine:
@@ -225,6 +256,7 @@ class OfflineEngine:
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         if self.config.moto_speedups and moto_speedups.enabled_by_environment():
             moto_speedups.apply()
+        self._quota = _ContainersQuota(CONTAINERS_PER_CLIENT)
         endpoint = self.config.bedrock_endpoint
         if endpoint is None:
             self.bedrock = LocalBedrockServer(faults=self.config.faults)
@@ -259,6 +291,9 @@ class OfflineEngine:
 
     def stop(self) -> None:
         self.router.unregister()
+        if self._quota is not None:
+            self._quota.restore()
+            self._quota = None
         moto_speedups.forget_clients()
         if self._mock is not None:
             self._mock.stop()

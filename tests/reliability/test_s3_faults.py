@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import boto3
 import pytest
 
 from imagegen.audit import audit_bucket
@@ -159,3 +161,43 @@ def test_faults_end_with_the_block(offline_engine: Any, engine: Any, folder: str
     assert result.status == "SUCCEEDED", result.message
     assert faults.injected == 0 and not faults.active
     assert audit_bucket(engine.s3, engine.config.bucket, prefix=f"{folder}/").ok
+
+
+def test_retries_are_not_rationed_across_concurrent_invocations(offline_engine: Any) -> None:
+    """botocore's retry quota (500 units; 14 per retry after a 500) is per client. In AWS each
+    concurrent invocation has a container and clients of its own; offline one client serves them
+    all, so the engine creates clients with the quota of many containers. 40 writes that always
+    fail, one retry each: a client with botocore's own quota makes 35 of the 40 retries."""
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+    from botocore.retries import quota
+
+    from imagegen.engine import CONTAINERS_PER_CLIENT
+
+    tag = f"rel/quota-{uuid.uuid4().hex[:6]}"
+    config = Config(retries={"mode": "standard", "total_max_attempts": 2})
+    keys = 40
+    engines_quota = quota.RetryQuota
+    botocores_quota = engines_quota.__mro__[1]  # the engine's class extends botocore's
+    assert engines_quota().available_capacity == botocores_quota.INITIAL_CAPACITY * CONTAINERS_PER_CLIENT
+
+    def fail_all(client: Any, name: str) -> None:
+        def put(i: int) -> None:
+            with pytest.raises(ClientError):
+                client.put_object(
+                    Bucket=offline_engine.config.bucket, Key=f"{tag}/{name}/k{i}.png", Body=b"x"
+                )
+
+        with ThreadPoolExecutor(max_workers=keys) as pool:
+            list(pool.map(put, range(keys)))
+
+    with s3_faults(S3Fault(pattern=rf"/{tag}/", times=None, code="InternalError")) as faults:
+        fail_all(boto3.client("s3", region_name="us-east-1", config=config), "engine")
+        quota.RetryQuota = botocores_quota
+        try:
+            own = boto3.client("s3", region_name="us-east-1", config=config)
+        finally:
+            quota.RetryQuota = engines_quota
+        fail_all(own, "botocore")
+    assert faults.attempts_for(rf"/{tag}/engine/") == 2 * keys
+    assert faults.attempts_for(rf"/{tag}/botocore/") == keys + botocores_quota.INITIAL_CAPACITY // 14
