@@ -412,22 +412,25 @@ def test_required_api_key_is_asked_for(watch: PageWatch, server: Any) -> None:
     assert watch.job_posts[0].headers.get("x-api-key") == "typed-key"
 
 
-def test_api_on_another_origin_with_a_stage_path(watch: PageWatch, server: Any) -> None:
-    """As deployed: the API is elsewhere, under a stage path (``/prod``), and answers with CORS."""
-    page = watch.page
-    page.route("**/config.js", config_route({"apiUrl": "https://api.example.test/prod", "apiKey": None}))
+DEPLOYED_API = "https://api.example.test"
+
+
+def route_deployed_api(page: Page, stage: str, images: list[dict[str, Any]]) -> list[str]:
+    """Answer for an API on another origin, at ``DEPLOYED_API + stage``, with CORS, as deployed:
+    one model, and one job that has finished with ``images``. Returns what it was asked, as
+    ``"METHOD path"``."""
+    page.route("**/config.js", config_route({"apiUrl": DEPLOYED_API + stage, "apiKey": None}))
     cors = {"access-control-allow-origin": "*", "access-control-allow-headers": "content-type, x-api-key"}
     models = {
         "default_model": "nova-canvas",
         "models": [{"id": "nova-canvas", "name": "Nova", "provider": "Amazon", "default": True}],
     }
-    filtered = {"index": 0, "seed": 7, "status": "FILTERED", "reason_code": "CONTENT_FILTERED_INPUT"}
     answers = {
-        ("GET", "/prod/models"): (200, models),
-        ("POST", "/prod/jobs"): (202, {"job_id": "j-1", "status": "running", "status_url": "/jobs/j-1"}),
-        ("GET", "/prod/jobs/j-1"): (
+        ("GET", f"{stage}/models"): (200, models),
+        ("POST", f"{stage}/jobs"): (202, {"job_id": "j-1", "status": "running", "status_url": "/jobs/j-1"}),
+        ("GET", f"{stage}/jobs/j-1"): (
             200,
-            {"job_id": "j-1", "status": "succeeded", "manifest": {"images": [filtered]}},
+            {"job_id": "j-1", "status": "succeeded", "manifest": {"images": images}},
         ),
     }
     seen: list[str] = []
@@ -437,12 +440,20 @@ def test_api_on_another_origin_with_a_stage_path(watch: PageWatch, server: Any) 
         if request.method == "OPTIONS":
             route.fulfill(status=204, headers={**cors, "access-control-allow-methods": "GET, POST"})
             return
-        path = request.url.removeprefix("https://api.example.test")
+        path = request.url.removeprefix(DEPLOYED_API)
         seen.append(f"{request.method} {path}")
         status, body = answers[(request.method, path)]
         route.fulfill(status=status, json=body, headers=cors)
 
-    page.route("https://api.example.test/**", api)
+    page.route(f"{DEPLOYED_API}/**", api)
+    return seen
+
+
+def test_api_on_another_origin_with_a_stage_path(watch: PageWatch, server: Any) -> None:
+    """As deployed: the API is elsewhere, under a stage path (``/prod``), and answers with CORS."""
+    page = watch.page
+    filtered = {"index": 0, "seed": 7, "status": "FILTERED", "reason_code": "CONTENT_FILTERED_INPUT"}
+    seen = route_deployed_api(page, "/prod", [filtered])
     page.goto(server.url + "/")
     expect(page.locator("#width")).to_be_visible()  # an Amazon model: width and height
     fill_request(page, "a cat", count=1)
@@ -457,8 +468,6 @@ def test_download_from_the_bucket_on_another_origin_saves_the_file(watch: PageWa
     """As deployed: images come from S3 presigned URLs on another origin, where Chromium ignores the
     link's ``download`` attribute; the page links ``download_url``, which S3 answers as an attachment."""
     page = watch.page
-    page.route("**/config.js", config_route({"apiUrl": "https://api.example.test", "apiKey": None}))
-    cors = {"access-control-allow-origin": "*", "access-control-allow-headers": "content-type, x-api-key"}
     png = io.BytesIO()
     Image.new("RGB", (64, 64), (200, 30, 30)).save(png, format="PNG")
     bucket = "https://bucket.example.test/images/j-1/image-00-7.png?X-Amz-Signature=s"
@@ -470,27 +479,8 @@ def test_download_from_the_bucket_on_another_origin_saves_the_file(watch: PageWa
         "url": bucket,
         "download_url": bucket + "&response-content-disposition=attachment",
     }
-    models = {
-        "default_model": "nova-canvas",
-        "models": [{"id": "nova-canvas", "name": "Nova", "default": True}],
-    }
-    answers = {
-        ("GET", "/models"): (200, models),
-        ("POST", "/jobs"): (202, {"job_id": "j-1", "status": "running", "status_url": "/jobs/j-1"}),
-        ("GET", "/jobs/j-1"): (
-            200,
-            {"job_id": "j-1", "status": "succeeded", "manifest": {"images": [image]}},
-        ),
-    }
+    route_deployed_api(page, "", [image])
     served: list[str] = []
-
-    def api(route: Route) -> None:
-        request = route.request
-        if request.method == "OPTIONS":
-            route.fulfill(status=204, headers={**cors, "access-control-allow-methods": "GET, POST"})
-            return
-        status, body = answers[(request.method, request.url.removeprefix("https://api.example.test"))]
-        route.fulfill(status=status, json=body, headers=cors)
 
     def s3(route: Route) -> None:
         served.append(route.request.url)
@@ -499,7 +489,6 @@ def test_download_from_the_bucket_on_another_origin_saves_the_file(watch: PageWa
             headers["content-disposition"] = 'attachment; filename="image-00-7.png"'
         route.fulfill(status=200, body=png.getvalue(), headers=headers)
 
-    page.route("https://api.example.test/**", api)
     page.route("https://bucket.example.test/**", s3)
     page.goto(server.url + "/")
     fill_request(page, "a cat", count=1)
