@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from imagegen.engine import EngineConfig, ExecutionResult, OfflineEngine, Progress
+from imagegen.outputs import write_local_manifest
 
 #: Modules that add sub-commands: ``add_commands(subparsers) -> None``.
 COMMAND_MODULES: list[str] = ["imagegen.api_commands", "imagegen.batch_commands"]
@@ -82,17 +83,9 @@ def print_progress(progress: Progress) -> None:
 def save_outputs(engine: OfflineEngine, manifest: dict[str, Any], out_dir: Path) -> Path:
     """Write the images under ``out_dir/<S3 prefix>`` and a local manifest.json beside them."""
     target = out_dir / manifest["prefix"]
-    files = {p.name: p for p in engine.download(manifest, target)}
-    local = json.loads(json.dumps(manifest))
-    for image in local["images"]:
-        image.pop("url", None)
-        image.pop("download_url", None)
-        if image.get("key"):
-            image["file"] = str(files[Path(image["key"]).name])
-    local.pop("urls_expire_at", None)
-    path = target / "manifest.json"
-    path.write_text(json.dumps(local, indent=2) + "\n")
-    return path
+    by_name = {p.name: p for p in engine.download(manifest, target)}
+    files = {i["key"]: by_name[Path(i["key"]).name] for i in manifest["images"] if i.get("key")}
+    return write_local_manifest(manifest, files, target)
 
 
 def report_failure(result: ExecutionResult) -> int:

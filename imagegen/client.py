@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from imagegen.outputs import write_local_manifest
+
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 #: ``POST /images`` waits for the whole workflow (deployed: at most API Gateway's integration timeout).
 SYNC_TIMEOUT_SECONDS = 330.0
@@ -124,13 +126,11 @@ class ImagegenClient:
 
     def download(self, manifest: dict[str, Any], out_dir: Path) -> list[Path]:
         """Fetch each image of ``manifest`` from its URL into ``out_dir``, and write a local
-        ``manifest.json`` beside them (URLs dropped, each image's ``file`` added). Returns the images."""
+        ``manifest.json`` beside them (:func:`write_local_manifest`). Returns the images."""
         out_dir.mkdir(parents=True, exist_ok=True)
-        written: list[Path] = []
-        local = json.loads(json.dumps(manifest))
-        for image in local.get("images", []):
-            url = image.pop("url", None)
-            image.pop("download_url", None)
+        files: dict[str, Path] = {}
+        for image in manifest.get("images", []):
+            url = image.get("url")
             if not url or not image.get("key"):
                 continue
             name = PurePosixPath(image["key"]).name
@@ -141,8 +141,6 @@ class ImagegenClient:
                 raise ApiError.from_response(response)
             target = out_dir / name
             target.write_bytes(response.content)
-            image["file"] = str(target)
-            written.append(target)
-        local.pop("urls_expire_at", None)
-        (out_dir / "manifest.json").write_text(json.dumps(local, indent=2) + "\n")
-        return written
+            files[image["key"]] = target
+        write_local_manifest(manifest, files, out_dir)
+        return list(files.values())

@@ -1,0 +1,43 @@
+"""``imagegen generate``, the README's first command, as a user runs it: its own process, its own
+offline engine (one per process, so not the test session's), images and manifest.json on disk."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def generate(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "imagegen", "generate", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=180)
+
+
+def test_generate_writes_the_images_and_a_local_manifest(tmp_path: Path) -> None:
+    done = generate("a red porsche", "--count", "2", "--seed", "7", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)  # stdout is the manifest; progress goes to stderr
+    folder = tmp_path / printed["prefix"]
+    stored = json.loads((folder / "manifest.json").read_text())
+    assert stored["status"] == "SUCCEEDED" and [i["seed"] for i in stored["images"]] == [7, 8]
+    assert "urls_expire_at" not in stored
+    for image in stored["images"]:
+        assert "url" not in image and "download_url" not in image  # they expire; the file stays
+        path = Path(image["file"])
+        assert path.parent == folder and path.name == image["key"].rsplit("/", 1)[-1]
+        assert path.read_bytes().startswith(PNG) and path.stat().st_size == image["size_bytes"]
+        assert Image.open(path).size == (image["width"], image["height"])
+    assert sorted(folder.glob("*.png")) == sorted(Path(i["file"]) for i in stored["images"])
+    assert "2 of 2 images written" in done.stderr
+
+
+def test_generate_refuses_a_bad_request_and_writes_nothing(tmp_path: Path) -> None:
+    done = generate("a cat", "--count", "0", "--out", str(tmp_path))
+    assert done.returncode == 2
+    assert "InvalidRequest" in done.stderr and "count" in done.stderr
+    assert list(tmp_path.iterdir()) == []
