@@ -192,9 +192,9 @@ def create_app(
         )
 
     @app.exception_handler(RequestValidationError)
-    async def parameter_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def parameter_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [FieldError(str(e["loc"][-1]), str(e["msg"])) for e in exc.errors()]
-        return await api_error(_, ApiError.invalid(errors))
+        return await api_error(request, ApiError.invalid(errors))
 
     async def read_json(request: Request) -> Any:
         declared = request.headers.get("content-length", "")

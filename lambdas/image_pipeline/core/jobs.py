@@ -103,11 +103,27 @@ def parse_body(body: bytes, content_type: str | None, *, max_bytes: int = MAX_BO
     try:
         return json.loads(body, object_pairs_hook=_unique_keys)
     except _DuplicateKey as exc:
-        raise ApiError.invalid([FieldError(exc.key, "given twice; send each field once")]) from None
+        raise _given_twice([exc.key]) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError.invalid([FieldError("body", f"is not valid JSON ({exc})")]) from None
     except RecursionError:
         raise ApiError.invalid([FieldError("body", "is nested too deeply")]) from None
+
+
+def _given_twice(names: list[str]) -> ApiError:
+    """400: a request named these fields more than once (which value was meant is unknown)."""
+    return ApiError.invalid([FieldError(name, "given twice; send each field once") for name in names])
+
+
+def _repeated(pairs: list[tuple[str, Any]]) -> list[str]:
+    """The names that occur more than once among ``pairs``, in order of their first repeat."""
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for name, _ in pairs:
+        if name in seen and name not in repeated:
+            repeated.append(name)
+        seen.add(name)
+    return repeated
 
 
 class _DuplicateKey(ValueError):
@@ -118,26 +134,18 @@ class _DuplicateKey(ValueError):
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """An object's fields, refusing a name given twice (``json`` would keep the last one silently)."""
-    fields: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in fields:
-            raise _DuplicateKey(key)
-        fields[key] = value
-    return fields
+    if repeated := _repeated(pairs):
+        raise _DuplicateKey(repeated[0])
+    return dict(pairs)
 
 
 def query_request(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     """The request of ``GET /images`` from its query string's (name, value) pairs; a name given
-    twice is a 400 (which value was meant is unknown), not the last value kept silently."""
-    fields: dict[str, str] = {}
-    repeated: list[str] = []
-    for key, value in pairs:
-        if key in fields and key not in repeated:
-            repeated.append(key)
-        fields[key] = value
-    if repeated:
-        raise ApiError.invalid([FieldError(k, "given twice; send each field once") for k in repeated])
-    return fields
+    twice is a 400, not the last value kept silently."""
+    listed = list(pairs)
+    if repeated := _repeated(listed):
+        raise _given_twice(repeated)
+    return dict(listed)
 
 
 def validate_submission(

@@ -186,12 +186,12 @@ def with_presigned_urls(
         if image.get("key"):
             params = {"Bucket": manifest["bucket"], "Key": image["key"]}
             image["url"] = s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
-        if image.get("key") and downloads:
-            image["download_url"] = s3.generate_presigned_url(
-                "get_object",
-                Params={**params, "ResponseContentDisposition": attachment(image["key"])},
-                ExpiresIn=expires_in,
-            )
+            if downloads:
+                image["download_url"] = s3.generate_presigned_url(
+                    "get_object",
+                    Params={**params, "ResponseContentDisposition": attachment(image["key"])},
+                    ExpiresIn=expires_in,
+                )
         images.append(image)
     expires = (now + timedelta(seconds=expires_in)).isoformat(timespec="seconds")
     return {**manifest, "images": images, "urls_expire_at": expires}
