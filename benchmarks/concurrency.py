@@ -6,7 +6,7 @@ thread.
 Measured beside it: the same load on seed 001 (its Flask app, with the tutorial's gunicorn capacity
 of 10 requests at a time, and without a limit), the engine waiting as it did before (a
 ``describe_execution`` through boto3 every 50 ms: 50 pollers cost the interpreter CPU), and moto as
-shipped (without ``imagegen.moto_speedups``), to show what the speed-ups change.
+shipped (without ``imagegen.runtime.moto_speedups``), to show what the speed-ups change.
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ def _express_memory_mb(definition_bytes: int, map_payload_bytes: int) -> dict[st
 def measure(ctx: RunContext, counts: tuple[int, ...]) -> list[dict[str, Any]]:
     """One offline execution per image count, with every counter on."""
     engine = ctx.engine
-    from imagegen.engine import asl_path
+    from imagegen.runtime.engine import asl_path
 
     definition_bytes = len(asl_path().read_bytes())
     timer = HandlerTimer(engine)

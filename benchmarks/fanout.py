@@ -139,7 +139,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     fanout = {
         "latency_seconds": latency,
         "model": "amazon.titan-image-generator-v2:0 via registry id titan-image-v2, 1024x1024",
-        "bedrock_server": "python -m imagegen.bedrock_server in a child process (see harness.BedrockProcess)",
+        "bedrock_server": "python -m imagegen.standin.bedrock_server in a child process (see harness.BedrockProcess)",
         "direct_model_call": summarize(direct),
         "overhead_split_wall1": {
             "latency_L": latency,

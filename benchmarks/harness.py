@@ -177,7 +177,7 @@ def write_result(
 
 
 class BedrockProcess:
-    """``python -m imagegen.bedrock_server`` with a fixed latency, in a child process.
+    """``python -m imagegen.standin.bedrock_server`` with a fixed latency, in a child process.
 
     Out of process on purpose: in AWS the model runs elsewhere, so the stand-in's PNG rendering must
     not compete for this process's GIL with the workflow being measured. (``profile.py`` measures the
@@ -193,7 +193,7 @@ class BedrockProcess:
         command = [
             sys.executable,
             "-m",
-            "imagegen.bedrock_server",
+            "imagegen.standin.bedrock_server",
             "--host",
             "127.0.0.1",
             "--port",
@@ -326,7 +326,7 @@ class CallCounter:
 
     A client copies the session's event hooks when it is created, so the hook is also put on the
     handlers' cached clients (``image_pipeline.core.clients``) and on the interpreter's task clients
-    that ``imagegen.moto_speedups`` keeps, which exist already once a request ran; the same ``unique_id`` keeps it from being registered twice. Lambda ``Invoke`` is answered
+    that ``imagegen.runtime.moto_speedups`` keeps, which exist already once a request ran; the same ``unique_id`` keeps it from being registered twice. Lambda ``Invoke`` is answered
     by the engine's router before this hook runs; count it with ``engine.router.invocations``.
     """
 
@@ -338,7 +338,7 @@ class CallCounter:
         self._lock = threading.Lock()
         self.counts: collections.Counter[str] = collections.Counter()
         self._id = f"bench-counter-{id(self)}"
-        from imagegen import moto_speedups
+        from imagegen.runtime import moto_speedups
 
         self._emitters = [
             self._session.events,
@@ -437,7 +437,7 @@ class TimedRun:
 def api_polling_wait(engine: Any, arn: str, *, poll: float = 0.05, timeout: float = 900.0) -> Any:
     """How ``OfflineEngine.wait`` waited before it read moto's record of the execution: a
     ``describe_execution`` through boto3 every ``poll`` seconds. Kept to measure that change."""
-    from imagegen.engine import TERMINAL, ExecutionResult
+    from imagegen.runtime.engine import TERMINAL, ExecutionResult
 
     deadline = time.monotonic() + timeout
     while True:
@@ -498,9 +498,9 @@ def timed_engine_run(
 
 @contextlib.contextmanager
 def moto_speedups_applied(on: bool) -> Iterator[None]:
-    """Run the block with ``imagegen.moto_speedups`` on (the engine's default) or off (moto as
+    """Run the block with ``imagegen.runtime.moto_speedups`` on (the engine's default) or off (moto as
     shipped), then put them back as they were."""
-    from imagegen import moto_speedups
+    from imagegen.runtime import moto_speedups
 
     was_applied = moto_speedups.is_applied()
     if on:

@@ -1,4 +1,4 @@
-"""Where the offline engine's time goes, and what ``imagegen.moto_speedups`` gains.
+"""Where the offline engine's time goes, and what ``imagegen.runtime.moto_speedups`` gains.
 
 1. Unit costs, each measured alone: a JSONPath parse (``jsonpath_ng`` before 1.16 rebuilt its parser
    tables on every call), a boto3 client creation, parsing the ASL definition (antlr) and the deep copy
@@ -65,9 +65,9 @@ def unit_costs(ctx: RunContext) -> dict[str, float]:
     from aws_lambda_powertools import Logger
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
-    from imagegen.engine import _moto_execution
-    from imagegen.lambda_router import LambdaContext
-    from imagegen.renderer import render_png
+    from imagegen.runtime.engine import _moto_execution
+    from imagegen.runtime.lambda_router import LambdaContext
+    from imagegen.standin.renderer import render_png
 
     engine = ctx.engine
     few = 3 if ctx.quick else 10
@@ -97,7 +97,7 @@ def unit_costs(ctx: RunContext) -> dict[str, float]:
         "asl_definition_parse": _per_call(
             lambda: AmazonStateLanguageParser.parse(definition), 2 if ctx.quick else 3
         ),
-        # what each execution pays instead with imagegen.moto_speedups: a deep copy of the parsed program
+        # what each execution pays instead with imagegen.runtime.moto_speedups: a deep copy of the parsed program
         "asl_program_deepcopy": _per_call(lambda: copy.deepcopy(program), few),
         "describe_execution_poll": _per_call(
             lambda: engine.sfn.describe_execution(executionArn=arn), few * 2
@@ -234,8 +234,8 @@ def run_with_engine(ctx: RunContext) -> None:
 
 def finish(ctx: RunContext) -> dict[str, Any]:
     """The engine's default configuration (stand-in in the same process), then write profile.json."""
-    from imagegen.bedrock_server import FaultPlan
-    from imagegen.engine import EngineConfig, OfflineEngine
+    from imagegen.runtime.engine import EngineConfig, OfflineEngine
+    from imagegen.standin.bedrock_server import FaultPlan
 
     data = ctx.extras.pop("profile")
     if ctx.quick:

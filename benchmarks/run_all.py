@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         summaries["manifest_checks"] = manifest_checks.run(ctx)
     engine_parts = [p for p in parts if p in ("fanout", "concurrency", "cost", "profile")]
     if engine_parts:
-        from imagegen.engine import EngineConfig, OfflineEngine
+        from imagegen.runtime.engine import EngineConfig, OfflineEngine
 
         with BedrockProcess(ctx.latency) as server:
             ctx.bedrock_url = server.url

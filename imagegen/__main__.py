@@ -2,6 +2,6 @@
 
 import sys
 
-from imagegen.cli import main
+from imagegen.cli.main import main
 
 sys.exit(main())

@@ -44,7 +44,7 @@ def offline_engine() -> Iterator[Any]:
     Configured for tests: botocore makes a single attempt per call, so the state machine's own
     Retry policy is what a test observes.
     """
-    from imagegen.engine import EngineConfig, OfflineEngine
+    from imagegen.runtime.engine import EngineConfig, OfflineEngine
 
     with OfflineEngine(EngineConfig(bedrock_max_attempts=1, map_max_concurrency=40)) as engine:
         yield engine
@@ -53,7 +53,7 @@ def offline_engine() -> Iterator[Any]:
 @pytest.fixture
 def engine(offline_engine: Any) -> Iterator[Any]:
     """The session engine with no faults and no pending events at the start of a test."""
-    from imagegen.bedrock_server import FaultPlan
+    from imagegen.standin.bedrock_server import FaultPlan
 
     offline_engine.bedrock.faults = FaultPlan()
     offline_engine.published_events()

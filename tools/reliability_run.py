@@ -1,7 +1,7 @@
 """The reliability run: many concurrent requests under injected faults, then the figures.
 
 Offline, in one process: the project's ASL file in moto's interpreter, the real handlers, the local
-Bedrock-protocol server with a fault plan, and S3 faults (``imagegen.s3_faults``). Each request is
+Bedrock-protocol server with a fault plan, and S3 faults (``imagegen.testing.s3_faults``). Each request is
 given one scenario, round-robin over :data:`SCENARIOS` (throttle bursts and persistent throttling,
 model timeouts, 5xx, blocked prompts and outputs, S3 write faults, added latency, clean), with a
 server-wide burst of throttling at the start and jittered latency throughout. Then:
@@ -9,7 +9,7 @@ server-wide burst of throttling at the start and jittered latency throughout. Th
 * every execution's outcome is compared with what its scenario must give, image by image;
 * every model call is accounted for (calls per image against the bound the ASL's ``Retry`` allows;
   a content-filter answer is never followed by another call for the same image);
-* the bucket is audited (``imagegen.audit``): every reported image exists with the right type and
+* the bucket is audited (``imagegen.testing.audit``): every reported image exists with the right type and
   size, and nothing is stored that no manifest reports;
 * every bad input of ``tests/reliability/bad_inputs.py`` is sent to the local API (4xx, zero
   executions, zero objects) and started as a console run (fails with ``InvalidRequest``);
@@ -45,10 +45,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from imagegen.audit import audit_bucket, list_objects
-from imagegen.bedrock_server import FaultPlan, LocalBedrockServer
-from imagegen.engine import EngineConfig, ExecutionResult, OfflineEngine, asl_path
-from imagegen.s3_faults import S3Fault, s3_faults
+from imagegen.runtime.engine import EngineConfig, ExecutionResult, OfflineEngine, asl_path
+from imagegen.standin.bedrock_server import FaultPlan, LocalBedrockServer
+from imagegen.testing.audit import audit_bucket, list_objects
+from imagegen.testing.s3_faults import S3Fault, s3_faults
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "docs" / "reliability-results.json"
@@ -364,7 +364,7 @@ def _invalid_api(engine: OfflineEngine) -> dict[str, Any]:
     """Every bad input to POST /images and POST /jobs of the local API: answers, executions, objects."""
     from fastapi.testclient import TestClient
 
-    from imagegen.local_api import create_app
+    from imagegen.runtime.local_api import create_app
     from tests.reliability.bad_inputs import HTTP_BAD_CASES, SCHEMA_BAD_REQUESTS
 
     executions_before = engine.count_executions()

@@ -56,8 +56,8 @@ def serve(app: Any) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def local_server(offline_engine: Any) -> Iterator[LocalServer]:
-    """``imagegen serve`` in a thread: the app of ``imagegen.local_api`` with the web page at ``/``."""
-    from imagegen.local_api import create_app
+    """``imagegen serve`` in a thread: the app of ``imagegen.runtime.local_api`` with the web page at ``/``."""
+    from imagegen.runtime.local_api import create_app
 
     app = create_app(offline_engine, web_dir=WEB_DIR if WEB_DIR.is_dir() else None)
     with serve(app) as url:

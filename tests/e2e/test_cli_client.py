@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from imagegen.bedrock_server import FaultPlan
-from imagegen.cli import main
+from imagegen.cli.main import main
+from imagegen.standin.bedrock_server import FaultPlan
 from tests.e2e.conftest import LocalServer
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from imagegen.local_api import put_request_event
+from imagegen.runtime.local_api import put_request_event
 from tests.conftest import load_event
 
 

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from imagegen.bedrock_server import FaultPlan
-from imagegen.local_api import create_app
+from imagegen.runtime.local_api import create_app
+from imagegen.standin.bedrock_server import FaultPlan
 from tests.e2e.conftest import LocalServer, count_executions, serve
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageChops
 
-from imagegen.faults import FaultPlan
+from imagegen.standin.faults import FaultPlan
 
 try:
     from playwright.sync_api import Browser, Page, Request, Route, expect, sync_playwright

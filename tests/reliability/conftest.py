@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from imagegen.audit import AuditReport, audit_bucket
-from imagegen.engine import ExecutionResult, asl_path
+from imagegen.runtime.engine import ExecutionResult, asl_path
+from imagegen.testing.audit import AuditReport, audit_bucket
 from tests.e2e.conftest import api, count_executions, local_server
 
 __all__ = ["api", "count_executions", "local_server"]
@@ -127,7 +127,7 @@ def http_api(engine: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     Lambda (``image_pipeline.handlers.http_api``) over the session engine's state machines."""
     from image_pipeline.handlers import http_api as module
 
-    from imagegen.lambda_router import LambdaContext
+    from imagegen.runtime.lambda_router import LambdaContext
 
     monkeypatch.setenv("JOBS_STATE_MACHINE_ARN", engine.state_machines["jobs"])
     monkeypatch.setenv("SYNC_STATE_MACHINE_ARN", engine.state_machines["sync"])

@@ -1,4 +1,4 @@
-"""The nothing-lost audit (``imagegen.audit``) finds each kind of loss and invention.
+"""The nothing-lost audit (``imagegen.testing.audit``) finds each kind of loss and invention.
 
 A bucket of its own in the session's moto S3, so fabricated damage never meets other tests' objects.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from imagegen.audit import audit_bucket, audit_manifest
+from imagegen.testing.audit import audit_bucket, audit_manifest
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
 

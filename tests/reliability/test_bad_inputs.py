@@ -23,7 +23,7 @@ import pytest
 from image_pipeline.core.jobs import ApiError, validate_submission
 from image_pipeline.core.settings import Settings
 
-from imagegen.local_api import put_request_event
+from imagegen.runtime.local_api import put_request_event
 from tests.reliability.bad_inputs import (
     DEEPLY_NESTED,
     DISGUISED_BAD_REQUESTS,

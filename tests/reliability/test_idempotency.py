@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from imagegen.bedrock_server import FaultPlan
+from imagegen.standin.bedrock_server import FaultPlan
 from tests.reliability.conftest import audit, count_executions
 
 SMALL = {"model": "nova-canvas", "width": 320, "height": 320}

@@ -15,7 +15,7 @@ import pytest
 from image_pipeline.core.clients import reset_clients
 from image_pipeline.handlers import build_manifest, generate_image, http_api, validate_request
 
-from imagegen.bedrock_server import FaultPlan
+from imagegen.standin.bedrock_server import FaultPlan
 
 HANDLER_LOGGERS = [validate_request.logger, generate_image.logger, build_manifest.logger, http_api.logger]
 SMALL = {"model": "nova-canvas", "width": 320, "height": 320}

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from image_pipeline.core.clients import reset_clients
 
-from imagegen.bedrock_server import FaultPlan
-from imagegen.engine import ExecutionResult
+from imagegen.runtime.engine import ExecutionResult
+from imagegen.standin.bedrock_server import FaultPlan
 from tests.reliability.conftest import (
     audit,
     generate_image_retriers,

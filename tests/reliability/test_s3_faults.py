@@ -1,4 +1,4 @@
-"""S3 faults (``imagegen.s3_faults``): a failed write is retried by botocore or reported as
+"""S3 faults (``imagegen.testing.s3_faults``): a failed write is retried by botocore or reported as
 STORAGE_ERROR; an image written although its write was reported failed is kept; the manifest never
 reports an image that does not exist. The scenarios run as one concurrent batch."""
 
@@ -13,9 +13,9 @@ from typing import Any
 import boto3
 import pytest
 
-from imagegen.audit import audit_bucket
-from imagegen.engine import ExecutionResult
-from imagegen.s3_faults import S3Fault, S3FaultInjector, s3_faults
+from imagegen.runtime.engine import ExecutionResult
+from imagegen.testing.audit import audit_bucket
+from imagegen.testing.s3_faults import S3Fault, S3FaultInjector, s3_faults
 from tests.reliability.conftest import audit, generate_image_retriers, manifest_of, stored_manifest
 
 SMALL = {"model": "nova-canvas", "width": 320, "height": 320}
@@ -172,7 +172,7 @@ def test_retries_are_not_rationed_across_concurrent_invocations(offline_engine: 
     from botocore.exceptions import ClientError
     from botocore.retries import quota
 
-    from imagegen.engine import CONTAINERS_PER_CLIENT
+    from imagegen.runtime.engine import CONTAINERS_PER_CLIENT
 
     tag = f"rel/quota-{uuid.uuid4().hex[:6]}"
     config = Config(retries={"mode": "standard", "total_max_attempts": 2})

@@ -8,7 +8,7 @@ import pytest
 from image_pipeline.core.clients import reset_clients
 from image_pipeline.core.settings import Settings
 
-from imagegen.lambda_router import LambdaContext
+from imagegen.runtime.lambda_router import LambdaContext
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from image_pipeline.core.batch import (
     summarize,
 )
 
-from imagegen.batch import adapt_start_execution
+from imagegen.runtime.batch import adapt_start_execution
 
 
 @pytest.mark.parametrize(

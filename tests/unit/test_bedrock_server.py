@@ -21,7 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 from PIL import Image
 
-from imagegen.bedrock_server import (
+from imagegen.standin.bedrock_server import (
     ALL_BLOCKED_MESSAGE,
     ASPECT_RATIO_SIZES,
     PROMPT_BLOCKED_MESSAGE,
@@ -30,7 +30,7 @@ from imagegen.bedrock_server import (
     canonical_model_id,
     main,
 )
-from imagegen.faults import FaultPlan, parse_directives, seed_unit
+from imagegen.standin.faults import FaultPlan, parse_directives, seed_unit
 
 AMAZON = ["amazon.titan-image-generator-v1", "amazon.titan-image-generator-v2:0", "amazon.nova-canvas-v1:0"]
 STABILITY = [
@@ -659,7 +659,16 @@ def test_environment_variable_endpoint_and_stop(monkeypatch: pytest.MonkeyPatch)
 
 def test_command_line_entry_point() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "imagegen.bedrock_server", "--port", "0", "--quiet", "--throttle-first", "1"],
+        [
+            sys.executable,
+            "-m",
+            "imagegen.standin.bedrock_server",
+            "--port",
+            "0",
+            "--quiet",
+            "--throttle-first",
+            "1",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -17,7 +17,7 @@ from image_pipeline.core.errors import AllImagesFiltered, InvalidRequest
 from moto import mock_aws
 from PIL import Image
 
-from imagegen.lambda_router import LambdaContext, LambdaRouter, function_name_of
+from imagegen.runtime.lambda_router import LambdaContext, LambdaRouter, function_name_of
 from tests.conftest import empty_bucket, load_event
 
 BUCKET = "handler-bucket"

@@ -24,7 +24,7 @@ from image_pipeline.core import clients
 from image_pipeline.core.jobs import execution_document
 from moto import mock_aws
 
-from imagegen.lambda_router import LambdaContext
+from imagegen.runtime.lambda_router import LambdaContext
 from tests.conftest import load_event
 from tests.unit.job_data import FILTERED_CAUSE, stale_manifest
 

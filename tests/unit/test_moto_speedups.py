@@ -1,4 +1,4 @@
-"""imagegen.moto_speedups: moto's interpreter parses each JSONPath and each definition once and reuses
+"""imagegen.runtime.moto_speedups: moto's interpreter parses each JSONPath and each definition once and reuses
 its clients, and behaves as before (the whole workflow suite runs with them on)."""
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 from moto.stepfunctions.parser.backend import execution_worker
 
-from imagegen import moto_speedups
-from imagegen.engine import asl_path
+from imagegen.runtime import moto_speedups
+from imagegen.runtime.engine import asl_path
 
 ASL = asl_path()
 SMALL = {"model": "nova-canvas", "width": 320, "height": 320}

@@ -19,7 +19,7 @@ from image_pipeline.core.errors import AllImagesFiltered, ImagesThrottled
 from moto import mock_aws
 from PIL import Image
 
-from imagegen.lambda_router import LambdaContext
+from imagegen.runtime.lambda_router import LambdaContext
 
 BUCKET = "observed-bucket"
 PROMPT = "a very secret prompt about a lighthouse"

@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from imagegen.renderer import BANNER, render_image, render_png
+from imagegen.standin.renderer import BANNER, render_image, render_png
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from image_pipeline.core.batch import THRESHOLD_ERROR
 
-from imagegen.batch import BatchRun
-from imagegen.bedrock_server import FaultPlan
+from imagegen.runtime.batch import BatchRun
+from imagegen.standin.bedrock_server import FaultPlan
 
 
 def child_executions(engine: Any, prefix: str) -> list[dict[str, Any]]:

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from imagegen.bedrock_server import FaultPlan
-from imagegen.engine import ExecutionResult
+from imagegen.runtime.engine import ExecutionResult
+from imagegen.standin.bedrock_server import FaultPlan
 from tests.conftest import load_event
 
 

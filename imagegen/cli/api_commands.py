@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from imagegen.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK, add_request_options, request_from_args
-from imagegen.client import DEFAULT_API_URL, ApiError, ImagegenClient
+from imagegen.cli.client import DEFAULT_API_URL, ApiError, ImagegenClient
+from imagegen.cli.options import EXIT_FAILED, EXIT_INVALID, EXIT_OK, add_request_options, request_from_args
 
 #: Job errors that mean "change the request", as the CLI's ``generate`` reports them.
 _INVALID_ERRORS = {"InvalidRequest", "IdempotencyKeyReused"}
@@ -168,8 +168,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from imagegen.engine import EngineConfig, OfflineEngine
-    from imagegen.local_api import create_app
+    from imagegen.runtime.engine import EngineConfig, OfflineEngine
+    from imagegen.runtime.local_api import create_app
 
     config = EngineConfig()
     if args.latency:

@@ -1,4 +1,4 @@
-"""The HTTP API, served offline by FastAPI over an :class:`~imagegen.engine.OfflineEngine`.
+"""The HTTP API, served offline by FastAPI over an :class:`~imagegen.runtime.engine.OfflineEngine`.
 
 Same routes, bodies and status codes as the deployed API (``docs/api.md``); the contract itself is
 :mod:`image_pipeline.core.jobs`, shared with the deployed Lambda (``image_pipeline.handlers.http_api``):
@@ -63,7 +63,7 @@ from image_pipeline.core.settings import Settings
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from imagegen.engine import ACCOUNT, EVENT_BUS, REGION, OfflineEngine
+from imagegen.runtime.engine import ACCOUNT, EVENT_BUS, REGION, OfflineEngine
 
 #: Longest wait of ``POST /images`` (an Express workflow runs for at most 5 minutes).
 SYNC_TIMEOUT_SECONDS = 300.0

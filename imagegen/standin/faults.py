@@ -1,4 +1,4 @@
-"""Fault injection settings for the offline Bedrock Runtime stand-in (``imagegen.bedrock_server``).
+"""Fault injection settings for the offline Bedrock Runtime stand-in (``imagegen.standin.bedrock_server``).
 
 A ``FaultPlan`` describes how the local server misbehaves during a run: added latency, throttling,
 timeouts, server errors, content-filter blocks and access denials. It is plain data: JSON in and

@@ -15,7 +15,7 @@ Profiling the offline engine (``benchmarks/profile_overhead.py``) found where it
   execution's role, or the state's ``Credentials.RoleArn``); moto 5.2.5 gives every client the same
   fake keys whatever the role, but keying on it keeps one client per role should that change. The key
   holds the default session because the engine makes a new one per start and routes Lambda ``Invoke``
-  calls through a hook on it (``imagegen.lambda_router``): a client copies the session's hooks when it
+  calls through a hook on it (``imagegen.runtime.lambda_router``): a client copies the session's hooks when it
   is made, so every reused client carries the router. :func:`forget_clients` drops them at engine stop.
 * **The whole ASL definition parsed again for every execution.** moto's ``ExecutionWorker`` runs the
   antlr parser and its preprocessor over the definition each time an execution starts: 30-60 ms of CPU

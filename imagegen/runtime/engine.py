@@ -3,9 +3,9 @@
 * moto's Step Functions interpreter executes ``statemachine/generate_images.asl.json`` (the same file
   the CDK stack deploys, with the same ``${...}`` substitutions filled in);
 * moto provides S3 (the images bucket);
-* :class:`~imagegen.lambda_router.LambdaRouter` answers the interpreter's Lambda ``Invoke`` calls
+* :class:`~imagegen.runtime.lambda_router.LambdaRouter` answers the interpreter's Lambda ``Invoke`` calls
   with the handler modules, in-process and unchanged;
-* :class:`~imagegen.bedrock_server.LocalBedrockServer` speaks the Bedrock Runtime InvokeModel
+* :class:`~imagegen.standin.bedrock_server.LocalBedrockServer` speaks the Bedrock Runtime InvokeModel
   protocol; the handlers reach it through ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``. It renders
   deterministic pictures from prompt and seed: it is a stand-in, not an image model.
 """
@@ -21,21 +21,26 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import boto3
 
-from imagegen import moto_speedups
-from imagegen.bedrock_server import FaultPlan, LocalBedrockServer
-from imagegen.lambda_router import LambdaRouter
-
-if TYPE_CHECKING:
-    from imagegen.batch import BatchRun, BatchSource
-
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
-DEFAULT_BUCKET = "imagegen-offline-images"
-ASL_FILE = "generate_images.asl.json"
+from imagegen.runtime import moto_speedups
+from imagegen.runtime.batch import BatchRun, BatchSource, create_batch_state_machine, run_batch
+from imagegen.runtime.lambda_router import LambdaRouter
+from imagegen.runtime.offline_account import (
+    ACCOUNT,
+    DEFAULT_BUCKET,
+    EVENT_BUS,
+    REGION,
+    TERMINAL,
+    ExecutionResult,
+    Progress,
+    asl_path,
+    function_arn,
+    substitute,
+)
+from imagegen.standin.bedrock_server import FaultPlan, LocalBedrockServer
 
 #: Function name -> handler, as the CDK stack deploys them.
 FUNCTIONS: dict[str, str] = {
@@ -51,63 +56,6 @@ SUBSTITUTIONS: dict[str, str] = {
     "GenerateImageFunctionArn": "imagegen-generate-image",
     "BuildManifestFunctionArn": "imagegen-build-manifest",
 }
-EVENT_BUS = "imagegen-offline-events"
-TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
-
-
-def asl_path() -> Path:
-    """The state machine definition file of this checkout (``IMAGEGEN_ASL_PATH`` overrides)."""
-    override = os.environ.get("IMAGEGEN_ASL_PATH")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parent.parent / "statemachine" / ASL_FILE
-
-
-def substitute(definition: str, values: dict[str, str]) -> str:
-    """Fill ``${Name}`` placeholders as CloudFormation's DefinitionSubstitutions does."""
-    for key, value in values.items():
-        definition = definition.replace("${" + key + "}", value)
-    if "${" in definition:
-        start = definition.index("${")
-        raise ValueError(f"unsubstituted placeholder in the definition: {definition[start : start + 60]}")
-    return definition
-
-
-def function_arn(name: str) -> str:
-    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
-
-
-@dataclass
-class ExecutionResult:
-    """How an execution ended."""
-
-    name: str
-    arn: str
-    status: str
-    output: dict[str, Any] | None = None
-    error: str | None = None
-    cause: str | None = None
-
-    @property
-    def message(self) -> str:
-        """The human-readable part of the cause (the Lambda ``errorMessage``)."""
-        if not self.cause:
-            return self.error or ""
-        try:
-            parsed = json.loads(self.cause)
-        except ValueError:
-            return self.cause
-        return str(parsed.get("errorMessage", self.cause)) if isinstance(parsed, dict) else self.cause
-
-
-@dataclass
-class Progress:
-    """What a running execution has done so far."""
-
-    total: int | None = None
-    done: int = 0
-    failed: int = 0
-    status: str = "RUNNING"
 
 
 @dataclass
@@ -124,7 +72,7 @@ class EngineConfig:
     log_level: str = "WARNING"
     bedrock_endpoint: str | None = None
     faults: FaultPlan = field(default_factory=FaultPlan)
-    #: Apply ``imagegen.moto_speedups`` (also off with ``IMAGEGEN_MOTO_SPEEDUPS=0``).
+    #: Apply ``imagegen.runtime.moto_speedups`` (also off with ``IMAGEGEN_MOTO_SPEEDUPS=0``).
     moto_speedups: bool = True
 
     def lambda_environment(self, bedrock_endpoint: str) -> dict[str, str]:
@@ -285,8 +233,6 @@ class OfflineEngine:
                 name=f"imagegen-{kind}", definition=definition, roleArn=role, type=sm_type
             )
             self.state_machines[kind] = created["stateMachineArn"]
-        from imagegen.batch import create_batch_state_machine  # batch_generate.asl.json, child: jobs
-
         self.state_machines["batch"] = create_batch_state_machine(self)
 
     def stop(self) -> None:
@@ -463,9 +409,7 @@ class OfflineEngine:
 
     def run_batch(self, source: BatchSource, **options: Any) -> BatchRun:
         """Upload a JSONL batch (a file, an S3 key or the lines) and run the batch workflow on it;
-        returns an :class:`imagegen.batch.BatchRun`. Options: see :func:`imagegen.batch.run_batch`."""
-        from imagegen.batch import run_batch
-
+        returns an :class:`imagegen.runtime.batch.BatchRun`. Options: see :func:`imagegen.runtime.batch.run_batch`."""
         return run_batch(self, source, **options)
 
     def download(self, manifest: dict[str, Any], out_dir: Path) -> list[Path]:

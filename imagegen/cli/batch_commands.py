@@ -15,10 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from imagegen.batch import BatchProgress, download_batch
-from imagegen.engine import EngineConfig, OfflineEngine
-
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+from imagegen.cli.options import EXIT_FAILED, EXIT_INVALID, EXIT_OK
+from imagegen.runtime.batch import BatchProgress, download_batch
+from imagegen.runtime.engine import EngineConfig, OfflineEngine
 
 
 def print_progress(progress: BatchProgress) -> None:

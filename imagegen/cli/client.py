@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from imagegen.outputs import write_local_manifest
+from imagegen.cli.outputs import write_local_manifest
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 #: ``POST /images`` waits for the whole workflow (deployed: at most API Gateway's integration timeout).

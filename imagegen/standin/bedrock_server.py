@@ -1,7 +1,7 @@
 """A local HTTP server that speaks the Amazon Bedrock Runtime ``InvokeModel`` protocol, offline.
 
 It is a stand-in for Bedrock, not a model: every "generated" image comes from
-``imagegen.renderer.render_png``, an abstract picture derived from a hash of the prompt and seed,
+``imagegen.standin.renderer.render_png``, an abstract picture derived from a hash of the prompt and seed,
 labelled ``OFFLINE RENDER — not a model``. The server exists so that the image pipeline (and boto3
 code in general) can run, be tested and be benchmarked without an AWS account.
 
@@ -13,7 +13,7 @@ boto3 needs no change: point the ``bedrock-runtime`` client at the server, e.g. 
                               aws_access_key_id="x", aws_secret_access_key="x")
         body = client.invoke_model(modelId="amazon.nova-canvas-v1:0", body=json.dumps({...}))["body"]
 
-Run it by hand with ``python -m imagegen.bedrock_server --port 8765 [--latency 0.5] ...``.
+Run it by hand with ``python -m imagegen.standin.bedrock_server --port 8765 [--latency 0.5] ...``.
 
 Routes:
 
@@ -29,7 +29,7 @@ Routes:
 Errors use the AWS restJson1 form botocore parses (status code, ``x-amzn-ErrorType`` header and a
 ``{"message": ...}`` body), so boto3 raises ``client.exceptions.ThrottlingException`` and so on.
 
-Fault injection: a server-wide ``FaultPlan`` (``imagegen.faults``: latency, first-k or rate-based
+Fault injection: a server-wide ``FaultPlan`` (``imagegen.standin.faults``: latency, first-k or rate-based
 throttling / timeouts / server errors, blocked prompt terms, blocked output seeds, denied models)
 and per-request directives written in the prompt, which the server strips before rendering:
 
@@ -76,8 +76,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from imagegen.faults import ERROR_STATUS, Directive, FaultPlan, parse_directives
-from imagegen.renderer import render_image
+from imagegen.standin.faults import ERROR_STATUS, Directive, FaultPlan, parse_directives
+from imagegen.standin.renderer import render_image
 
 __all__ = [
     "AMAZON_MODELS",
@@ -828,7 +828,7 @@ def _encode(
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m imagegen.bedrock_server",
+        prog="python -m imagegen.standin.bedrock_server",
         description="Serve an offline stand-in for the Bedrock Runtime InvokeModel API (no model; "
         "images are labelled OFFLINE RENDER). Point boto3 at it with AWS_ENDPOINT_URL_BEDROCK_RUNTIME.",
     )

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import boto3
 from image_pipeline.core.batch import (
@@ -37,8 +37,26 @@ from image_pipeline.core.batch import (
     parse_lines,
 )
 
-if TYPE_CHECKING:
-    from imagegen.engine import ExecutionResult, OfflineEngine
+from imagegen.runtime.offline_account import ACCOUNT, ExecutionResult, function_arn, substitute
+
+
+class BatchEngine(Protocol):
+    """What the batch runner uses of :class:`imagegen.runtime.engine.OfflineEngine` (it is passed the
+    engine; importing the engine's module here would make the two modules import each other)."""
+
+    state_machines: dict[str, str]
+    config: Any
+
+    @property
+    def s3(self) -> Any: ...
+
+    @property
+    def sfn(self) -> Any: ...
+
+    def start_execution(self, request: Any, *, name: str | None = None, kind: str = "jobs") -> str: ...
+
+    def wait(self, execution_arn: str, *, timeout: float = ...) -> ExecutionResult: ...
+
 
 BATCH_ASL_FILE = "batch_generate.asl.json"
 PREPARE_FUNCTION = "imagegen-prepare-batch"
@@ -61,7 +79,7 @@ START_EXECUTION_RESULT = {"executionArn": "ExecutionArn", "startDate": "StartDat
 
 def batch_asl_path() -> Path:
     """The batch state machine definition of this checkout."""
-    return Path(__file__).resolve().parent.parent / "statemachine" / BATCH_ASL_FILE
+    return Path(__file__).resolve().parents[2] / "statemachine" / BATCH_ASL_FILE
 
 
 def _rename_start_execution_parameters(params: dict[str, Any], **_: Any) -> None:
@@ -94,10 +112,8 @@ def adapt_start_execution(session: Any | None = None) -> None:
     )
 
 
-def batch_substitutions(engine: OfflineEngine) -> dict[str, str]:
+def batch_substitutions(engine: BatchEngine) -> dict[str, str]:
     """The batch ASL's placeholders, filled as the CDK construct fills them."""
-    from imagegen.engine import function_arn
-
     return {
         "PrepareBatchFunctionArn": function_arn(PREPARE_FUNCTION),
         "BuildBatchManifestFunctionArn": function_arn(MANIFEST_FUNCTION),
@@ -106,10 +122,8 @@ def batch_substitutions(engine: OfflineEngine) -> dict[str, str]:
     }
 
 
-def create_batch_state_machine(engine: OfflineEngine) -> str:
+def create_batch_state_machine(engine: BatchEngine) -> str:
     """Create the batch (Standard) state machine on a started engine; returns its ARN."""
-    from imagegen.engine import ACCOUNT, substitute
-
     adapt_start_execution()
     definition = substitute(batch_asl_path().read_text(), batch_substitutions(engine))
     created = engine.sfn.create_state_machine(
@@ -155,7 +169,7 @@ def _body_of(source: Sequence[str | Mapping[str, Any]]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def upload_batch(engine: OfflineEngine, source: BatchSource, *, key: str | None = None) -> tuple[str, bytes]:
+def upload_batch(engine: BatchEngine, source: BatchSource, *, key: str | None = None) -> tuple[str, bytes]:
     """Put the batch file in the engine's bucket; returns its key and bytes."""
     bucket = engine.config.bucket
     if isinstance(source, str):
@@ -175,7 +189,7 @@ def batch_manifest_key(key: str, body: bytes) -> str:
     return f"{RESULTS_PREFIX}{batch_id(batch_name(key), body)}/{MANIFEST_FILE}"
 
 
-def read_json(engine: OfflineEngine, key: str) -> dict[str, Any] | None:
+def read_json(engine: BatchEngine, key: str) -> dict[str, Any] | None:
     """A JSON object of the engine's bucket, or None if there is none at ``key``."""
     try:
         body = engine.s3.get_object(Bucket=engine.config.bucket, Key=key)["Body"].read()
@@ -184,7 +198,7 @@ def read_json(engine: OfflineEngine, key: str) -> dict[str, Any] | None:
     return dict(json.loads(body))
 
 
-def progress_of(engine: OfflineEngine, name: str, total: int) -> BatchProgress:
+def progress_of(engine: BatchEngine, name: str, total: int) -> BatchProgress:
     """Finished child executions of batch ``name`` (their names start with it)."""
     finished = 0
     paginator = engine.sfn.get_paginator("list_executions")
@@ -196,7 +210,7 @@ def progress_of(engine: OfflineEngine, name: str, total: int) -> BatchProgress:
 
 
 def run_batch(
-    engine: OfflineEngine,
+    engine: BatchEngine,
     source: BatchSource,
     *,
     key: str | None = None,
@@ -233,7 +247,7 @@ def run_batch(
     return BatchRun(result=result, key=key, manifest=read_json(engine, batch_manifest_key(key, body)))
 
 
-def download_batch(engine: OfflineEngine, manifest: Mapping[str, Any], out_dir: Path) -> Path:
+def download_batch(engine: BatchEngine, manifest: Mapping[str, Any], out_dir: Path) -> Path:
     """Copy every line's images and manifest, and the batch manifest, under ``out_dir`` (S3 layout)."""
     bucket = manifest["bucket"]
     for item in manifest["items"]:
