@@ -6,24 +6,28 @@ acknowledgment (``Validations.of(construct).acknowledge``) names one finding on 
 for the resources below it. Wildcard findings name their resource as cdk-nag prints it
 (``AwsSolutions-IAM5[Resource::<Bucket.Arn>/*.png]``): :func:`iam5` derives that text from the very
 value the construct granted, so a new wildcard anywhere is reported, never silently accepted.
+
+This module does not import the stack: it takes any construct that has the stack's parts
+(:class:`ComposedStack`), so the stack imports it and not the other way round.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aws_cdk import Acknowledgment, Stack, Validations
 from aws_cdk import aws_iam as iam
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
-from stacks.batch import REQUEST_MANIFESTS, RESULT_FILES, UPLOADED_FILES
-from stacks.workflow import IMAGE_KEYS, MANIFEST_KEYS
-
-if TYPE_CHECKING:
-    from stacks.imagegen_stack import ImagegenStack
+from stacks.api import ImageApi
+from stacks.batch import REQUEST_MANIFESTS, RESULT_FILES, UPLOADED_FILES, BatchConstruct
+from stacks.events import WorkflowEvents
+from stacks.storage import ImageStorage
+from stacks.web import WebConstruct
+from stacks.workflow import IMAGE_KEYS, MANIFEST_KEYS, ImageWorkflow
 
 PACK = "AwsSolutions"
 #: The singleton Lambda that aws-cdk-lib's BucketDeployment adds to the stack (web page upload).
@@ -32,7 +36,18 @@ BUCKET_DEPLOYMENT_HANDLER = "Custom::CDKBucketDeployment"
 BUCKET_NOTIFICATIONS_HANDLER = "BucketNotificationsHandler"
 
 
-def check_with_cdk_nag(stack: ImagegenStack) -> None:
+class ComposedStack(IConstruct, Protocol):
+    """What the acknowledgements need of a stack: the constructs it composed (``ImagegenStack`` is one)."""
+
+    storage: ImageStorage
+    events: WorkflowEvents
+    workflow: ImageWorkflow
+    batch: BatchConstruct
+    api: ImageApi
+    web: WebConstruct | None
+
+
+def check_with_cdk_nag(stack: ComposedStack) -> None:
     """Run the AwsSolutions pack at synthesis and acknowledge the accepted findings."""
     Validations.of(stack).add_plugins(AwsSolutionsChecks())
     acknowledge_findings(stack)
@@ -112,7 +127,7 @@ LATEST_RUNTIME = (
 )
 
 
-def acknowledge_findings(stack: ImagegenStack) -> None:
+def acknowledge_findings(stack: ComposedStack) -> None:
     """Every accepted finding of the stack, with its reason."""
     _workflow(stack)
     _batch(stack)
@@ -127,7 +142,7 @@ def acknowledge_findings(stack: ImagegenStack) -> None:
         _web(stack)
 
 
-def _workflow(stack: ImagegenStack) -> None:
+def _workflow(stack: ComposedStack) -> None:
     workflow = stack.workflow
     bucket = stack.storage.images_bucket
 
@@ -158,7 +173,7 @@ def _workflow(stack: ImagegenStack) -> None:
         )
 
 
-def _batch(stack: ImagegenStack) -> None:
+def _batch(stack: ComposedStack) -> None:
     batch = stack.batch
     bucket = stack.storage.images_bucket
     results = iam5(bucket, bucket.arn_for_objects(RESULT_FILES))
@@ -209,7 +224,7 @@ def _batch(stack: ImagegenStack) -> None:
         )
 
 
-def _api(stack: ImagegenStack) -> None:
+def _api(stack: ComposedStack) -> None:
     api = stack.api
     bucket = stack.storage.images_bucket
 
@@ -257,7 +272,7 @@ def _api(stack: ImagegenStack) -> None:
             acknowledge(method, reason_api_key, "APIG4")
 
 
-def _web(stack: ImagegenStack) -> None:
+def _web(stack: ComposedStack) -> None:
     assert stack.web is not None
     distribution = stack.web.distribution
     acknowledge(
