@@ -51,14 +51,13 @@ class _RoundTripS3:
 
 def _state(s3: Any, count: int, tag: str) -> dict[str, Any]:
     """A planned request of ``count`` images whose branches all stored their PNG."""
-    from image_pipeline.core.request import plan_request
+    from image_pipeline.core.planning import check_request
+    from image_pipeline.core.planning import plan as plan_of
     from image_pipeline.core.settings import Settings
 
-    plan = plan_request(
-        {"prompt": f"manifest checks {tag}", "count": count, "model": "titan-image-v2", "seed": 1},
-        request_id=f"bench-{tag}",
-        settings=Settings(images_bucket=BUCKET, max_images_per_request=40),
-    )
+    request = {"prompt": f"manifest checks {tag}", "count": count, "model": "titan-image-v2", "seed": 1}
+    settings = Settings(images_bucket=BUCKET, max_images_per_request=40)
+    plan = plan_of(check_request(request, settings), f"bench-{tag}")
     png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 2048
     results = []
     for image in plan["images"]:

@@ -22,6 +22,7 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
+from image_pipeline.core import planning
 from image_pipeline.core.errors import (
     AllImagesFiltered,
     ImagesFailed,
@@ -33,12 +34,12 @@ from image_pipeline.core.errors import (
 )
 from image_pipeline.core.generation import generate_image
 from image_pipeline.core.manifest import HEAD_WORKERS, attachment, build_manifest, with_presigned_urls
-from image_pipeline.core.request import MAX_IMAGES, MAX_PROMPT_CHARS, plan_request
+from image_pipeline.core.request import MAX_IMAGES, MAX_PROMPT_CHARS
 from image_pipeline.core.settings import Settings
 from moto import mock_aws
 from PIL import Image
 
-from tests.conftest import empty_bucket
+from tests.support import empty_bucket
 
 BUCKET = "test-bucket"
 
@@ -78,11 +79,8 @@ def s3(aws_credentials: None) -> Iterator[Any]:
 
 
 def planned(model: str = "stable-image-core", count: int = 2) -> dict[str, Any]:
-    return plan_request(
-        {"prompt": "a red porsche", "count": count, "model": model, "seed": 10},
-        request_id="exec-1",
-        settings=Settings(images_bucket=BUCKET),
-    )
+    request = {"prompt": "a red porsche", "count": count, "model": model, "seed": 10}
+    return planning.plan(planning.check_request(request, Settings(images_bucket=BUCKET)), "exec-1")
 
 
 def item(plan: dict[str, Any], index: int) -> dict[str, Any]:
@@ -230,7 +228,7 @@ def test_the_largest_manifest_fits_the_step_functions_payload_limit(s3: Any) -> 
         "output_folder": "/".join(["f" * 49] * 4),
         "file_name_prefix": "x" * 64,
     }
-    plan = plan_request(request, request_id="r" * 80, settings=Settings(images_bucket=BUCKET))
+    plan = planning.plan(planning.check_request(request, Settings(images_bucket=BUCKET)), "r" * 80)
     state = run_branches(plan, s3, [OK] * MAX_IMAGES)
     role = boto3.client(
         "s3",

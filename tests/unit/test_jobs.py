@@ -111,7 +111,7 @@ def test_a_valid_submission_gives_the_execution_input(settings: Settings) -> Non
         ({"prompt": "x", "count": 41}, "count"),
         ({"prompt": "x", "colour": "red"}, "colour"),
         ({"prompt": "x", "model": "dall-e"}, "model"),
-        # per-model checks (plan_request), not only the shared schema:
+        # per-model checks (check_request), not only the shared schema:
         ({"prompt": "x", "model": "nova-canvas", "width": 1000, "height": 1000}, "width"),
         ({"prompt": "x" * 600, "model": "titan-image-v2"}, "prompt"),
     ],

@@ -8,7 +8,8 @@ import pytest
 from image_pipeline.core.errors import InvalidRequest
 from image_pipeline.core.events import request_from_input
 from image_pipeline.core.keys import image_key, manifest_key, request_prefix
-from image_pipeline.core.request import ImageRequest, distinct_seeds, parse_request, plan_request
+from image_pipeline.core.planning import check_request, distinct_seeds, plan
+from image_pipeline.core.request import ImageRequest, parse_request
 from image_pipeline.core.settings import Settings
 
 from tests.conftest import load_event
@@ -84,8 +85,8 @@ BAD_REQUESTS: list[tuple[Any, str]] = [
 ]
 
 
-def plan(raw: Any, settings: Settings | None = None) -> dict:
-    return plan_request(raw, request_id="req-1", settings=settings or Settings(images_bucket="b"))
+def checked_plan(raw: Any, settings: Settings | None = None) -> dict:
+    return plan(check_request(raw, settings or Settings(images_bucket="b")), "req-1")
 
 
 @pytest.mark.parametrize(
@@ -93,7 +94,7 @@ def plan(raw: Any, settings: Settings | None = None) -> dict:
 )
 def test_bad_request_names_the_field(raw: Any, field: str) -> None:
     with pytest.raises(InvalidRequest) as info:
-        plan(raw)
+        checked_plan(raw)
     fields = [e.field for e in info.value.errors]
     assert field in fields, info.value
     assert field in str(info.value)
@@ -105,34 +106,42 @@ def test_at_least_forty_distinct_bad_inputs() -> None:
 
 def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(InvalidRequest) as info:
-        plan({"prompt": "", "count": 0, "output_folder": "../x"})
+        checked_plan({"prompt": "", "count": 0, "output_folder": "../x"})
     assert {e.field for e in info.value.errors} == {"prompt", "count", "output_folder"}
 
 
 def test_deployment_limit_on_count() -> None:
     with pytest.raises(InvalidRequest, match="count: at most 10"):
-        plan({"prompt": "ok", "count": 11}, Settings(max_images_per_request=10))
+        checked_plan({"prompt": "ok", "count": 11}, Settings(max_images_per_request=10))
 
 
 def test_model_not_enabled_in_deployment() -> None:
     settings = Settings(allowed_models=("stable-image-core",))
     with pytest.raises(InvalidRequest, match="nova-canvas is not enabled"):
-        plan({"prompt": "ok", "model": "nova-canvas"}, settings)
+        checked_plan({"prompt": "ok", "model": "nova-canvas"}, settings)
 
 
 def test_defaults_from_configuration() -> None:
-    result = plan(load_event("request_minimal"), Settings(default_model="sd3-5-large"))
+    result = checked_plan(load_event("request_minimal"), Settings(default_model="sd3-5-large"))
     assert result["model"] == "sd3-5-large"
     assert len(result["images"]) == 4
     assert result["request"]["aspect_ratio"] == "1:1"
 
 
+def test_check_request_gives_the_request_its_adapter_and_settings_without_planning() -> None:
+    settings = Settings(images_bucket="b")
+    request, adapter, checked_with = check_request(
+        {"prompt": " ok ", "model": "amazon.nova-canvas-v1:0"}, settings
+    )
+    assert request.prompt == "ok" and adapter.registry_id == "nova-canvas" and checked_with is settings
+
+
 def test_bedrock_model_id_is_accepted_as_model() -> None:
-    assert plan({"prompt": "ok", "model": "amazon.nova-canvas-v1:0"})["model"] == "nova-canvas"
+    assert checked_plan({"prompt": "ok", "model": "amazon.nova-canvas-v1:0"})["model"] == "nova-canvas"
 
 
 def test_full_request_is_planned() -> None:
-    result = plan(load_event("request_full"))
+    result = checked_plan(load_event("request_full"))
     assert result["model"] == "nova-canvas"
     assert result["request"] | {"prompt": None} == {
         "prompt": None,
@@ -154,7 +163,7 @@ def test_full_request_is_planned() -> None:
 
 
 def test_seed001_request_keeps_its_folder_and_prefix() -> None:
-    result = plan(load_event("request_seed001"))
+    result = checked_plan(load_event("request_seed001"))
     keys = [i["key"] for i in result["images"]]
     assert all(k.startswith("000/111/req-1/porsche_image-") and k.endswith(".png") for k in keys)
     assert len(set(keys)) == 4
@@ -175,7 +184,7 @@ def test_unicode_prompt_is_kept() -> None:
 
 
 def test_titan_aspect_ratio_maps_to_a_listed_size() -> None:
-    result = plan({"prompt": "ok", "model": "titan-image-v2", "aspect_ratio": "16:9"})
+    result = checked_plan({"prompt": "ok", "model": "titan-image-v2", "aspect_ratio": "16:9"})
     assert (result["request"]["width"], result["request"]["height"]) in {
         (1280, 768),
         (1408, 768),
@@ -185,13 +194,13 @@ def test_titan_aspect_ratio_maps_to_a_listed_size() -> None:
 
 
 def test_nova_aspect_ratio_gives_valid_size() -> None:
-    result = plan({"prompt": "ok", "model": "nova-canvas", "aspect_ratio": "16:9"})
+    result = checked_plan({"prompt": "ok", "model": "nova-canvas", "aspect_ratio": "16:9"})
     width, height = result["request"]["width"], result["request"]["height"]
     assert width % 16 == 0 and height % 16 == 0 and width > height
 
 
 def test_stability_width_height_of_a_known_ratio_becomes_aspect_ratio() -> None:
-    result = plan({"prompt": "ok", "model": "stable-image-core", "width": 1920, "height": 1080})
+    result = checked_plan({"prompt": "ok", "model": "stable-image-core", "width": 1920, "height": 1080})
     assert result["request"]["aspect_ratio"] == "16:9"
 
 
@@ -208,9 +217,9 @@ def test_keys_never_collide_across_requests_and_images() -> None:
     keys = {
         i["key"]
         for request_id in ("a", "b", "c")
-        for i in plan_request(
-            {"prompt": "ok", "count": 40, "seed": 7}, request_id=request_id, settings=Settings()
-        )["images"]
+        for i in plan(check_request({"prompt": "ok", "count": 40, "seed": 7}, Settings()), request_id)[
+            "images"
+        ]
     }
     assert len(keys) == 120
 

@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 
 from image_pipeline.core.errors import FieldError, InvalidRequest
 from image_pipeline.core.manifest import with_presigned_urls
-from image_pipeline.core.request import parse_request, plan_request
+from image_pipeline.core.planning import check_request
 from image_pipeline.core.settings import Settings
 from image_pipeline.models.registry import list_adapters
 
@@ -151,7 +151,8 @@ def query_request(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
 def validate_submission(
     raw: Any, *, settings: Settings, idempotency_header: str | None = None
 ) -> tuple[dict[str, Any], str | None]:
-    """Validate a request as the workflow's first step would, without starting anything.
+    """Check a request as the workflow's first step does (:func:`check_request`), without planning
+    or starting anything.
 
     Returns the execution input (the request's fields as given, typed, with ``idempotency_key`` set
     to the key) and the idempotency key (``Idempotency-Key`` header or the body's
@@ -161,9 +162,7 @@ def validate_submission(
     if header_key is not None and not IDEMPOTENCY_KEY.match(header_key):
         raise ApiError.invalid([FieldError(IDEMPOTENCY_HEADER, "1 to 64 letters, digits, '_' or '-'")])
     try:
-        request = parse_request(raw)
-        # The model's own limits too; the request id only shapes keys of a plan that is thrown away.
-        plan_request(raw, request_id="validation-only", settings=settings)
+        request = check_request(raw, settings).request  # the model's own limits too
     except InvalidRequest as exc:
         raise ApiError.invalid(exc.errors) from None
     body_key = request.idempotency_key

@@ -2,23 +2,19 @@
 
 ``ImageRequest`` checks what every model shares (types, ranges, safe storage names). The model's
 own limits (prompt length, sizes, seeds, options it does not take) are checked by its adapter in
-``image_pipeline.models``; :func:`plan_request` runs both and turns every problem into one
-:class:`~image_pipeline.core.errors.InvalidRequest` that names each field to change.
+``image_pipeline.models``; :func:`image_pipeline.core.planning.check_request` runs both and turns every
+problem into one :class:`~image_pipeline.core.errors.InvalidRequest` that names each field to change.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
 import unicodedata
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from image_pipeline.core.errors import FieldError, InvalidRequest
-from image_pipeline.core.keys import image_key, manifest_key, request_prefix
-from image_pipeline.core.settings import Settings
 
 MAX_IMAGES = 40
 MAX_PROMPT_CHARS = 10_000
@@ -168,56 +164,3 @@ def parse_request(raw: Any) -> ImageRequest:
     except ValidationError as exc:
         raise InvalidRequest(_field_errors(exc)) from None
 
-
-def distinct_seeds(count: int, max_seed: int, first: int | None) -> list[int]:
-    """One distinct seed per image: ``first + i`` (wrapping at the model's maximum) or random ones."""
-    if first is not None:
-        return [(first + i) % (max_seed + 1) for i in range(count)]
-    seeds: list[int] = []
-    while len(seeds) < count:
-        candidate = secrets.randbelow(max_seed + 1)
-        if candidate not in seeds:
-            seeds.append(candidate)
-    return seeds
-
-
-def plan_request(raw: Any, *, request_id: str, settings: Settings, now: datetime | None = None) -> dict:
-    """Validate a raw request for the model it names and plan one branch per image.
-
-    Returns the plan the state machine fans out over: the normalized request, the resolved model,
-    the S3 prefix, and per image its index, seed and S3 key (keys are unique per request id).
-    """
-    from image_pipeline.models.registry import resolve_model  # registry imports this module
-
-    request = parse_request(raw)
-    errors: list[FieldError] = []
-    if request.count > settings.max_images_per_request:
-        errors.append(
-            FieldError("count", f"at most {settings.max_images_per_request} images per request here")
-        )
-    model_name = request.model or settings.default_model
-    adapter = resolve_model(model_name, allowed=settings.allowed_models)
-    if isinstance(adapter, FieldError):
-        raise InvalidRequest([*errors, adapter])
-    errors.extend(adapter.validate(request))
-    if errors:
-        raise InvalidRequest(errors)
-
-    normalized = adapter.normalize(request)
-    seeds = distinct_seeds(request.count, adapter.max_seed, request.seed)
-    prefix = request_prefix(request.output_folder, request_id)
-    images = [
-        {"index": i, "seed": seed, "key": image_key(prefix, request.file_name_prefix, i, seed)}
-        for i, seed in enumerate(seeds)
-    ]
-    return {
-        "request_id": request_id,
-        "model": adapter.registry_id,
-        "request": normalized,
-        "bucket": settings.images_bucket,
-        "prefix": prefix,
-        "manifest_key": manifest_key(prefix),
-        "max_concurrency": settings.map_max_concurrency,
-        "received_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
-        "images": images,
-    }

@@ -1,4 +1,4 @@
-"""First state: validate the request for its model and plan one branch per image."""
+"""First state: check the request for its model and plan one branch per image."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from image_pipeline.core.events import request_from_input
 from image_pipeline.core.observability import tracer
-from image_pipeline.core.request import plan_request
+from image_pipeline.core.planning import check_request, plan
 from image_pipeline.core.settings import get_settings
 
 logger = Logger()
@@ -20,9 +20,7 @@ logger = Logger()
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request_id = str(event["execution_name"])
     logger.append_keys(request_id=request_id)
-    plan = plan_request(
-        request_from_input(event.get("input")), request_id=request_id, settings=get_settings()
-    )
-    logger.info("request planned", extra={"model": plan["model"], "count": len(plan["images"])})
-    logger.debug("prompt", extra={"prompt": plan["request"]["prompt"]})
-    return plan
+    planned = plan(check_request(request_from_input(event.get("input")), get_settings()), request_id)
+    logger.info("request planned", extra={"model": planned["model"], "count": len(planned["images"])})
+    logger.debug("prompt", extra={"prompt": planned["request"]["prompt"]})
+    return planned
