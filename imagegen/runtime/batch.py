@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import boto3
+from botocore.exceptions import ClientError
 from image_pipeline.core.batch import (
     BATCH_PREFIX,
     BATCH_SUFFIX,
@@ -36,6 +37,7 @@ from image_pipeline.core.batch import (
     batch_name,
     parse_lines,
 )
+from image_pipeline.core.errors import is_not_found
 
 from imagegen.runtime.offline_account import ACCOUNT, ExecutionResult, function_arn, substitute
 
@@ -193,8 +195,10 @@ def read_json(engine: BatchEngine, key: str) -> dict[str, Any] | None:
     """A JSON object of the engine's bucket, or None if there is none at ``key``."""
     try:
         body = engine.s3.get_object(Bucket=engine.config.bucket, Key=key)["Body"].read()
-    except engine.s3.exceptions.NoSuchKey:
-        return None
+    except ClientError as exc:
+        if is_not_found(exc):
+            return None
+        raise
     return dict(json.loads(body))
 
 

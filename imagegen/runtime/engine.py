@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from image_pipeline.core.jobs import execution_progress
 
 from imagegen.runtime import moto_speedups
 from imagegen.runtime.batch import BatchRun, BatchSource, create_batch_state_machine, run_batch
@@ -328,19 +329,12 @@ class OfflineEngine:
         return response["executionArn"]
 
     def progress(self, execution_arn: str) -> Progress:
-        """Images finished so far, from the execution's history."""
+        """Images finished so far, from the execution's history (as ``GET /jobs/{id}`` counts them)."""
         status = self._sfn.describe_execution(executionArn=execution_arn)["status"]
-        progress = Progress(status=status)
-        history = self._sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)
-        for event in history.get("events", []):
-            kind = event.get("type")
-            if kind == "MapStateStarted":
-                progress.total = event.get("mapStateStartedEventDetails", {}).get("length")
-            elif kind == "MapIterationSucceeded":
-                progress.done += 1
-            elif kind == "MapIterationFailed":
-                progress.failed += 1
-        return progress
+        counted = execution_progress(self._sfn, execution_arn)
+        return Progress(
+            total=counted["total"], done=counted["done"] or 0, failed=counted["failed"] or 0, status=status
+        )
 
     def wait(
         self,

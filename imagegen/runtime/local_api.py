@@ -37,18 +37,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from image_pipeline.core.errors import FieldError
+from image_pipeline.core.errors import FieldError, is_not_found
 from image_pipeline.core.events import REQUEST_EVENT
 from image_pipeline.core.jobs import (
     IDEMPOTENCY_HEADER,
     MAX_BODY_BYTES,
     ApiError,
     body_too_large,
-    check_job_id,
-    execution_arn,
+    describe_job,
     job_accepted,
-    job_from_execution,
-    job_not_found,
     model_catalog,
     parse_body,
     query_request,
@@ -265,19 +262,14 @@ def create_app(
         body = job_accepted(started.job_id, started.status)
         return JSONResponse(body, status_code=202, headers={"Location": body["status_url"]})
 
-    def describe_job(job_id: str, base_url: str) -> dict[str, Any]:
-        arn = execution_arn(engine.state_machines["jobs"], check_job_id(job_id))
-        try:
-            described = engine.sfn.describe_execution(executionArn=arn)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in {"ExecutionDoesNotExist", "InvalidArn"}:
-                raise job_not_found(job_id) from None
-            raise
-        progress = None
-        if described["status"] == "RUNNING":
-            progress = dataclasses.asdict(engine.progress(arn))
-        job = job_from_execution(
-            described, s3=engine.s3, expires_in=settings.presign_expiry_seconds, progress=progress
+    def local_job(job_id: str, base_url: str) -> dict[str, Any]:
+        """The deployed API's job document, with this server's image URLs."""
+        job = describe_job(
+            engine.sfn,
+            engine.state_machines["jobs"],
+            job_id,
+            s3=engine.s3,
+            expires_in=settings.presign_expiry_seconds,
         )
         if "manifest" in job:
             job["manifest"] = with_local_urls(job["manifest"], base_url)
@@ -289,7 +281,7 @@ def create_app(
         responses={200: {"model": Job}, 404: {"model": ErrorBody, "description": "No such job"}},
     )
     async def get_job(job_id: str, request: Request) -> JSONResponse:
-        return JSONResponse(await blocking(describe_job, job_id, str(request.base_url)))
+        return JSONResponse(await blocking(local_job, job_id, str(request.base_url)))
 
     @app.get("/models", summary="The model registry and what this deployment offers")
     async def get_models() -> JSONResponse:
@@ -299,7 +291,7 @@ def create_app(
         try:
             stored = engine.s3.get_object(Bucket=engine.config.bucket, Key=key)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
+            if is_not_found(exc):
                 raise ApiError(404, "FileNotFound", f"no file {key[:200]!r}") from None
             raise
         return stored["Body"].read(), stored.get("ContentType") or "application/octet-stream"

@@ -11,15 +11,17 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.stub import Stubber
+from image_pipeline.core.errors import cause_message
 from image_pipeline.core.jobs import (
-    ERROR_STATUS,
     MAX_BODY_BYTES,
+    WORKFLOW_ERROR_HTTP_STATUS,
     ApiError,
     StartedJob,
-    cause_message,
     check_job_id,
+    describe_job,
     execution_arn,
     execution_document,
+    execution_progress,
     failure_of,
     http_status_for_failure,
     job_from_execution,
@@ -342,12 +344,13 @@ def test_failures_map_to_http_statuses(status: str, error: str | None, http: int
 
 
 def test_the_status_table_covers_the_named_workflow_errors() -> None:
-    assert set(ERROR_STATUS) == {"InvalidRequest", "AllImagesFiltered", "ImagesThrottled"}
+    assert set(WORKFLOW_ERROR_HTTP_STATUS) == {"InvalidRequest", "AllImagesFiltered", "ImagesThrottled"}
 
 
 def test_error_message_comes_from_the_lambda_cause() -> None:
     assert cause_message(FILTERED_CAUSE) == "No image was generated (CONTENT_FILTERED_INPUT x2)"
     assert cause_message("plain text") == "plain text" and cause_message(None) == ""
+    assert cause_message('{"message": "from a service"}') == "from a service" and cause_message(7) == ""
     assert failure_of("TIMED_OUT", None, None) == {
         "error": "ExecutionTimedOut",
         "message": "the workflow did not finish in time",
@@ -364,6 +367,36 @@ def test_progress_counts_finished_branches() -> None:
     ]
     assert progress_from_history(history) == {"total": 3, "done": 1, "failed": 1}
     assert progress_from_history([])["total"] is None
+
+
+def test_execution_progress_reads_history_pages_up_to_the_limit() -> None:
+    sfn, stub = stubbed_sfn()
+    arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{SM_NAME}:j"
+    pages = [
+        [{"type": "MapStateStarted", "mapStateStartedEventDetails": {"length": 5}}],
+        [{"type": "MapIterationSucceeded"}, {"type": "MapIterationFailed"}],
+        [{"type": "MapIterationSucceeded"}],
+    ]
+    when = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    for number, events in enumerate(pages):
+        answer: dict[str, Any] = {
+            "events": [{**e, "timestamp": when, "id": i + 1} for i, e in enumerate(events)],
+            "nextToken": f"t{number + 1}",
+        }
+        expected: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
+        if number:
+            expected["nextToken"] = f"t{number}"
+        stub.add_response("get_execution_history", answer, expected)
+    with stub:
+        assert execution_progress(sfn, arn, max_pages=2) == {"total": 5, "done": 1, "failed": 1}
+
+
+def test_describe_job_of_an_unknown_execution_is_404() -> None:
+    sfn, stub = stubbed_sfn()
+    stub.add_client_error("describe_execution", "ExecutionDoesNotExist", http_status_code=400)
+    with stub, pytest.raises(ApiError) as caught:
+        describe_job(sfn, SM_ARN, "nope", s3=None, expires_in=60)
+    assert (caught.value.status, caught.value.error) == (404, "JobNotFound")
 
 
 def _described(status: str, **extra: Any) -> dict[str, Any]:

@@ -35,8 +35,14 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
-from image_pipeline.core.errors import ImageGenError, InvalidRequest, StorageError
-from image_pipeline.core.jobs import cause_message, execution_arn
+from image_pipeline.core.errors import (
+    ImageGenError,
+    InvalidRequest,
+    StorageError,
+    cause_message,
+    is_not_found,
+)
+from image_pipeline.core.jobs import execution_arn
 from image_pipeline.core.keys import manifest_key, request_prefix
 from image_pipeline.core.request import parse_request
 from image_pipeline.core.settings import model_from_environ
@@ -219,7 +225,7 @@ def _read_source(s3: Any, bucket: str, key: str, max_bytes: int) -> tuple[str, b
         try:
             head = s3.head_object(Bucket=bucket, Key=candidate)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+            if is_not_found(exc):
                 continue
             raise StorageError(f"could not read s3://{bucket}/{candidate}: {exc}") from None
         if head["ContentLength"] > max_bytes:
@@ -304,7 +310,7 @@ def _request_manifest(s3: Any, bucket: str, item: Mapping[str, Any]) -> dict[str
     try:
         return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+        if is_not_found(exc):
             return None
         raise StorageError(f"could not read s3://{bucket}/{key}: {exc}") from None
 

@@ -1,13 +1,20 @@
-"""Named errors.
+"""Named errors, and how to read the errors of others.
 
 The class name of an exception raised by a handler becomes the Step Functions error name
 (``errorType`` of the Lambda error payload), so these names are part of the public contract:
 console and event runs fail with them, and the API maps them to HTTP status codes.
+:func:`cause_message` reads the message back out of a Step Functions cause; :func:`is_not_found`
+tells an S3 "no such object" from other S3 errors.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
 
 
 @dataclass(frozen=True)
@@ -101,3 +108,26 @@ def reason_code_for_error(error_name: str) -> str:
     if error_name.startswith("Lambda."):
         return "LAMBDA_ERROR"
     return "INTERNAL_ERROR"
+
+
+def cause_message(cause: Any) -> str:
+    """The message of a Step Functions error cause: a Lambda error payload's ``errorMessage`` (or
+    ``message``), or the cause's text itself; empty when there is no cause."""
+    if not cause or not isinstance(cause, str):
+        return ""
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        return cause
+    if isinstance(parsed, dict):
+        return str(parsed.get("errorMessage") or parsed.get("message") or cause)
+    return cause
+
+
+#: Error codes of an S3 call on a key that does not exist (HeadObject answers a bare 404).
+_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+def is_not_found(error: ClientError) -> bool:
+    """Whether an S3 ``ClientError`` says the object does not exist (rather than that the call failed)."""
+    return error.response.get("Error", {}).get("Code") in _NOT_FOUND_CODES

@@ -5,9 +5,10 @@
 * Starting: :func:`start_job` starts a Standard ("jobs") execution named by the idempotency key and
   answers a retry with the existing job (409 for another request); :func:`sync_response` turns the
   result of a synchronous (Express) execution into the HTTP answer.
-* Jobs: a job id is the execution name of the Standard workflow; a DescribeExecution result becomes
-  the job document of ``GET /jobs/{id}``, with presigned URLs re-issued on every call.
-* Failures: :data:`ERROR_STATUS` maps the workflow's named errors to HTTP statuses.
+* Jobs: a job id is the execution name of the Standard workflow; :func:`describe_job` answers
+  ``GET /jobs/{id}`` from DescribeExecution (and, while it runs, the progress counted from its history
+  by :func:`progress_from_history`), with presigned URLs re-issued on every call.
+* Failures: :data:`WORKFLOW_ERROR_HTTP_STATUS` maps the workflow's named errors to HTTP statuses.
 
 The Step Functions client is a parameter: the deployed Lambda passes its boto3 client, the local server
 the offline engine's (moto) client.
@@ -24,7 +25,7 @@ from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
-from image_pipeline.core.errors import FieldError, InvalidRequest
+from image_pipeline.core.errors import FieldError, InvalidRequest, cause_message
 from image_pipeline.core.manifest import with_presigned_urls
 from image_pipeline.core.planning import check_request
 from image_pipeline.core.settings import Settings
@@ -37,6 +38,8 @@ MAX_BODY_BYTES = 64 * 1024
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: Pages of execution history read for the progress of a running job (1000 events each).
+MAX_HISTORY_PAGES = 5
 _STATE_MACHINE_ARN = re.compile(r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$")
 
 #: Execution status -> job status.
@@ -49,7 +52,7 @@ JOB_STATUS: dict[str, str] = {
     "ABORTED": "failed",
 }
 #: Workflow error name -> HTTP status. A TIMED_OUT execution is 504; any other failure is 502.
-ERROR_STATUS: dict[str, int] = {
+WORKFLOW_ERROR_HTTP_STATUS: dict[str, int] = {
     "InvalidRequest": 400,
     "AllImagesFiltered": 400,
     "ImagesThrottled": 429,
@@ -249,8 +252,8 @@ def start_job(
 def sync_response(result: Mapping[str, Any]) -> tuple[int, Any]:
     """The HTTP status and body of a synchronous execution's result (StartSyncExecution's answer, or a
     DescribeExecution result): 200 and the output (the manifest) when it SUCCEEDED; otherwise the
-    failure's status (:data:`ERROR_STATUS` by error name, 502 for any other failure, 504 when
-    TIMED_OUT) and ``{"error", "message"}``, the message taken from the cause."""
+    failure's status (:data:`WORKFLOW_ERROR_HTTP_STATUS` by error name, 502 for any other failure,
+    504 when TIMED_OUT) and ``{"error", "message"}``, the message taken from the cause."""
     status = str(result.get("status") or "")
     output = result.get("output")
     if status == "SUCCEEDED" and output:
@@ -320,19 +323,6 @@ def execution_arn(state_machine_arn: str, job_id: str) -> str:
     return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + check_job_id(job_id)
 
 
-def cause_message(cause: str | None) -> str:
-    """The message of an execution's cause: a Lambda error payload's ``errorMessage``, or the text."""
-    if not cause:
-        return ""
-    try:
-        parsed = json.loads(cause)
-    except ValueError:
-        return cause
-    if isinstance(parsed, dict):
-        return str(parsed.get("errorMessage") or parsed.get("message") or cause)
-    return cause
-
-
 def failure_of(status: str, error: str | None, cause: str | None) -> dict[str, str]:
     """``{"error", "message"}`` of an execution that did not succeed."""
     name = error or _STATUS_ERROR.get(status, "ExecutionFailed")
@@ -349,7 +339,7 @@ def http_status_for_failure(status: str, error: str | None) -> int:
     """The HTTP status of an execution that did not succeed (never 200)."""
     if status == "TIMED_OUT":
         return TIMED_OUT_STATUS
-    return ERROR_STATUS.get(error or "", OTHER_FAILURE_STATUS)
+    return WORKFLOW_ERROR_HTTP_STATUS.get(error or "", OTHER_FAILURE_STATUS)
 
 
 def failure_error(status: str, error: str | None, cause: str | None) -> ApiError:
@@ -359,7 +349,8 @@ def failure_error(status: str, error: str | None, cause: str | None) -> ApiError
 
 
 def progress_from_history(events: Iterable[Mapping[str, Any]]) -> dict[str, int | None]:
-    """Images finished so far from an execution's history events (``total`` is None until planned)."""
+    """Images finished so far from an execution's history events: the Map's iterations that
+    succeeded (``done``) and failed (``failed``) of its ``total`` (None until planned)."""
     progress: dict[str, int | None] = {"total": None, "done": 0, "failed": 0}
     for event in events:
         kind = event.get("type")
@@ -370,6 +361,19 @@ def progress_from_history(events: Iterable[Mapping[str, Any]]) -> dict[str, int 
         elif kind == "MapIterationFailed":
             progress["failed"] = (progress["failed"] or 0) + 1
     return progress
+
+
+def execution_progress(sfn: Any, arn: str, *, max_pages: int = MAX_HISTORY_PAGES) -> dict[str, int | None]:
+    """:func:`progress_from_history` of an execution, from at most ``max_pages`` pages of its history."""
+    events: list[Mapping[str, Any]] = []
+    kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
+    for _ in range(max_pages):
+        page = sfn.get_execution_history(**kwargs)
+        events.extend(page.get("events", []))
+        if not page.get("nextToken"):
+            break
+        kwargs["nextToken"] = page["nextToken"]
+    return progress_from_history(events)
 
 
 def _iso(value: Any) -> str | None:
@@ -407,6 +411,23 @@ def job_from_execution(
     elif job["status"] == "failed":
         job["error"] = failure_of(status, described.get("error"), described.get("cause"))
     return job
+
+
+def describe_job(
+    sfn: Any, state_machine_arn: str, job_id: str, *, s3: Any, expires_in: int
+) -> dict[str, Any]:
+    """The ``GET /jobs/{id}`` document of job ``job_id`` of the jobs state machine: 404
+    ``JobNotFound`` when there is no such execution; its progress while it runs; see
+    :func:`job_from_execution`."""
+    arn = execution_arn(state_machine_arn, check_job_id(job_id))
+    try:
+        described = sfn.describe_execution(executionArn=arn)
+    except ClientError as exc:
+        if _error_code(exc) in {"ExecutionDoesNotExist", "InvalidArn"}:
+            raise job_not_found(job_id) from None
+        raise
+    progress = execution_progress(sfn, arn) if described["status"] == "RUNNING" else None
+    return job_from_execution(described, s3=s3, expires_in=expires_in, progress=progress)
 
 
 # -- models --------------------------------------------------------------------------------------

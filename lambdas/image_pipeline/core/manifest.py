@@ -23,6 +23,8 @@ from image_pipeline.core.errors import (
     ImagesFailed,
     ImagesThrottled,
     StorageError,
+    cause_message,
+    is_not_found,
     reason_code_for_error,
 )
 from image_pipeline.models.registry import get_adapter
@@ -31,26 +33,15 @@ MANIFEST_VERSION = "1"
 #: Images checked in S3 at once: one HeadObject per image, in parallel, so a 40-image manifest costs a
 #: few S3 round trips, not forty in a row (the S3 client's pool holds 50 connections).
 HEAD_WORKERS = 16
-
-
-def _cause_message(cause: Any) -> str:
-    """The human part of a Step Functions error cause (a Lambda error payload, or plain text)."""
-    if not isinstance(cause, str):
-        return ""
-    try:
-        parsed = json.loads(cause)
-    except ValueError:
-        return cause[:500]
-    if isinstance(parsed, dict):
-        return str(parsed.get("errorMessage") or parsed.get("message") or cause)[:500]
-    return cause[:500]
+#: Longest message of a failed image in the manifest (a Lambda error's cause holds its stack trace).
+MAX_MESSAGE_CHARS = 500
 
 
 def _head(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     try:
         return s3.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+        if is_not_found(exc):
             return None
         raise StorageError(f"could not check s3://{bucket}/{key}: {exc}") from None
 
@@ -95,7 +86,7 @@ def _image_record(planned: dict[str, Any], result: dict[str, Any] | None, s3: An
         **base,
         "status": "FAILED",
         "reason_code": reason_code_for_error(error),
-        "message": _cause_message(result.get("cause")) or error,
+        "message": cause_message(result.get("cause"))[:MAX_MESSAGE_CHARS] or error,
     }
 
 

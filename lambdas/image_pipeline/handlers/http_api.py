@@ -42,15 +42,11 @@ from image_pipeline.core.jobs import (
     IDEMPOTENCY_HEADER,
     MAX_BODY_BYTES,
     ApiError,
-    check_job_id,
-    execution_arn,
+    describe_job,
     execution_document,
     job_accepted,
-    job_from_execution,
-    job_not_found,
     model_catalog,
     parse_body,
-    progress_from_history,
     query_request,
     start_job,
     start_refused,
@@ -62,8 +58,6 @@ from image_pipeline.core.manifest import with_presigned_urls
 from image_pipeline.core.settings import get_settings
 
 logger = Logger()
-#: Pages of execution history read for the progress of a running job (1000 events each).
-MAX_HISTORY_PAGES = 5
 _STATE_MACHINE_ARN = r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$"
 
 
@@ -232,31 +226,14 @@ def post_jobs() -> Response:
 # -- jobs and models -----------------------------------------------------------------------------
 
 
-def _progress(arn: str) -> dict[str, Any]:
-    events: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
-    for _ in range(MAX_HISTORY_PAGES):
-        page = clients.stepfunctions().get_execution_history(**kwargs)
-        events.extend(page.get("events", []))
-        if not page.get("nextToken"):
-            break
-        kwargs["nextToken"] = page["nextToken"]
-    return progress_from_history(events)
-
-
 @app.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response:
-    arn = execution_arn(environment().jobs_state_machine_arn, check_job_id(job_id))
-    try:
-        described = clients.stepfunctions().describe_execution(executionArn=arn)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in {"ExecutionDoesNotExist", "InvalidArn"}:
-            raise job_not_found(job_id) from None
-        raise
-    progress = _progress(arn) if described["status"] == "RUNNING" else None
-    settings = get_settings()
-    job = job_from_execution(
-        described, s3=clients.s3(), expires_in=settings.presign_expiry_seconds, progress=progress
+    job = describe_job(
+        clients.stepfunctions(),
+        environment().jobs_state_machine_arn,
+        job_id,
+        s3=clients.s3(),
+        expires_in=get_settings().presign_expiry_seconds,
     )
     logger.info("job described", extra={"job_id": job_id, "status": job["status"]})
     return _json(200, job)
