@@ -1,27 +1,18 @@
-"""Fixtures shared by every suite."""
+"""Fixtures shared by every suite: fake credentials, the session's offline engine, and the local API
+server over it (e2e and reliability). Helpers are in ``tests/support.py``."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-EVENTS = Path(__file__).parent / "events"
+from tests.support import LocalServer, serve
 
-
-def load_event(name: str) -> Any:
-    """A canonical input from ``tests/events/<name>.json``."""
-    return json.loads((EVENTS / f"{name}.json").read_text())
-
-
-def empty_bucket(s3: Any, bucket: str) -> None:
-    """Remove the bucket: inside another test's live mock (the session engine), moto keeps state."""
-    for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
-        s3.delete_object(Bucket=bucket, Key=obj["Key"])
-    s3.delete_bucket(Bucket=bucket)
+WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 
 
 @pytest.fixture
@@ -59,3 +50,21 @@ def engine(offline_engine: Any) -> Iterator[Any]:
     offline_engine.published_events()
     yield offline_engine
     offline_engine.bedrock.faults = FaultPlan()
+
+
+@pytest.fixture(scope="session")
+def local_server(offline_engine: Any) -> Iterator[LocalServer]:
+    """``imagegen serve`` in a thread (uvicorn on a free port, real HTTP): the app of
+    ``imagegen.runtime.local_api`` over the session's engine, with the web page at ``/``."""
+    from imagegen.runtime.local_api import create_app
+
+    app = create_app(offline_engine, web_dir=WEB_DIR if WEB_DIR.is_dir() else None)
+    with serve(app) as url:
+        yield LocalServer(url, offline_engine)
+
+
+@pytest.fixture
+def api(local_server: LocalServer, engine: Any) -> Iterator[httpx.Client]:
+    """An HTTP client of the local server; the engine has no faults at the start of each test."""
+    with httpx.Client(base_url=local_server.url, timeout=120) as client:
+        yield client

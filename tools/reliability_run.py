@@ -11,7 +11,7 @@ server-wide burst of throttling at the start and jittered latency throughout. Th
   a content-filter answer is never followed by another call for the same image);
 * the bucket is audited (``imagegen.testing.audit``): every reported image exists with the right type and
   size, and nothing is stored that no manifest reports;
-* every bad input of ``tests/reliability/bad_inputs.py`` is sent to the local API (4xx, zero
+* every bad input of ``imagegen.testing.bad_inputs`` is sent to the local API (4xx, zero
   executions, zero objects) and started as a console run (fails with ``InvalidRequest``);
 * threads and memory are sampled during the run.
 
@@ -48,6 +48,7 @@ from botocore.exceptions import ClientError
 from imagegen.runtime.engine import EngineConfig, ExecutionResult, OfflineEngine, asl_path
 from imagegen.standin.bedrock_server import FaultPlan, LocalBedrockServer
 from imagegen.testing.audit import audit_bucket, list_objects
+from imagegen.testing.bad_inputs import HTTP_BAD_CASES, SCHEMA_BAD_REQUESTS
 from imagegen.testing.s3_faults import S3Fault, s3_faults
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -365,7 +366,6 @@ def _invalid_api(engine: OfflineEngine) -> dict[str, Any]:
     from fastapi.testclient import TestClient
 
     from imagegen.runtime.local_api import create_app
-    from tests.reliability.bad_inputs import HTTP_BAD_CASES, SCHEMA_BAD_REQUESTS
 
     executions_before = engine.count_executions()
     objects_before = len(list_objects(engine.s3, engine.config.bucket))
@@ -402,8 +402,6 @@ def _invalid_console(
     engine: OfflineEngine, calls_before: int, server: LocalBedrockServer, batch: int = 20
 ) -> dict[str, Any]:
     """Every request-level bad input started as a console run: each must fail with InvalidRequest."""
-    from tests.reliability.bad_inputs import SCHEMA_BAD_REQUESTS
-
     objects_before = len(list_objects(engine.s3, engine.config.bucket))
     inputs = [json.dumps(raw) for raw, _ in SCHEMA_BAD_REQUESTS]
     results: list[ExecutionResult] = []

@@ -14,7 +14,7 @@ from PIL import Image
 
 from imagegen.cli.main import main
 from imagegen.standin.bedrock_server import FaultPlan
-from tests.e2e.conftest import LocalServer
+from tests.support import LocalServer
 
 
 def test_submit_wait_writes_the_images(local_server: LocalServer, engine: Any, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from imagegen.runtime.local_api import put_request_event
-from tests.conftest import load_event
+from tests.support import load_event
 
 
 def events_of(engine: Any, execution_arn: str) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from imagegen.runtime.local_api import create_app
 from imagegen.standin.bedrock_server import FaultPlan
-from tests.e2e.conftest import LocalServer, count_executions, serve
+from tests.support import LocalServer, count_executions, serve
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -21,7 +21,7 @@ from stacks.request_schema import (
     image_request_schema,
     to_cdk_json_schema,
 )
-from tests.conftest import load_event
+from tests.support import load_event
 
 
 @pytest.fixture(scope="module")

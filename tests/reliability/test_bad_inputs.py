@@ -1,8 +1,9 @@
 """Bad inputs: every one is a clear 4xx from the API, with zero executions started and zero objects
 written, and the named error ``InvalidRequest`` for console and event runs, with zero model calls.
 
-The catalogue is ``tests/reliability/bad_inputs.py``: the unit suite's request-level list plus
-unicode, traversal, type and model cases, plus bodies only HTTP can carry.
+The catalogue is ``imagegen.testing.bad_inputs`` (shared with ``tools/reliability_run.py``): the unit
+suite's request-level list plus unicode, traversal, type and model cases, plus bodies only HTTP can
+carry.
 
 Console runs: every request-level input goes to the workflow's first step through the engine's
 Lambda router (what the state machine's first state invokes; the exception's class is the error
@@ -24,7 +25,8 @@ from image_pipeline.core.jobs import ApiError, validate_submission
 from image_pipeline.core.settings import Settings
 
 from imagegen.runtime.local_api import put_request_event
-from tests.reliability.bad_inputs import (
+from imagegen.testing.bad_inputs import (
+    BAD_REQUESTS,
     DEEPLY_NESTED,
     DISGUISED_BAD_REQUESTS,
     HTTP_BAD_CASES,
@@ -32,8 +34,7 @@ from tests.reliability.bad_inputs import (
     HttpCase,
     distinct_count,
 )
-from tests.reliability.conftest import count_executions
-from tests.unit.test_request import BAD_REQUESTS
+from tests.support import count_executions
 
 ROUTES = ("/images", "/jobs")
 FULL = os.environ.get("IMAGEGEN_RELIABILITY_FULL") == "1"

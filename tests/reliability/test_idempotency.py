@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from imagegen.standin.bedrock_server import FaultPlan
-from tests.reliability.conftest import audit, count_executions
+from tests.reliability.support import audit
+from tests.support import count_executions
 
 SMALL = {"model": "nova-canvas", "width": 320, "height": 320}
 RETRIES = 10

@@ -19,7 +19,7 @@ from image_pipeline.core.clients import reset_clients
 
 from imagegen.runtime.engine import ExecutionResult
 from imagegen.standin.bedrock_server import FaultPlan
-from tests.reliability.conftest import (
+from tests.reliability.support import (
     audit,
     generate_image_retriers,
     manifest_of,

@@ -16,7 +16,7 @@ import pytest
 from imagegen.runtime.engine import ExecutionResult
 from imagegen.testing.audit import audit_bucket
 from imagegen.testing.s3_faults import S3Fault, S3FaultInjector, s3_faults
-from tests.reliability.conftest import audit, generate_image_retriers, manifest_of, stored_manifest
+from tests.reliability.support import audit, generate_image_retriers, manifest_of, stored_manifest
 
 SMALL = {"model": "nova-canvas", "width": 320, "height": 320}
 #: botocore's total attempts of the handlers' S3 client (``image_pipeline.core.clients.s3``).

@@ -18,7 +18,7 @@ from moto import mock_aws
 from PIL import Image
 
 from imagegen.runtime.lambda_router import LambdaContext, LambdaRouter, function_name_of
-from tests.conftest import empty_bucket, load_event
+from tests.support import empty_bucket, load_event
 
 BUCKET = "handler-bucket"
 

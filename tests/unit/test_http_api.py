@@ -25,7 +25,7 @@ from image_pipeline.core.jobs import execution_document
 from moto import mock_aws
 
 from imagegen.runtime.lambda_router import LambdaContext
-from tests.conftest import load_event
+from tests.support import load_event
 from tests.unit.job_data import FILTERED_CAUSE, stale_manifest
 
 REGION, ACCOUNT = "us-east-1", "123456789012"

@@ -12,7 +12,7 @@ from PIL import Image
 
 from imagegen.runtime.engine import ExecutionResult
 from imagegen.standin.bedrock_server import FaultPlan
-from tests.conftest import load_event
+from tests.support import load_event
 
 
 def states_entered(engine: Any, result: ExecutionResult) -> list[str]:

@@ -1,10 +1,10 @@
-"""The catalogue of bad inputs, shared by the reliability suite and ``tools/reliability_run.py``.
+"""The catalogue of bad inputs, shared by the test suites and ``tools/reliability_run.py``.
 
-``SCHEMA_BAD_REQUESTS`` is the request-level list of ``tests/unit/test_request.py`` (imported, not
-copied) plus the cases below that it lacks: unicode edge cases, more path traversal and odd characters
-in ``output_folder`` and ``file_name_prefix``, wrong types, sizes and models a deployment refuses.
-Each is a JSON value and the field the error must name; the API answers 400 and the workflow fails
-with ``InvalidRequest``.
+``BAD_REQUESTS`` is the request-level list the unit suite checks one by one against the request model
+(``tests/unit/test_request.py``). ``SCHEMA_BAD_REQUESTS`` is that list plus the cases it lacks:
+unicode edge cases, more path traversal and odd characters in ``output_folder`` and
+``file_name_prefix``, wrong types, sizes and models a deployment refuses. Each is a JSON value and the
+field the error must name; the API answers 400 and the workflow fails with ``InvalidRequest``.
 
 ``HTTP_BAD_CASES`` are bodies that only an HTTP API can receive: not JSON, not ``application/json``,
 too large, not UTF-8. The API answers 4xx before anything starts.
@@ -16,9 +16,77 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from tests.unit.test_request import BAD_REQUESTS
+#: (request, the field the error must name). Each is a request a caller could plausibly send.
+BAD_REQUESTS: list[tuple[Any, str]] = [
+    ({}, "prompt"),
+    ({"prompt": ""}, "prompt"),
+    ({"prompt": "   \n\t "}, "prompt"),
+    ({"prompt": None}, "prompt"),
+    ({"prompt": 42}, "prompt"),
+    ({"prompt": ["a", "b"]}, "prompt"),
+    ({"prompt": "x" * 10_001}, "prompt"),
+    ({"prompt": "bell \x07 here"}, "prompt"),
+    ({"prompt": "nul \x00 byte"}, "prompt"),
+    ({"prompt": "lone \ud800 surrogate"}, "prompt"),
+    ({"prompt": "ok", "negative_prompt": 5}, "negative_prompt"),
+    ({"prompt": "ok", "count": 0}, "count"),
+    ({"prompt": "ok", "count": -1}, "count"),
+    ({"prompt": "ok", "count": 41}, "count"),
+    ({"prompt": "ok", "count": "four"}, "count"),
+    ({"prompt": "ok", "count": 2.5}, "count"),
+    ({"prompt": "ok", "model": ""}, "model"),
+    ({"prompt": "ok", "model": "dall-e-3"}, "model"),
+    ({"prompt": "ok", "width": 1024}, "height"),
+    ({"prompt": "ok", "width": 10, "height": 10}, "width"),
+    ({"prompt": "ok", "width": 100_000, "height": 1024}, "width"),
+    ({"prompt": "ok", "aspect_ratio": "wide"}, "aspect_ratio"),
+    ({"prompt": "ok", "aspect_ratio": "7:3"}, "aspect_ratio"),
+    ({"prompt": "ok", "quality": "ultra"}, "quality"),
+    ({"prompt": "ok", "cfg_scale": 50}, "cfg_scale"),
+    ({"prompt": "ok", "seed": -5}, "seed"),
+    ({"prompt": "ok", "seed": 2**40}, "seed"),
+    ({"prompt": "ok", "output_folder": "../../etc"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "/abs/path"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "a//b"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "a/./b"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "a\\b"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "sp ace"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "é/ü"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "/".join(["a"] * 11)}, "output_folder"),
+    ({"prompt": "ok", "output_folder": ""}, "output_folder"),
+    ({"prompt": "ok", "file_name_prefix": "../x"}, "file_name_prefix"),
+    ({"prompt": "ok", "file_name_prefix": "a/b"}, "file_name_prefix"),
+    ({"prompt": "ok", "file_name_prefix": ".hidden"}, "file_name_prefix"),
+    ({"prompt": "ok", "file_name_prefix": "x" * 65}, "file_name_prefix"),
+    ({"prompt": "ok", "file_name_prefix": "a..b"}, "file_name_prefix"),
+    ({"prompt": "ok", "idempotency_key": "has space"}, "idempotency_key"),
+    ({"prompt": "ok", "idempotency_key": "k" * 65}, "idempotency_key"),
+    ({"prompt": "ok", "promt": "typo"}, "promt"),
+    ({"prompt": "x" * 600, "model": "titan-image-v2"}, "prompt"),
+    ({"prompt": "ok", "model": "titan-image-v2", "width": 1000, "height": 1000}, "width"),
+    ({"prompt": "ok", "model": "nova-canvas", "width": 1000, "height": 1008}, "width"),
+    ({"prompt": "ok", "model": "nova-canvas", "width": 2048, "height": 2048}, "width"),
+    ({"prompt": "ok", "model": "nova-canvas", "width": 4096, "height": 512}, "width"),
+    ({"prompt": "ok", "model": "nova-canvas", "style": "CUBISM"}, "style"),
+    ({"prompt": "ok", "model": "nova-canvas", "seed": 900_000_000}, "seed"),
+    ({"prompt": "ok", "model": "nova-canvas", "negative_prompt": "n" * 1025}, "negative_prompt"),
+    ({"prompt": "ok", "model": "titan-image-v1", "style": "PHOTOREALISM"}, "style"),
+    ({"prompt": "ok", "model": "titan-image-v1", "cfg_scale": 1.0}, "cfg_scale"),
+    ({"prompt": "ok", "model": "sd3-5-large", "cfg_scale": 5}, "cfg_scale"),
+    ({"prompt": "ok", "model": "stable-image-core", "quality": "premium"}, "quality"),
+    ({"prompt": "ok", "model": "stable-image-ultra", "width": 1000, "height": 700}, "width"),
+    ({"prompt": "ok", "model": "stable-image-core", "aspect_ratio": "4:3"}, "aspect_ratio"),
+    (
+        {"prompt": "ok", "model": "stable-image-core", "aspect_ratio": "1:1", "width": 512, "height": 512},
+        "aspect_ratio",
+    ),
+    ({"prompt": "ok", "model": "nova-canvas", "aspect_ratio": "9:1"}, "aspect_ratio"),
+    ("just a string", "request"),
+    (["a", "list"], "request"),
+    (None, "request"),
+]
 
-#: Request-level bad inputs not in ``tests/unit/test_request.py``: (request, field named).
+#: Request-level bad inputs not in :data:`BAD_REQUESTS`: (request, field named).
 EXTRA_BAD_REQUESTS: list[tuple[Any, str]] = [
     # path traversal and odd characters in the storage names
     ({"prompt": "ok", "output_folder": "a/../b"}, "output_folder"),

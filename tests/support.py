@@ -1,8 +1,12 @@
-"""End-to-end fixtures: the local API server (uvicorn on a free port, real HTTP) over the session's
-offline engine (``tests/conftest.py``), and an HTTP client of it."""
+"""Helpers the suites share, imported as ``from tests.support import ...`` (fixtures stay in conftest.py).
+
+Canonical inputs (``tests/events/*.json``), emptying a bucket inside the session's mock, counting the
+executions an engine started, and serving an ASGI app (the local API) on a free port.
+"""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -11,10 +15,24 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import httpx
-import pytest
+EVENTS = Path(__file__).parent / "events"
 
-WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+
+def load_event(name: str) -> Any:
+    """A canonical input from ``tests/events/<name>.json``."""
+    return json.loads((EVENTS / f"{name}.json").read_text())
+
+
+def empty_bucket(s3: Any, bucket: str) -> None:
+    """Remove the bucket: inside another test's live mock (the session engine), moto keeps state."""
+    for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        s3.delete_object(Bucket=bucket, Key=obj["Key"])
+    s3.delete_bucket(Bucket=bucket)
+
+
+def count_executions(engine: Any) -> int:
+    """Executions started so far on the engine's state machines."""
+    return int(engine.count_executions())
 
 
 class LocalServer(NamedTuple):
@@ -22,11 +40,6 @@ class LocalServer(NamedTuple):
 
     url: str
     engine: Any
-
-
-def count_executions(engine: Any) -> int:
-    """Executions started so far on the engine's state machines."""
-    return int(engine.count_executions())
 
 
 @contextmanager
@@ -52,20 +65,3 @@ def serve(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
-
-
-@pytest.fixture(scope="session")
-def local_server(offline_engine: Any) -> Iterator[LocalServer]:
-    """``imagegen serve`` in a thread: the app of ``imagegen.runtime.local_api`` with the web page at ``/``."""
-    from imagegen.runtime.local_api import create_app
-
-    app = create_app(offline_engine, web_dir=WEB_DIR if WEB_DIR.is_dir() else None)
-    with serve(app) as url:
-        yield LocalServer(url, offline_engine)
-
-
-@pytest.fixture
-def api(local_server: LocalServer, engine: Any) -> Iterator[httpx.Client]:
-    """An HTTP client of the local server; the engine has no faults at the start of each test."""
-    with httpx.Client(base_url=local_server.url, timeout=120) as client:
-        yield client

@@ -1,0 +1,1 @@
+"""Scripts run by hand from the repository root (``python -m tools.<name>``)."""
