@@ -1,107 +1,12 @@
-"""The CDK app synthesized once per session, offline: no credentials, no Docker, a fixed account/Region.
-
-Two deployments are synthesized, each with the cdk-nag validation plugin as ``app.py`` attaches it:
-
-* ``synthesized``: the defaults of ``cdk.json`` (API key auth, web page, every model);
-* ``variant``: IAM auth, no web page, two CORS origins, two models, versioned bucket, destroy on removal,
-  batch concurrency 2 and 25 % tolerated failures, an alarm e-mail, and environment-agnostic (no account or Region), as ``app.py`` synthesizes without credentials.
-
-A failed validation does not stop the fixture: the templates are written before plugins run, so the
-template tests still run and ``test_nag`` reports the findings.
-"""
+"""The CDK app synthesized once per session, offline (``tests/infra/synthesis.py``): the defaults of
+``cdk.json`` (``synthesized``) and a variant of every option (``variant``)."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Template
 
-from stacks.config import ImagegenConfig, cdk_json_context
-from stacks.imagegen_stack import ImagegenStack
-
-ENV = cdk.Environment(account="123456789012", region="us-east-1")
-STACK_NAME = "ImagegenTest"
-VARIANT = {
-    "apiAuth": "iam",
-    "web": False,
-    "corsOrigins": "https://a.example.com,https://b.example.com",
-    "allowedModels": "nova-canvas,stable-image-ultra",
-    "defaultModel": "stable-image-ultra",
-    "bucketVersioning": "true",
-    "destroyOnRemoval": "true",
-    "imageExpirationDays": "7",
-    "throttle": '{"rateLimit": 2, "burstLimit": 4, "quotaPerDay": 50}',
-    "batchMaxConcurrency": "2",
-    "batchToleratedFailurePercentage": "25",
-    "alarmEmail": "ops@example.com",
-}
-
-
-@dataclass(frozen=True)
-class Synthesized:
-    """One synthesized deployment."""
-
-    stack: ImagegenStack
-    config: ImagegenConfig
-    outdir: Path
-    template_json: dict[str, Any]
-    #: cdk-nag's report (``validation-report.json``): {"pluginReports": [...]}.
-    report: dict[str, Any]
-    error: Exception | None
-
-    @property
-    def template(self) -> Template:
-        return Template.from_json(self.template_json)
-
-    @property
-    def template_path(self) -> Path:
-        return self.outdir / f"{STACK_NAME}.template.json"
-
-    def resources(self, resource_type: str) -> dict[str, dict[str, Any]]:
-        return {k: v for k, v in self.template_json["Resources"].items() if v["Type"] == resource_type}
-
-    @property
-    def arn_prefix(self) -> str:
-        """``arn:<partition>:`` and the Region as cdk-nag's flattening writes them (literal or token)."""
-        if self.stack.environment == f"aws://{ENV.account}/{ENV.region}":
-            return "arn:aws"
-        return "arn:<AWS::Partition>"
-
-    @property
-    def region(self) -> str:
-        return ENV.region if self.arn_prefix == "arn:aws" else "<AWS::Region>"
-
-    @property
-    def account(self) -> str:
-        return ENV.account if self.arn_prefix == "arn:aws" else "<AWS::AccountId>"
-
-    def violations(self) -> list[dict[str, Any]]:
-        return [v for plugin in self.report.get("pluginReports", []) for v in plugin.get("violations", [])]
-
-
-def synthesize(
-    outdir: Path, overrides: dict[str, Any] | None = None, *, env: cdk.Environment | None = ENV
-) -> Synthesized:
-    """Synthesize the app as ``app.py`` builds it, with ``imagegen:*`` context overrides."""
-    context = cdk_json_context()
-    context.update({f"imagegen:{k}": v for k, v in (overrides or {}).items()})
-    app = cdk.App(outdir=str(outdir), context=context)
-    config = ImagegenConfig.from_context(app.node)
-    stack = ImagegenStack(app, STACK_NAME, config=config, env=env)
-    error: Exception | None = None
-    try:
-        app.synth()
-    except Exception as exc:  # jsii raises a plain RuntimeError for ValidationFailed
-        error = exc
-    report_file = outdir / "validation-report.json"
-    report = json.loads(report_file.read_text()) if report_file.exists() else {}
-    template_json = json.loads((outdir / f"{STACK_NAME}.template.json").read_text())
-    return Synthesized(stack, config, outdir, template_json, report, error)
+from tests.infra.synthesis import VARIANT, Synthesized, synthesize
 
 
 @pytest.fixture(scope="session")

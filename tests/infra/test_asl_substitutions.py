@@ -10,7 +10,7 @@ import pytest
 from stacks.batch import BATCH_ASL_FILE
 from stacks.workflow import ASL_FILE
 from tests.infra.asl import PLACEHOLDER, keys, state_machines, strings, transitions
-from tests.infra.conftest import Synthesized
+from tests.infra.synthesis import Synthesized
 
 
 @pytest.fixture(scope="module")

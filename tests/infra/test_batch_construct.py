@@ -17,8 +17,8 @@ from image_pipeline.core.batch import BATCH_PREFIX, BATCH_SUFFIX, RESULTS_PREFIX
 from stacks.batch import BATCH_ASL_FILE, HANDLERS, MAP_LABEL, SYNC_EVENTS_RULE, BatchConstruct
 from stacks.functions import FunctionDefaults
 from tests.infra.asl import PLACEHOLDER, state_machines, strings
+from tests.infra.synthesis import ENV, nag_findings
 
-ENV = cdk.Environment(account="123456789012", region="us-east-1")
 #: cdk-nag findings of the construct alone, each to be acknowledged by the stack (stacks/nag.py):
 #: IAM5 - the wildcards below (X-Ray/log delivery "*", <fn>:* of grantInvoke, batches/*, batch-results/*,
 #:        */manifest.json, <per-request machine>:*, the batch's own executions and map runs);
@@ -296,14 +296,7 @@ def test_cdk_nag_reports_only_the_expected_rules(tmp_path: Path) -> None:
     cdk.Validations.of(stack).add_plugins(AwsSolutionsChecks())
     with pytest.raises(Exception, match="ValidationFailed"):
         app.synth()
-    report = json.loads((tmp_path / "out" / "validation-report.json").read_text())
-    errors: dict[str, set[str]] = {}
-    for plugin in report["pluginReports"]:
-        for violation in plugin["violations"]:
-            if violation["severity"] == "error":
-                rule = violation["ruleName"].split("[", 1)[0]
-                paths = {c["constructPath"] for c in violation["violatingConstructs"]}
-                errors.setdefault(rule, set()).update(paths)
+    errors = nag_findings(tmp_path / "out", severity="error")
     ours = {rule: {p for p in paths if p.startswith("BatchOnly/Batch/")} for rule, paths in errors.items()}
     assert {rule for rule, paths in ours.items() if paths} == EXPECTED_NAG_RULES
     assert all("UndeliveredUploads" in p for p in ours["AwsSolutions-SQS3"])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from cfnlint.api import ManualArgs, lint_file
 
-from tests.infra.conftest import Synthesized
+from tests.infra.synthesis import Synthesized
 
 #: Findings the CDK's templates always have: W3005 (a DependsOn also implied by a GetAtt).
 ALLOWED = {"W3005"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import aws_cdk as cdk
 import pytest
@@ -14,19 +13,9 @@ from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
 
 from stacks.nag import flatten_cfn_reference, iam5, wildcard_findings
-from tests.infra.conftest import ENV, Synthesized
+from tests.infra.synthesis import ENV, Synthesized, nag_findings
 
 ACKNOWLEDGED = cdk.Validations.ACKNOWLEDGED_RULES_METADATA_KEY
-
-
-def rule_paths(report: dict[str, Any]) -> dict[str, set[str]]:
-    """rule name (without the finding suffix) -> construct paths, over every plugin's violations."""
-    found: dict[str, set[str]] = {}
-    for plugin in report.get("pluginReports", []):
-        for violation in plugin.get("violations", []):
-            rule = violation["ruleName"].split("[", 1)[0]
-            found.setdefault(rule, set()).update(c["constructPath"] for c in violation["violatingConstructs"])
-    return found
 
 
 @pytest.mark.parametrize("which", ["synthesized", "variant"])
@@ -47,7 +36,7 @@ def test_the_checker_reports_a_bare_bucket(tmp_path: Path) -> None:
     cdk.Validations.of(stack).add_plugins(AwsSolutionsChecks())
     with pytest.raises(Exception, match="ValidationFailed"):
         app.synth()
-    found = rule_paths(json.loads((tmp_path / "validation-report.json").read_text()))
+    found = nag_findings(tmp_path)
     assert "Scratch/Bare/Resource" in found["AwsSolutions-S1"]
     assert "Scratch/Bare/Resource" in found["AwsSolutions-S10"]
 
@@ -61,7 +50,7 @@ def test_an_acknowledgment_names_one_finding_on_one_construct(tmp_path: Path) ->
     cdk.Validations.of(stack).add_plugins(AwsSolutionsChecks())
     with pytest.raises(Exception, match="ValidationFailed"):
         app.synth()
-    found = rule_paths(json.loads((tmp_path / "validation-report.json").read_text()))
+    found = nag_findings(tmp_path)
     assert "AwsSolutions-S1" not in found
     assert "AwsSolutions-S10" in found
 

@@ -10,7 +10,7 @@ from aws_cdk.assertions import Match
 
 from stacks.batch import HANDLERS as BATCH_HANDLERS
 from stacks.batch import UPLOAD_KEYS
-from tests.infra.conftest import Synthesized
+from tests.infra.synthesis import Synthesized
 
 DEPLOYMENTS = ("synthesized", "variant")
 

@@ -19,7 +19,7 @@ from image_pipeline.core.jobs import MAX_BODY_BYTES
 from image_pipeline.core.request import MAX_IMAGES, MAX_PROMPT_CHARS
 from image_pipeline.models.registry import get_adapter
 
-from tests.infra.conftest import Synthesized
+from tests.infra.synthesis import Synthesized
 
 DEPLOYMENTS = ["synthesized", "variant"]
 

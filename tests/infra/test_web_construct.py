@@ -14,6 +14,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 
 from stacks.web import CONFIG_FILE, WEB_DIR, WebConstruct, config_script, content_security_policy
+from tests.infra.synthesis import ENV, nag_findings
 
 #: cdk-nag findings this construct cannot avoid; the stack acknowledges them (with these reasons).
 #: CFR4: the default *.cloudfront.net certificate accepts TLSv1 (a custom domain + certificate fixes it).
@@ -24,7 +25,7 @@ BUCKET_DEPLOYMENT_HANDLER = "Custom::CDKBucketDeployment"
 
 def scratch_stack(outdir: Path) -> tuple[cdk.App, cdk.Stack]:
     app = cdk.App(outdir=str(outdir))
-    return app, cdk.Stack(app, "WebOnly", env=cdk.Environment(account="123456789012", region="us-east-1"))
+    return app, cdk.Stack(app, "WebOnly", env=ENV)
 
 
 @pytest.fixture(scope="module")
@@ -245,14 +246,7 @@ def test_cdk_nag_finds_only_the_acknowledged_errors(tmp_path: Path) -> None:
     cdk.Validations.of(stack).add_plugins(AwsSolutionsChecks())
     with pytest.raises(Exception, match="ValidationFailed"):
         app.synth()
-    report = json.loads((tmp_path / "out" / "validation-report.json").read_text())
-    errors: dict[str, set[str]] = {}
-    for plugin in report["pluginReports"]:
-        for violation in plugin["violations"]:
-            if violation["severity"] == "error":
-                rule = violation["ruleName"].split("[", 1)[0]
-                paths = {c["constructPath"] for c in violation["violatingConstructs"]}
-                errors.setdefault(rule, set()).update(paths)
+    errors = nag_findings(tmp_path / "out", severity="error")
     assert set(errors) == EXPECTED_NAG_ERRORS
     assert errors.pop("AwsSolutions-CFR4") == {"WebOnly/Web/Distribution/Resource"}
     for rule, paths in errors.items():

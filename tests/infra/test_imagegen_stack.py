@@ -1,0 +1,91 @@
+"""The composing stack (``stacks/imagegen_stack.py``): what its parts are granted taken together, the
+outputs a client needs, and the web page pointed at the API."""
+
+from __future__ import annotations
+
+from aws_cdk.assertions import Template
+
+from tests.infra.stack_template import (
+    as_list,
+    granted,
+    images_bucket_id,
+    join_text,
+    role_of,
+    state_machine_id,
+    statements_of_role,
+)
+from tests.infra.synthesis import Synthesized
+
+
+def test_no_bedrock_s3_or_states_action_is_granted_on_every_resource(
+    synthesized: Synthesized, variant: Synthesized
+) -> None:
+    for synth in (synthesized, variant):
+        policies = [p["Properties"]["PolicyDocument"] for p in synth.resources("AWS::IAM::Policy").values()]
+        for role in synth.resources("AWS::IAM::Role").values():
+            policies += [p["PolicyDocument"] for p in role["Properties"].get("Policies", [])]
+        for document in policies:
+            for statement in document["Statement"]:
+                actions = as_list(statement["Action"])
+                if any(a.startswith(("bedrock:", "s3:", "states:")) for a in actions):
+                    assert "*" not in as_list(statement["Resource"]), statement
+                    assert not [a for a in actions if a.endswith(":*")], statement
+
+
+def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) -> None:
+    bucket = f"<{images_bucket_id(synthesized)}.Arn>"
+    own_logs = {"logs:CreateLogStream", "logs:PutLogEvents"}
+    xray = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+    def actions_of(name: str) -> dict[str, set[str]]:
+        return {
+            a: r
+            for a, r in granted(statements_of_role(synthesized, role_of(synthesized, name))).items()
+            if a not in own_logs | xray
+        }
+
+    assert actions_of("validate_request") == {}
+    generate = actions_of("generate_image")
+    assert generate.pop("s3:PutObject") == {f"{bucket}/*.png"}
+    assert set(generate) == {"bedrock:InvokeModel"}
+    assert actions_of("build_manifest") == {
+        "s3:GetObject": {f"{bucket}/*.png"},
+        "s3:PutObject": {f"{bucket}/*/manifest.json"},
+        "s3:ListBucket": {bucket},
+    }
+    standard = state_machine_id(synthesized, "STANDARD")
+    executions = {f"arn:aws:states:us-east-1:123456789012:execution:<{standard}.Name>:*"}
+    assert actions_of("http_api") == {
+        "states:StartSyncExecution": {f"<{state_machine_id(synthesized, 'EXPRESS')}>"},
+        "states:StartExecution": {f"<{standard}>"},
+        "states:DescribeExecution": executions,
+        "states:GetExecutionHistory": executions,
+        "s3:GetObject": {f"{bucket}/*.png"},
+    }
+
+
+def test_outputs_name_what_a_client_needs(synthesized: Synthesized) -> None:
+    outputs = synthesized.template_json["Outputs"]
+    assert {
+        "ApiUrl",
+        "ApiKeyId",
+        "ImagesBucketName",
+        "SyncStateMachineArn",
+        "JobsStateMachineArn",
+        "EventBusName",
+        "WebUrl",
+    } <= set(outputs)
+    assert join_text(outputs["ApiUrl"]["Value"]).endswith("/v1/")
+
+
+def test_web_page_is_pointed_at_the_api(synthesized: Synthesized) -> None:
+    template: Template = synthesized.template
+    template.resource_count_is("AWS::CloudFront::Distribution", 1)
+    policy = next(iter(synthesized.resources("AWS::CloudFront::ResponseHeadersPolicy").values()))
+    csp = join_text(
+        policy["Properties"]["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]["ContentSecurityPolicy"][
+            "ContentSecurityPolicy"
+        ]
+    )
+    api = next(iter(synthesized.resources("AWS::ApiGateway::RestApi")))
+    assert f"connect-src 'self' https://<{api}>.execute-api.us-east-1.<AWS::URLSuffix>/v1/" in csp
