@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from imagegen.cli.client import DEFAULT_API_URL, ApiError, ImagegenClient
+from imagegen.cli.client import DEFAULT_API_URL, ClientApiError, ImagegenClient
 from imagegen.cli.options import EXIT_FAILED, EXIT_INVALID, EXIT_OK, add_request_options, request_from_args
 
 #: Job errors that mean "change the request", as the CLI's ``generate`` reports them.
@@ -97,7 +97,7 @@ def _progress_printer(quiet: bool) -> Any:
 
 
 def _fail(exc: Exception) -> int:
-    if isinstance(exc, ApiError):
+    if isinstance(exc, ClientApiError):
         print(f"error: {exc.status} {exc.error}: {exc.message}", file=sys.stderr)
         return EXIT_INVALID if exc.error in _INVALID_ERRORS or exc.status == 404 else EXIT_FAILED
     print(f"error: cannot reach the API: {exc}", file=sys.stderr)
@@ -135,7 +135,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             if not args.quiet:
                 print(f"job {job['job_id']} {job['status']}", file=sys.stderr, flush=True)
             return _wait_and_download(api, job["job_id"], args)
-    except (ApiError, httpx.HTTPError) as exc:
+    except (ClientApiError, httpx.HTTPError) as exc:
         return _fail(exc)
 
 
@@ -144,7 +144,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         with _client(args) as api:
             _print_json(api.status(args.job_id))
             return EXIT_OK
-    except (ApiError, httpx.HTTPError) as exc:
+    except (ClientApiError, httpx.HTTPError) as exc:
         return _fail(exc)
 
 
@@ -152,7 +152,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
     try:
         with _client(args) as api:
             return _wait_and_download(api, args.job_id, args)
-    except (ApiError, httpx.HTTPError) as exc:
+    except (ClientApiError, httpx.HTTPError) as exc:
         return _fail(exc)
 
 
@@ -161,7 +161,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         with _client(args) as api:
             _print_json(api.models())
             return EXIT_OK
-    except (ApiError, httpx.HTTPError) as exc:
+    except (ClientApiError, httpx.HTTPError) as exc:
         return _fail(exc)
 
 

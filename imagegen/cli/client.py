@@ -26,7 +26,7 @@ SYNC_TIMEOUT_SECONDS = 330.0
 FINISHED = frozenset({"succeeded", "failed"})
 
 
-class ApiError(Exception):
+class ClientApiError(Exception):
     """An error answer of the API: HTTP status, the error name and message, the fields to change."""
 
     def __init__(self, status: int, error: str, message: str, details: list[dict[str, Any]] | None = None):
@@ -37,7 +37,7 @@ class ApiError(Exception):
         self.details = details or []
 
     @classmethod
-    def from_response(cls, response: httpx.Response) -> ApiError:
+    def from_response(cls, response: httpx.Response) -> ClientApiError:
         try:
             body = response.json()
         except ValueError:
@@ -50,7 +50,7 @@ class ApiError(Exception):
 
 
 class ImagegenClient:
-    """The API's routes as methods. Errors raise :class:`ApiError` (or ``httpx.HTTPError``)."""
+    """The API's routes as methods. Errors raise :class:`ClientApiError` (or ``httpx.HTTPError``)."""
 
     def __init__(
         self,
@@ -80,7 +80,7 @@ class ImagegenClient:
     def _call(self, method: str, path: str, expected: int = 200, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)
         if response.status_code != expected:
-            raise ApiError.from_response(response)
+            raise ClientApiError.from_response(response)
         return response.json()
 
     def generate(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -138,7 +138,7 @@ class ImagegenClient:
                 raise ValueError(f"refusing to write image key {image['key']!r}")
             response = self._files.get(url)
             if response.status_code != 200:
-                raise ApiError.from_response(response)
+                raise ClientApiError.from_response(response)
             target = out_dir / name
             target.write_bytes(response.content)
             files[image["key"]] = target

@@ -76,7 +76,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from imagegen.standin.faults import ERROR_STATUS, Directive, FaultPlan, parse_directives
+from imagegen.standin.faults import BEDROCK_ERROR_HTTP_STATUS, Directive, FaultPlan, parse_directives
 from imagegen.standin.renderer import render_image
 
 __all__ = [
@@ -190,7 +190,7 @@ class _BedrockError(Exception):
         super().__init__(message or _MESSAGES.get(code, code))
         self.code = code
         self.message = message or _MESSAGES.get(code, code)
-        self.status = ERROR_STATUS.get(code, 400)
+        self.status = BEDROCK_ERROR_HTTP_STATUS.get(code, 400)
 
 
 def _invalid(path: str, problem: str) -> _BedrockError:

@@ -55,8 +55,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "BEDROCK_ERROR_HTTP_STATUS",
     "DIRECTIVE_RE",
-    "ERROR_STATUS",
     "FAIL_STATUS_CODES",
     "Directive",
     "FaultPlan",
@@ -64,7 +64,8 @@ __all__ = [
     "seed_unit",
 ]
 
-ERROR_STATUS: dict[str, int] = {
+#: Bedrock Runtime exception name -> the HTTP status Bedrock answers it with.
+BEDROCK_ERROR_HTTP_STATUS: dict[str, int] = {
     "ValidationException": 400,
     "AccessDeniedException": 403,
     "ResourceNotFoundException": 404,
