@@ -8,7 +8,7 @@ PROMPT ?= a red porsche
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test install install-dev lint check synth bench clean
+.PHONY: demo test install install-dev lint check synth bench docs-screenshot clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ synth: install-dev
 
 bench: install-dev
 	$(BIN)/python benchmarks/run_all.py
+
+# The docs' picture of the web page: the browser test's happy path, told where to save it (make test saves nothing).
+docs-screenshot: install-dev
+	@test -x "$${IMAGEGEN_CHROMIUM:-/usr/bin/chromium}" || { echo "chromium is missing: apt-get install -y chromium" >&2; exit 1; }
+	IMAGEGEN_WEB_SCREENSHOT=$(CURDIR)/docs/img/web.png $(BIN)/pytest -q tests/e2e/test_web.py -k test_prompt_progress_four_images_pick_download_and_rerun
 
 clean:
 	rm -rf $(VENV) cdk.out out .pytest_cache .ruff_cache .mypy_cache

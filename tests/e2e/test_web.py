@@ -2,6 +2,9 @@
 
 Needs ``pip install playwright`` (the wheel carries its driver; never ``playwright install``) and
 ``apt-get install chromium``; the module is skipped when either is missing.
+
+The docs' picture of the page (``docs/img/web.png``) is taken by the happy-path test only when
+``IMAGEGEN_WEB_SCREENSHOT`` names a file: ``make docs-screenshot`` does, ``make test`` writes nothing.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "web.png"
+#: The file the happy-path test saves the page to (``make docs-screenshot``); unset, it saves nothing.
+SCREENSHOT_TO = os.environ.get("IMAGEGEN_WEB_SCREENSHOT")
 TIMEOUT_MS = 30_000
 PROMPT = "a lighthouse on a cliff at dawn, oil painting"
 SELECTED = re.compile(r"\bis-selected\b")
@@ -119,9 +123,14 @@ def wait_for_images(page: Page, count: int) -> None:
     )
 
 
-def save_screenshot(png: bytes, path: Path = SCREENSHOT) -> None:
-    """Keep the page's picture for the docs, unless the one there shows the same page (Chromium's
-    software rasterizer moves a few pixels by a few levels from run to run; no need to rewrite it)."""
+def save_screenshot(page: Page) -> None:
+    """Keep the page's picture for the docs when asked to (:data:`SCREENSHOT_TO`), unless the one there
+    shows the same page (Chromium's software rasterizer moves a few pixels by a few levels from run to
+    run; no need to rewrite it)."""
+    if not SCREENSHOT_TO:
+        return
+    path = Path(SCREENSHOT_TO)
+    png = page.screenshot(full_page=True, animations="disabled")
     new = Image.open(io.BytesIO(png)).convert("RGB")
     if path.is_file():
         old = Image.open(path).convert("RGB")
@@ -200,7 +209,7 @@ def test_prompt_progress_four_images_pick_download_and_rerun(watch: PageWatch, s
     assert original.status == 200 and original.headers["content-type"] == "image/png"
 
     page.mouse.move(0, 0)
-    save_screenshot(page.screenshot(full_page=True, animations="disabled"))
+    save_screenshot(page)
 
     # Download saves the selected image (after the screenshot: the click scrolls the page).
     with page.expect_download() as saving:
