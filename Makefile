@@ -31,6 +31,7 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy lambdas/image_pipeline imagegen stacks
+	$(BIN)/lint-imports --no-logo
 
 test: lint
 	$(BIN)/pytest
@@ -47,4 +48,4 @@ docs-screenshot: install-dev
 	IMAGEGEN_WEB_SCREENSHOT=$(CURDIR)/docs/img/web.png $(BIN)/pytest -q tests/e2e/test_web.py -k test_prompt_progress_four_images_pick_download_and_rerun
 
 clean:
-	rm -rf $(VENV) cdk.out out .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) cdk.out out .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

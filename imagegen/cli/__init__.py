@@ -1,0 +1,1 @@
+"""The command line: ``imagegen generate``, ``serve``, ``submit``, ``batch`` (entry ``imagegen.cli.main``)."""

@@ -1,0 +1,1 @@
+"""The Bedrock stand-in: a local server that speaks InvokeModel, with faults and placeholder renders."""
