@@ -38,13 +38,13 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
+from image_pipeline.functions import HTTP_API
 
 from stacks.config import Throttle
 from stacks.functions import LOG_RETENTION, FunctionDefaults, PipelineFunction
 from stacks.request_schema import to_cdk_json_schema
 from stacks.workflow import IMAGE_KEYS
 
-HTTP_API_HANDLER = "image_pipeline.handlers.http_api.handler"
 STAGE_NAME = "v1"
 #: API Gateway's default (and, without a quota increase, maximum) integration timeout for a regional
 #: REST API; the function gets the same, and waits for a synchronous run a little less.
@@ -175,7 +175,7 @@ class ImageApi(Construct):
         self.http_api = PipelineFunction(
             self,
             "HttpApi",
-            handler=HTTP_API_HANDLER,
+            spec=HTTP_API,
             description="imagegen HTTP API: validate and start image requests and jobs, "
             "GET /jobs/{id} (status, manifest, fresh URLs), GET /models",
             defaults=defaults,

@@ -41,15 +41,14 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 from image_pipeline.core.batch import BATCH_PREFIX, BATCH_SUFFIX, RESULTS_PREFIX, BatchSettings
+from image_pipeline.functions import BATCH_FUNCTIONS, BUILD_BATCH_MANIFEST, PREPARE_BATCH
 
-from stacks.functions import LOG_RETENTION, FunctionDefaults, PipelineFunction
+from stacks.functions import LOG_RETENTION, FunctionDefaults, PipelineFunction, arn_substitutions
 
 #: The batch workflow definition (JSONPath ASL, placeholders only inside strings).
 BATCH_ASL_FILE = Path(__file__).resolve().parent.parent / "statemachine" / "batch_generate.asl.json"
-HANDLERS = {
-    "prepare_batch": "image_pipeline.handlers.prepare_batch.handler",
-    "build_batch_manifest": "image_pipeline.handlers.build_batch_manifest.handler",
-}
+#: Handler module -> dotted handler path of the batch's two functions (``image_pipeline.functions``).
+HANDLERS = {function.module: function.handler for function in BATCH_FUNCTIONS}
 #: The managed rule through which ``.sync`` integrations learn that a child execution ended.
 SYNC_EVENTS_RULE = "StepFunctionsGetEventsForStepFunctionsExecutionRule"
 #: The Distributed Map's ``Label`` in the ASL (its map-run executions are ``<machine>/<label>:<id>``).
@@ -99,7 +98,7 @@ class BatchConstruct(Construct):
         self.prepare = PipelineFunction(
             self,
             "PrepareBatch",
-            handler=HANDLERS["prepare_batch"],
+            spec=PREPARE_BATCH,
             description="imagegen batch: read the JSONL file, write one Map item per line",
             defaults=defaults,
             memory_size=512,
@@ -113,7 +112,7 @@ class BatchConstruct(Construct):
         self.build_manifest = PipelineFunction(
             self,
             "BuildBatchManifest",
-            handler=HANDLERS["build_batch_manifest"],
+            spec=BUILD_BATCH_MANIFEST,
             description="imagegen batch: describe every line's execution, write batch_manifest.json",
             defaults=defaults,
             memory_size=512,
@@ -135,8 +134,7 @@ class BatchConstruct(Construct):
 
         #: ASL placeholder -> value; CloudFormation substitutes them into the definition.
         self.definition_substitutions: dict[str, str] = {
-            "PrepareBatchFunctionArn": self.prepare.function.function_arn,
-            "BuildBatchManifestFunctionArn": self.build_manifest.function.function_arn,
+            **arn_substitutions(self.functions),
             "RequestStateMachineArn": per_request_state_machine.state_machine_arn,
             "ResultsBucketName": bucket.bucket_name,
         }

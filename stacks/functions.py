@@ -1,6 +1,7 @@
 """The Lambda functions' common shape: one asset, the Powertools layer, Python 3.13 on arm64.
 
-Every handler is a dotted path into the ``image_pipeline`` package of ``lambdas/``. The asset is that
+Every function is a row of ``image_pipeline.functions`` (its handler, a dotted path into the
+``image_pipeline`` package of ``lambdas/``, and its ASL placeholder). The asset is that
 directory as it is (no bundling, no Docker): the runtime dependencies (pydantic v2 and Powertools) come
 from the AWS-managed Powertools for AWS Lambda (Python) v3 layer, which is built with the package's
 ``[all]`` extras (pydantic among them), and boto3 is the runtime's own.
@@ -11,7 +12,7 @@ grants) and its own log group with a retention period.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
+from image_pipeline.functions import LambdaFunction
 
 #: The Lambda asset: the directory that holds the ``image_pipeline`` package.
 LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambdas"
@@ -62,7 +64,7 @@ class FunctionDefaults:
 class PipelineFunction(Construct):
     """One handler of ``image_pipeline``: a function with its own role, log group and active tracing.
 
-    :param handler: dotted path, such as ``image_pipeline.handlers.generate_image.handler``.
+    :param spec: the function's row of ``image_pipeline.functions`` (its handler's dotted path).
     :param defaults: the shared code, layers and environment.
     :param environment: variables added to (or overriding) the shared environment.
     """
@@ -72,7 +74,7 @@ class PipelineFunction(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        handler: str,
+        spec: LambdaFunction,
         description: str,
         defaults: FunctionDefaults,
         timeout: Duration,
@@ -80,12 +82,13 @@ class PipelineFunction(Construct):
         environment: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.spec = spec
         self.log_group = logs.LogGroup(self, "Logs", retention=LOG_RETENTION)
         self.role = iam.Role(
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"imagegen {handler.rsplit('.', 2)[-2]}: its log group and what it is granted",
+            description=f"imagegen {spec.module}: its log group and what it is granted",
         )
         self.log_group.grant_write(self.role)
         self.function = lambda_.Function(
@@ -93,7 +96,7 @@ class PipelineFunction(Construct):
             "Function",
             description=description,
             code=defaults.code,
-            handler=handler,
+            handler=spec.handler,
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
             layers=list(defaults.layers),
@@ -104,3 +107,8 @@ class PipelineFunction(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             environment={**defaults.environment, **(environment or {})},
         )
+
+
+def arn_substitutions(steps: Iterable[PipelineFunction]) -> dict[str, str]:
+    """ASL placeholder -> function ARN of each of ``steps`` that a Task state calls."""
+    return {step.spec.placeholder: step.function.function_arn for step in steps if step.spec.placeholder}

@@ -32,17 +32,15 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
+from image_pipeline.functions import BUILD_MANIFEST, GENERATE_IMAGE, VALIDATE_REQUEST, WORKFLOW_FUNCTIONS
 
-from stacks.functions import LOG_RETENTION, FunctionDefaults, PipelineFunction
+from stacks.functions import LOG_RETENTION, FunctionDefaults, PipelineFunction, arn_substitutions
 
 #: The workflow definition (JSONPath ASL, placeholders only inside strings).
 ASL_FILE = Path(__file__).resolve().parent.parent / "statemachine" / "generate_images.asl.json"
 
-HANDLERS = {
-    "validate_request": "image_pipeline.handlers.validate_request.handler",
-    "generate_image": "image_pipeline.handlers.generate_image.handler",
-    "build_manifest": "image_pipeline.handlers.build_manifest.handler",
-}
+#: Handler module -> dotted handler path of the three Task functions (``image_pipeline.functions``).
+HANDLERS = {function.module: function.handler for function in WORKFLOW_FUNCTIONS}
 #: S3 keys each step writes or reads (see ``image_pipeline.core.keys``).
 IMAGE_KEYS = "*.png"
 MANIFEST_KEYS = "*/manifest.json"
@@ -87,7 +85,7 @@ class ImageWorkflow(Construct):
         self.validate_request = PipelineFunction(
             self,
             "ValidateRequest",
-            handler=HANDLERS["validate_request"],
+            spec=VALIDATE_REQUEST,
             description="imagegen: validate a request for its model and plan one branch per image",
             defaults=defaults,
             timeout=Duration.seconds(25),  # the Task state allows 30 s
@@ -95,7 +93,7 @@ class ImageWorkflow(Construct):
         self.generate_image = PipelineFunction(
             self,
             "GenerateImage",
-            handler=HANDLERS["generate_image"],
+            spec=GENERATE_IMAGE,
             description="imagegen: one image from Amazon Bedrock, stored in S3 as PNG",
             defaults=defaults,
             memory_size=512,
@@ -104,7 +102,7 @@ class ImageWorkflow(Construct):
         self.build_manifest = PipelineFunction(
             self,
             "BuildManifest",
-            handler=HANDLERS["build_manifest"],
+            spec=BUILD_MANIFEST,
             description="imagegen: check the stored images, write manifest.json, presign URLs",
             defaults=defaults,
             timeout=Duration.seconds(50),  # the Task state allows 60 s
@@ -148,9 +146,7 @@ class ImageWorkflow(Construct):
 
         #: ASL placeholder -> value; CloudFormation substitutes them into the definition.
         self.definition_substitutions: dict[str, str] = {
-            "ValidateRequestFunctionArn": self.validate_request.function.function_arn,
-            "GenerateImageFunctionArn": self.generate_image.function.function_arn,
-            "BuildManifestFunctionArn": self.build_manifest.function.function_arn,
+            **arn_substitutions(self.functions),
             "EventBusName": event_bus.event_bus_name,
         }
         self.express = self._state_machine("Sync", sfn.StateMachineType.EXPRESS, definition_file, event_bus)

@@ -38,6 +38,7 @@ from image_pipeline.core.batch import (
     parse_lines,
 )
 from image_pipeline.core.errors import is_not_found
+from image_pipeline.functions import BATCH_FUNCTIONS
 
 from imagegen.runtime.offline_account import ACCOUNT, ExecutionResult, function_arn, substitute
 
@@ -61,13 +62,6 @@ class BatchEngine(Protocol):
 
 
 BATCH_ASL_FILE = "batch_generate.asl.json"
-PREPARE_FUNCTION = "imagegen-prepare-batch"
-MANIFEST_FUNCTION = "imagegen-build-batch-manifest"
-#: Function name -> handler, as the batch construct deploys them (merged into ``engine.FUNCTIONS``).
-BATCH_FUNCTIONS: dict[str, str] = {
-    PREPARE_FUNCTION: "image_pipeline.handlers.prepare_batch.handler",
-    MANIFEST_FUNCTION: "image_pipeline.handlers.build_batch_manifest.handler",
-}
 #: ASL parameter names of ``states:startExecution`` -> StartExecution API parameter names.
 START_EXECUTION_PARAMETERS = {
     "StateMachineArn": "stateMachineArn",
@@ -117,8 +111,7 @@ def adapt_start_execution(session: Any | None = None) -> None:
 def batch_substitutions(engine: BatchEngine) -> dict[str, str]:
     """The batch ASL's placeholders, filled as the CDK construct fills them."""
     return {
-        "PrepareBatchFunctionArn": function_arn(PREPARE_FUNCTION),
-        "BuildBatchManifestFunctionArn": function_arn(MANIFEST_FUNCTION),
+        **{f.placeholder: function_arn(f.name) for f in BATCH_FUNCTIONS if f.placeholder},
         "RequestStateMachineArn": engine.state_machines["jobs"],
         "ResultsBucketName": engine.config.bucket,
     }

@@ -25,6 +25,7 @@ from typing import Any
 
 import boto3
 from image_pipeline.core.jobs import execution_progress
+from image_pipeline.functions import BATCH_FUNCTIONS, WORKFLOW_FUNCTIONS
 
 from imagegen.runtime import moto_speedups
 from imagegen.runtime.batch import BatchRun, BatchSource, create_batch_state_machine, run_batch
@@ -43,20 +44,11 @@ from imagegen.runtime.offline_account import (
 )
 from imagegen.standin.bedrock_server import FaultPlan, LocalBedrockServer
 
-#: Function name -> handler, as the CDK stack deploys them.
-FUNCTIONS: dict[str, str] = {
-    "imagegen-validate-request": "image_pipeline.handlers.validate_request.handler",
-    "imagegen-generate-image": "image_pipeline.handlers.generate_image.handler",
-    "imagegen-build-manifest": "image_pipeline.handlers.build_manifest.handler",
-    "imagegen-prepare-batch": "image_pipeline.handlers.prepare_batch.handler",
-    "imagegen-build-batch-manifest": "image_pipeline.handlers.build_batch_manifest.handler",
-}
+#: Function name -> handler of the workflows' Task functions (``image_pipeline.functions``, the table
+#: the CDK stack deploys from).
+FUNCTIONS: dict[str, str] = {f.name: f.handler for f in (*WORKFLOW_FUNCTIONS, *BATCH_FUNCTIONS)}
 #: ASL placeholder -> function name (the CDK stack substitutes the deployed ARNs the same way).
-SUBSTITUTIONS: dict[str, str] = {
-    "ValidateRequestFunctionArn": "imagegen-validate-request",
-    "GenerateImageFunctionArn": "imagegen-generate-image",
-    "BuildManifestFunctionArn": "imagegen-build-manifest",
-}
+SUBSTITUTIONS: dict[str, str] = {f.placeholder: f.name for f in WORKFLOW_FUNCTIONS if f.placeholder}
 
 
 @dataclass
