@@ -40,7 +40,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
-from image_pipeline.core.batch import BATCH_PREFIX, BATCH_SUFFIX, RESULTS_PREFIX, BatchSettings
+from image_pipeline.core.keys import BATCH_PREFIX, BATCH_SUFFIX, RESULTS_PREFIX
+from image_pipeline.core.settings import BatchSettings
 from image_pipeline.functions import BATCH_FUNCTIONS, BUILD_BATCH_MANIFEST, PREPARE_BATCH
 
 from stacks.functions import LOG_RETENTION, FunctionDefaults, PipelineFunction, arn_substitutions
@@ -103,11 +104,7 @@ class BatchConstruct(Construct):
             defaults=defaults,
             memory_size=512,
             timeout=Duration.seconds(110),  # the Task state allows 120 s
-            environment={
-                "BATCH_MAX_CONCURRENCY": str(settings.max_concurrency),
-                "BATCH_TOLERATED_FAILURE_PERCENTAGE": f"{settings.tolerated_failure_percentage:g}",
-                "BATCH_MAX_LINES": str(settings.max_lines),
-            },
+            environment=settings.to_environment(),
         )
         self.build_manifest = PipelineFunction(
             self,

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from constructs import Node
-from image_pipeline.models.registry import get_adapter, list_adapters
+from image_pipeline.core.settings import Settings, handler_environment
+from image_pipeline.models.ids import BEDROCK_MODEL_IDS
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PREFIX = "imagegen:"
@@ -45,7 +46,7 @@ class ImagegenConfig(BaseModel):
 
     default_model: str = Field(default="stable-image-core", alias="defaultModel")
     allowed_models: tuple[str, ...] = Field(
-        default=tuple(a.registry_id for a in list_adapters()), min_length=1, alias="allowedModels"
+        default=tuple(BEDROCK_MODEL_IDS), min_length=1, alias="allowedModels"
     )
     max_images_per_request: int = Field(default=40, ge=1, le=40, alias="maxImagesPerRequest")
     presign_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600, alias="presignExpirySeconds")
@@ -83,7 +84,7 @@ class ImagegenConfig(BaseModel):
     @field_validator("allowed_models")
     @classmethod
     def _known_models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        known = [a.registry_id for a in list_adapters()]
+        known = list(BEDROCK_MODEL_IDS)
         unknown = [m for m in value if m not in known]
         if unknown:
             raise ValueError(f"unknown model(s) {', '.join(unknown)}; the registry has {', '.join(known)}")
@@ -135,21 +136,25 @@ class ImagegenConfig(BaseModel):
     @property
     def allowed_model_ids(self) -> tuple[str, ...]:
         """The Bedrock model ids of the allowed models (what IAM lets the functions invoke)."""
-        return tuple(get_adapter(m).model_id for m in self.allowed_models)
+        return tuple(BEDROCK_MODEL_IDS[m] for m in self.allowed_models)
+
+    def handler_settings(self, *, images_bucket: str) -> Settings:
+        """The handlers' settings of this deployment (``image_pipeline.core.settings``)."""
+        return Settings(
+            images_bucket=images_bucket,
+            default_model=self.default_model,
+            allowed_models=self.allowed_models,
+            max_images_per_request=self.max_images_per_request,
+            presign_expiry_seconds=self.presign_expiry_seconds,
+            map_max_concurrency=self.map_max_concurrency,
+            bedrock_max_attempts=self.bedrock_max_attempts,
+        )
 
     def lambda_environment(self, *, images_bucket: str) -> dict[str, str]:
-        """The environment every handler reads (``image_pipeline.core.settings``)."""
-        return {
-            "IMAGES_BUCKET": images_bucket,
-            "DEFAULT_MODEL": self.default_model,
-            "ALLOWED_MODELS": ",".join(self.allowed_models),
-            "MAX_IMAGES_PER_REQUEST": str(self.max_images_per_request),
-            "PRESIGN_EXPIRY_SECONDS": str(self.presign_expiry_seconds),
-            "MAP_MAX_CONCURRENCY": str(self.map_max_concurrency),
-            "BEDROCK_MAX_ATTEMPTS": str(self.bedrock_max_attempts),
-            "POWERTOOLS_SERVICE_NAME": "imagegen",
-            "POWERTOOLS_LOG_LEVEL": self.log_level,
-        }
+        """The environment every handler reads, written by ``image_pipeline.core.settings``."""
+        return handler_environment(
+            self.handler_settings(images_bucket=images_bucket), log_level=self.log_level
+        )
 
 
 def _is_origin(value: str) -> bool:

@@ -17,8 +17,9 @@ The dashboard: executions per state machine; images generated / filtered / faile
 latency p50 / p99 (all models, and per model when ``models`` is given); Lambda errors, throttles and
 duration per function; API requests, errors and latency; and the alarms' states.
 
-Image metrics are the handlers' EMF metrics (``image_pipeline.core.observability``): namespace
-``imagegen``, dimension ``service`` (all models) or ``service`` + ``model``.
+Image metrics are the handlers' EMF metrics (``image_pipeline.core.observability``, named in
+``image_pipeline.core.metric_names``): namespace ``imagegen``, dimension ``service`` (all models) or
+``service`` + ``model``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
-from image_pipeline.core.observability import (
+from image_pipeline.core.metric_names import (
     IMAGES_FAILED,
     IMAGES_FILTERED,
     IMAGES_GENERATED,

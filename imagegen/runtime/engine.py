@@ -25,6 +25,8 @@ from typing import Any
 
 import boto3
 from image_pipeline.core.jobs import execution_progress
+from image_pipeline.core.metric_names import NAMESPACE
+from image_pipeline.core.settings import Settings, handler_environment
 from image_pipeline.functions import BATCH_FUNCTIONS, WORKFLOW_FUNCTIONS
 
 from imagegen.runtime import moto_speedups
@@ -68,18 +70,26 @@ class EngineConfig:
     #: Apply ``imagegen.runtime.moto_speedups`` (also off with ``IMAGEGEN_MOTO_SPEEDUPS=0``).
     moto_speedups: bool = True
 
+    def handler_settings(self) -> Settings:
+        """The handlers' settings of this engine (``image_pipeline.core.settings``)."""
+        return Settings.model_validate(
+            {
+                "images_bucket": self.bucket,
+                "default_model": self.default_model,
+                "allowed_models": self.allowed_models,
+                "max_images_per_request": self.max_images_per_request,
+                "map_max_concurrency": self.map_max_concurrency,
+                "bedrock_max_attempts": self.bedrock_max_attempts,
+                "presign_expiry_seconds": self.presign_expiry_seconds,
+            }
+        )
+
     def lambda_environment(self, bedrock_endpoint: str) -> dict[str, str]:
+        """The handlers' environment: :meth:`handler_settings` written as the CDK app writes them,
+        with metrics and traces off and Bedrock at ``bedrock_endpoint``."""
         return {
-            "IMAGES_BUCKET": self.bucket,
-            "DEFAULT_MODEL": self.default_model,
-            "ALLOWED_MODELS": self.allowed_models,
-            "MAX_IMAGES_PER_REQUEST": str(self.max_images_per_request),
-            "MAP_MAX_CONCURRENCY": str(self.map_max_concurrency),
-            "BEDROCK_MAX_ATTEMPTS": str(self.bedrock_max_attempts),
-            "PRESIGN_EXPIRY_SECONDS": str(self.presign_expiry_seconds),
-            "POWERTOOLS_SERVICE_NAME": "imagegen",
-            "POWERTOOLS_LOG_LEVEL": self.log_level,
-            "POWERTOOLS_METRICS_NAMESPACE": "imagegen",
+            **handler_environment(self.handler_settings(), log_level=self.log_level),
+            "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
             "POWERTOOLS_METRICS_DISABLED": "true",  # no EMF lines in the terminal
             "POWERTOOLS_TRACE_DISABLED": "true",
             "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_endpoint,

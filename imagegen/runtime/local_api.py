@@ -56,7 +56,6 @@ from image_pipeline.core.jobs import (
 )
 from image_pipeline.core.manifest import attachment
 from image_pipeline.core.request import ImageRequest
-from image_pipeline.core.settings import Settings
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -148,7 +147,7 @@ def create_app(
 ) -> FastAPI:
     """The API over a started engine. ``web_dir`` (or ``IMAGEGEN_WEB_DIR``) is served at ``/``;
     ``cors_origins`` (or comma-separated ``IMAGEGEN_CORS_ORIGINS``) may call it from elsewhere."""
-    settings = Settings.from_environ(engine.config.lambda_environment(bedrock_endpoint=""))
+    settings = engine.config.handler_settings()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imagegen-api")
 
     @asynccontextmanager

@@ -16,6 +16,7 @@ from image_pipeline.core.errors import (
 )
 from image_pipeline.core.request import parse_request
 from image_pipeline.models.base import Outcome, decode_image, error_for_client_error, png_size
+from image_pipeline.models.ids import BEDROCK_MODEL_IDS
 from image_pipeline.models.registry import get_adapter, list_adapters, resolve_model
 from PIL import Image
 
@@ -199,3 +200,7 @@ def test_blocked_prompt_is_a_filter_outcome_not_an_error() -> None:
 def test_stability_models_list_their_aspect_ratios() -> None:
     assert "16:9" in get_adapter("sd3-5-large").describe()["aspect_ratios"]
     assert "aspect_ratios" not in get_adapter("nova-canvas").describe()
+
+
+def test_the_registry_has_one_adapter_per_model_id_in_order() -> None:
+    assert [(a.registry_id, a.model_id) for a in list_adapters()] == list(BEDROCK_MODEL_IDS.items())

@@ -33,7 +33,6 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, Field
 
 from image_pipeline.core.errors import (
     ImageGenError,
@@ -43,16 +42,10 @@ from image_pipeline.core.errors import (
     is_not_found,
 )
 from image_pipeline.core.jobs import execution_arn
-from image_pipeline.core.keys import manifest_key, request_prefix
+from image_pipeline.core.keys import BATCH_PREFIX, BATCH_SUFFIX, RESULTS_PREFIX, manifest_key, request_prefix
 from image_pipeline.core.request import parse_request
-from image_pipeline.core.settings import model_from_environ
+from image_pipeline.core.settings import BatchSettings
 
-#: Uploads under this prefix (ending in :data:`BATCH_SUFFIX`) start a batch.
-BATCH_PREFIX = "batches/"
-BATCH_SUFFIX = ".jsonl"
-#: Each batch writes its items and manifest under ``batch-results/<batch id>/`` (never under
-#: ``batches/``, so a batch's own files cannot start another batch).
-RESULTS_PREFIX = "batch-results/"
 ITEMS_FILE = "items.json"
 MANIFEST_FILE = "batch_manifest.json"
 BATCH_MANIFEST_VERSION = "1"
@@ -83,31 +76,6 @@ _DESCRIBE_WORKERS = 8
 
 class InvalidBatch(ImageGenError):
     """The batch file or the batch input cannot be used; the message says what to change."""
-
-
-class BatchSettings(BaseModel):
-    """The batch functions' environment, read once per container.
-
-    ``BATCH_MAX_CONCURRENCY`` caps the child executions running at once (the Distributed Map's
-    ``MaxConcurrency``): with ``MAP_MAX_CONCURRENCY`` images per request, at most their product of
-    Bedrock calls are in flight. ``BATCH_TOLERATED_FAILURE_PERCENTAGE`` is the default share of lines
-    that may fail before the batch fails.
-    """
-
-    max_concurrency: int = Field(default=10, ge=1, le=10_000)
-    tolerated_failure_percentage: float = Field(default=10.0, ge=0, le=100)
-    max_lines: int = Field(default=10_000, ge=1, le=100_000)
-    max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> BatchSettings:
-        names = {
-            "max_concurrency": "BATCH_MAX_CONCURRENCY",
-            "tolerated_failure_percentage": "BATCH_TOLERATED_FAILURE_PERCENTAGE",
-            "max_lines": "BATCH_MAX_LINES",
-            "max_bytes": "BATCH_MAX_BYTES",
-        }
-        return model_from_environ(cls, names, environ, "batch")
 
 
 @cache

@@ -1,7 +1,7 @@
 """Metrics and traces of the workflow's handlers (Powertools), and what each metric counts.
 
 Metrics go out as CloudWatch Embedded Metric Format (EMF) lines in the function's log, in namespace
-``imagegen``, each with two dimension sets: ``[service, model]`` (per model) and ``[service]`` (all
+``imagegen``, each with two dimension sets (the names are :mod:`image_pipeline.core.metric_names`): ``[service, model]`` (per model) and ``[service]`` (all
 models, what the alarms watch):
 
 * ``ImagesGenerated`` / ``ImagesFiltered`` / ``ImagesFailed`` (Count) — per request, from its manifest,
@@ -29,15 +29,16 @@ from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
-NAMESPACE = "imagegen"
-SERVICE = "imagegen"
-MODEL_DIMENSION = "model"
-
-IMAGES_GENERATED = "ImagesGenerated"
-IMAGES_FILTERED = "ImagesFiltered"
-IMAGES_FAILED = "ImagesFailed"
-IMAGES_THROTTLED = "ImagesThrottled"
-MODEL_LATENCY = "ModelLatency"
+from image_pipeline.core.metric_names import (
+    IMAGES_FAILED,
+    IMAGES_FILTERED,
+    IMAGES_GENERATED,
+    IMAGES_THROTTLED,
+    MODEL_DIMENSION,
+    MODEL_LATENCY,
+    NAMESPACE,
+    SERVICE,
+)
 
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 tracer = Tracer(service=SERVICE)

@@ -163,4 +163,3 @@ def parse_request(raw: Any) -> ImageRequest:
         return ImageRequest.model_validate(raw)
     except ValidationError as exc:
         raise InvalidRequest(_field_errors(exc)) from None
-

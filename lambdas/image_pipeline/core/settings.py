@@ -1,6 +1,9 @@
 """Configuration of the Lambda functions, read once from environment variables.
 
-The CDK stack sets these variables from CDK context; the offline runtime sets them itself.
+Each settings model names the variable of each field (``ENVIRONMENT``) and is both how a handler
+reads its environment (``from_environ``) and how the environment is written (``to_environment``):
+the CDK stack writes it from CDK context and the offline engine from its own configuration, both
+through :func:`handler_environment` (and, for the batch functions, :class:`BatchSettings`).
 """
 
 from __future__ import annotations
@@ -8,9 +11,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from image_pipeline.core.metric_names import SERVICE
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -28,11 +33,42 @@ def model_from_environ(
         raise RuntimeError(f"Invalid {what} configuration: {exc}") from exc
 
 
+def model_to_environ(model: BaseModel, names: Mapping[str, str]) -> dict[str, str]:
+    """The environment variables that :func:`model_from_environ` reads back as ``model``: one for each
+    field given when ``model`` was made (a field left at its default is not written, and reads back
+    as the same default). Tuples are comma-separated; a whole float is written without a fraction."""
+    return {
+        var: _environ_text(getattr(model, field))
+        for field, var in names.items()
+        if field in model.model_fields_set
+    }
+
+
+def _environ_text(value: object) -> str:
+    if isinstance(value, tuple | list):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 DEFAULT_MODEL_FALLBACK = "stable-image-core"
 
 
 class Settings(BaseModel):
     """Validated environment of a handler."""
+
+    #: Field -> the environment variable it is read from and written to.
+    ENVIRONMENT: ClassVar[dict[str, str]] = {
+        "images_bucket": "IMAGES_BUCKET",
+        "default_model": "DEFAULT_MODEL",
+        "allowed_models": "ALLOWED_MODELS",
+        "max_images_per_request": "MAX_IMAGES_PER_REQUEST",
+        "presign_expiry_seconds": "PRESIGN_EXPIRY_SECONDS",
+        "map_max_concurrency": "MAP_MAX_CONCURRENCY",
+        "bedrock_max_attempts": "BEDROCK_MAX_ATTEMPTS",
+        "bedrock_read_timeout_seconds": "BEDROCK_READ_TIMEOUT_SECONDS",
+    }
 
     images_bucket: str = Field(default="", description="Bucket for images and manifests (IMAGES_BUCKET).")
     default_model: str = Field(default=DEFAULT_MODEL_FALLBACK, description="Registry id (DEFAULT_MODEL).")
@@ -54,17 +90,52 @@ class Settings(BaseModel):
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        names = {
-            "images_bucket": "IMAGES_BUCKET",
-            "default_model": "DEFAULT_MODEL",
-            "allowed_models": "ALLOWED_MODELS",
-            "max_images_per_request": "MAX_IMAGES_PER_REQUEST",
-            "presign_expiry_seconds": "PRESIGN_EXPIRY_SECONDS",
-            "map_max_concurrency": "MAP_MAX_CONCURRENCY",
-            "bedrock_max_attempts": "BEDROCK_MAX_ATTEMPTS",
-            "bedrock_read_timeout_seconds": "BEDROCK_READ_TIMEOUT_SECONDS",
-        }
-        return model_from_environ(cls, names, environ, "handler")
+        return model_from_environ(cls, cls.ENVIRONMENT, environ, "handler")
+
+    def to_environment(self) -> dict[str, str]:
+        """The variables :meth:`from_environ` reads back as these settings (the fields given)."""
+        return model_to_environ(self, self.ENVIRONMENT)
+
+
+def handler_environment(settings: Settings, *, log_level: str) -> dict[str, str]:
+    """The environment every handler gets: ``settings``, and Powertools' service name and log level.
+    The CDK app and the offline engine both write it with this function."""
+    return {
+        **settings.to_environment(),
+        "POWERTOOLS_SERVICE_NAME": SERVICE,
+        "POWERTOOLS_LOG_LEVEL": log_level,
+    }
+
+
+class BatchSettings(BaseModel):
+    """The batch functions' environment, read once per container (``image_pipeline.core.batch``).
+
+    ``BATCH_MAX_CONCURRENCY`` caps the child executions running at once (the Distributed Map's
+    ``MaxConcurrency``): with ``MAP_MAX_CONCURRENCY`` images per request, at most their product of
+    Bedrock calls are in flight. ``BATCH_TOLERATED_FAILURE_PERCENTAGE`` is the default share of lines
+    that may fail before the batch fails.
+    """
+
+    #: Field -> the environment variable it is read from and written to.
+    ENVIRONMENT: ClassVar[dict[str, str]] = {
+        "max_concurrency": "BATCH_MAX_CONCURRENCY",
+        "tolerated_failure_percentage": "BATCH_TOLERATED_FAILURE_PERCENTAGE",
+        "max_lines": "BATCH_MAX_LINES",
+        "max_bytes": "BATCH_MAX_BYTES",
+    }
+
+    max_concurrency: int = Field(default=10, ge=1, le=10_000)
+    tolerated_failure_percentage: float = Field(default=10.0, ge=0, le=100)
+    max_lines: int = Field(default=10_000, ge=1, le=100_000)
+    max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> BatchSettings:
+        return model_from_environ(cls, cls.ENVIRONMENT, environ, "batch")
+
+    def to_environment(self) -> dict[str, str]:
+        """The variables :meth:`from_environ` reads back as these settings (the fields given)."""
+        return model_to_environ(self, self.ENVIRONMENT)
 
 
 @lru_cache(maxsize=1)

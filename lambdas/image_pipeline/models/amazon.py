@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from image_pipeline.core.errors import FieldError, ModelResponseInvalid
 from image_pipeline.core.request import ImageRequest
 from image_pipeline.models.base import ImageModelAdapter, Outcome, decode_image
+from image_pipeline.models.ids import BEDROCK_MODEL_IDS
 
 _FILTER_PHRASE = "blocked by our content filters"
 
@@ -118,7 +119,7 @@ class _AmazonTextImage(ImageModelAdapter):
 
 class TitanImageV1(_AmazonTextImage):
     registry_id = "titan-image-v1"
-    model_id = "amazon.titan-image-generator-v1"
+    model_id = BEDROCK_MODEL_IDS[registry_id]
     name = "Amazon Titan Image Generator G1"
     lifecycle = "legacy"
     lifecycle_note = "Legacy on Bedrock; check ListFoundationModels modelLifecycle in your Region."
@@ -140,7 +141,7 @@ class TitanImageV1(_AmazonTextImage):
 
 class TitanImageV2(TitanImageV1):
     registry_id = "titan-image-v2"
-    model_id = "amazon.titan-image-generator-v2:0"
+    model_id = BEDROCK_MODEL_IDS[registry_id]
     name = "Amazon Titan Image Generator G1 v2"
     end_of_life = "2026-06-30"
     lifecycle_note = "Legacy; the model card gives end of life 2026-06-30. New customers cannot use it."
@@ -148,7 +149,7 @@ class TitanImageV2(TitanImageV1):
 
 class NovaCanvas(_AmazonTextImage):
     registry_id = "nova-canvas"
-    model_id = "amazon.nova-canvas-v1:0"
+    model_id = BEDROCK_MODEL_IDS[registry_id]
     name = "Amazon Nova Canvas"
     lifecycle = "legacy"
     end_of_life = "2026-09-30"

@@ -1,5 +1,6 @@
 """The registry of model adapters. Which models a deployment offers, and its default, is configuration
-(CDK context -> ``ALLOWED_MODELS`` / ``DEFAULT_MODEL``); adding a model is one adapter class here."""
+(CDK context -> ``ALLOWED_MODELS`` / ``DEFAULT_MODEL``); adding a model is one adapter class here and
+its ids in ``image_pipeline.models.ids``."""
 
 from __future__ import annotations
 

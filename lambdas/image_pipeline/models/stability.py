@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from image_pipeline.core.errors import FieldError, ModelResponseInvalid, ModelUnavailable
 from image_pipeline.core.request import ImageRequest
 from image_pipeline.models.base import ImageModelAdapter, Outcome, decode_image
+from image_pipeline.models.ids import BEDROCK_MODEL_IDS
 
 ASPECT_RATIOS = ("16:9", "1:1", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21")
 _FINISH_REASONS = {
@@ -107,18 +108,18 @@ class _Stability(ImageModelAdapter):
 
 class SD35Large(_Stability):
     registry_id = "sd3-5-large"
-    model_id = "stability.sd3-5-large-v1:0"
+    model_id = BEDROCK_MODEL_IDS[registry_id]
     name = "Stability AI Stable Diffusion 3.5 Large"
     extra_body: ClassVar[dict[str, Any]] = {"mode": "text-to-image"}
 
 
 class StableImageCore(_Stability):
     registry_id = "stable-image-core"
-    model_id = "stability.stable-image-core-v1:1"
+    model_id = BEDROCK_MODEL_IDS[registry_id]
     name = "Stability AI Stable Image Core"
 
 
 class StableImageUltra(_Stability):
     registry_id = "stable-image-ultra"
-    model_id = "stability.stable-image-ultra-v1:1"
+    model_id = BEDROCK_MODEL_IDS[registry_id]
     name = "Stability AI Stable Image Ultra"
