@@ -27,14 +27,14 @@ import binascii
 import json
 import os
 from functools import cache
-from typing import Any
+from typing import Any, ClassVar
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError, ReadTimeoutError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from image_pipeline.core import clients
 from image_pipeline.core.errors import FieldError
@@ -55,7 +55,7 @@ from image_pipeline.core.jobs import (
     validate_submission,
 )
 from image_pipeline.core.manifest import with_presigned_urls
-from image_pipeline.core.settings import get_settings
+from image_pipeline.core.settings import get_settings, model_from_environ
 
 logger = Logger()
 _STATE_MACHINE_ARN = r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$"
@@ -66,6 +66,13 @@ class HttpApiEnvironment(BaseModel):
     DEFAULT_MODEL and MAX_IMAGES_PER_REQUEST are the shared :class:`~image_pipeline.core.settings.Settings`.
     CORS_ALLOW_ORIGINS (comma-separated, ``*`` for any; unset: no CORS headers) is read at import."""
 
+    #: Field -> the environment variable it is read from.
+    ENVIRONMENT: ClassVar[dict[str, str]] = {
+        "jobs_state_machine_arn": "JOBS_STATE_MACHINE_ARN",
+        "sync_state_machine_arn": "SYNC_STATE_MACHINE_ARN",
+        "sync_read_timeout_seconds": "SYNC_READ_TIMEOUT_SECONDS",
+    }
+
     jobs_state_machine_arn: str = Field(pattern=_STATE_MACHINE_ARN)
     sync_state_machine_arn: str = Field(pattern=_STATE_MACHINE_ARN)
     #: How long ``POST /images`` waits for the Express execution: just under the function's timeout.
@@ -75,16 +82,7 @@ class HttpApiEnvironment(BaseModel):
 @cache
 def environment() -> HttpApiEnvironment:
     """Read once per container; a bad value fails every request loudly (a deployment error)."""
-    values = {
-        "jobs_state_machine_arn": os.environ.get("JOBS_STATE_MACHINE_ARN", ""),
-        "sync_state_machine_arn": os.environ.get("SYNC_STATE_MACHINE_ARN", ""),
-    }
-    if os.environ.get("SYNC_READ_TIMEOUT_SECONDS"):
-        values["sync_read_timeout_seconds"] = os.environ["SYNC_READ_TIMEOUT_SECONDS"]
-    try:
-        return HttpApiEnvironment.model_validate(values)
-    except ValidationError as exc:
-        raise RuntimeError(f"Invalid handler configuration: {exc}") from exc
+    return model_from_environ(HttpApiEnvironment, HttpApiEnvironment.ENVIRONMENT, None, "handler")
 
 
 def cors_config(origins: str | None) -> CORSConfig | None:
