@@ -136,7 +136,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         ctx.log("  engine waiting as before: describe_execution every 50 ms")
         variants["engine_api_poll_50ms"] = _engine_burst(ctx, concurrent, wait="api_poll_50ms")
         ctx.log("  moto as shipped (no JSONPath cache, no client reuse)")
-        with moto_speedups_applied(False):
+        with moto_speedups_applied(ctx.engine, False):
             ctx.engine.run(engine_request(IMAGES_PER_REQUEST, 2), kind="sync")
             variants["moto_as_shipped"] = _engine_burst(ctx, concurrent)
     for variant in variants.values():

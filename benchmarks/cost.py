@@ -78,7 +78,7 @@ def measure(ctx: RunContext, counts: tuple[int, ...]) -> list[dict[str, Any]]:
 
     definition_bytes = len(asl_path().read_bytes())
     timer = HandlerTimer(engine)
-    counter = CallCounter()
+    counter = CallCounter(engine)
     measured = []
     try:
         engine.run(engine_request(1, 3), kind="sync")  # warm: imports, clients

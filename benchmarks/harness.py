@@ -326,11 +326,12 @@ class CallCounter:
 
     A client copies the session's event hooks when it is created, so the hook is also put on the
     handlers' cached clients (``image_pipeline.core.clients``) and on the interpreter's task clients
-    that ``imagegen.runtime.moto_speedups`` keeps, which exist already once a request ran; the same ``unique_id`` keeps it from being registered twice. Lambda ``Invoke`` is answered
-    by the engine's router before this hook runs; count it with ``engine.router.invocations``.
+    that the engine's moto fixes keep (``engine.moto_fixes``), which exist already once a request ran;
+    the same ``unique_id`` keeps it from being registered twice. Lambda ``Invoke`` is answered by the
+    engine's router before this hook runs; count it with ``engine.router.invocations``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, engine: Any) -> None:
         import boto3
         from image_pipeline.core import clients
 
@@ -338,14 +339,13 @@ class CallCounter:
         self._lock = threading.Lock()
         self.counts: collections.Counter[str] = collections.Counter()
         self._id = f"bench-counter-{id(self)}"
-        from imagegen.runtime import moto_speedups
-
+        kept = engine.moto_fixes.reused_clients() if engine.moto_fixes is not None else []
         self._emitters = [
             self._session.events,
             clients.s3().meta.events,
             clients.bedrock_runtime().meta.events,
             # the interpreter's task clients the engine keeps (EventBridge PutEvents goes through one)
-            *(client.meta.events for client in moto_speedups.reused_clients()),
+            *(client.meta.events for client in kept),
         ]
         for emitter in self._emitters:
             emitter.register("before-call", self._on_call, unique_id=self._id)
@@ -497,23 +497,20 @@ def timed_engine_run(
 
 
 @contextlib.contextmanager
-def moto_speedups_applied(on: bool) -> Iterator[None]:
-    """Run the block with ``imagegen.runtime.moto_speedups`` on (the engine's default) or off (moto as
-    shipped), then put them back as they were."""
-    from imagegen.runtime import moto_speedups
+def moto_speedups_applied(engine: Any, on: bool) -> Iterator[None]:
+    """Run the block with the engine's moto fixes (``imagegen.runtime.moto_speedups``) on, its default,
+    or off (moto as shipped); afterwards the engine has them as before."""
+    from imagegen.runtime.moto_speedups import MotoFixes
 
-    was_applied = moto_speedups.is_applied()
-    if on:
-        moto_speedups.apply()
-    else:
-        moto_speedups.restore()
-    try:
+    fixes = engine.moto_fixes
+    if fixes is None:
+        with MotoFixes() if on else contextlib.nullcontext():
+            yield
+    elif on:
         yield
-    finally:
-        if was_applied:
-            moto_speedups.apply()
-        else:
-            moto_speedups.restore()
+    else:
+        with fixes.suspended():
+            yield
 
 
 @contextlib.contextmanager

@@ -172,14 +172,14 @@ def side_by_side(
     walls: dict[str, dict[int, list[float]]] = {v: collections.defaultdict(list) for v in variants}
     cpus: dict[str, dict[int, list[float]]] = {v: collections.defaultdict(list) for v in variants}
     for name in variants:  # warm every variant once (caches, clients)
-        with moto_speedups_applied(VARIANTS[name]["speedups"]):
+        with moto_speedups_applied(engine, VARIANTS[name]["speedups"]):
             timed_engine_run(engine, 1, seed=5, wait=VARIANTS[name]["wait"])
     for repeat in range(repeats):
         for n in counts:
             if n >= 40 and repeat > 0:  # the largest point once: it takes as long as all the others
                 continue
             for name in variants:
-                with moto_speedups_applied(VARIANTS[name]["speedups"]):
+                with moto_speedups_applied(engine, VARIANTS[name]["speedups"]):
                     run = timed_engine_run(
                         engine, n, seed=20_000 + 100 * repeat + n, wait=VARIANTS[name]["wait"]
                     )
@@ -203,7 +203,7 @@ def run_with_engine(ctx: RunContext) -> None:
     """The measurements that use the main engine (Bedrock stand-in in its own process)."""
     started, load_start = time.perf_counter(), load_average()
     ctx.engine.run(engine_request(1, 1), kind="sync")
-    with moto_speedups_applied(False):  # where moto as shipped spends it: why the speed-ups exist
+    with moto_speedups_applied(ctx.engine, False):  # where moto as shipped spends it: why the speed-ups exist
         units = unit_costs(ctx)
         ctx.log(f"  unit costs (ms): {units}")
         counted = [counts_per_request(ctx, n) for n in ((1,) if ctx.quick else (1, 4))]

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -186,6 +187,10 @@ class OfflineEngine:
         self._s3: Any = None
         self._owns_lock = False
         self._quota: _ContainersQuota | None = None
+        #: moto's interpreter with :class:`~imagegen.runtime.moto_speedups.MotoFixes` while the engine
+        #: runs (None when they are off); left, so every function is moto's own again, by ``stop``.
+        self.moto_fixes: moto_speedups.MotoFixes | None = None
+        self._moto_patches = contextlib.ExitStack()
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> OfflineEngine:
@@ -206,7 +211,7 @@ class OfflineEngine:
         # engine reports failures itself (ExecutionResult), so keep that out of the user's terminal.
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         if self.config.moto_speedups and moto_speedups.enabled_by_environment():
-            moto_speedups.apply()
+            self.moto_fixes = self._moto_patches.enter_context(moto_speedups.MotoFixes())
         self._quota = _ContainersQuota(CONTAINERS_PER_CLIENT)
         endpoint = self.config.bedrock_endpoint
         if endpoint is None:
@@ -243,7 +248,6 @@ class OfflineEngine:
         if self._quota is not None:
             self._quota.restore()
             self._quota = None
-        moto_speedups.forget_clients()
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
@@ -256,6 +260,8 @@ class OfflineEngine:
 
             reset_clients()
         finally:
+            self._moto_patches.close()
+            self.moto_fixes = None
             if self._owns_lock:
                 self._owns_lock = False
                 _ENGINE_LOCK.release()

@@ -1,75 +1,68 @@
-"""Three fixes to moto's Step Functions interpreter (moto 5.2.5, pinned), applied in this process only.
+"""Three fixes to moto 5.2.5's Step Functions interpreter, entered and left with the offline engine.
 
-Profiling the offline engine (``benchmarks/profile_overhead.py``) found where its CPU goes:
+moto repeats work on every execution. Each fix removes one repetition; each is described, with what
+moto does, a patch for moto itself and when to delete the fix, in ``docs/decisions.md`` and
+``docs/upstream/``:
 
-* **JSONPath parsing, about 85 % of it.** moto evaluates every ``InputPath``, ``Parameters`` path and
-  ``ResultPath`` by calling ``jsonpath_ng``'s ``parse``, which builds a new PLY parser, LALR tables
-  included, on every call: some 20 ms for a path like ``$.image.seed``. A workflow has a few dozen
-  distinct paths, so :func:`apply` memoizes ``parse`` (a cache keyed on the path text; concurrent misses
-  of one path parse it once). Parsed expressions are only read (``find``, ``update_or_create`` change
-  the data, not the expression), so sharing them between threads is safe.
-* **A new boto3 client for every Task.** moto's Lambda, EventBridge, SQS, S3 and Step Functions task
-  code calls ``boto_client_for`` per invocation (a client costs ~4 ms of CPU). :func:`apply` keeps one
-  client per (boto3 default session, Region, service, credentials); boto3 clients are thread-safe.
-  The credentials part is the role the Task runs as (moto's ``StateCredentials.role_arn``: the
-  execution's role, or the state's ``Credentials.RoleArn``); moto 5.2.5 gives every client the same
-  fake keys whatever the role, but keying on it keeps one client per role should that change. The key
-  holds the default session because the engine makes a new one per start and routes Lambda ``Invoke``
-  calls through a hook on it (``imagegen.runtime.lambda_router``): a client copies the session's hooks when it
-  is made, so every reused client carries the router. :func:`forget_clients` drops them at engine stop.
-* **The whole ASL definition parsed again for every execution.** moto's ``ExecutionWorker`` runs the
-  antlr parser and its preprocessor over the definition each time an execution starts: 30-60 ms of CPU
-  for this project's workflows, the largest part of the overhead of a one-image run once the two fixes
-  above are in. :func:`apply` parses each definition text once and gives every execution a
-  ``copy.deepcopy`` of that program (~2 ms): the program's states keep per-execution data while they
-  run, so executions get a copy each, exactly what a fresh parse gave them; the parsed original is never
-  evaluated. A definition that does not parse is not cached: it raises as before.
+* ``program_cache``: moto's ``ExecutionWorker`` parses the whole ASL definition (antlr and its
+  preprocessor, ~30 ms of CPU here) each time an execution starts. The fix parses each definition
+  text once and gives every execution a ``copy.deepcopy`` of the program (~1.5 ms): the program's
+  states keep per-execution data while they run, so each execution gets its own, as a fresh parse
+  gave it; the parsed original is never evaluated. A definition that does not parse is not cached.
+* ``client_reuse``: every Task calls ``boto_client_for``, which makes a new boto3 client (~2 ms).
+  The fix keeps one client per (boto3 default session, Region, service, role the Task runs as,
+  moto's mock on or off); boto3 clients are thread-safe. The session is part of the key because the
+  engine routes Lambda ``Invoke`` calls through a hook on it (``imagegen.runtime.lambda_router``) and
+  a client copies the session's hooks when it is made.
+* ``jsonpath_cache``: every ``InputPath``, ``Parameters`` path and ``ResultPath`` is parsed with
+  jsonpath-ng's ``parse`` each time it is evaluated (~0.4 ms with jsonpath-ng 1.16). The fix keeps
+  one parsed expression per path text (concurrent misses of a path, a Map's branches, parse it once).
+  Expressions are only read (``find`` and ``update_or_create`` change the data, not the expression).
 
-The behaviour of the interpreter is unchanged: same paths, same clients' configuration (moto's own
-``boto_client_for`` still makes each client), same program. All three would be better fixed in moto
-itself (a cached parser in ``asl/utils/json_path.py``, a client cache in ``asl/utils/boto_client.py``,
-a program cache in ``backend/execution_worker.py``); until then,
-``IMAGEGEN_MOTO_SPEEDUPS=0`` turns this off (the benchmarks measure moto as shipped beside it).
+:class:`MotoFixes` is a context manager: entering it checks that moto is the pinned version and that
+every attribute it replaces is moto's own, then replaces them; leaving it puts every one back. The
+engine enters it in ``start`` and leaves it in ``stop``; ``IMAGEGEN_MOTO_SPEEDUPS=0`` (or
+``EngineConfig(moto_speedups=False)``) keeps it out. The modules that bind moto's client factory or
+a JSONPath ``parse`` by name are found by reading moto's source (:func:`bindings`), not from a list
+kept by hand, so a module added by a moto release cannot keep calling the unpatched function.
 """
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import copy
 import functools
 import importlib
+import importlib.util
 import inspect
 import os
 import threading
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
-#: Modules of moto 5.2.5 that bind ``boto_client_for`` by name (``from ... import boto_client_for``).
-_CLIENT_USERS = (
-    "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
-    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_events",
-    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sqs",
-    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn",
-    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sns",
-    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_dynamodb",
-    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk",
-    "moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval.resource_eval_s3",
-    "moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval.resource_eval_s3",
-)
-#: Modules of moto 5.2.5 that bind a JSONPath ``parse`` by name, and which parser it is.
-_PARSE_USERS = (
-    ("moto.stepfunctions.parser.asl.utils.json_path", "jsonpath_ng.ext"),
-    ("moto.stepfunctions.parser.asl.component.common.path.result_path", "jsonpath_ng"),
-)
+#: The moto release these fixes were written for and checked against: the one ``pyproject.toml`` pins.
+MOTO_VERSION = "5.2.5"
 ENV_SWITCH = "IMAGEGEN_MOTO_SPEEDUPS"
-_CACHE_SIZE = 4096
+FIXES = ("program_cache", "client_reuse", "jsonpath_cache")
 
-_lock = threading.Lock()
-_saved: dict[tuple[Any, str], Any] = {}  # (module, attribute) -> the original
-_clients: dict[tuple[int, str, str, str | None, bool], Any] = {}
-_memos: dict[Any, _ParseOnce] = {}  # parser -> its memoized form, kept warm across restore()
+_CLIENT_FACTORY_MODULE = "moto.stepfunctions.parser.asl.utils.boto_client"
+_CLIENT_FACTORY = "boto_client_for"
 _WORKER_MODULE = "moto.stepfunctions.parser.backend.execution_worker"
+#: Where moto's interpreter code lives (the client factory's users), and moto's EventBridge, whose
+#: target input paths the engine's event capture evaluates (JSONPath users).
+SCANNED_PACKAGES = ("moto.stepfunctions.parser", "moto.events")
+#: Marks the functions this module puts into moto, so that a second set of fixes is refused.
+_MARK = "__imagegen_moto_fix__"
+_PATH_CACHE_SIZE = 4096
+_PROGRAM_CACHE_SIZE = 64
+
+
+class UnsupportedMoto(RuntimeError):
+    """moto is not the version, or not laid out as, the fixes were written for: they refuse to run."""
 
 
 def enabled_by_environment() -> bool:
@@ -77,119 +70,152 @@ def enabled_by_environment() -> bool:
     return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def is_applied() -> bool:
-    with _lock:
-        return bool(_saved)
-
-
-def apply() -> bool:
-    """Apply both fixes (idempotent, thread-safe). Returns False, with a warning, when moto's layout is
-    not the one this module knows (a moto upgrade): the engine then runs moto unchanged."""
-    with _lock:
-        if _saved:
-            return True
-        try:
-            from moto.stepfunctions.parser.asl.utils import boto_client
-
-            original_client_for = boto_client.boto_client_for
-            parameters = list(inspect.signature(original_client_for).parameters)
-            if parameters != ["region", "service", "state_credentials"]:
-                raise LookupError(f"boto_client_for{tuple(parameters)} is not moto 5.2.5's")
-            targets: list[tuple[Any, str, Any]] = []
-            for module_name, parser_module in _PARSE_USERS:
-                module = importlib.import_module(module_name)
-                parser = importlib.import_module(parser_module)
-                if getattr(module, "parse", None) is not parser.parse:
-                    raise LookupError(f"{module_name}.parse is not {parser_module}.parse")
-                targets.append((module, "parse", _memoized(getattr(parser, "parse"))))  # noqa: B009
-            ext = importlib.import_module("jsonpath_ng.ext")  # moto.events imports it at call time
-            targets.append((ext, "parse", _memoized(getattr(ext, "parse"))))  # noqa: B009
-            for module_name in _CLIENT_USERS:
-                module = importlib.import_module(module_name)
-                if getattr(module, "boto_client_for", None) is not original_client_for:
-                    raise LookupError(f"{module_name}.boto_client_for is not moto's")
-                targets.append((module, "boto_client_for", _reusing(original_client_for)))
-            worker = importlib.import_module(_WORKER_MODULE)
-            if not hasattr(worker.ExecutionWorker, "_get_evaluation_entrypoint"):
-                raise LookupError("ExecutionWorker._get_evaluation_entrypoint is not moto 5.2.5's")
-            parser_class = worker.AmazonStateLanguageParser
-            targets.append(
-                (worker.ExecutionWorker, "_get_evaluation_entrypoint", _copying_program(parser_class))
-            )
-        except (ImportError, LookupError, AttributeError) as exc:
-            warnings.warn(
-                f"moto speed-ups not applied: {exc} (moto {_moto_version()}; written for 5.2.5, the pinned "
-                "version); running moto unchanged",
-                stacklevel=2,
-            )
-            return False
-        for module, attribute, replacement in targets:
-            _saved[(module, attribute)] = getattr(module, attribute)
-            setattr(module, attribute, replacement)
-        return True
-
-
-def _moto_version() -> str:
+def installed_moto_version() -> str:
     try:
         return metadata.version("moto")
     except metadata.PackageNotFoundError:
         return "not installed"
 
 
-def restore() -> None:
-    """Put moto back as it was (for tests and benchmarks)."""
-    with _lock:
-        for (module, attribute), original in _saved.items():
-            setattr(module, attribute, original)
-        _saved.clear()
-        _clients.clear()
+_TURN_OFF = (
+    f"Run with the fixes off to use moto unchanged: {ENV_SWITCH}=0 in the environment, or "
+    "EngineConfig(moto_speedups=False)."
+)
 
 
-def reused_clients() -> list[Any]:
-    """The clients kept for moto's tasks (to register event hooks on them, as the benchmarks do)."""
-    with _lock:
-        return list(_clients.values())
+def _check_version() -> None:
+    installed = installed_moto_version()
+    if installed != MOTO_VERSION:
+        raise UnsupportedMoto(
+            f"imagegen's fixes to moto (imagegen/runtime/moto_speedups.py) were written for moto "
+            f"{MOTO_VERSION}, the version pyproject.toml pins, and moto {installed} is installed. "
+            f"Install the pinned version (pip install -e .). To move the pin, check each fix against the "
+            f"new moto first (docs/decisions.md, 'Three fixes to moto's interpreter', says what to check "
+            f"and when to delete a fix; docs/upstream/ has each as a patch to moto), then change "
+            f"MOTO_VERSION with the pin. {_TURN_OFF}"
+        )
 
 
-def forget_clients() -> None:
-    """Drop the reused clients (the engine calls it when it stops: its default session is gone)."""
-    with _lock:
-        _clients.clear()
+def _layout_error(detail: str) -> UnsupportedMoto:
+    return UnsupportedMoto(
+        f"moto {installed_moto_version()} is not laid out as imagegen's fixes to moto expect: {detail}. "
+        f"Is moto installed unmodified from PyPI, and is no other patch of it active? {_TURN_OFF}"
+    )
 
 
-def clear_parse_caches() -> None:
-    """Forget every parsed path and program (tests use it to count parses from a cold cache)."""
-    with _lock:
-        memos = list(_memos.values())
-    for memo in memos:
-        memo.cache_clear()
-    _programs.cache_clear()
+# -- finding every module that binds a name --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Binding:
+    """``from <source> import <name> as <alias>`` in ``module``: at module level (the module's global
+    ``alias`` must be patched) or inside a function (resolved from ``source`` at call time)."""
+
+    module: str
+    source: str
+    name: str
+    alias: str
+    module_level: bool
+
+
+def _package_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise _layout_error(f"{package} is not a package")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _imports_in(tree: ast.Module) -> Iterator[tuple[ast.ImportFrom, bool]]:
+    """Every ``from ... import ...`` of a module, with whether it runs at import (module level: not
+    inside a function; class bodies and ``if``/``try`` blocks run at import)."""
+    pending: list[tuple[ast.AST, bool]] = [(tree, True)]
+    while pending:
+        node, module_level = pending.pop()
+        for child in ast.iter_child_nodes(node):
+            inside_function = isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+            if isinstance(child, ast.ImportFrom):
+                yield child, module_level
+            pending.append((child, module_level and not inside_function))
+
+
+@functools.cache
+def bindings(package: str, name: str, sources: tuple[str, ...]) -> tuple[Binding, ...]:
+    """Every ``from <one of sources, or a submodule of one> import <name>`` in ``package``'s source,
+    relative imports resolved. Files are read as text first and parsed only if they mention ``name``."""
+    root = _package_dir(package)
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_bytes()
+        if name.encode() not in text:
+            continue
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        module = ".".join([package, *parts[:-1]] if is_package else [package, *parts])
+        anchor = module if is_package else module.rpartition(".")[0]
+        for node, module_level in _imports_in(ast.parse(text, filename=str(path))):
+            relative = "." * node.level + (node.module or "")
+            source = importlib.util.resolve_name(relative, anchor) if node.level else relative
+            if not any(source == s or source.startswith(s + ".") for s in sources):
+                continue
+            for alias in node.names:
+                if alias.name == name:
+                    found.append(Binding(module, source, name, alias.asname or name, module_level))
+    return tuple(found)
+
+
+def client_factory_bindings() -> tuple[Binding, ...]:
+    """Every module of moto's interpreter that imports ``boto_client_for``."""
+    return bindings(SCANNED_PACKAGES[0], _CLIENT_FACTORY, (_CLIENT_FACTORY_MODULE,))
+
+
+def jsonpath_parse_bindings() -> tuple[Binding, ...]:
+    """Every module of moto's interpreter and EventBridge that imports a jsonpath-ng ``parse``."""
+    return tuple(b for package in SCANNED_PACKAGES for b in bindings(package, "parse", ("jsonpath_ng",)))
+
+
+# -- the fixes ------------------------------------------------------------------------------------
+
+
+def _require_moto_original(function: Any, module: str, qualname: str) -> None:
+    if getattr(function, _MARK, False):
+        raise RuntimeError(
+            f"{module}.{qualname} is replaced by moto fixes entered already: one set at a time (while an "
+            "engine runs, its fixes are entered; OfflineEngine.moto_fixes.suspended() gives moto as shipped)"
+        )
+    if not (
+        callable(function)
+        and getattr(function, "__module__", None) == module
+        and getattr(function, "__qualname__", None) == qualname
+    ):
+        raise _layout_error(f"{module}.{qualname} is not moto's")
+
+
+def _marked(function: Any) -> Any:
+    setattr(function, _MARK, True)
+    return function
 
 
 class _ParseOnce:
-    """``parse`` with a cache of parsed paths by text. A path missed by several threads at once (the
-    branches of a Map) is parsed by one of them, the others wait for it: once per path, exactly."""
+    """``parse`` with a cache of results by text. A text missed by several threads at once is parsed
+    by one of them while the others wait: once per text, exactly."""
 
-    def __init__(self, parse: Callable[..., Any], max_entries: int = _CACHE_SIZE) -> None:
+    def __init__(self, parse: Callable[[str], Any], max_entries: int) -> None:
         self.parse = parse
         self.max_entries = max_entries
         self.misses = 0
         self._cache: dict[str, Any] = {}
         self._miss_lock = threading.Lock()
-        functools.update_wrapper(self, parse)
 
-    def __call__(self, path: Any, *args: Any, **kwargs: Any) -> Any:
-        if args or kwargs or not isinstance(path, str):
-            return self.parse(path, *args, **kwargs)
-        parsed = self._cache.get(path)
+    def __call__(self, text: str) -> Any:
+        parsed = self._cache.get(text)
         if parsed is None:
             with self._miss_lock:
-                parsed = self._cache.get(path)
+                parsed = self._cache.get(text)
                 if parsed is None:
-                    parsed = self.parse(path)
+                    parsed = self.parse(text)
                     self.misses += 1
                     if len(self._cache) < self.max_entries:
-                        self._cache[path] = parsed
+                        self._cache[text] = parsed
         return parsed
 
     def cache_clear(self) -> None:
@@ -198,60 +224,213 @@ class _ParseOnce:
             self.misses = 0
 
 
-#: Parsed ASL programs by definition text (the parser's ``parse`` returns ``(program, parse tree)``).
-_programs = _ParseOnce(lambda definition: _program_parser().parse(definition)[0], max_entries=64)
+@dataclass
+class _Patch:
+    owner: Any  # a module or a class
+    attribute: str
+    original: Any
+    replacement: Any
 
 
-def _program_parser() -> Any:
-    return importlib.import_module(_WORKER_MODULE).AmazonStateLanguageParser
+class MotoFixes:
+    """The fixes, as a context manager: entered, moto's functions are replaced; left, every one is
+    moto's own again and the kept clients and parses are dropped. One set is entered at a time.
+
+    ``fixes`` chooses among :data:`FIXES` (all by default; the benchmarks measure each alone)."""
+
+    def __init__(self, fixes: Collection[str] = FIXES) -> None:
+        unknown = set(fixes) - set(FIXES)
+        if unknown:
+            raise ValueError(f"unknown fixes {sorted(unknown)}; choose from {FIXES}")
+        self.fixes = tuple(f for f in FIXES if f in fixes)
+        self._patches: list[_Patch] = []
+        self._applied = False
+        self._clients: dict[tuple[Any, ...], Any] = {}
+        self._clients_lock = threading.Lock()
+        self._paths: dict[int, _ParseOnce] = {}  # id(jsonpath-ng's parse) -> its cached form
+        self._programs: _ParseOnce | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def __enter__(self) -> MotoFixes:
+        if self._patches:
+            raise RuntimeError("these moto fixes are entered already")
+        try:
+            self._patches = self._locate()  # every check passes before anything is replaced
+        except BaseException:
+            self._forget()
+            raise
+        self._patch()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._applied:
+            self._unpatch()
+        self._forget()
+
+    def _forget(self) -> None:
+        self._patches = []
+        with self._clients_lock:
+            self._clients.clear()
+        self._paths.clear()
+        self._programs = None
+
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        """moto as shipped for the block (the benchmarks and tests compare), then the fixes again."""
+        if not self._applied:
+            yield
+            return
+        self._unpatch()
+        try:
+            yield
+        finally:
+            for patch in self._patches:
+                if getattr(patch.owner, patch.attribute) is not patch.original:
+                    raise RuntimeError(f"{patch.owner.__name__}.{patch.attribute} changed while suspended")
+            self._patch()
+
+    @property
+    def applied(self) -> bool:
+        return self._applied
+
+    def patched(self) -> list[tuple[Any, str]]:
+        """(module or class, attribute) of every replaced function, while entered."""
+        return [(p.owner, p.attribute) for p in self._patches]
+
+    def _patch(self) -> None:
+        for patch in self._patches:
+            setattr(patch.owner, patch.attribute, patch.replacement)
+        self._applied = True
+
+    def _unpatch(self) -> None:
+        for patch in reversed(self._patches):
+            setattr(patch.owner, patch.attribute, patch.original)
+        self._applied = False
+
+    # -- what is replaced, checked before anything is ------------------------------------------
+    def _locate(self) -> list[_Patch]:
+        _check_version()
+        patches: list[_Patch] = []
+        try:
+            if "program_cache" in self.fixes:
+                patches += self._program_patches()
+            if "client_reuse" in self.fixes:
+                patches += self._client_patches()
+            if "jsonpath_cache" in self.fixes:
+                patches += self._jsonpath_patches()
+        except (ImportError, AttributeError, SyntaxError) as exc:
+            raise _layout_error(repr(exc)) from exc
+        return patches
+
+    def _program_patches(self) -> list[_Patch]:
+        worker_module = importlib.import_module(_WORKER_MODULE)
+        worker = worker_module.ExecutionWorker
+        original = worker.__dict__.get("_get_evaluation_entrypoint")
+        _require_moto_original(original, _WORKER_MODULE, "ExecutionWorker._get_evaluation_entrypoint")
+        parser_class = worker_module.AmazonStateLanguageParser
+        programs = _ParseOnce(lambda definition: parser_class.parse(definition)[0], _PROGRAM_CACHE_SIZE)
+        self._programs = programs
+
+        def _get_evaluation_entrypoint(execution_worker: Any) -> Any:
+            definition = execution_worker._evaluation_details.state_machine_details.definition
+            if not isinstance(definition, str):
+                return parser_class.parse(definition)[0]
+            return copy.deepcopy(programs(definition))
+
+        return [_Patch(worker, "_get_evaluation_entrypoint", original, _marked(_get_evaluation_entrypoint))]
+
+    def _client_patches(self) -> list[_Patch]:
+        factory_module = importlib.import_module(_CLIENT_FACTORY_MODULE)
+        original = getattr(factory_module, _CLIENT_FACTORY)
+        _require_moto_original(original, _CLIENT_FACTORY_MODULE, _CLIENT_FACTORY)
+        parameters = list(inspect.signature(original).parameters)
+        if parameters != ["region", "service", "state_credentials"]:
+            raise _layout_error(f"{_CLIENT_FACTORY}{tuple(parameters)} is not moto {MOTO_VERSION}'s")
+        replacement = _marked(self._reusing(original))
+        patches = [_Patch(factory_module, _CLIENT_FACTORY, original, replacement)]
+        for binding in client_factory_bindings():
+            if binding.module_level:
+                patches.append(self._binding_patch(binding, original, replacement))
+        return patches
+
+    def _jsonpath_patches(self) -> list[_Patch]:
+        patches: list[_Patch] = []
+        for binding in jsonpath_parse_bindings():
+            source = importlib.import_module(binding.source)
+            parse = getattr(source, "parse")  # noqa: B009
+            _require_moto_original(parse, getattr(parse, "__module__", ""), "parse")
+            if not parse.__module__.startswith("jsonpath_ng"):
+                raise _layout_error(f"{binding.source}.parse is not jsonpath-ng's")
+            memo = self._paths.setdefault(id(parse), _ParseOnce(parse, _PATH_CACHE_SIZE))
+            replacement = _marked(_cached(memo, parse))
+            if binding.module_level:
+                patches.append(self._binding_patch(binding, parse, replacement))
+            elif not any(p.owner is source and p.attribute == "parse" for p in patches):
+                # imported when called (moto's EventBridge): the source module's attribute it is
+                patches.append(_Patch(source, "parse", parse, replacement))
+        return patches
+
+    @staticmethod
+    def _binding_patch(binding: Binding, original: Any, replacement: Any) -> _Patch:
+        module = importlib.import_module(binding.module)
+        if getattr(module, binding.alias, None) is not original:
+            raise _layout_error(f"{binding.module}.{binding.alias} is not {binding.source}.{binding.name}")
+        return _Patch(module, binding.alias, original, replacement)
+
+    # -- client reuse ----------------------------------------------------------------------------
+    def _reusing(self, client_for: Callable[..., Any]) -> Callable[..., Any]:
+        def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+            import boto3
+            from moto.core.models import botocore_stubber
+
+            key = (
+                boto3.DEFAULT_SESSION,
+                region,
+                service,
+                credentials_key(state_credentials),
+                bool(botocore_stubber.enabled),
+            )
+            with self._clients_lock:
+                client = self._clients.get(key)
+                if client is None:
+                    client = client_for(region=region, service=service, state_credentials=state_credentials)
+                    self._clients[key] = client
+            return client
+
+        return boto_client_for
+
+    def reused_clients(self) -> list[Any]:
+        """The clients kept for moto's tasks (to register event hooks on them, as the benchmarks do)."""
+        with self._clients_lock:
+            return list(self._clients.values())
+
+    # -- counters for tests and benchmarks -------------------------------------------------------
+    def program_parses(self) -> int:
+        """Definitions parsed since the cache was last cleared (one per distinct text)."""
+        return self._programs.misses if self._programs is not None else 0
+
+    def path_parses(self) -> int:
+        """JSONPaths parsed since the caches were last cleared (one per distinct text and parser)."""
+        return sum(memo.misses for memo in self._paths.values())
+
+    def clear_caches(self) -> None:
+        """Forget every parsed path and program (tests count parses from a cold cache)."""
+        for memo in self._paths.values():
+            memo.cache_clear()
+        if self._programs is not None:
+            self._programs.cache_clear()
 
 
-def program_parses() -> int:
-    """How many definitions were parsed since the cache was last cleared (one per distinct text)."""
-    return _programs.misses
+def _cached(memo: _ParseOnce, parse: Callable[..., Any]) -> Callable[..., Any]:
+    def cached_parse(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs or not isinstance(path, str):
+            return parse(path, *args, **kwargs)
+        return memo(path)
 
-
-def _copying_program(parser_class: Any) -> Callable[[Any], Any]:
-    def _get_evaluation_entrypoint(worker: Any) -> Any:
-        definition = worker._evaluation_details.state_machine_details.definition
-        if not isinstance(definition, str):
-            return parser_class.parse(definition)[0]
-        return copy.deepcopy(_programs(definition))
-
-    return _get_evaluation_entrypoint
-
-
-def _memoized(parse: Callable[..., Any]) -> _ParseOnce:
-    if parse not in _memos:
-        _memos[parse] = _ParseOnce(parse)
-    return _memos[parse]
+    return cached_parse
 
 
 def credentials_key(state_credentials: Any) -> str | None:
     """The part of moto's ``StateCredentials`` a client depends on: the role ARN (None without one)."""
     role = getattr(state_credentials, "role_arn", None)
     return None if role is None else str(role)
-
-
-def _reusing(client_for: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(client_for)
-    def reused_client(region: str, service: str, state_credentials: Any = None) -> Any:
-        import boto3
-        from moto.core.models import botocore_stubber
-
-        session = boto3.DEFAULT_SESSION
-        key = (
-            id(session),
-            region,
-            service,
-            credentials_key(state_credentials),
-            bool(botocore_stubber.enabled),
-        )
-        with _lock:
-            client = _clients.get(key)
-            if client is None:
-                client = client_for(region=region, service=service, state_credentials=state_credentials)
-                _clients[key] = client
-        return client
-
-    return reused_client
