@@ -233,7 +233,7 @@ class ImageApi(Construct):
             "ImageRequestModel",
             model_name="ImageRequest",
             content_type=JSON,
-            description="An image request (generated from image_pipeline.core.request.ImageRequest)",
+            description="An image request (generated from image_pipeline.contract.request.ImageRequest)",
             schema=to_cdk_json_schema(request_schema),
         )
         self.error_model = self.rest_api.add_model(

@@ -289,6 +289,6 @@ def to_cdk_json_schema(schema: Mapping[str, Any] | bool) -> apigw.JsonSchema:
 
 def image_request_schema() -> dict[str, Any]:
     """The draft-4 schema of ``ImageRequest``: what ``POST /images`` and ``POST /jobs`` accept."""
-    from image_pipeline.core.request import ImageRequest
+    from image_pipeline.contract.request import ImageRequest
 
     return draft4_schema(ImageRequest.model_json_schema())

@@ -2,7 +2,8 @@
 
 ``imagegen generate "a red porsche" --count 4 --out out/`` runs the workflow offline and writes the
 images and ``manifest.json`` under ``out/``; the other commands call an API (``submit``, ``status``,
-``wait``, ``images``, ``models``), serve it offline (``serve``) or run a batch (``batch``).
+``wait``, ``images``, ``models``), serve it offline (``serve``), run a batch (``batch``) or check an AWS
+account and Region before and after deploying (``doctor``, read-only).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from imagegen.cli import api_commands, batch_commands, generate
+from imagegen.cli import api_commands, batch_commands, doctor, generate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Parallel image generation on Amazon Bedrock with AWS Step Functions; runs offline too.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (generate, api_commands, batch_commands):
+    for module in (generate, api_commands, batch_commands, doctor):
         module.add_commands(sub)
     return parser
 

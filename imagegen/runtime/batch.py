@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import boto3
 from botocore.exceptions import ClientError
+from image_pipeline.contract.errors import is_not_found
 from image_pipeline.core.batch import (
     BATCH_PREFIX,
     BATCH_SUFFIX,
@@ -37,7 +38,6 @@ from image_pipeline.core.batch import (
     batch_name,
     parse_lines,
 )
-from image_pipeline.core.errors import is_not_found
 from image_pipeline.functions import BATCH_FUNCTIONS
 
 from imagegen.runtime.offline_account import ACCOUNT, ExecutionResult, function_arn, substitute

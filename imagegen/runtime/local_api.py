@@ -37,7 +37,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from image_pipeline.core.errors import FieldError, is_not_found
+from image_pipeline.contract.errors import FieldError, is_not_found
+from image_pipeline.contract.request import ImageRequest
 from image_pipeline.core.events import REQUEST_EVENT
 from image_pipeline.core.jobs import (
     IDEMPOTENCY_HEADER,
@@ -55,7 +56,6 @@ from image_pipeline.core.jobs import (
     validate_submission,
 )
 from image_pipeline.core.manifest import attachment
-from image_pipeline.core.request import ImageRequest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 

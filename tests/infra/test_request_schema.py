@@ -10,7 +10,7 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk.assertions import Template
-from image_pipeline.core.request import ImageRequest
+from image_pipeline.contract.request import ImageRequest
 from jsonschema import Draft4Validator
 from pydantic import BaseModel, Field, ValidationError
 

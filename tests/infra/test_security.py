@@ -15,8 +15,8 @@ import json
 from typing import Any
 
 import pytest
+from image_pipeline.contract.request import MAX_IMAGES, MAX_PROMPT_CHARS
 from image_pipeline.core.jobs import MAX_BODY_BYTES
-from image_pipeline.core.request import MAX_IMAGES, MAX_PROMPT_CHARS
 from image_pipeline.models.registry import get_adapter
 
 from tests.infra.synthesis import Synthesized

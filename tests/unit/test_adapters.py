@@ -6,7 +6,7 @@ import base64
 import io
 
 import pytest
-from image_pipeline.core.errors import (
+from image_pipeline.contract.errors import (
     ModelAccessDenied,
     ModelRejected,
     ModelResponseInvalid,
@@ -14,7 +14,7 @@ from image_pipeline.core.errors import (
     ModelTimeout,
     ModelUnavailable,
 )
-from image_pipeline.core.request import parse_request
+from image_pipeline.contract.request import parse_request
 from image_pipeline.models.base import Outcome, decode_image, error_for_client_error, png_size
 from image_pipeline.models.ids import BEDROCK_MODEL_IDS
 from image_pipeline.models.registry import get_adapter, list_adapters, resolve_model

@@ -22,8 +22,7 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
-from image_pipeline.core import planning
-from image_pipeline.core.errors import (
+from image_pipeline.contract.errors import (
     AllImagesFiltered,
     ImagesFailed,
     ImagesThrottled,
@@ -32,9 +31,10 @@ from image_pipeline.core.errors import (
     ModelUnavailable,
     StorageError,
 )
+from image_pipeline.contract.request import MAX_IMAGES, MAX_PROMPT_CHARS
+from image_pipeline.core import planning
 from image_pipeline.core.generation import generate_image
 from image_pipeline.core.manifest import HEAD_WORKERS, attachment, build_manifest, with_presigned_urls
-from image_pipeline.core.request import MAX_IMAGES, MAX_PROMPT_CHARS
 from image_pipeline.core.settings import Settings
 from moto import mock_aws
 from PIL import Image

@@ -12,8 +12,8 @@ from typing import Any
 
 import boto3
 import pytest
+from image_pipeline.contract.errors import AllImagesFiltered, InvalidRequest
 from image_pipeline.core import clients
-from image_pipeline.core.errors import AllImagesFiltered, InvalidRequest
 from moto import mock_aws
 from PIL import Image
 

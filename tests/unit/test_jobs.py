@@ -11,7 +11,7 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.stub import Stubber
-from image_pipeline.core.errors import cause_message
+from image_pipeline.contract.errors import cause_message
 from image_pipeline.core.jobs import (
     MAX_BODY_BYTES,
     WORKFLOW_ERROR_HTTP_STATUS,

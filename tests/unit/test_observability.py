@@ -14,8 +14,8 @@ from typing import Any
 
 import boto3
 import pytest
+from image_pipeline.contract.errors import AllImagesFiltered, ImagesThrottled
 from image_pipeline.core import clients, observability
-from image_pipeline.core.errors import AllImagesFiltered, ImagesThrottled
 from moto import mock_aws
 from PIL import Image
 

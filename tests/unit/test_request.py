@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from image_pipeline.core.errors import InvalidRequest
+from image_pipeline.contract.errors import InvalidRequest
+from image_pipeline.contract.request import ImageRequest, parse_request
 from image_pipeline.core.events import request_from_input
 from image_pipeline.core.keys import image_key, manifest_key, request_prefix
 from image_pipeline.core.planning import check_request, distinct_seeds, plan
-from image_pipeline.core.request import ImageRequest, parse_request
 from image_pipeline.core.settings import Settings
 
 from imagegen.testing.bad_inputs import BAD_REQUESTS

@@ -34,16 +34,16 @@ from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
-from image_pipeline.core.errors import (
+from image_pipeline.contract.errors import (
     ImageGenError,
     InvalidRequest,
     StorageError,
     cause_message,
     is_not_found,
 )
+from image_pipeline.contract.request import parse_request
 from image_pipeline.core.jobs import execution_arn
 from image_pipeline.core.keys import BATCH_PREFIX, BATCH_SUFFIX, RESULTS_PREFIX, manifest_key, request_prefix
-from image_pipeline.core.request import parse_request
 from image_pipeline.core.settings import BatchSettings
 
 ITEMS_FILE = "items.json"

@@ -14,7 +14,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
-from image_pipeline.core.errors import ModelResponseInvalid, ModelTimeout, ModelUnavailable, StorageError
+from image_pipeline.contract.errors import ModelResponseInvalid, ModelTimeout, ModelUnavailable, StorageError
 from image_pipeline.models.base import Outcome, error_for_client_error, png_size
 from image_pipeline.models.registry import get_adapter
 

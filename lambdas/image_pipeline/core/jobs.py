@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
-from image_pipeline.core.errors import FieldError, InvalidRequest, cause_message
+from image_pipeline.contract.errors import FieldError, InvalidRequest, cause_message
 from image_pipeline.core.manifest import with_presigned_urls
 from image_pipeline.core.planning import check_request
 from image_pipeline.core.settings import Settings

@@ -17,7 +17,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from image_pipeline.core.errors import (
+from image_pipeline.contract.errors import (
     FILTER_REASONS,
     AllImagesFiltered,
     ImagesFailed,

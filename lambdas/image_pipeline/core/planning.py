@@ -1,9 +1,9 @@
 """Check a request once, plan it once.
 
-* :func:`check_request` parses a raw request (:class:`~image_pipeline.core.request.ImageRequest`) and
+* :func:`check_request` parses a raw request (:class:`~image_pipeline.contract.request.ImageRequest`) and
   checks it against the deployment (``MAX_IMAGES_PER_REQUEST``, the allowed models) and the chosen
   model's own limits (its adapter in ``image_pipeline.models``). Every problem is one
-  :class:`~image_pipeline.core.errors.InvalidRequest` that names each field to change. The API's
+  :class:`~image_pipeline.contract.errors.InvalidRequest` that names each field to change. The API's
   pre-check (``image_pipeline.core.jobs.validate_submission``) calls only this.
 * :func:`plan` turns a checked request into the plan the workflow fans out over: the model's
   normalized parameters, one distinct seed and S3 key per image. The workflow's first step
@@ -16,9 +16,9 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from image_pipeline.core.errors import FieldError, InvalidRequest
+from image_pipeline.contract.errors import FieldError, InvalidRequest
+from image_pipeline.contract.request import ImageRequest, parse_request
 from image_pipeline.core.keys import image_key, manifest_key, request_prefix
-from image_pipeline.core.request import ImageRequest, parse_request
 from image_pipeline.core.settings import Settings
 from image_pipeline.models.base import ImageModelAdapter
 from image_pipeline.models.registry import resolve_model

@@ -7,8 +7,8 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from image_pipeline.contract.errors import AllImagesFiltered, ImagesFailed, ImagesThrottled
 from image_pipeline.core import clients
-from image_pipeline.core.errors import AllImagesFiltered, ImagesFailed, ImagesThrottled
 from image_pipeline.core.manifest import build_manifest
 from image_pipeline.core.observability import (
     log_metrics,

@@ -36,8 +36,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError, ReadTimeoutError
 from pydantic import BaseModel, Field
 
+from image_pipeline.contract.errors import FieldError
 from image_pipeline.core import clients
-from image_pipeline.core.errors import FieldError
 from image_pipeline.core.jobs import (
     IDEMPOTENCY_HEADER,
     MAX_BODY_BYTES,

@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from image_pipeline.core.errors import (
+from image_pipeline.contract.errors import (
     FieldError,
     ImageGenError,
     ModelAccessDenied,
@@ -19,7 +19,7 @@ from image_pipeline.core.errors import (
     ModelTimeout,
     ModelUnavailable,
 )
-from image_pipeline.core.request import ImageRequest
+from image_pipeline.contract.request import ImageRequest
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _FILTER_PHRASE = "blocked by our content filters"

@@ -4,7 +4,7 @@ its ids in ``image_pipeline.models.ids``."""
 
 from __future__ import annotations
 
-from image_pipeline.core.errors import FieldError
+from image_pipeline.contract.errors import FieldError
 from image_pipeline.models.amazon import NovaCanvas, TitanImageV1, TitanImageV2
 from image_pipeline.models.base import ImageModelAdapter
 from image_pipeline.models.stability import SD35Large, StableImageCore, StableImageUltra

@@ -9,8 +9,8 @@ from __future__ import annotations
 from math import gcd
 from typing import Any, ClassVar
 
-from image_pipeline.core.errors import FieldError, ModelResponseInvalid, ModelUnavailable
-from image_pipeline.core.request import ImageRequest
+from image_pipeline.contract.errors import FieldError, ModelResponseInvalid, ModelUnavailable
+from image_pipeline.contract.request import ImageRequest
 from image_pipeline.models.base import ImageModelAdapter, Outcome, decode_image
 from image_pipeline.models.ids import BEDROCK_MODEL_IDS
 

@@ -3,7 +3,7 @@
 ``ImageRequest`` checks what every model shares (types, ranges, safe storage names). The model's
 own limits (prompt length, sizes, seeds, options it does not take) are checked by its adapter in
 ``image_pipeline.models``; :func:`image_pipeline.core.planning.check_request` runs both and turns every
-problem into one :class:`~image_pipeline.core.errors.InvalidRequest` that names each field to change.
+problem into one :class:`~image_pipeline.contract.errors.InvalidRequest` that names each field to change.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from image_pipeline.core.errors import FieldError, InvalidRequest
+from image_pipeline.contract.errors import FieldError, InvalidRequest
 
 MAX_IMAGES = 40
 MAX_PROMPT_CHARS = 10_000
