@@ -1,0 +1,235 @@
+"""What AWS says about each Bedrock image model: lifecycle, Regions, inference profiles, quota.
+
+The facts live in ``model_facts.json`` beside this module (package data: the Lambda asset and every
+install carry it), each with the AWS page it was read from and the day it was read. This module is
+plain (pydantic, no Powertools, no AWS calls), so the CDK app, the Lambda functions, the offline
+runtime, the Bedrock stand-in and ``imagegen doctor`` all read the same facts the same way.
+
+Adding a model is one entry here (with ``registry_id``) plus one adapter in
+``image_pipeline.models.registry``; retiring one is its dates here.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+FACTS_FILE = Path(__file__).with_name("model_facts.json")
+
+LifecycleStatus = Literal["ACTIVE", "LEGACY", "EOL"]
+"""ACTIVE and LEGACY are Bedrock's ``FoundationModelLifecycleStatus``; EOL is ours: on or after
+``endOfLifeTime`` Bedrock no longer serves the model."""
+
+InvokeVia = Literal["model_id", "inference_profile"]
+
+
+class _Fact(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Lifecycle(_Fact):
+    """A model's lifecycle dates; ``status`` is what it was on ``read_on``."""
+
+    status: LifecycleStatus
+    legacy_date: date | None
+    public_extended_access_date: date | None
+    eol_date: date | None
+    source: str
+    read_on: date
+    note: str = ""
+
+    def on(self, day: date) -> LifecycleStatus:
+        """The status on ``day``: from the dates when known, else the status as read."""
+        if self.eol_date is not None and day >= self.eol_date:
+            return "EOL"
+        if self.legacy_date is not None and day >= self.legacy_date:
+            return "LEGACY"
+        if self.status == "EOL" and self.eol_date is None:
+            return "EOL"  # retired on a day not recorded
+        if self.status == "LEGACY" and self.legacy_date is None:
+            return "LEGACY"  # legacy since a day not recorded
+        return "ACTIVE"
+
+    @model_validator(mode="after")
+    def _status_matches_dates(self) -> Lifecycle:
+        if self.on(self.read_on) != self.status:
+            raise ValueError(
+                f"status {self.status} does not match the dates on {self.read_on} ({self.on(self.read_on)})"
+            )
+        return self
+
+
+class Regions(_Fact):
+    """The Regions that serve the model in-Region (invoked by its model id)."""
+
+    in_region: tuple[str, ...]
+    source: str
+    read_on: date
+    note: str = ""
+
+
+class InferenceProfile(_Fact):
+    """A system-defined (cross-Region) inference profile of the model."""
+
+    id: str
+    source_regions: tuple[str, ...]
+    destination_regions: tuple[str, ...]
+    source: str
+    read_on: date
+    note: str = ""
+
+
+class Quota(_Fact):
+    """The documented per-Region requests-per-minute quota (its code is not documented)."""
+
+    name: str
+    default_requests_per_minute: int
+    adjustable: bool
+    service_code: str
+    quota_code: str | None
+    source: str
+    read_on: date
+    note: str = ""
+
+
+class ModelFacts(_Fact):
+    """Everything recorded about one Bedrock model."""
+
+    model_id: str = Field(description="The Bedrock model id (the key in the facts file).")
+    registry_id: str | None = Field(description="The registry adapter serving it; None: no adapter yet.")
+    provider: str
+    marketplace: bool = Field(description="Sold through AWS Marketplace: first use subscribes.")
+    lifecycle: Lifecycle
+    regions: Regions
+    inference_profiles: tuple[InferenceProfile, ...]
+    invoke_via: InvokeVia
+    successor: str | None
+    successor_unconfirmed: bool = False
+    successor_note: str = ""
+    quota: Quota
+
+    @model_validator(mode="after")
+    def _invocable_somehow(self) -> ModelFacts:
+        if self.invoke_via == "inference_profile" and not self.inference_profiles:
+            raise ValueError("invoke_via is inference_profile but no inference profile is listed")
+        return self
+
+    def status_on(self, day: date) -> LifecycleStatus:
+        """The lifecycle status on ``day``."""
+        return self.lifecycle.on(day)
+
+    def offer_in(self, region: str) -> Offer | None:
+        """How a caller in ``region`` invokes the model, or None when it is not offered there."""
+        if self.invoke_via == "model_id" and region in self.regions.in_region:
+            return Offer(model_id=self.model_id, invoke_id=self.model_id, region=region, profile=None)
+        for profile in self.inference_profiles:
+            if region in profile.source_regions:
+                return Offer(model_id=self.model_id, invoke_id=profile.id, region=region, profile=profile)
+        return None
+
+    def regions_offering(self) -> tuple[str, ...]:
+        """Every Region a caller can invoke the model from (in-Region or as a profile source), sorted."""
+        found = {r for r in self.regions.in_region if self.invoke_via == "model_id"}
+        for profile in self.inference_profiles:
+            found.update(profile.source_regions)
+        return tuple(sorted(found))
+
+
+class Offer(_Fact):
+    """How to invoke a model from one Region: ``invoke_id`` is the InvokeModel ``modelId``."""
+
+    model_id: str
+    invoke_id: str
+    region: str
+    profile: InferenceProfile | None
+
+    @property
+    def via_profile(self) -> bool:
+        return self.profile is not None
+
+
+class FactsFile(_Fact):
+    """The whole facts file."""
+
+    read_on: date
+    models: dict[str, ModelFacts]
+    sources: dict[str, str]
+    provenance: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_are_model_ids(cls, data: object) -> object:
+        if isinstance(data, dict) and isinstance(data.get("models"), dict):
+            data = {
+                **data,
+                "models": {
+                    key: {**entry, "model_id": key} if isinstance(entry, dict) else entry
+                    for key, entry in data["models"].items()
+                },
+            }
+        return data
+
+    @model_validator(mode="after")
+    def _registry_ids_unique(self) -> FactsFile:
+        seen = [m.registry_id for m in self.models.values() if m.registry_id]
+        if len(seen) != len(set(seen)):
+            raise ValueError(f"a registry_id names two models: {seen}")
+        return self
+
+
+def read_facts(path: Path = FACTS_FILE) -> FactsFile:
+    """Read and check a facts file (ValueError/ValidationError on a bad shape)."""
+    return FactsFile.model_validate(json.loads(path.read_text(encoding="utf-8")))
+
+
+@cache
+def load_facts() -> FactsFile:
+    """The shipped facts file, read once per process."""
+    return read_facts()
+
+
+def all_model_facts() -> tuple[ModelFacts, ...]:
+    """Every model in the facts file, in file order (the registry's order first)."""
+    return tuple(load_facts().models.values())
+
+
+def registry_model_facts() -> tuple[ModelFacts, ...]:
+    """The models with a registry adapter, in file order."""
+    return tuple(m for m in all_model_facts() if m.registry_id)
+
+
+def model_facts(model: str) -> ModelFacts:
+    """The facts of a model, by Bedrock model id or registry id; KeyError if unknown."""
+    facts = load_facts().models
+    if model in facts:
+        return facts[model]
+    for entry in facts.values():
+        if entry.registry_id == model:
+            return entry
+    raise KeyError(f"no facts recorded for model {model!r}")
+
+
+def lifecycle_on(model: str, day: date) -> LifecycleStatus:
+    """ACTIVE, LEGACY or EOL on ``day``."""
+    return model_facts(model).status_on(day)
+
+
+def offer_in(model: str, region: str) -> Offer | None:
+    """How ``model`` is invoked from ``region`` (model id or inference profile), None if not offered."""
+    return model_facts(model).offer_in(region)
+
+
+def offered_in(model: str, region: str) -> str | None:
+    """The ``modelId`` to invoke ``model`` with from ``region`` (its id or a profile id), or None."""
+    offer = offer_in(model, region)
+    return offer.invoke_id if offer else None
+
+
+def regions_offering(model: str) -> tuple[str, ...]:
+    """The Regions ``model`` can be invoked from, sorted."""
+    return model_facts(model).regions_offering()
