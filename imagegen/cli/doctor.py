@@ -23,9 +23,8 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,6 +46,7 @@ from botocore.exceptions import (
     TokenRetrievalError,
 )
 from image_pipeline.core.settings import DEFAULT_MODEL_FALLBACK
+from image_pipeline.models.facts import ModelFacts, load_facts
 from image_pipeline.models.ids import BEDROCK_MODEL_IDS
 
 from imagegen.cli.options import EXIT_FAILED, EXIT_INVALID, EXIT_OK
@@ -106,94 +106,6 @@ class CheckResult:
         return f"{self.model}: {self.check}" if self.model else self.check
 
 
-# --- The model facts file ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InferenceProfileFacts:
-    profile_id: str
-    source_regions: tuple[str, ...]
-    destination_regions: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ModelFacts:
-    """What ``lambdas/image_pipeline/models/model_facts.json`` says of one Bedrock model."""
-
-    model_id: str
-    marketplace: bool
-    status: str  # ACTIVE | LEGACY | EOL on read_on
-    legacy_date: date | None
-    eol_date: date | None
-    in_region: tuple[str, ...]
-    profiles: tuple[InferenceProfileFacts, ...]
-    successor: str | None
-    quota_name: str | None
-    quota_default: float | None
-    read_on: str
-
-    def status_on(self, day: date) -> str:
-        """The lifecycle on ``day``: the recorded status, moved on by the recorded dates."""
-        order = ["ACTIVE", "LEGACY", "EOL"]
-        state = self.status if self.status in order else "ACTIVE"
-        if self.legacy_date and self.legacy_date <= day:
-            state = max(state, "LEGACY", key=order.index)
-        if self.eol_date and self.eol_date <= day:
-            state = "EOL"
-        return state
-
-    def profile_for(self, region: str) -> InferenceProfileFacts | None:
-        return next((p for p in self.profiles if region in p.source_regions), None)
-
-    def regions(self) -> list[str]:
-        """Every Region the model can be called from: in-Region, or as a profile's source Region."""
-        found = set(self.in_region)
-        for profile in self.profiles:
-            found.update(profile.source_regions)
-        return sorted(found)
-
-
-def _day(text: Any) -> date | None:
-    return date.fromisoformat(text) if isinstance(text, str) and text else None
-
-
-def parse_model_facts(document: Mapping[str, Any]) -> dict[str, ModelFacts]:
-    """The facts file's ``models`` by Bedrock model id (keys it lacks read as empty)."""
-    read_on = str(document.get("read_on", "?"))
-    facts: dict[str, ModelFacts] = {}
-    for model_id, entry in document.get("models", {}).items():
-        lifecycle = entry.get("lifecycle") or {}
-        quota = entry.get("quota") or {}
-        default = quota.get("default_requests_per_minute")
-        facts[model_id] = ModelFacts(
-            model_id=model_id,
-            marketplace=bool(entry.get("marketplace")),
-            status=str(lifecycle.get("status") or "ACTIVE"),
-            legacy_date=_day(lifecycle.get("legacy_date")),
-            eol_date=_day(lifecycle.get("eol_date")),
-            in_region=tuple((entry.get("regions") or {}).get("in_region") or ()),
-            profiles=tuple(
-                InferenceProfileFacts(
-                    profile_id=p["id"],
-                    source_regions=tuple(p.get("source_regions") or ()),
-                    destination_regions=tuple(p.get("destination_regions") or ()),
-                )
-                for p in entry.get("inference_profiles") or ()
-            ),
-            successor=entry.get("successor"),
-            quota_name=quota.get("name"),
-            quota_default=float(default) if isinstance(default, int | float) else None,
-            read_on=str(lifecycle.get("read_on") or read_on),
-        )
-    return facts
-
-
-def load_model_facts() -> dict[str, ModelFacts]:
-    """The facts file shipped beside the model registry (read only)."""
-    text = resources.files("image_pipeline.models").joinpath("model_facts.json").read_text()
-    return parse_model_facts(json.loads(text))
-
-
 # --- What the deployment allows ------------------------------------------------------------------------
 
 
@@ -209,6 +121,7 @@ class Deployment:
     default: ModelChoice
     stack_name: str
     bootstrap_qualifier: str
+    models_from: str = ""  # where the list came from: --model, a cdk.json, or the registry
 
 
 def read_cdk_context(path: Path) -> dict[str, Any]:
@@ -222,13 +135,17 @@ def read_cdk_context(path: Path) -> dict[str, Any]:
 
 
 def _names(value: Any) -> list[str]:
-    """A list of model names as cdk.json or ``-c`` gives it: a JSON list, JSON text or ``a,b``."""
+    """Model names as the context holds them: a list, or text (a JSON list, or ``a,b``) as ``-c`` gives."""
     if isinstance(value, str):
         text = value.strip()
-        if text.startswith("["):
-            value = json.loads(text)
-        else:
+        if not text.startswith("["):
             return [v.strip() for v in text.split(",") if v.strip()]
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise DoctorCannotRun(f"imagegen:allowedModels is not a JSON list: {exc}") from exc
+    if not isinstance(value, list):
+        raise DoctorCannotRun(f"imagegen:allowedModels must be a list of model ids, not {value!r}")
     return [str(v) for v in value]
 
 
@@ -281,7 +198,9 @@ def read_only(client: Any) -> Any:
         if (service, model.name) not in READ_ONLY_OPERATIONS:
             raise MutatingCallRefused(f"imagegen doctor only reads; it refused {service} {model.name}")
 
-    client.meta.events.register_first("before-call", refuse_writes, unique_id="imagegen-doctor-read-only")
+    # "before-call.*.*" and first: before any other handler there (a botocore Stubber answers from it)
+    # and before the request is signed or sent.
+    client.meta.events.register_first("before-call.*.*", refuse_writes, unique_id="imagegen-doctor-read-only")
     return client
 
 
@@ -371,54 +290,47 @@ def _healthy(stack_status: str) -> bool:
 
 
 def check_bootstrap(cfn: Any, ssm: Any, *, account: str, region: str, qualifier: str) -> CheckResult:
-    """The CDK bootstrap stack and its version (SSM ``/cdk-bootstrap/<qualifier>/version``)."""
+    """The CDK bootstrap: the version parameter (SSM ``/cdk-bootstrap/<qualifier>/version``, which the
+    stack's template reads) and the ``CDKToolkit`` stack."""
+    check, parameter = "cdk bootstrap", f"/cdk-bootstrap/{qualifier}/version"
     todo_bootstrap = f"cdk bootstrap aws://{account}/{region} (once per account and Region), then cdk deploy"
+    version: str | None
+    try:
+        version = ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
+    except (ClientError, BotoCoreError):
+        version = None
     try:
         stack = _describe_stack(cfn, BOOTSTRAP_STACK)
     except (ClientError, BotoCoreError) as exc:
         finding = _could_not(f"read the {BOOTSTRAP_STACK} stack", exc, "cloudformation:DescribeStacks")
-        return CheckResult("warn", "cdk bootstrap", finding)
-    if stack is None:
-        return CheckResult("warn", "cdk bootstrap", f"no {BOOTSTRAP_STACK} stack in {region}", todo_bootstrap)
-    stack_status = stack["StackStatus"]
-    if not _healthy(stack_status):
-        return CheckResult(
-            "warn",
-            "cdk bootstrap",
-            f"{BOOTSTRAP_STACK} is {stack_status}",
-            f"look at the {BOOTSTRAP_STACK} stack's events in the CloudFormation console, then {todo_bootstrap}",
-            data={"stack_status": stack_status},
+        return CheckResult("warn", check, finding, data={"version": version})
+    stack_status = stack["StackStatus"] if stack else None
+    if stack and version is None:  # the parameter could not be read: the stack's output says the same
+        version = {o["OutputKey"]: o.get("OutputValue") for o in stack.get("Outputs", [])}.get(
+            "BootstrapVersion"
         )
-    parameter = f"/cdk-bootstrap/{qualifier}/version"
-    version_text: str | None
-    try:
-        version_text = ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
-    except (ClientError, BotoCoreError):
-        outputs = {o["OutputKey"]: o.get("OutputValue") for o in stack.get("Outputs", [])}
-        version_text = outputs.get("BootstrapVersion")
-    data = {"stack_status": stack_status, "version": version_text, "parameter": parameter}
-    if version_text is None or not version_text.isdigit():
-        return CheckResult(
-            "warn",
-            "cdk bootstrap",
-            f"{BOOTSTRAP_STACK} {stack_status}, but no bootstrap version in {parameter} (qualifier {qualifier})",
-            todo_bootstrap,
-            data=data,
+    data = {"stack_status": stack_status, "version": version, "parameter": parameter}
+    if stack_status and not _healthy(stack_status):
+        todo = f"look at the {BOOTSTRAP_STACK} stack's events in the CloudFormation console, then {todo_bootstrap}"
+        return CheckResult("warn", check, f"{BOOTSTRAP_STACK} is {stack_status}", todo, data=data)
+    if version is None or not version.isdigit():
+        where = (
+            f"no {BOOTSTRAP_STACK} stack in {region}"
+            if stack is None
+            else f"{BOOTSTRAP_STACK} {stack_status}"
         )
-    if int(version_text) < MIN_BOOTSTRAP_VERSION:
         return CheckResult(
-            "warn",
-            "cdk bootstrap",
-            f"bootstrap version {version_text}; the stack needs {MIN_BOOTSTRAP_VERSION} or later",
-            f"{todo_bootstrap} with a current CDK CLI",
-            data=data,
+            "warn", check, f"{where}, no bootstrap version in {parameter}", todo_bootstrap, data=data
         )
-    return CheckResult(
-        "ok",
-        "cdk bootstrap",
-        f"{BOOTSTRAP_STACK} {stack_status}, bootstrap version {version_text}",
-        data=data,
+    if int(version) < MIN_BOOTSTRAP_VERSION:
+        finding = f"bootstrap version {version}; the stack needs {MIN_BOOTSTRAP_VERSION} or later"
+        return CheckResult("warn", check, finding, f"{todo_bootstrap} with a current CDK CLI", data=data)
+    where = (
+        f"{BOOTSTRAP_STACK} {stack_status}"
+        if stack
+        else f"no stack named {BOOTSTRAP_STACK} (bootstrapped with another --toolkit-stack-name?)"
     )
+    return CheckResult("ok", check, f"bootstrap version {version} ({parameter}); {where}", data=data)
 
 
 def check_stack(cfn: Any, stack_name: str, region: str) -> CheckResult:
@@ -451,54 +363,72 @@ def check_stack(cfn: Any, stack_name: str, region: str) -> CheckResult:
 # --- Model checks --------------------------------------------------------------------------------------
 
 
-def suggest_model(
-    facts: Mapping[str, ModelFacts], region: str, today: date, *, besides: str
-) -> tuple[str, str] | None:
-    """A registry model that is active and offered in-Region in ``region`` (else anywhere), with a Region."""
-    candidates = []
-    for registry_id, model_id in BEDROCK_MODEL_IDS.items():
-        known = facts.get(model_id)
-        if registry_id == besides or known is None or known.status_on(today) == "EOL" or not known.in_region:
-            continue
-        candidates.append((region not in known.in_region, registry_id, known.in_region[0]))
-    if not candidates:
-        return None
-    local, registry_id, elsewhere = min(candidates, key=lambda c: c[0])
-    return registry_id, region if not local else elsewhere
+@dataclass(frozen=True)
+class ModelCheckContext:
+    """What every model check reads besides its model: the Region, the time, the facts, the default."""
 
+    region: str
+    now: datetime
+    facts: Mapping[str, ModelFacts]
+    default: ModelChoice
 
-def _replace_todo(
-    choice: ModelChoice,
-    *,
-    is_default: bool,
-    facts: Mapping[str, ModelFacts],
-    region: str,
-    today: date,
-) -> str:
-    """What to do when a model cannot be called here: remove it, and for the default name another one."""
-    todo = f"remove {choice.name} from imagegen:allowedModels"
-    if not is_default:
-        return todo
-    suggestion = suggest_model(facts, region, today, besides=choice.name)
-    if suggestion is None:
+    @property
+    def today(self) -> date:
+        return self.now.date()
+
+    def known(self, choice: ModelChoice) -> ModelFacts | None:
+        return self.facts.get(choice.model_id)
+
+    def usable_models(self, *, besides: str) -> list[tuple[str, ModelFacts]]:
+        """Registry models the facts file has as not past end of life and offered in-Region somewhere,
+        the fallback default first, then registry order."""
+        found: list[tuple[str, ModelFacts]] = []
+        for registry_id, model_id in BEDROCK_MODEL_IDS.items():
+            known = self.facts.get(model_id)
+            if known is None or registry_id == besides or not known.regions.in_region:
+                continue
+            if known.status_on(self.today) != "EOL":
+                found.append((registry_id, known))
+        return sorted(found, key=lambda item: item[0] != DEFAULT_MODEL_FALLBACK)
+
+    def local_alternative(self, *, besides: str) -> str | None:
+        """A usable registry model offered in-Region in this Region."""
+        usable = self.usable_models(besides=besides)
+        return next((name for name, known in usable if self.region in known.regions.in_region), None)
+
+    def replace_todo(self, choice: ModelChoice) -> str:
+        """What to do when a model cannot be called here: remove it; for the default, name another."""
+        todo = f"remove {choice.name} from imagegen:allowedModels"
+        if choice != self.default:
+            return todo
+        local = self.local_alternative(besides=choice.name)
+        if local:
+            return f"set imagegen:defaultModel to {local} and {todo}"
+        usable = self.usable_models(besides=choice.name)
+        if usable:
+            name, known = usable[0]
+            return f"deploy to {known.regions.in_region[0]} with imagegen:defaultModel={name}, and {todo}"
         return f"set imagegen:defaultModel to another model and {todo}"
-    other, where = suggestion
-    place = "" if where == region else f" and deploy to {where}"
-    return f"set imagegen:defaultModel to {other}{place}, and {todo}"
+
+    def where_offered_todo(self, choice: ModelChoice) -> str:
+        """Deploy where the model is offered, or (for the default) use one this Region offers; for a
+        model past its end of life (facts file) or offered nowhere, replace it."""
+        known = self.known(choice)
+        regions = known.regions_offering() if known else ()
+        if not known or not regions or known.status_on(self.today) == "EOL":
+            return self.replace_todo(choice)
+        where = regions[0] if len(regions) == 1 else "one of " + ", ".join(regions)
+        todo = f"deploy to {where}, where {choice.name} is offered"
+        local = self.local_alternative(besides=choice.name)
+        if local and choice == self.default:
+            todo += f", or set imagegen:defaultModel to {local}, which {self.region} offers"
+        return todo
 
 
-def check_offered(
-    choice: ModelChoice,
-    known: ModelFacts | None,
-    region: str,
-    *,
-    is_default: bool,
-    facts: Mapping[str, ModelFacts],
-    today: date,
-) -> CheckResult:
-    """Whether the facts file lists the model in ``region``, and whether it is called by model id or by
-    an inference profile id there."""
-    check = "Region"
+def check_offered(choice: ModelChoice, ctx: ModelCheckContext) -> CheckResult:
+    """Whether the facts file lists the model in the Region, and whether it is called there by model id
+    or by an inference profile id."""
+    check, region, known = "Region", ctx.region, ctx.known(choice)
     if known is None:
         return CheckResult(
             "warn",
@@ -507,12 +437,11 @@ def check_offered(
             f"look for it in the Bedrock model catalog of {region}",
             model=choice.name,
         )
-    source = f"facts file, read {known.read_on}"
-    if (
-        known.status_on(today) == "EOL"
-    ):  # Regions listed are where it was offered; the lifecycle check decides
-        source += f", which lists it until its end of life on {known.eol_date}"
-    if region in known.in_region:
+    source = f"facts file, read {known.regions.read_on}"
+    if known.status_on(ctx.today) == "EOL":  # the Regions it had; the lifecycle check judges the end of life
+        source += f"; end of life {known.lifecycle.eol_date}"
+    offer = known.offer_in(region)
+    if offer is not None and offer.profile is None:
         return CheckResult(
             "ok",
             check,
@@ -520,32 +449,23 @@ def check_offered(
             model=choice.name,
             data={"invoke_with": choice.model_id, "via": "model_id"},
         )
-    profile = known.profile_for(region)
-    if profile is not None:
+    if offer is not None and offer.profile is not None:
+        profile = offer.profile
         finding = (
-            f"offered in {region} only through the inference profile {profile.profile_id} (runs in "
+            f"offered in {region} only through the inference profile {profile.id} (runs in "
             f"{', '.join(profile.destination_regions)}); invoke with the profile id, not the model id ({source})"
         )
-        data = {"invoke_with": profile.profile_id, "via": "inference_profile"}
-        if choice.name in BEDROCK_MODEL_IDS:  # the registry's adapters call the model id
-            return CheckResult(
-                "warn",
-                check,
-                finding,
-                f"imagegen calls {choice.model_id} by its model id: deploy where it is offered in-Region"
-                + (f" ({', '.join(known.in_region)})" if known.in_region else ""),
-                model=choice.name,
-                data=data,
-            )
-        return CheckResult("ok", check, finding, model=choice.name, data=data)
-    regions = known.regions()
-    if regions:
-        where = regions[0] if len(regions) == 1 else "one of " + ", ".join(regions)
-        todo = f"deploy to {where}, where {choice.name} is offered, or {_replace_todo(choice, is_default=is_default, facts=facts, region=region, today=today)}"
-    else:
-        todo = _replace_todo(choice, is_default=is_default, facts=facts, region=region, today=today)
-        ended = f" (end of life {known.eol_date})" if known.eol_date else ""
-        todo = f"{choice.name} is offered in no Region{ended}: {todo}"
+        data = {"invoke_with": profile.id, "via": "inference_profile"}
+        if choice.name not in BEDROCK_MODEL_IDS:
+            return CheckResult("ok", check, finding, model=choice.name, data=data)
+        todo = f"imagegen calls {choice.model_id} by its model id: " + (
+            ctx.where_offered_todo(choice) if known.regions.in_region else ctx.replace_todo(choice)
+        )
+        return CheckResult("warn", check, finding, todo, model=choice.name, data=data)
+    regions = list(known.regions_offering())
+    todo = ctx.where_offered_todo(choice)
+    if not regions:
+        todo = f"{choice.name} is offered in no Region: {todo}"
     return CheckResult(
         "fail",
         check,
@@ -564,23 +484,12 @@ def _date_text(value: Any) -> str:
     return value.date().isoformat() if isinstance(value, datetime) else str(value)
 
 
-def check_lifecycle(
-    bedrock: Any,
-    choice: ModelChoice,
-    known: ModelFacts | None,
-    *,
-    region: str,
-    now: datetime,
-    is_default: bool,
-    facts: Mapping[str, ModelFacts],
-) -> CheckResult:
-    """Bedrock's own lifecycle of the model (``modelLifecycle``; end of life when ``endOfLifeTime`` has
+def check_lifecycle(bedrock: Any, choice: ModelChoice, ctx: ModelCheckContext) -> CheckResult:
+    """Bedrock's own lifecycle of the model (``modelLifecycle``; end of life once ``endOfLifeTime`` has
     passed), compared with the facts file."""
-    check = "lifecycle"
-    today = now.date()
-    replace = _replace_todo(choice, is_default=is_default, facts=facts, region=region, today=today)
-    facts_state = known.status_on(today) if known else None
-    facts_says = f"the facts file (read {known.read_on}) says {facts_state}" if known else ""
+    check, known = "lifecycle", ctx.known(choice)
+    facts_state = known.status_on(ctx.today) if known else None
+    facts_says = f"the facts file (read {known.lifecycle.read_on}) says {facts_state}" if known else ""
     try:
         details = bedrock.get_foundation_model(modelIdentifier=choice.model_id)["modelDetails"]
     except ClientError as exc:
@@ -588,20 +497,20 @@ def check_lifecycle(
             return CheckResult(
                 "fail",
                 check,
-                f"Bedrock in {region} does not know {choice.model_id} ({_code(exc)}: {_message(exc)})",
-                replace,
+                f"Bedrock in {ctx.region} does not know {choice.model_id} ({_code(exc)}: {_message(exc)})",
+                ctx.replace_todo(choice),
                 model=choice.name,
                 data={"error": _code(exc), "facts": facts_state},
             )
-        return _lifecycle_from_facts(choice, known, facts_says, replace, exc, today)
+        return _lifecycle_from_facts(choice, ctx, facts_says, exc)
     except BotoCoreError as exc:
-        return _lifecycle_from_facts(choice, known, facts_says, replace, exc, today)
+        return _lifecycle_from_facts(choice, ctx, facts_says, exc)
     lifecycle = details.get("modelLifecycle") or {}
     status = lifecycle.get("status")
     end, legacy, extended = (
         lifecycle.get(k) for k in ("endOfLifeTime", "legacyTime", "publicExtendedAccessTime")
     )
-    state = "EOL" if isinstance(end, datetime) and end <= now else status
+    state = "EOL" if isinstance(end, datetime) and end <= ctx.now else status
     data = {
         "bedrock": {
             "status": status,
@@ -612,173 +521,119 @@ def check_lifecycle(
         "state": state,
         "facts": facts_state,
     }
-    disagree = bool(known and state and facts_state != state)
-    note = f"; {facts_says}" if disagree else ""
+    note = f"; {facts_says}" if known and state and facts_state != state else ""
     if state == "EOL":
-        return CheckResult(
-            "fail",
-            check,
-            f"end of life since {_date_text(end)} (Bedrock: {status}, endOfLifeTime {_date_text(end)}){note}",
-            replace,
-            model=choice.name,
-            data=data,
-        )
+        finding = f"end of life since {_date_text(end)} (Bedrock: {status}, endOfLifeTime passed){note}"
+        return CheckResult("fail", check, finding, ctx.replace_todo(choice), model=choice.name, data=data)
     if state == "LEGACY":
         dates = [f"legacy since {_date_text(legacy)}" if legacy else "legacy"]
         if extended:
             dates.append(f"public extended access from {_date_text(extended)}")
         if end:
             dates.append(f"end of life {_date_text(end)}")
+        todo = f"plan the move before its end of life: {ctx.replace_todo(choice)}"
         return CheckResult(
-            "warn",
-            check,
-            f"{', '.join(dates)} (Bedrock){note}",
-            f"plan the move before its end of life: {replace}",
-            model=choice.name,
-            data=data,
+            "warn", check, f"{', '.join(dates)} (Bedrock){note}", todo, model=choice.name, data=data
         )
     if state != "ACTIVE":
-        return CheckResult(
-            "warn",
-            check,
-            f"Bedrock gave no lifecycle for {choice.model_id}{'; ' + facts_says if known else ''}",
-            model=choice.name,
-            data=data,
-        )
-    if disagree:
-        return CheckResult(
-            "warn",
-            check,
-            f"active (Bedrock){note}",
-            "Bedrock's answer holds; update lambdas/image_pipeline/models/model_facts.json",
-            model=choice.name,
-            data=data,
-        )
+        finding = f"Bedrock gave no lifecycle for {choice.model_id}{'; ' + facts_says if known else ''}"
+        return CheckResult("warn", check, finding, model=choice.name, data=data)
+    if note:
+        todo = "Bedrock's answer holds; update lambdas/image_pipeline/models/model_facts.json"
+        return CheckResult("warn", check, f"active (Bedrock){note}", todo, model=choice.name, data=data)
     return CheckResult("ok", check, "active (Bedrock)", model=choice.name, data=data)
 
 
 def _lifecycle_from_facts(
-    choice: ModelChoice, known: ModelFacts | None, facts_says: str, replace: str, exc: Exception, today: date
+    choice: ModelChoice, ctx: ModelCheckContext, facts_says: str, exc: Exception
 ) -> CheckResult:
-    """When Bedrock cannot be asked, the facts file decides: end of life there is still a failure."""
+    """When Bedrock cannot be asked, the facts file decides: an end of life there is still a failure."""
     finding = _could_not("ask Bedrock", exc, "bedrock:GetFoundationModel")
-    if known and known.status_on(today) == "EOL":
-        return CheckResult(
-            "fail", "lifecycle", f"{finding}; {facts_says} since {known.eol_date}", replace, model=choice.name
-        )
+    known = ctx.known(choice)
+    if known and known.status_on(ctx.today) == "EOL":
+        finding = f"{finding}; {facts_says} since {known.lifecycle.eol_date}"
+        return CheckResult("fail", "lifecycle", finding, ctx.replace_todo(choice), model=choice.name)
     return CheckResult(
         "warn", "lifecycle", f"{finding}{'; ' + facts_says if facts_says else ''}", model=choice.name
     )
 
 
 def marketplace_todo(choice: ModelChoice) -> str:
+    """How an account subscribes to a Marketplace model: the first call does it, with the caller's
+    Marketplace permissions (the Lambda role has none), or the agreement API does."""
     return (
-        f"{choice.model_id} is sold through AWS Marketplace: the first call subscribes the account, and the "
-        "identity making it needs aws-marketplace:Subscribe and aws-marketplace:ViewSubscriptions (the "
-        "deployment's Lambda role has neither). Grant them to your own identity and call the model once, or "
-        f"accept the offer: aws bedrock list-foundation-model-agreement-offers --model-id {choice.model_id}, "
-        f"then aws bedrock create-foundation-model-agreement; see {DOCS}"
+        "subscribe once: invoke the model yourself with aws-marketplace:Subscribe and "
+        "aws-marketplace:ViewSubscriptions allowed (the deployment's Lambda role has neither), or run aws bedrock "
+        f"list-foundation-model-agreement-offers --model-id {choice.model_id}, then "
+        f"create-foundation-model-agreement; see {DOCS}"
     )
 
 
-def check_access(
-    bedrock: Any,
-    choice: ModelChoice,
-    known: ModelFacts | None,
-    *,
-    region: str,
-    is_default: bool,
-    facts: Mapping[str, ModelFacts],
-    today: date,
-) -> CheckResult:
+def check_access(bedrock: Any, choice: ModelChoice, ctx: ModelCheckContext) -> CheckResult:
     """Whether the account may invoke the model (``GetFoundationModelAvailability``)."""
-    check = "access"
+    check, known = "access", ctx.known(choice)
     marketplace = bool(known and known.marketplace)
     try:
         answer = bedrock.get_foundation_model_availability(modelId=choice.model_id)
     except ClientError as exc:
         if _code(exc) in {"ResourceNotFoundException", "ValidationException"}:
-            return CheckResult(
-                "fail",
-                check,
-                f"Bedrock in {region} has no availability for {choice.model_id} ({_code(exc)}: {_message(exc)})",
-                _replace_todo(choice, is_default=is_default, facts=facts, region=region, today=today),
-                model=choice.name,
-            )
+            finding = f"Bedrock in {ctx.region} has no availability for {choice.model_id} ({_code(exc)}: {_message(exc)})"
+            return CheckResult("fail", check, finding, ctx.replace_todo(choice), model=choice.name)
         finding = _could_not("check access", exc, "bedrock:GetFoundationModelAvailability")
         return CheckResult("warn", check, finding, model=choice.name)
     except BotoCoreError as exc:
         finding = _could_not("check access", exc, "bedrock:GetFoundationModelAvailability")
         return CheckResult("warn", check, finding, model=choice.name)
-    agreement = answer["agreementAvailability"]
+    agreement, entitlement = answer["agreementAvailability"], answer["entitlementAvailability"]
     data = {
         "agreement": agreement["status"],
         "agreement_error": agreement.get("errorMessage"),
         "authorization": answer["authorizationStatus"],
-        "entitlement": answer["entitlementAvailability"],
+        "entitlement": entitlement,
         "region": answer["regionAvailability"],
         "marketplace": marketplace,
     }
     found: list[tuple[Status, str, str]] = []
     if answer["regionAvailability"] != "AVAILABLE":
-        regions = known.regions() if known else []
-        todo = f"deploy to {', '.join(regions)}" if regions else ""
-        found.append(("fail", f"not available in {region}", todo))
+        todo = ctx.where_offered_todo(choice)
+        found.append(("fail", f"not available in {ctx.region} (regionAvailability NOT_AVAILABLE)", todo))
     if answer["authorizationStatus"] != "AUTHORIZED":
         todo = (
             marketplace_todo(choice)
             if marketplace
-            else "look for an IAM policy or SCP that denies this model; AWS does not grant legacy models to "
-            f"accounts that have not used them recently; {_replace_todo(choice, is_default=is_default, facts=facts, region=region, today=today)}"
+            else "look for an IAM policy or SCP that denies this model (AWS does not grant legacy models to "
+            f"accounts that have not used them recently), or {ctx.replace_todo(choice)}"
         )
-        found.append(("fail", f"the account is not authorized to invoke {choice.model_id}", todo))
-    status = agreement["status"]
-    if status == "ERROR":
-        found.append(
-            (
-                "fail",
-                f"the Marketplace subscription failed: {agreement.get('errorMessage', '')}",
-                marketplace_todo(choice),
-            )
-        )
-    elif status == "PENDING":
-        found.append(
-            (
-                "warn",
-                "the Marketplace subscription is being set up (calls may be denied for a few minutes)",
-                "run the doctor again in 15 minutes",
-            )
-        )
-    elif status == "NOT_AVAILABLE" or answer["entitlementAvailability"] != "AVAILABLE":
+        market = " (an AWS Marketplace model)" if marketplace else ""
+        found.append(("fail", f"the account is not authorized to invoke {choice.model_id}{market}", todo))
+    if agreement["status"] == "ERROR":
+        failed = f"the Marketplace subscription failed: {agreement.get('errorMessage', '')}"
+        found.append(("fail", failed, marketplace_todo(choice)))
+    elif agreement["status"] == "PENDING":
+        pending = "the Marketplace subscription is being set up (calls may be denied for up to 15 minutes)"
+        found.append(("warn", pending, "run imagegen doctor again in a few minutes"))
+    elif agreement["status"] != "AVAILABLE" or entitlement != "AVAILABLE":
+        states = f"agreement {agreement['status']}, entitlement {entitlement}"
         if marketplace:
-            found.append(
-                (
-                    "warn",
-                    f"no Marketplace subscription yet (agreement {status}, entitlement {answer['entitlementAvailability']})",
-                    marketplace_todo(choice),
-                )
+            not_yet = (
+                f"AWS Marketplace model, not subscribed yet ({states}): the first call subscribes the account"
             )
+            found.append(("warn", not_yet, marketplace_todo(choice)))
         else:
-            found.append(("warn", f"agreement {status}, entitlement {answer['entitlementAvailability']}", ""))
+            found.append(("warn", states, ""))
     if not found:
-        return CheckResult(
-            "ok",
-            check,
-            "authorized; agreement, entitlement and Region AVAILABLE",
-            model=choice.name,
-            data=data,
-        )
-    worst = max((s for s, _, _ in found), key=_SEVERITY.__getitem__)
-    finding = "; ".join(f for _, f, _ in found)
-    todo = next((t for s, _, t in found if s == worst and t), "")
-    return CheckResult(worst, check, finding, todo, model=choice.name, data=data)
+        finding = "authorized; agreement, entitlement and Region AVAILABLE"
+        return CheckResult("ok", check, finding, model=choice.name, data=data)
+    worst = max((status for status, _, _ in found), key=_SEVERITY.__getitem__)
+    todo = next((t for status, _, t in found if status == worst and t), "")
+    return CheckResult(worst, check, "; ".join(f for _, f, _ in found), todo, model=choice.name, data=data)
 
 
 def _normalized(name: str) -> str:
     return " ".join(name.split()).casefold()
 
 
-@dataclass
+@dataclass(frozen=True)
 class QuotaLookup:
     quota: dict[str, Any] | None = None
     source: str | None = None  # "applied" (this account's value) or "default" (AWS's default)
@@ -786,8 +641,8 @@ class QuotaLookup:
 
 
 class BedrockQuotas:
-    """Bedrock's quotas in one Region, listed once: the account's applied values, then AWS's defaults
-    for quotas that have no applied value (ListServiceQuotas leaves those out)."""
+    """Bedrock's quotas in one Region, each list read once: the account's applied values, then AWS's
+    defaults, for a quota with no applied value (ListServiceQuotas leaves such quotas out)."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -797,14 +652,13 @@ class BedrockQuotas:
         if operation not in self._lists:
             try:
                 pages = self._client.get_paginator(operation).paginate(ServiceCode="bedrock")
-                self._lists[operation] = [q for page in pages for q in page.get("Quotas", [])]
+                self._lists[operation] = [quota for page in pages for quota in page.get("Quotas", [])]
             except (ClientError, BotoCoreError) as exc:
                 self._lists[operation] = exc
         return self._lists[operation]
 
     def find(self, name: str) -> QuotaLookup:
-        wanted = _normalized(name)
-        errors = []
+        wanted, errors = _normalized(name), []
         for operation, source in (
             ("list_service_quotas", "applied"),
             ("list_aws_default_service_quotas", "default"),
@@ -821,60 +675,57 @@ class BedrockQuotas:
         return QuotaLookup(error=errors[0] if len(errors) == 2 else None)
 
 
-def check_quota(
-    quotas: BedrockQuotas, choice: ModelChoice, known: ModelFacts | None, *, region: str
-) -> CheckResult:
+def check_quota(quotas: BedrockQuotas, choice: ModelChoice, ctx: ModelCheckContext) -> CheckResult:
     """The account's on-demand requests-per-minute quota for the model, found by its documented name."""
-    check = "quota"
-    if known is None or not known.quota_name:
+    check, known = "quota", ctx.known(choice)
+    if known is None or not known.quota.name:
         return CheckResult(
             "warn",
             check,
             f"no documented quota name for {choice.model_id}",
-            f"look for it in the Service Quotas console (Amazon Bedrock, {region})",
+            f"look for it in the Service Quotas console (Amazon Bedrock, {ctx.region})",
             model=choice.name,
         )
-    lookup = quotas.find(known.quota_name)
+    lookup = quotas.find(known.quota.name)
+    default = known.quota.default_requests_per_minute
     if lookup.error:
         return CheckResult("warn", check, lookup.error, model=choice.name)
     if lookup.quota is None:
         return CheckResult(
             "warn",
             check,
-            f"no quota named '{known.quota_name}' for Bedrock in {region}",
-            f"the model may not be offered in {region}, or AWS renamed the quota: search 'On-demand model "
+            f"no quota named '{known.quota.name}' for Bedrock in {ctx.region}",
+            f"the model may not be offered in {ctx.region}, or AWS renamed the quota: search 'On-demand model "
             "inference requests per minute' in the Service Quotas console (Amazon Bedrock)",
             model=choice.name,
-            data={"name": known.quota_name},
+            data={"name": known.quota.name},
         )
-    value = lookup.quota.get("Value")
-    code = lookup.quota.get("QuotaCode")
+    value, code = lookup.quota.get("Value"), lookup.quota.get("QuotaCode")
     data = {
         "name": lookup.quota.get("QuotaName"),
         "code": code,
         "value": value,
         "source": lookup.source,
-        "documented_default": known.quota_default,
+        "documented_default": default,
     }
-    shown = f"{value:g}" if isinstance(value, float | int) else str(value)
-    what = "this account's value" if lookup.source == "applied" else "AWS default; no applied value listed"
-    finding = f"{shown} requests per minute ({what}; {code})"
+    what = (
+        "this account's value"
+        if lookup.source == "applied"
+        else "AWS default, no value applied to the account"
+    )
+    finding = (
+        f"{value:g} requests per minute ({what}; {code})" if isinstance(value, float | int) else str(value)
+    )
     increase = (
-        "request an increase in the Service Quotas console or, if it is not adjustable, through AWS Support"
+        "request an increase in the Service Quotas console or, when it is not adjustable, from AWS Support"
     )
     if value == 0:
-        return CheckResult(
-            "fail", check, f"{finding}: the account cannot call it", increase, model=choice.name, data=data
-        )
-    if isinstance(value, float | int) and known.quota_default and value < known.quota_default:
-        return CheckResult(
-            "warn",
-            check,
-            f"{finding}, below the documented default {known.quota_default:g}",
-            f"expect THROTTLED images at load; {increase}",
-            model=choice.name,
-            data=data,
-        )
+        finding += ": the account cannot call it"
+        return CheckResult("fail", check, finding, increase, model=choice.name, data=data)
+    if isinstance(value, float | int) and default and value < default:
+        finding += f", below the documented default {default}"
+        todo = f"expect THROTTLED images under load; {increase}"
+        return CheckResult("warn", check, finding, todo, model=choice.name, data=data)
     return CheckResult("ok", check, finding, model=choice.name, data=data)
 
 
@@ -931,18 +782,13 @@ def run_doctor(
     ]
     bedrock = client("bedrock")
     quotas = BedrockQuotas(client("service-quotas"))
+    ctx = ModelCheckContext(region=region, now=now, facts=facts, default=deployment.default)
     for choice in deployment.models:
-        known = facts.get(choice.model_id)
-        is_default = choice == deployment.default
         results += [
-            check_offered(choice, known, region, is_default=is_default, facts=facts, today=now.date()),
-            check_lifecycle(
-                bedrock, choice, known, region=region, now=now, is_default=is_default, facts=facts
-            ),
-            check_access(
-                bedrock, choice, known, region=region, is_default=is_default, facts=facts, today=now.date()
-            ),
-            check_quota(quotas, choice, known, region=region),
+            check_offered(choice, ctx),
+            check_lifecycle(bedrock, choice, ctx),
+            check_access(bedrock, choice, ctx),
+            check_quota(quotas, choice, ctx),
         ]
     return Report(region, region_source, deployment, tuple(results))
 
@@ -957,7 +803,8 @@ def summary_lines(report: Report) -> list[str]:
     others = [m for m in report.failed_models() if m != default]
     if others:
         lines.append(
-            f"Allowed but not callable here: {', '.join(others)}; remove them from imagegen:allowedModels."
+            f"Allowed but not callable here: {', '.join(others)}; remove "
+            f"{'it' if len(others) == 1 else 'them'} from imagegen:allowedModels."
         )
     return lines
 
@@ -967,6 +814,7 @@ def format_table(report: Report) -> str:
     header = (
         f"imagegen doctor: account {report.account}, Region {report.region}"
         f"{f' ({report.region_source})' if report.region_source else ''}, stack {report.deployment.stack_name}"
+        f"{f', models from {report.deployment.models_from}' if report.deployment.models_from else ''}"
     )
     width = max(len("check"), *(len(r.label) for r in report.results))
     lines = [header, "", f"{'status':<6}  {'check':<{width}}  finding -> what to do"]
@@ -989,6 +837,7 @@ def report_json(report: Report) -> dict[str, Any]:
         "region_source": report.region_source,
         "stack_name": report.deployment.stack_name,
         "default_model": report.deployment.default.name,
+        "models_from": report.deployment.models_from,
         "models": [asdict(m) for m in report.deployment.models],
         "checks": [
             {
@@ -1037,6 +886,13 @@ def add_commands(subparsers: Any) -> None:
     doctor.set_defaults(func=cmd_doctor)
 
 
+def _facts() -> Mapping[str, ModelFacts]:
+    try:
+        return load_facts().models
+    except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        raise DoctorCannotRun(f"cannot read the model facts file: {exc}") from exc
+
+
 def _session(args: argparse.Namespace) -> tuple[boto3.Session, str, str]:
     try:
         session = boto3.Session(profile_name=args.profile, region_name=args.region)
@@ -1053,13 +909,13 @@ def cmd_doctor(
     args: argparse.Namespace, *, clients: ClientFactory | None = None, now: datetime | None = None
 ) -> int:
     try:
-        facts = load_model_facts()
+        facts = _facts()
         context = read_cdk_context(Path(args.cdk_json))
         deployment = deployment_from_context(context, facts, args.model)
+        models_from = "--model" if args.model else args.cdk_json if context else "the registry (no cdk.json)"
+        deployment = replace(deployment, models_from=models_from)
         if args.stack_name:
-            deployment = Deployment(
-                deployment.models, deployment.default, args.stack_name, deployment.bootstrap_qualifier
-            )
+            deployment = replace(deployment, stack_name=args.stack_name)
         session, region, source = _session(args)
         report = run_doctor(
             deployment,
