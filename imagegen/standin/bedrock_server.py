@@ -1,37 +1,57 @@
 """A local HTTP server that speaks the Amazon Bedrock Runtime ``InvokeModel`` protocol, offline.
 
 It is a stand-in for Bedrock, not a model: every "generated" image comes from
-``imagegen.standin.renderer.render_png``, an abstract picture derived from a hash of the prompt and seed,
-labelled ``OFFLINE RENDER — not a model``. The server exists so that the image pipeline (and boto3
-code in general) can run, be tested and be benchmarked without an AWS account.
+``imagegen.standin.renderer.render_image``, an abstract picture derived from a hash of the prompt and
+seed, labelled ``OFFLINE RENDER — not a model``. The server exists so that the image pipeline (and boto3
+code in general) can run, be tested and be benchmarked without an AWS account. It is as strict as
+Bedrock's documentation says Bedrock is, and no stricter than that, so that it proves the adapters'
+bodies against the documentation rather than against the adapters.
 
 boto3 needs no change: point the ``bedrock-runtime`` client at the server, e.g. with
-``AWS_ENDPOINT_URL_BEDROCK_RUNTIME=http://127.0.0.1:PORT`` (any credentials and Region will do)::
+``AWS_ENDPOINT_URL_BEDROCK_RUNTIME=http://127.0.0.1:PORT`` (any credentials will do)::
 
     with LocalBedrockServer() as server:
-        client = boto3.client("bedrock-runtime", endpoint_url=server.endpoint_url, region_name="us-east-1",
+        client = boto3.client("bedrock-runtime", endpoint_url=server.endpoint_url, region_name="us-west-2",
                               aws_access_key_id="x", aws_secret_access_key="x")
-        body = client.invoke_model(modelId="amazon.nova-canvas-v1:0", body=json.dumps({...}))["body"]
+        body = client.invoke_model(modelId="stability.stable-image-core-v1:1", body=json.dumps({...}))["body"]
 
-Run it by hand with ``python -m imagegen.standin.bedrock_server --port 8765 [--latency 0.5] ...``.
+Run it by hand with ``python -m imagegen.standin.bedrock_server --port 8765 [--latency 0.5] ...``
+(``--help`` lists the options).
 
 Routes:
 
-* ``POST /model/{modelId}/invoke`` — InvokeModel. The model id may carry an inference-profile
-  prefix (``us.stability.sd3-5-large-v1:0``) or be a model / inference-profile ARN. Models:
-  ``amazon.titan-image-generator-v1``, ``amazon.titan-image-generator-v2:0``,
-  ``amazon.nova-canvas-v1:0`` (the ``TEXT_IMAGE`` task) and ``stability.sd3-5-large-v1:0``,
-  ``stability.stable-image-core-v1:1``, ``stability.stable-image-ultra-v1:1`` (text-to-image).
+* ``POST /model/{modelId}/invoke`` — InvokeModel. ``modelId`` is a model id, an inference profile id
+  (``us.stability.stable-image-inpaint-v1:0``) or a foundation-model / inference-profile ARN. Models:
+  those of the model facts file (``image_pipeline.models.facts``) the server can answer: Titan Image
+  Generator v1/v2 and Nova Canvas (``TEXT_IMAGE``), and the Stability AI models (text-to-image, and the
+  image services, whose answer is a placeholder of the input image's size).
 * ``GET /__faults`` / ``PUT /__faults`` — read / replace the ``FaultPlan`` (JSON body).
 * ``GET /__stats`` — counters; ``DELETE /__stats`` resets them. ``GET /__requests`` — the most
   recent calls (model, seed, prompt, outcome).
+
+A call is refused, in this order, as Bedrock refuses it (wording and sources: ``imagegen.standin.errors``):
+
+1. the model id: unknown, past its end of life on the server's "today", not offered in the server's
+   Region, or a profile-only model called by its bare id (``imagegen.standin.availability``; the Region
+   is ``region`` or, by default, the one each call is signed for, i.e. the offline engine's);
+2. ``FaultPlan.access_denied_models``, and a third-party (AWS Marketplace) model's first call when the
+   plan says the caller lacks the Marketplace permissions (``no_marketplace_permission``):
+   AccessDeniedException. Once a call to such a model has succeeded, the account is subscribed and
+   later calls succeed without the permissions, as AWS documents;
+3. a body that is not a JSON object: ValidationException;
+4. injected faults (below);
+5. a body its model's JSON Schema, transcribed from the Bedrock documentation, refuses: ValidationException
+   "Malformed input request: ..., please reformat your input and try again." (``imagegen.standin.body_schemas``;
+   the schema directory is the repository's ``tests/schemas/bedrock`` unless told otherwise; without it,
+   bodies are not checked and the server says so once).
 
 Errors use the AWS restJson1 form botocore parses (status code, ``x-amzn-ErrorType`` header and a
 ``{"message": ...}`` body), so boto3 raises ``client.exceptions.ThrottlingException`` and so on.
 
 Fault injection: a server-wide ``FaultPlan`` (``imagegen.standin.faults``: latency, first-k or rate-based
-throttling / timeouts / server errors, blocked prompt terms, blocked output seeds, denied models)
-and per-request directives written in the prompt, which the server strips before rendering:
+throttling / timeouts / server errors, blocked prompt terms, blocked output seeds, denied models, no
+Marketplace permissions) and per-request directives written in the prompt, which the server strips
+before rendering:
 
 * ``[[fault:throttle]]`` ThrottlingException · ``[[fault:timeout]]`` ModelTimeoutException ·
   ``[[fault:error]]`` the plan's ``fail_status`` error (default ServiceUnavailableException) ·
@@ -47,10 +67,8 @@ images with HTTP 200 ``{"images": [], "error": "All of the generated images have
 content filters."}``; the Stability models answer HTTP 200 with ``finish_reasons`` ``["Filter reason:
 prompt"]`` or ``["Filter reason: output image"]`` and no image.
 
-What it does not do: image-to-image and other task types, streaming, Converse, guardrails,
-request signing checks. Requests are validated against the published limits of each model (fields,
-sizes, seeds, prompt lengths) so that malformed bodies fail here as they would on Bedrock, but the
-wording of the messages is this server's own.
+What it does not do: Titan/Nova task types other than ``TEXT_IMAGE``, streaming, Converse,
+guardrails, request signing checks, the "legacy model unused for 15 days" refusal.
 """
 
 from __future__ import annotations
@@ -71,88 +89,47 @@ import time
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from imagegen.standin.faults import BEDROCK_ERROR_HTTP_STATUS, Directive, FaultPlan, parse_directives
-from imagegen.standin.renderer import render_image
+from imagegen.standin.availability import ModelAvailability, parse_identifier, signed_region
+from imagegen.standin.body_schemas import BodySchemas, image_size
+from imagegen.standin.errors import (
+    INVALID_MODEL_IDENTIFIER,
+    MARKETPLACE_DENIED,
+    MESSAGES,
+    BedrockError,
+    malformed,
+)
+from imagegen.standin.faults import Directive, FaultPlan, parse_directives
+from imagegen.standin.renderer import MAX_SIDE, render_image
 
 __all__ = [
-    "AMAZON_MODELS",
+    "ALL_BLOCKED_MESSAGE",
     "ASPECT_RATIO_SIZES",
-    "NOVA_STYLES",
-    "STABILITY_MODELS",
-    "TITAN_SIZES",
+    "PROMPT_BLOCKED_MESSAGE",
+    "SOME_BLOCKED_MESSAGE",
     "FaultPlan",
     "LocalBedrockServer",
     "canonical_model_id",
     "main",
+    "model_family",
 ]
 
 PROMPT_BLOCKED_MESSAGE = "This request has been blocked by our content filters. Please adjust your text prompt to submit a new request."
 ALL_BLOCKED_MESSAGE = "All of the generated images have been blocked by our content filters."
 SOME_BLOCKED_MESSAGE = "Some of the generated images have been blocked by our content filters."
 
-_MESSAGES = {
-    "ThrottlingException": "Too many requests, please wait before trying again.",
-    "ModelTimeoutException": "Model has timed out in processing the request. Try your request again.",
-    "ServiceUnavailableException": "Bedrock is unable to process your request.",
-    "InternalServerException": "The server encountered an internal error while processing the request.",
-    "ModelErrorException": "The model encountered an error while processing the request.",
-    "AccessDeniedException": "You don't have access to the model with the specified model ID.",
-    "ResourceNotFoundException": "Could not resolve the foundation model from the provided model identifier.",
+Family = Literal["titan", "nova", "stability"]
+
+_AMAZON_DEFAULTS: dict[str, tuple[int, int, int]] = {
+    "titan": (1408, 1408, 42),  # width, height ("The default value is 1408"), seed (unconfirmed)
+    "nova": (1024, 1024, 12),  # "Both default to 1024", seed default 12
 }
-
-
-@dataclass(frozen=True)
-class _AmazonModel:
-    max_seed: int
-    max_prompt: int
-    default_seed: int
-    default_cfg: float
-    nova: bool
-
-
-@dataclass(frozen=True)
-class _StabilityModel:
-    max_seed: int = 4_294_967_294
-    max_prompt: int = 10_000
-
-
-AMAZON_MODELS: dict[str, _AmazonModel] = {
-    "amazon.titan-image-generator-v1": _AmazonModel(2_147_483_646, 512, 42, 8.0, nova=False),
-    "amazon.titan-image-generator-v1:0": _AmazonModel(2_147_483_646, 512, 42, 8.0, nova=False),
-    "amazon.titan-image-generator-v2:0": _AmazonModel(2_147_483_646, 512, 42, 8.0, nova=False),
-    "amazon.nova-canvas-v1:0": _AmazonModel(858_993_459, 1024, 12, 6.5, nova=True),
-}
-"""The ``TEXT_IMAGE`` models this server answers for, by model id."""
-
-STABILITY_MODELS: dict[str, _StabilityModel] = {
-    "stability.sd3-5-large-v1:0": _StabilityModel(),
-    "stability.stable-image-core-v1:1": _StabilityModel(),
-    "stability.stable-image-ultra-v1:1": _StabilityModel(),
-}
-"""The Stability AI text-to-image models this server answers for, by model id."""
-
-TITAN_SIZES: frozenset[tuple[int, int]] = frozenset(
-    {
-        (1024, 1024), (768, 768), (512, 512), (768, 1152), (384, 576), (1152, 768), (576, 384),
-        (768, 1280), (384, 640), (1280, 768), (640, 384), (896, 1152), (448, 576), (1152, 896),
-        (576, 448), (768, 1408), (384, 704), (1408, 768), (704, 384), (640, 1408), (320, 704),
-        (1408, 640), (704, 320), (1152, 640), (1173, 640),
-    }
-)  # fmt: skip
-"""Titan Image Generator's documented output sizes."""
-
-NOVA_STYLES = frozenset(
-    {
-        "3D_ANIMATED_FAMILY_FILM", "DESIGN_SKETCH", "FLAT_VECTOR_ILLUSTRATION", "GRAPHIC_NOVEL_ILLUSTRATION",
-        "MAXIMALISM", "MIDCENTURY_RETRO", "PHOTOREALISM", "SOFT_DIGITAL_PAINTING",
-    }
-)  # fmt: skip
-"""Nova Canvas style presets (``textToImageParams.style``)."""
 
 ASPECT_RATIO_SIZES: dict[str, tuple[int, int]] = {
     "1:1": (1024, 1024),
@@ -167,70 +144,41 @@ ASPECT_RATIO_SIZES: dict[str, tuple[int, int]] = {
 }
 """Output size per Stability aspect ratio (about one megapixel, exact ratio)."""
 
-_PROFILE_PREFIXES = ("us", "eu", "apac", "global", "us-gov", "ca", "jp", "au", "ap")
+_STABILITY_MAX_SEED = 4_294_967_294
+_MAX_OUTPUT_PIXELS = 4_194_304  # a placeholder for a larger input image is scaled down to this
 _MAX_BODY = 25 * 1024 * 1024
+
+
+def model_family(model_id: str) -> Family | None:
+    """How the server answers a model id: ``titan``, ``nova``, ``stability``, or None (it cannot)."""
+    if model_id.startswith("amazon.titan-image-generator-"):
+        return "titan"
+    if model_id.startswith("amazon.nova-canvas-"):
+        return "nova"
+    if model_id.startswith("stability."):
+        return "stability"
+    return None
 
 
 def canonical_model_id(model_id: str) -> str:
     """The foundation-model id in ``model_id``: ARNs reduced to their last path part, and an
     inference-profile prefix (``us.``, ``eu.``, ``apac.``, ``global.`` ...) removed."""
-    model_id = model_id.strip()
-    if model_id.startswith("arn:") and "/" in model_id:
-        model_id = model_id.rsplit("/", 1)[1]
-    prefix, _, rest = model_id.partition(".")
-    if rest and prefix in _PROFILE_PREFIXES and "." in rest:
-        return rest
-    return model_id
+    return parse_identifier(model_id).model_id
 
 
-class _BedrockError(Exception):
-    """An error answer: code (the ``x-amzn-ErrorType``) and message."""
-
-    def __init__(self, code: str, message: str | None = None) -> None:
-        super().__init__(message or _MESSAGES.get(code, code))
-        self.code = code
-        self.message = message or _MESSAGES.get(code, code)
-        self.status = BEDROCK_ERROR_HTTP_STATUS.get(code, 400)
+def _injected(code: str, why: str) -> BedrockError:
+    return BedrockError(code, f"{MESSAGES[code]} (offline fault injection: {why})")
 
 
-def _invalid(path: str, problem: str) -> _BedrockError:
-    return _BedrockError(
-        "ValidationException",
-        f"Malformed input request: {path}: {problem}, please reformat your input and try again.",
-    )
+def _int(value: Any, default: int) -> int:
+    """An integer (or integral number) from a body, else ``default`` (unchecked bodies)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return default
+    return int(value)
 
 
-def _injected(code: str, why: str) -> _BedrockError:
-    return _BedrockError(code, f"{_MESSAGES[code]} (offline fault injection: {why})")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_keys(obj: dict[str, Any], path: str, allowed: set[str]) -> None:
-    extra = sorted(set(obj) - allowed)
-    if extra:
-        raise _invalid(path, f"extraneous key [{extra[0]}] is not permitted")
-
-
-def _check_text(obj: dict[str, Any], key: str, path: str, max_len: int, *, required: bool) -> str | None:
-    if key not in obj or obj[key] is None:
-        if required:
-            raise _invalid(path, f"required key [{key}] not found")
-        return None
-    value = obj[key]
-    if not isinstance(value, str):
-        raise _invalid(f"{path}/{key}", f"expected type: String, found: {type(value).__name__}")
-    if required and not value.strip():
-        raise _invalid(f"{path}/{key}", "expected minLength: 1, actual: 0")
-    if len(value) > max_len:
-        raise _invalid(f"{path}/{key}", f"expected maxLength: {max_len}, actual: {len(value)}")
-    return value
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _derived_seed(prompt: str, max_seed: int) -> int:
@@ -239,16 +187,24 @@ def _derived_seed(prompt: str, max_seed: int) -> int:
     return 1 + int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:8], "big") % max_seed
 
 
+def _placeholder_size(width: int, height: int) -> tuple[int, int]:
+    """An input image's size, scaled down to at most ``_MAX_OUTPUT_PIXELS`` and ``MAX_SIDE``."""
+    scale = min(1.0, math.sqrt(_MAX_OUTPUT_PIXELS / (width * height)), MAX_SIDE / max(width, height))
+    return max(1, int(width * scale)), max(1, int(height * scale))
+
+
 @dataclass
 class _Call:
     """One InvokeModel call while it is being answered."""
 
     model_id: str
+    family: Family
     body: dict[str, Any]
     raw_prompt: str
     prompt: str
     directives: list[Directive]
     seed_hint: Any
+    marketplace: bool = False
 
 
 @dataclass
@@ -340,7 +296,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         parts = self._segments()
         if len(parts) == 3 and parts[0] == "model" and parts[2] == "invoke":
-            self._send(self.server.owner._invoke(parts[1], body))
+            self._send(self.server.owner._invoke(parts[1], body, self.headers.get("Authorization")))
         else:
             self._send(self._unknown_route())
 
@@ -394,6 +350,20 @@ class LocalBedrockServer:
 
     ``start()`` binds ``host:port`` (port 0: a free port) and serves on daemon threads; ``stop()``
     shuts it down. Also a context manager. ``faults`` may be replaced at any time, from any thread.
+
+    How strict it is:
+
+    * ``region``: the Region whose models it serves; None (the default): the Region each call is
+      signed for, which for the offline engine's handlers is the offline engine's Region;
+    * ``today``: the day that decides which models are past end of life; None: the current UTC date;
+    * ``check_availability``: False serves any model id it can answer whatever its lifecycle and
+      Region (a body is still checked);
+    * ``schema_dir``: the JSON Schemas of the request bodies (None: ``IMAGEGEN_BEDROCK_SCHEMA_DIR`` or
+      the repository's ``tests/schemas/bedrock``; a directory that does not exist: bodies unchecked);
+      ``unconfirmed``: also apply the schemas' ``x-unconfirmed`` patches.
+
+    ``region``, ``today`` and ``check_availability`` may be changed while it runs; the Marketplace
+    subscriptions it has recorded are ``subscribed_models``.
     """
 
     def __init__(
@@ -404,10 +374,18 @@ class LocalBedrockServer:
         faults: FaultPlan | None = None,
         verbose: bool = False,
         history: int = 1000,
+        region: str | None = None,
+        today: date | None = None,
+        check_availability: bool = True,
+        schema_dir: str | Path | None = None,
+        unconfirmed: bool = False,
     ) -> None:
         self.host = host
         self.port = port
         self.verbose = verbose
+        self.availability = ModelAvailability(region=region, today=today, enforce=check_availability)
+        self.schemas = BodySchemas(schema_dir, unconfirmed=unconfirmed)
+        self._subscribed: set[str] = set()
         self._lock = threading.Lock()
         self._faults = faults or FaultPlan()
         self._httpd: _HTTPServer | None = None
@@ -470,15 +448,51 @@ class LocalBedrockServer:
         host = self.host if ":" not in self.host else f"[{self.host}]"
         return f"http://{host}:{self.port}"
 
-    def client(self, *, max_attempts: int = 1, read_timeout: float = 60.0) -> Any:
-        """A boto3 ``bedrock-runtime`` client for this server (dummy credentials; by default no retries)."""
+    @property
+    def region(self) -> str | None:
+        """The Region whose models are served (None: the Region each call is signed for)."""
+        return self.availability.region
+
+    @region.setter
+    def region(self, value: str | None) -> None:
+        self.availability.region = value
+
+    @property
+    def today(self) -> date | None:
+        """The day that decides end of life (None: the current UTC date)."""
+        return self.availability.today
+
+    @today.setter
+    def today(self, value: date | None) -> None:
+        self.availability.today = value
+
+    @property
+    def check_availability(self) -> bool:
+        """False: serve any model id it can answer, whatever its lifecycle and Region."""
+        return self.availability.enforce
+
+    @check_availability.setter
+    def check_availability(self, value: bool) -> None:
+        self.availability.enforce = value
+
+    @property
+    def subscribed_models(self) -> frozenset[str]:
+        """The Marketplace models this account is subscribed to (a call to each has succeeded)."""
+        with self._lock:
+            return frozenset(self._subscribed)
+
+    def client(
+        self, *, max_attempts: int = 1, read_timeout: float = 60.0, region_name: str | None = None
+    ) -> Any:
+        """A boto3 ``bedrock-runtime`` client for this server (dummy credentials; by default no retries),
+        signing for ``region_name`` (default: the server's Region, else us-west-2)."""
         import boto3
         from botocore.config import Config
 
         return boto3.client(
             "bedrock-runtime",
             endpoint_url=self.endpoint_url,
-            region_name="us-east-1",
+            region_name=region_name or self.region or "us-west-2",
             aws_access_key_id="offline",
             aws_secret_access_key="offline",
             config=Config(
@@ -569,7 +583,7 @@ class LocalBedrockServer:
 
     # -- InvokeModel ----------------------------------------------------------------------------
 
-    def _invoke(self, raw_model_id: str, body: bytes) -> _Reply:
+    def _invoke(self, raw_model_id: str, body: bytes, authorization: str | None = None) -> _Reply:
         model_id = canonical_model_id(raw_model_id)
         with self._lock:
             self._invocations += 1
@@ -579,9 +593,9 @@ class LocalBedrockServer:
             plan = self._faults
         call: _Call | None = None
         try:
-            call = self._parse(model_id, raw_model_id, body, plan)
+            call = self._parse(raw_model_id, body, plan, signed_region(authorization))
             reply = self._answer(call, plan)
-        except _BedrockError as exc:
+        except BedrockError as exc:
             reply = _Reply(exc.status, {"message": exc.message}, exc.code, exc.code)
         except Exception as exc:  # a bug here should still look like a server error to the client
             reply = _Reply(
@@ -591,6 +605,8 @@ class LocalBedrockServer:
             self._in_flight -= 1
             self._outcomes[reply.outcome] += 1
             self._images += len(reply.payload.get("images") or ()) if reply.status == 200 else 0
+            if call is not None and call.marketplace and reply.status == 200:
+                self._subscribed.add(call.model_id)  # the first successful call subscribes the account
             self._history.append(
                 {
                     "model_id": model_id,
@@ -603,32 +619,39 @@ class LocalBedrockServer:
             )
         return reply
 
-    def _parse(self, model_id: str, raw_model_id: str, body: bytes, plan: FaultPlan) -> _Call:
-        if model_id not in AMAZON_MODELS and model_id not in STABILITY_MODELS:
-            raise _BedrockError("ResourceNotFoundException")
+    def _parse(self, raw_model_id: str, body: bytes, plan: FaultPlan, signed: str | None) -> _Call:
+        model_id = self.availability.admit(raw_model_id, signed=signed).model_id
+        family = model_family(model_id)
+        if family is None:
+            raise BedrockError("ValidationException", INVALID_MODEL_IDENTIFIER)
         if model_id in plan.access_denied_models or raw_model_id in plan.access_denied_models:
             raise _injected("AccessDeniedException", "access_denied_models")
+        facts = ModelAvailability.facts(model_id)
+        marketplace = facts is not None and facts.marketplace
+        if marketplace and plan.no_marketplace_permission:
+            with self._lock:
+                subscribed = model_id in self._subscribed
+            if not subscribed:
+                raise BedrockError("AccessDeniedException", MARKETPLACE_DENIED)
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError):
-            raise _BedrockError(
-                "ValidationException", "Malformed input request: the body is not valid JSON."
-            ) from None
+            raise malformed(["#: the body is not valid JSON"]) from None
         if not isinstance(data, dict):
-            raise _invalid("#", "expected type: JSONObject")
-        if model_id in AMAZON_MODELS:
+            raise malformed([f"#: expected type: JSONObject, found: {type(data).__name__}"])
+        if family == "stability":
+            raw_prompt, seed_hint = data.get("prompt"), data.get("seed")
+        else:
             params = data.get("textToImageParams")
             raw_prompt = params.get("text") if isinstance(params, dict) else None
             config = data.get("imageGenerationConfig")
             seed_hint = config.get("seed") if isinstance(config, dict) else None
-        else:
-            raw_prompt, seed_hint = data.get("prompt"), data.get("seed")
         raw_prompt = raw_prompt if isinstance(raw_prompt, str) else ""
         try:
             directives, prompt = parse_directives(raw_prompt)
         except ValueError as exc:
-            raise _BedrockError("ValidationException", str(exc)) from None
-        return _Call(model_id, data, raw_prompt, prompt, directives, seed_hint)
+            raise BedrockError("ValidationException", str(exc)) from None
+        return _Call(model_id, family, data, raw_prompt, prompt, directives, seed_hint, marketplace)
 
     def _answer(self, call: _Call, plan: FaultPlan) -> _Reply:
         """The model's answer (or error), ``delay`` seconds after the call began: the rendering happens
@@ -640,9 +663,12 @@ class LocalBedrockServer:
         delay = plan.latency_seconds + jitter + sum(d.latency or 0.0 for d in call.directives)
         try:
             self._inject_errors(call, plan)
-            if call.model_id in AMAZON_MODELS:
-                return self._amazon(call, plan, AMAZON_MODELS[call.model_id])
-            return self._stability(call, plan, STABILITY_MODELS[call.model_id])
+            violations = self.schemas.check(call.model_id, call.body)
+            if violations:
+                raise malformed(violations)
+            if call.family == "stability":
+                return self._stability(call, plan)
+            return self._amazon(call, plan)
         finally:
             remaining = delay - (time.monotonic() - began)
             if remaining > 0:
@@ -690,115 +716,44 @@ class LocalBedrockServer:
         return any(d.name == "block-output" for d in call.directives) or plan.output_blocked(seed)
 
     # -- Titan Image Generator and Nova Canvas ---------------------------------------------------
+    # The body has passed its schema (or bodies are unchecked): read it with the documented defaults.
 
-    def _amazon(self, call: _Call, plan: FaultPlan, model: _AmazonModel) -> _Reply:
-        data = call.body
-        _check_keys(data, "#", {"taskType", "textToImageParams", "imageGenerationConfig"})
-        if "taskType" not in data:
-            raise _invalid("#", "required key [taskType] not found")
-        if data["taskType"] != "TEXT_IMAGE":
-            raise _invalid("#/taskType", f"{data['taskType']!r} is not supported offline; use TEXT_IMAGE")
-        params = data.get("textToImageParams")
-        if not isinstance(params, dict):
-            raise _invalid("#", "required key [textToImageParams] not found")
-        _check_keys(
-            params,
-            "#/textToImageParams",
-            {"text", "negativeText", "style"} if model.nova else {"text", "negativeText"},
-        )
-        _check_text(params, "text", "#/textToImageParams", 10**9, required=True)
-        if not call.prompt.strip():
-            raise _invalid("#/textToImageParams/text", "expected minLength: 1, actual: 0")
-        if len(call.prompt) > model.max_prompt:
-            raise _invalid(
-                "#/textToImageParams/text",
-                f"expected maxLength: {model.max_prompt}, actual: {len(call.prompt)}",
-            )
-        negative = _check_text(
-            params, "negativeText", "#/textToImageParams", model.max_prompt, required=False
-        )
-        style = params.get("style")
-        if style is not None and style not in NOVA_STYLES:
-            raise _invalid("#/textToImageParams/style", f"{style!r} is not a valid enum value")
-
-        config = data.get("imageGenerationConfig")
-        if not isinstance(config, dict):
-            raise _invalid("#", "required key [imageGenerationConfig] not found")
-        cpath = "#/imageGenerationConfig"
-        _check_keys(config, cpath, {"numberOfImages", "quality", "cfgScale", "seed", "width", "height"})
-        for key in ("width", "height"):
-            if key not in config:
-                raise _invalid(cpath, f"required key [{key}] not found")
-            if not _is_int(config[key]):
-                raise _invalid(
-                    f"{cpath}/{key}", f"expected type: Integer, found: {type(config[key]).__name__}"
-                )
-        width, height = config["width"], config["height"]
-        if model.nova:
-            for key, value in (("width", width), ("height", height)):
-                if not 320 <= value <= 4096 or value % 16:
-                    raise _invalid(f"{cpath}/{key}", f"{value} is not from 320 to 4096 and divisible by 16")
-            if not 0.25 <= width / height <= 4.0 or width * height >= 4_194_304:
-                raise _invalid(
-                    cpath, f"{width}x{height}: aspect ratio must be 1:4 to 4:1 and pixels < 4194304"
-                )
-        elif (width, height) not in TITAN_SIZES:
-            raise _invalid(cpath, f"{width}x{height} is not a supported Titan Image Generator size")
-        count = config.get("numberOfImages", 1)
-        if not _is_int(count) or not 1 <= count <= 5:
-            raise _invalid(f"{cpath}/numberOfImages", f"expected an integer from 1 to 5, found {count!r}")
-        quality = config.get("quality", "standard")
-        if quality not in ("standard", "premium"):
-            raise _invalid(f"{cpath}/quality", f"{quality!r} is not a valid enum value")
-        cfg = config.get("cfgScale", model.default_cfg)
-        if not _is_number(cfg) or not 1.1 <= cfg <= 10.0:
-            raise _invalid(f"{cpath}/cfgScale", f"expected a number from 1.1 to 10, found {cfg!r}")
-        seed = config.get("seed", model.default_seed)
-        if not _is_int(seed) or not 0 <= seed <= model.max_seed:
-            raise _invalid(f"{cpath}/seed", f"expected an integer from 0 to {model.max_seed}, found {seed!r}")
+    def _amazon(self, call: _Call, plan: FaultPlan) -> _Reply:
+        params = call.body.get("textToImageParams")
+        params = params if isinstance(params, dict) else {}
+        config = call.body.get("imageGenerationConfig")
+        config = config if isinstance(config, dict) else {}
+        default_width, default_height, default_seed = _AMAZON_DEFAULTS[call.family]
+        width = _int(config.get("width"), default_width)
+        height = _int(config.get("height"), default_height)
+        count = max(1, _int(config.get("numberOfImages"), 1))
+        seed = _int(config.get("seed"), default_seed)
+        negative, style = _text(params.get("negativeText")), _text(params.get("style"))
 
         if self._prompt_blocked(call, plan):
-            raise _BedrockError("ValidationException", PROMPT_BLOCKED_MESSAGE)
+            raise BedrockError("ValidationException", PROMPT_BLOCKED_MESSAGE)
         images = []
         for i in range(count):
             if not self._output_blocked(call, plan, seed + i):
                 images.append(_encode(call.prompt, seed + i, width, height, negative, style, "png"))
         if not images:
             return _Reply(200, {"images": [], "error": ALL_BLOCKED_MESSAGE}, outcome="filtered-output")
-        error = SOME_BLOCKED_MESSAGE if len(images) < count else None
-        return _Reply(200, {"images": images, "error": error}, outcome="success")
+        # The documented response holds ``images`` and, only when some were blocked, ``error``.
+        payload: dict[str, Any] = {"images": images}
+        if len(images) < count:
+            payload["error"] = SOME_BLOCKED_MESSAGE
+        return _Reply(200, payload, outcome="success")
 
     # -- Stability AI ----------------------------------------------------------------------------
 
-    def _stability(self, call: _Call, plan: FaultPlan, model: _StabilityModel) -> _Reply:
+    def _stability(self, call: _Call, plan: FaultPlan) -> _Reply:
         data = call.body
-        if "image" in data or data.get("mode", "text-to-image") != "text-to-image":
-            raise _invalid("#/mode", "only text-to-image is supported by the offline server")
-        _check_keys(
-            data,
-            "#",
-            {"prompt", "negative_prompt", "aspect_ratio", "seed", "output_format", "mode", "style_preset"},
-        )
-        _check_text(data, "prompt", "#", 10**9, required=True)
-        if not call.prompt.strip():
-            raise _invalid("#/prompt", "expected minLength: 1, actual: 0")
-        if len(call.prompt) > model.max_prompt:
-            raise _invalid("#/prompt", f"expected maxLength: {model.max_prompt}, actual: {len(call.prompt)}")
-        negative = _check_text(data, "negative_prompt", "#", model.max_prompt, required=False)
-        aspect = data.get("aspect_ratio", "1:1")
-        if aspect not in ASPECT_RATIO_SIZES:
-            raise _invalid("#/aspect_ratio", f"{aspect!r} is not one of {', '.join(ASPECT_RATIO_SIZES)}")
-        output_format = data.get("output_format", "png")
-        if output_format not in ("png", "jpeg"):
-            raise _invalid("#/output_format", f"{output_format!r} is not one of png, jpeg")
-        style = data.get("style_preset")
-        if style is not None and not isinstance(style, str):
-            raise _invalid("#/style_preset", "expected type: String")
-        seed = data.get("seed", 0)
-        if not _is_int(seed) or not 0 <= seed <= model.max_seed:
-            raise _invalid("#/seed", f"expected an integer from 0 to {model.max_seed}, found {seed!r}")
-        if seed == 0:
-            seed = _derived_seed(call.prompt, model.max_seed)
+        negative, style = _text(data.get("negative_prompt")), _text(data.get("style_preset"))
+        output_format = data.get("output_format")
+        output_format = output_format if output_format in ("png", "jpeg", "webp") else "png"
+        seed = _int(data.get("seed"), 0)
+        if not 0 < seed <= _STABILITY_MAX_SEED:
+            seed = _derived_seed(call.prompt or call.model_id, _STABILITY_MAX_SEED)
 
         if self._prompt_blocked(call, plan):
             payload = {"seeds": [seed], "finish_reasons": ["Filter reason: prompt"], "images": []}
@@ -806,7 +761,12 @@ class LocalBedrockServer:
         if self._output_blocked(call, plan, seed):
             payload = {"seeds": [seed], "finish_reasons": ["Filter reason: output image"], "images": []}
             return _Reply(200, payload, outcome="filtered-output")
-        width, height = ASPECT_RATIO_SIZES[aspect]
+        width, height = ASPECT_RATIO_SIZES.get(str(data.get("aspect_ratio")), ASPECT_RATIO_SIZES["1:1"])
+        for key in ("image", "init_image"):  # image-to-image and the image services: the input's size
+            found = image_size(data.get(key))
+            if found is not None:
+                width, height = _placeholder_size(found[1], found[2])
+                break
         image = _encode(call.prompt, seed, width, height, negative, style, output_format)
         return _Reply(200, {"seeds": [seed], "finish_reasons": [None], "images": [image]})
 
@@ -818,6 +778,8 @@ def _encode(
     buffer = io.BytesIO()
     if fmt == "jpeg":
         picture.save(buffer, format="JPEG", quality=85)
+    elif fmt == "webp":
+        picture.save(buffer, format="WEBP", quality=85)
     else:
         picture.save(buffer, format="PNG", compress_level=1)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -852,6 +814,39 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--block-output-seed", type=int, action="append", default=[])
     parser.add_argument("--block-output-rate", type=float, default=0.0)
     parser.add_argument("--deny-model", action="append", default=[], help="AccessDenied for this model id")
+    parser.add_argument(
+        "--no-marketplace-permission",
+        action="store_true",
+        help="the caller lacks the AWS Marketplace permissions: a third-party model's first call is "
+        "AccessDenied (until a call to it succeeds, which subscribes the account)",
+    )
+    strict = parser.add_argument_group("how strict (Bedrock's refusals, from its documentation)")
+    strict.add_argument(
+        "--region",
+        help="the Region whose models are served (default: the Region each call is signed for, which "
+        "for the offline engine is its own Region)",
+    )
+    strict.add_argument(
+        "--today",
+        type=date.fromisoformat,
+        help="YYYY-MM-DD: the day that decides which models are past end of life (default: today, UTC)",
+    )
+    strict.add_argument(
+        "--no-availability-checks",
+        action="store_true",
+        help="serve every model it can answer, whatever its lifecycle and Region",
+    )
+    strict.add_argument(
+        "--schema-dir",
+        type=Path,
+        help="JSON Schemas of the request bodies, one per model id (default: $IMAGEGEN_BEDROCK_SCHEMA_DIR "
+        "or the repository's tests/schemas/bedrock; bodies are not checked without it)",
+    )
+    strict.add_argument(
+        "--unconfirmed",
+        action="store_true",
+        help="also apply the schemas' x-unconfirmed patches (readings no AWS page confirmed)",
+    )
     parser.add_argument("--random-seed", type=int, default=0)
     parser.add_argument("--faults", help="a whole fault plan as JSON, or @FILE (overrides the options)")
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
@@ -883,17 +878,35 @@ def main(argv: list[str] | None = None) -> int:
                 block_output_seeds=set(args.block_output_seed),
                 block_output_rate=args.block_output_rate,
                 access_denied_models=set(args.deny_model),
+                no_marketplace_permission=args.no_marketplace_permission,
                 random_seed=args.random_seed,
             )
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    server = LocalBedrockServer(args.host, args.port, faults=plan, verbose=not args.quiet)
+    server = LocalBedrockServer(
+        args.host,
+        args.port,
+        faults=plan,
+        verbose=not args.quiet,
+        region=args.region,
+        today=args.today,
+        check_availability=not args.no_availability_checks,
+        schema_dir=args.schema_dir,
+        unconfirmed=args.unconfirmed,
+    )
     url = server.start()
     print(f"Offline Bedrock Runtime stand-in (not a model) at {url}", flush=True)
     print(f"  export AWS_ENDPOINT_URL_BEDROCK_RUNTIME={url}", flush=True)
     print(f"  faults: {json.dumps(plan.to_dict())}", flush=True)
+    checks = (
+        "off"
+        if args.no_availability_checks
+        else f"Region {args.region or 'as signed'}, today {server.availability.day()}"
+    )
+    bodies = str(server.schemas.directory) if server.schemas.enabled else "not checked"
+    print(f"  models: {checks}; bodies: {bodies}", flush=True)
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())

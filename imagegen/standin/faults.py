@@ -20,7 +20,11 @@ Server-wide faults, checked for every InvokeModel call in this order:
    depends only on the seed, so it is the same in every run and in every order of calls.
 
 ``access_denied_models`` lists model ids (without inference-profile prefix) that answer
-AccessDeniedException, before any of the above.
+AccessDeniedException, before any of the above. ``no_marketplace_permission`` says the caller lacks
+the AWS Marketplace permissions (``aws-marketplace:ViewSubscriptions``, ``aws-marketplace:Subscribe``)
+that a third-party model's first call needs: until a call to such a model has succeeded (which
+subscribes the account; replacing the plan does not unsubscribe it), its calls answer
+AccessDeniedException, as Bedrock does.
 
 Per-request faults are directives written inside the prompt text; the server removes them from the
 prompt before it renders the image:
@@ -202,6 +206,7 @@ class FaultPlan:
     block_output_seeds: set[int] = field(default_factory=set)
     block_output_rate: float = 0.0
     access_denied_models: set[str] = field(default_factory=set)
+    no_marketplace_permission: bool = False
     random_seed: int = 0
 
     def __post_init__(self) -> None:
@@ -239,6 +244,10 @@ class FaultPlan:
         if isinstance(self.access_denied_models, str):
             raise ValueError("access_denied_models must be a list of model ids, not a string")
         self.access_denied_models = {str(m) for m in self.access_denied_models}
+        if not isinstance(self.no_marketplace_permission, bool):
+            raise ValueError(
+                f"no_marketplace_permission must be true or false, got {self.no_marketplace_permission!r}"
+            )
 
     @property
     def fail_code(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -13,14 +14,18 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
+from jsonschema import Draft202012Validator
 from PIL import Image
 
+from imagegen.standin.availability import Identifier, parse_identifier, signed_region
 from imagegen.standin.bedrock_server import (
     ALL_BLOCKED_MESSAGE,
     ASPECT_RATIO_SIZES,
@@ -30,6 +35,7 @@ from imagegen.standin.bedrock_server import (
     canonical_model_id,
     main,
 )
+from imagegen.standin.body_schemas import DEFAULT_SCHEMA_DIR, SCHEMA_DIR_VARIABLE, schema_file_name
 from imagegen.standin.faults import FaultPlan, parse_directives, seed_unit
 
 AMAZON = ["amazon.titan-image-generator-v1", "amazon.titan-image-generator-v2:0", "amazon.nova-canvas-v1:0"]
@@ -44,7 +50,9 @@ SD35 = "stability.sd3-5-large-v1:0"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LocalBedrockServer]:
-    with LocalBedrockServer() as running:
+    """Bodies checked against the documentation's schemas; every model served whatever its lifecycle
+    and Region (those checks have their own servers below)."""
+    with LocalBedrockServer(check_availability=False) as running:
         yield running
 
 
@@ -125,8 +133,7 @@ def http(server: LocalBedrockServer, method: str, path: str, body: Any = None) -
 @pytest.mark.parametrize("model_id", AMAZON)
 def test_amazon_models_return_one_png_per_image(client: Any, model_id: str) -> None:
     payload = invoke(client, model_id, amazon_body(n=3, seed=100, size=512))
-    assert set(payload) == {"images", "error"}
-    assert payload["error"] is None
+    assert set(payload) == {"images"}  # "error" only when an image was blocked, as documented
     assert len(payload["images"]) == 3
     images = [png(b64) for b64 in payload["images"]]
     assert all(image.size == (512, 512) and image.mode == "RGB" for image in images)
@@ -220,10 +227,10 @@ def _error(exc_info: pytest.ExceptionInfo[ClientError]) -> tuple[str, int, str]:
     )
 
 
-def test_unknown_model_is_resource_not_found(client: Any) -> None:
-    with pytest.raises(client.exceptions.ResourceNotFoundException) as exc_info:
+def test_unknown_model_is_an_invalid_identifier(client: Any) -> None:
+    with pytest.raises(client.exceptions.ValidationException) as exc_info:
         invoke(client, "acme.paint-v9:0", {"prompt": "x"})
-    assert _error(exc_info)[:2] == ("ResourceNotFoundException", 404)
+    assert _error(exc_info) == ("ValidationException", 400, "The provided model identifier is invalid.")
 
 
 @pytest.mark.parametrize("model_id", [NOVA, SD35])
@@ -236,9 +243,17 @@ def test_body_that_is_not_json_is_a_validation_error(client: Any, model_id: str)
 @pytest.mark.parametrize(
     ("model_id", "mutate", "field"),
     [
-        (NOVA, lambda b: b["textToImageParams"].pop("text"), "text"),
-        (NOVA, lambda b: b["imageGenerationConfig"].pop("width"), "width"),
-        ("amazon.titan-image-generator-v2:0", lambda b: b["imageGenerationConfig"].pop("height"), "height"),
+        (
+            NOVA,
+            lambda b: b["textToImageParams"].pop("text"),
+            "#/textToImageParams: required key [text] not found",
+        ),
+        (
+            NOVA,
+            lambda b: b["imageGenerationConfig"].update(width="512"),
+            "width: expected type: Integer, found: String",
+        ),
+        ("amazon.titan-image-generator-v2:0", lambda b: b["imageGenerationConfig"].pop("height"), "512x1408"),
         ("amazon.titan-image-generator-v2:0", lambda b: b["imageGenerationConfig"].update(width=500), "size"),
         (
             "amazon.titan-image-generator-v2:0",
@@ -246,10 +261,28 @@ def test_body_that_is_not_json_is_a_validation_error(client: Any, model_id: str)
             "style",
         ),
         (NOVA, lambda b: b["imageGenerationConfig"].update(numberOfImages=6), "numberOfImages"),
-        (NOVA, lambda b: b["imageGenerationConfig"].update(seed=858_993_460), "seed"),
-        (NOVA, lambda b: b["imageGenerationConfig"].update(width=330), "width"),
-        (NOVA, lambda b: b.update(taskType="INPAINTING"), "taskType"),
-        (NOVA, lambda b: b["textToImageParams"].update(text="x" * 1025), "text"),
+        (
+            NOVA,
+            lambda b: b["imageGenerationConfig"].update(seed=2_147_483_647),
+            "2147483647 is not less or equal to 2147483646",
+        ),
+        (
+            NOVA,
+            lambda b: b["imageGenerationConfig"].update(width=330),
+            "width: 330: each side must be evenly divisible by 16",
+        ),
+        (NOVA, lambda b: b.update(taskType="INPAINTING"), "#/taskType: INPAINTING is not a valid enum value"),
+        (
+            NOVA,
+            lambda b: b["textToImageParams"].update(text="x" * 1025),
+            "text: expected maxLength: 1024, actual: 1025",
+        ),
+        (
+            NOVA,
+            lambda b: b["imageGenerationConfig"].update(width=2048, height=2048),
+            "pixel count must be less than 4,194,304",
+        ),
+        (NOVA, lambda b: b["imageGenerationConfig"].update(width=1600, height=320), "aspect ratio"),
     ],
 )
 def test_invalid_amazon_bodies_name_the_field(client: Any, model_id: str, mutate: Any, field: str) -> None:
@@ -269,8 +302,8 @@ def test_invalid_amazon_bodies_name_the_field(client: Any, model_id: str, mutate
         ({"prompt": "x", "aspect_ratio": "7:3"}, "aspect_ratio"),
         ({"prompt": "x", "seed": -1}, "seed"),
         ({"prompt": "x", "output_format": "gif"}, "output_format"),
-        ({"prompt": "x", "mode": "image-to-image"}, "mode"),
-        ({"prompt": "x", "cfg": 3}, "cfg"),
+        ({"prompt": "x", "mode": "image-to-image"}, "#: required key [image] not found"),
+        ({"prompt": "x", "cfg": 3}, "#: extraneous key [cfg] is not permitted"),
     ],
 )
 def test_invalid_stability_bodies_name_the_field(client: Any, body: dict, field: str) -> None:
@@ -541,7 +574,7 @@ def test_parallel_calls_all_succeed_and_are_counted(server: LocalBedrockServer, 
     with ThreadPoolExecutor(max_workers=20) as pool:
         results = list(pool.map(lambda i: invoke(client, NOVA, amazon_body(seed=i, size=320)), range(20)))
     assert time.perf_counter() - started >= 0.2
-    assert all(result["error"] is None and len(result["images"]) == 1 for result in results)
+    assert all("error" not in result and len(result["images"]) == 1 for result in results)
     assert len({result["images"][0] for result in results}) == 20
     assert server.invocations == 20
     assert server.invocations_by_model == {NOVA: 20}
@@ -648,7 +681,7 @@ def test_environment_variable_endpoint_and_stop(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
     plain = boto3.client(
-        "bedrock-runtime", region_name="us-east-1", config=Config(retries={"total_max_attempts": 1})
+        "bedrock-runtime", region_name="us-west-2", config=Config(retries={"total_max_attempts": 1})
     )
     assert invoke(plain, SD35, stability_body())["images"]
     local.stop()
@@ -687,3 +720,371 @@ def test_command_line_entry_point() -> None:
 def test_command_line_rejects_a_bad_plan(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--faults", '{"throttle_rate": 5}']) == 2
     assert "throttle_rate" in capsys.readouterr().err
+
+
+# -- as strict as the documentation: bodies ------------------------------------------------------
+
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas" / "bedrock"
+SERVICE = "stability.stable-fast-upscale-v1:0"
+
+
+def b64_image(width: int = 256, height: int = 256, fmt: str = "PNG") -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (40, 80, 120)).save(buffer, fmt)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _with_images(value: Any) -> Any:
+    """A documented example with its "<base64>" placeholders replaced by a real image."""
+    if value == "<base64>":
+        return b64_image()
+    if isinstance(value, dict):
+        return {key: _with_images(item) for key, item in value.items()}
+    return value
+
+
+DOCUMENTED_EXAMPLES = [
+    (json.loads(path.read_text())["x-model-id"], example)
+    for path in sorted(SCHEMA_DIR.glob("*.json"))
+    if path.name != "responses.json"
+    for example in json.loads(path.read_text()).get("examples", [])
+]
+
+
+def test_every_model_the_schemas_describe_has_a_documented_example() -> None:
+    assert {model for model, _ in DOCUMENTED_EXAMPLES} == {
+        json.loads(path.read_text())["x-model-id"]
+        for path in SCHEMA_DIR.glob("*.json")
+        if path.name != "responses.json"
+    }
+
+
+@pytest.mark.parametrize(("model_id", "example"), DOCUMENTED_EXAMPLES)
+def test_documented_examples_are_accepted_and_answered_as_documented(
+    client: Any, model_id: str, example: dict
+) -> None:
+    payload = invoke(client, model_id, _with_images(example))
+    responses = json.loads((SCHEMA_DIR / "responses.json").read_text())
+    family = next(name for name, models in responses["x-families"].items() if model_id in models)
+    Draft202012Validator({**responses, "$ref": f"#/$defs/{family}"}).validate(payload)
+    assert payload["images"]
+
+
+def test_a_service_answers_a_placeholder_of_the_input_size(client: Any) -> None:
+    payload = invoke(
+        client, "us.stability.stable-image-remove-background-v1:0", {"image": b64_image(320, 200)}
+    )
+    assert png(payload["images"][0]).size == (320, 200)
+
+
+@pytest.mark.parametrize(
+    ("model_id", "body", "expected"),
+    [
+        (
+            SD35,
+            {"prompt": "x", "mode": "image-to-image", "image": b64_image(32, 32), "strength": 0.5},
+            "#/image: 32x32: each side must be at least 64 pixels",
+        ),
+        (
+            SD35,
+            {"prompt": "x", "mode": "image-to-image", "image": b64_image(64, 64, "GIF"), "strength": 0.5},
+            "#/image: image format gif is not one of jpeg, png, webp",
+        ),
+        (
+            SD35,
+            {"prompt": "x", "mode": "image-to-image", "image": "not an image", "strength": 0.5},
+            "#/image: the value is not a base64-encoded image",
+        ),
+        (
+            SERVICE,
+            {"image": b64_image(1600, 600)},
+            "#/image: 1600x600: the width must be at most 1536 pixels",
+        ),
+        (
+            "stability.stable-image-inpaint-v1:0",
+            {"prompt": "x", "image": b64_image(1000, 300)},
+            "aspect ratio (width/height) must be from 0.4 to 2.5",
+        ),
+        (
+            "stability.stable-outpaint-v1:0",
+            {"image": b64_image()},
+            "#: no subschema matched out of the total 4",
+        ),
+        (
+            "amazon.titan-image-generator-v2:0",
+            {"taskType": "TEXT_IMAGE", "textToImageParams": {"text": "x", "controlMode": "CANNY_EDGE"}},
+            "#/textToImageParams: property [conditionImage] is required",
+        ),
+        (
+            "stability.stable-image-ultra-v1:1",
+            {"prompt": "x", "seed": 1.5e10},
+            "#/seed: 15000000000.0 is not less or equal to 4294967295",
+        ),
+        (
+            NOVA,
+            {"taskType": "TEXT_IMAGE", "textToImageParams": {"text": ""}},
+            "#/textToImageParams/text: expected minLength: 1, actual: 0",
+        ),
+        (
+            NOVA,
+            {"taskType": "TEXT_IMAGE", "textToImageParams": {"text": "x", "negativeText": 3}},
+            "#/textToImageParams/negativeText: expected type: String, found: Integer",
+        ),
+    ],
+)
+def test_what_only_the_documentation_says_is_refused(
+    client: Any, model_id: str, body: dict, expected: str
+) -> None:
+    with pytest.raises(client.exceptions.ValidationException) as exc_info:
+        invoke(client, model_id, body)
+    code, status, message = _error(exc_info)
+    assert (code, status) == ("ValidationException", 400)
+    assert message.startswith("Malformed input request: ") and expected in message
+    assert message.endswith(", please reformat your input and try again.")
+
+
+def test_bedrock_wording_for_missing_and_extraneous_keys(client: Any) -> None:
+    with pytest.raises(client.exceptions.ValidationException) as exc_info:
+        invoke(client, "stability.stable-image-ultra-v1:1", {"x": 1})
+    assert _error(exc_info)[2] == (
+        "Malformed input request: #: extraneous key [x] is not permitted#: required key [prompt] not found, "
+        "please reformat your input and try again."
+    )
+
+
+def test_titan_sizes_are_the_listed_pairs_and_the_default_is_taken(client: Any) -> None:
+    titan = "amazon.titan-image-generator-v2:0"
+    bare = {"taskType": "TEXT_IMAGE", "textToImageParams": {"text": "x"}}
+    assert png(invoke(client, titan, bare)["images"][0]).size == (1408, 1408)  # the documented default
+    assert invoke(client, titan, amazon_body(width=1173, height=640))["images"]
+    with pytest.raises(client.exceptions.ValidationException):
+        invoke(client, titan, amazon_body(width=640, height=1173))
+
+
+def test_nova_default_size_is_1024(client: Any) -> None:
+    payload = invoke(client, NOVA, {"taskType": "TEXT_IMAGE", "textToImageParams": {"text": "x"}})
+    assert png(payload["images"][0]).size == (1024, 1024)
+
+
+def test_unconfirmed_readings_apply_only_when_asked() -> None:
+    nova_seed = amazon_body(size=320, seed=858_993_460)
+    webp = stability_body(output_format="webp")
+    with LocalBedrockServer(check_availability=False) as documented:
+        assert invoke(documented.client(), NOVA, nova_seed)["images"]
+        with pytest.raises(ClientError):
+            invoke(documented.client(), "stability.stable-image-core-v1:1", webp)
+    with LocalBedrockServer(check_availability=False, unconfirmed=True) as leads:
+        with pytest.raises(ClientError) as exc_info:
+            invoke(leads.client(), NOVA, nova_seed)
+        assert "858993460 is not less or equal to 858993459" in _error(exc_info)[2]
+        data = base64.b64decode(invoke(leads.client(), "stability.stable-image-core-v1:1", webp)["images"][0])
+        assert data[8:12] == b"WEBP"
+
+
+def test_without_a_schema_directory_bodies_are_unchecked_and_it_says_so_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = tmp_path / "no-schemas"
+    with caplog.at_level(logging.WARNING, logger="imagegen.standin"):
+        first = LocalBedrockServer(check_availability=False, schema_dir=missing)
+        LocalBedrockServer(check_availability=False, schema_dir=missing)
+    assert [r.getMessage() for r in caplog.records].count(
+        f"Bedrock stand-in: no schema directory at {missing}; InvokeModel bodies are not checked "
+        f"(set {SCHEMA_DIR_VARIABLE} or --schema-dir to check them)"
+    ) == 1
+    with first:
+        assert invoke(first.client(), SD35, stability_body(cfg=3))["images"]
+
+
+def test_the_schema_directory_can_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SCHEMA_DIR_VARIABLE, str(tmp_path))
+    assert LocalBedrockServer().schemas.directory == tmp_path
+    monkeypatch.delenv(SCHEMA_DIR_VARIABLE)
+    assert LocalBedrockServer().schemas.directory == DEFAULT_SCHEMA_DIR == SCHEMA_DIR
+    assert schema_file_name("stability.sd3-5-large-v1:0") == "stability.sd3-5-large-v1_0.json"
+
+
+# -- as strict as the documentation: which models, where, until when -------------------------------
+
+CORE = "stability.stable-image-core-v1:1"
+BEFORE_NOVA_EOL = date(2026, 9, 29)
+
+
+@pytest.fixture(scope="module")
+def strict() -> Iterator[LocalBedrockServer]:
+    """The default server: today's date, the Region each call is signed for."""
+    with LocalBedrockServer() as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def clean_strict(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "strict" in request.fixturenames:
+        running = request.getfixturevalue("strict")
+        running.faults, running.today, running.region = FaultPlan(), None, None
+
+
+def rejected(server: LocalBedrockServer, model_id: str, body: dict, region: str) -> tuple[str, int, str]:
+    with pytest.raises(ClientError) as exc_info:
+        invoke(server.client(region_name=region), model_id, body)
+    return _error(exc_info)
+
+
+NOVA_BODY = amazon_body(size=320)
+CORE_BODY = stability_body(aspect_ratio="1:1")
+FAST_UPSCALE_BODY = {"image": b64_image(64, 64)}
+
+
+@pytest.mark.parametrize(
+    ("model_id", "body", "eol"),
+    [
+        (NOVA, NOVA_BODY, date(2026, 9, 30)),
+        ("amazon.titan-image-generator-v2:0", amazon_body(), date(2026, 6, 30)),
+        ("amazon.titan-image-generator-v1", amazon_body(), date(2025, 8, 15)),
+    ],
+)
+def test_a_model_past_its_end_of_life_is_not_found(
+    strict: LocalBedrockServer, model_id: str, body: dict, eol: date
+) -> None:
+    assert strict.today is None  # the current date: every one of these is past its end of life today
+    assert rejected(strict, model_id, body, "us-east-1") == (
+        "ResourceNotFoundException",
+        404,
+        "This model version has reached the end of its life. Please refer to the AWS documentation for more details.",
+    )
+    strict.today = eol
+    assert rejected(strict, model_id, body, "us-east-1")[0] == "ResourceNotFoundException"
+
+
+def test_the_day_before_end_of_life_the_model_answers(strict: LocalBedrockServer) -> None:
+    strict.today = BEFORE_NOVA_EOL
+    assert invoke(strict.client(region_name="us-east-1"), NOVA, NOVA_BODY)["images"]
+
+
+@pytest.mark.parametrize(
+    ("model_id", "body", "region"),
+    [
+        (CORE, CORE_BODY, "us-east-1"),  # Stable Image Core: us-west-2 only
+        (SD35, CORE_BODY, "eu-west-1"),
+        (NOVA, NOVA_BODY, "us-west-2"),  # aws-samples/amazon-bedrock-workshop#340
+        ("us.stability.stable-fast-upscale-v1:0", FAST_UPSCALE_BODY, "eu-west-1"),  # not a source Region
+        ("us.stability.stable-image-core-v1:1", CORE_BODY, "us-west-2"),  # no such profile
+        ("eu.stability.sd3-5-large-v1:0", CORE_BODY, "us-west-2"),
+        ("acme.paint-v9:0", CORE_BODY, "us-west-2"),
+    ],
+)
+def test_a_model_the_region_does_not_offer_is_an_invalid_identifier(
+    strict: LocalBedrockServer, model_id: str, body: dict, region: str
+) -> None:
+    strict.today = BEFORE_NOVA_EOL
+    assert rejected(strict, model_id, body, region) == (
+        "ValidationException",
+        400,
+        "The provided model identifier is invalid.",
+    )
+
+
+def test_the_region_signed_for_decides_unless_the_server_has_one(strict: LocalBedrockServer) -> None:
+    assert invoke(strict.client(region_name="us-west-2"), CORE, CORE_BODY)["images"]
+    strict.region = "us-west-2"
+    assert invoke(strict.client(region_name="us-east-1"), CORE, CORE_BODY)["images"]
+    strict.region = "us-east-1"
+    assert rejected(strict, CORE, CORE_BODY, "us-west-2")[2] == "The provided model identifier is invalid."
+
+
+def test_a_profile_only_model_called_by_its_model_id(strict: LocalBedrockServer) -> None:
+    strict.reset_counters()
+    assert rejected(strict, SERVICE, FAST_UPSCALE_BODY, "us-east-2") == (
+        "ValidationException",
+        400,
+        f"Invocation of model ID {SERVICE} with on-demand throughput isn\u2019t supported. Retry your "
+        "request with the ID or ARN of an inference profile that contains this model.",
+    )
+    arn = f"arn:aws:bedrock:us-east-2:123456789012:inference-profile/us.{SERVICE}"
+    for model_id in (f"us.{SERVICE}", arn):
+        assert invoke(strict.client(region_name="us-east-2"), model_id, FAST_UPSCALE_BODY)["images"]
+    assert strict.invocations_by_model[SERVICE] == 3
+
+
+def test_a_marketplace_model_needs_the_permission_until_the_account_is_subscribed() -> None:
+    plan = FaultPlan(no_marketplace_permission=True)
+    with LocalBedrockServer(faults=plan) as server:
+        code, status, message = rejected(server, SD35, CORE_BODY, "us-west-2")
+        assert (code, status) == ("AccessDeniedException", 403)
+        assert message.startswith(
+            "Model access is denied due to IAM user or service role is not authorized to perform the required "
+            "AWS Marketplace actions (aws-marketplace:ViewSubscriptions, aws-marketplace:Subscribe)"
+        )
+        assert server.subscribed_models == frozenset()
+        server.today = BEFORE_NOVA_EOL
+        assert invoke(server.client(region_name="us-east-1"), NOVA, NOVA_BODY)[
+            "images"
+        ]  # Amazon: no Marketplace
+        server.faults = FaultPlan()  # the permissions are granted
+        with pytest.raises(ClientError):  # a refused body subscribes nothing
+            invoke(server.client(region_name="us-west-2"), SD35, {"prompt": "x", "cfg": 1})
+        assert server.subscribed_models == frozenset()
+        assert invoke(server.client(region_name="us-west-2"), SD35, CORE_BODY)["images"]
+        assert server.subscribed_models == {SD35}
+        server.faults = plan  # taken away again: the account stays subscribed
+        assert invoke(server.client(region_name="us-west-2"), SD35, CORE_BODY)["images"]
+        assert rejected(server, CORE, CORE_BODY, "us-west-2")[0] == "AccessDeniedException"  # not this one
+
+
+@pytest.mark.parametrize(
+    ("model_id", "body", "region", "status", "code"),
+    [
+        (NOVA, NOVA_BODY, "us-east-1", 404, "ResourceNotFoundException"),
+        (CORE, CORE_BODY, "us-east-1", 400, "ValidationException"),
+        (CORE, {"prompt": 3}, "us-west-2", 400, "ValidationException"),
+    ],
+)
+def test_errors_are_in_the_wire_format_botocore_parses(
+    strict: LocalBedrockServer, model_id: str, body: dict, region: str, status: int, code: str
+) -> None:
+    headers = {
+        "Authorization": f"AWS4-HMAC-SHA256 Credential=x/20261130/{region}/bedrock/aws4_request, Signature=0"
+    }
+    request = urllib.request.Request(
+        f"{strict.endpoint_url}/model/{model_id}/invoke",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers=headers,
+    )
+    with pytest.raises(urllib.error.HTTPError) as exc_info:
+        urllib.request.urlopen(request, timeout=10)
+    assert exc_info.value.code == status
+    assert exc_info.value.headers["x-amzn-ErrorType"] == code
+    assert exc_info.value.headers["Content-Type"] == "application/json"
+    assert set(json.loads(exc_info.value.read())) == {"message"}
+
+
+def test_parse_identifier_and_signed_region() -> None:
+    assert parse_identifier("us.stability.x-v1:0") == Identifier("stability.x-v1:0", "us.stability.x-v1:0")
+    assert parse_identifier("arn:aws:bedrock:us-west-2::foundation-model/stability.x-v1:0") == Identifier(
+        "stability.x-v1:0", None
+    )
+    assert parse_identifier("amazon.titan-image-generator-v1") == Identifier(
+        "amazon.titan-image-generator-v1", None
+    )
+    scope = "AWS4-HMAC-SHA256 Credential=AKID/20261130/eu-west-1/bedrock/aws4_request, SignedHeaders=host"
+    assert signed_region(scope) == "eu-west-1"
+    assert signed_region(None) is None and signed_region("Bearer x") is None
+
+
+def test_command_line_options_for_strictness(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for option in (
+        "--region",
+        "--today",
+        "--no-availability-checks",
+        "--schema-dir",
+        "--unconfirmed",
+        "--no-marketplace-permission",
+    ):
+        assert option in out
