@@ -20,7 +20,9 @@ from botocore.exceptions import (
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    IncompleteReadError,
     ReadTimeoutError,
+    ResponseStreamingError,
 )
 from image_pipeline.contract.errors import (
     AllImagesFiltered,
@@ -142,6 +144,38 @@ def test_blocked_prompt_is_filtered_not_raised(s3: Any) -> None:
 def test_transient_errors_are_raised_by_name(s3: Any, error: Exception, expected: type) -> None:
     with pytest.raises(expected):
         generate_image(item(planned(), 0), bedrock=FakeBedrock(error), s3=s3, bucket=BUCKET)
+
+
+class StalledBody:
+    """An InvokeModel answer whose body fails while it is read (after the call itself returned)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def read(self) -> bytes:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (ReadTimeoutError(endpoint_url="http://x"), ModelTimeout),  # the body stopped arriving
+        (ResponseStreamingError(error="reset"), ModelUnavailable),  # the connection broke mid-body
+        (IncompleteReadError(actual_bytes=3, expected_bytes=9), ModelUnavailable),
+    ],
+)
+def test_an_answer_that_fails_while_read_is_a_named_transient_error(
+    s3: Any, error: Exception, expected: type
+) -> None:
+    """botocore raises these from the body's read(), outside invoke_model: still named, never generic."""
+
+    class Bedrock(FakeBedrock):
+        def invoke_model(self, **kwargs: Any) -> dict[str, Any]:
+            self.calls.append(kwargs)
+            return {"body": StalledBody(error)}
+
+    with pytest.raises(expected):
+        generate_image(item(planned(), 0), bedrock=Bedrock(), s3=s3, bucket=BUCKET)
 
 
 def test_missing_bucket_is_a_storage_error(s3: Any) -> None:

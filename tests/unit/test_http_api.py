@@ -10,6 +10,7 @@ import functools
 import importlib
 import io
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -344,7 +345,9 @@ def test_post_images_runs_the_express_workflow_and_returns_the_manifest(
     assert status == 200
     # The manifest, with its URLs signed anew and a download URL added to each stored image.
     stored, filtered = body["images"]
-    assert stored["url"].startswith(f"https://{BUCKET}.s3.amazonaws.com/images/ok-1/image-00-7.png?")
+    # Signed for the bucket's Regional endpoint (image_pipeline.core.clients.s3_config).
+    regional = f"https://{BUCKET}.s3.{os.environ['AWS_REGION']}.amazonaws.com"
+    assert stored["url"].startswith(f"{regional}/images/ok-1/image-00-7.png?")
     assert "X-Amz-Expires=900" in stored["url"] and "content-disposition" not in stored["url"]
     assert "response-content-disposition=attachment" in stored["download_url"]
     assert filtered == STALE_MANIFEST["images"][1]
@@ -524,7 +527,9 @@ def test_succeeded_job_has_fresh_urls(http_api: tuple[Any, Any], lambda_context:
     assert status == 200 and job["job_id"] == job_id and job["status"] == "succeeded"
     assert job["started_at"] and job["stopped_at"] and "progress" not in job
     url = job["manifest"]["images"][0]["url"]
-    assert url.startswith(f"https://{BUCKET}.s3.amazonaws.com/images/ok-1/image-00-7.png?")
+    assert url.startswith(
+        f"https://{BUCKET}.s3.{os.environ['AWS_REGION']}.amazonaws.com/images/ok-1/image-00-7.png?"
+    )
     assert "X-Amz-Expires=900" in url and "X-Amz-Signature=" in url
 
 

@@ -1,51 +1,87 @@
 """AWS clients, created once per container (or per offline engine) and shared by threads.
 
-Retries are botocore's own ``standard`` mode: exponential backoff with full jitter on throttling and
-transient errors, bounded by ``BEDROCK_MAX_ATTEMPTS``. The state machine adds a second, slower layer
-for the errors that survive it. Endpoints follow the standard ``AWS_ENDPOINT_URL_<SERVICE>``
-variables, which is how the offline runtime points the same code at its local servers.
+Every client sets its connect timeout, read timeout and attempts explicitly, from
+:mod:`image_pipeline.core.time_budget`, which adds them up into each function's worst case (an SDK's
+defaults differ between versions: 60 s timeouts, and legacy or standard retries). Retries are
+botocore's own ``standard`` mode: exponential backoff with full jitter on throttling and transient
+errors, read and connect timeouts included. The state machine adds a second, slower layer for the
+errors that survive it. Endpoints follow the standard ``AWS_ENDPOINT_URL_<SERVICE>`` variables, which
+is how the offline runtime points the same code at its local servers.
+
+Presigned URLs are signed for the bucket's Regional endpoint, ``https://<bucket>.s3.<region>.amazonaws.com``
+(:func:`s3_config`). botocore's default presigns for the global endpoint ``<bucket>.s3.amazonaws.com``
+(and with SigV2 where S3 still takes it, unless ``signature_version="s3v4"``); for up to 24 hours after a
+bucket is created outside us-east-1, S3 may answer that host with a 307 redirect, and the redirected
+request fails its signature: "send requests only to the Regional endpoint that's in the same Region as
+your S3 bucket" (https://repost.aws/knowledge-center/s3-http-307-response, read 2026-11-30). In
+botocore 1.44.8 (``signers.py``, ``_should_use_global_endpoint``), ``addressing_style="virtual"`` gives
+the Regional host in every Region but us-east-1, and ``us_east_1_regional_endpoint="regional"`` there
+too.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
+from image_pipeline.core import time_budget
 from image_pipeline.core.settings import get_settings
+from image_pipeline.core.time_budget import ClientTimeouts
+
+#: Variables that point S3 at another endpoint (botocore's own names): keep its addressing then.
+S3_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+
+
+def client_config(timeouts: ClientTimeouts, **extra: Any) -> Config:
+    """A botocore ``Config`` with ``timeouts``, in ``standard`` retry mode."""
+    return Config(
+        retries={"mode": "standard", "total_max_attempts": timeouts.attempts},
+        connect_timeout=timeouts.connect,
+        read_timeout=timeouts.read,
+        **extra,
+    )
+
+
+def s3_config(environ: Mapping[str, str] | None = None) -> Config:
+    """The S3 client's configuration: SigV4, and presigned URLs for the bucket's Regional endpoint.
+
+    With an S3 endpoint of one's own (``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``, for example a
+    local S3), botocore's own addressing is kept: virtual-hosted names such as
+    ``<bucket>.localhost`` need not resolve, and botocore uses path-style URLs for such endpoints.
+    """
+    env = os.environ if environ is None else environ
+    s3_options: dict[str, str] = {"us_east_1_regional_endpoint": "regional"}
+    if not any(env.get(name) for name in S3_ENDPOINT_VARIABLES):
+        s3_options["addressing_style"] = "virtual"
+    return client_config(time_budget.S3, signature_version="s3v4", s3=s3_options, max_pool_connections=50)
 
 
 @cache
 def bedrock_runtime() -> Any:
-    """The Bedrock Runtime client."""
-    settings = get_settings()
-    config = Config(
-        retries={"mode": "standard", "total_max_attempts": settings.bedrock_max_attempts},
-        connect_timeout=5,
-        read_timeout=settings.bedrock_read_timeout_seconds,
-        max_pool_connections=50,
+    """The Bedrock Runtime client: ``BEDROCK_READ_TIMEOUT_SECONDS`` and ``BEDROCK_MAX_ATTEMPTS``."""
+    return boto3.client(
+        "bedrock-runtime",
+        config=client_config(time_budget.bedrock(get_settings()), max_pool_connections=50),
     )
-    return boto3.client("bedrock-runtime", config=config)
 
 
 @cache
 def s3() -> Any:
-    """The S3 client (SigV4, so presigned URLs work with KMS and in every Region)."""
-    config = Config(
-        signature_version="s3v4",
-        retries={"mode": "standard", "total_max_attempts": 5},
-        max_pool_connections=50,
-    )
-    return boto3.client("s3", config=config)
+    """The S3 client (SigV4 and the Regional endpoint, so presigned URLs work from the first day, with
+    KMS, in every Region)."""
+    return boto3.client("s3", config=s3_config())
 
 
 @cache
 def stepfunctions() -> Any:
     """The Step Functions client of the HTTP API: StartExecution (a retry is harmless: the execution
     name makes it idempotent), DescribeExecution, GetExecutionHistory."""
-    return boto3.client("stepfunctions", config=Config(retries={"mode": "standard"}))
+    return boto3.client("stepfunctions", config=client_config(time_budget.STEPFUNCTIONS))
 
 
 @cache
@@ -55,10 +91,8 @@ def stepfunctions_sync(read_timeout: int) -> Any:
     One attempt: botocore would retry a read timeout, starting a second execution (and paying for its
     images again). ``read_timeout`` (seconds) is how long the caller can wait.
     """
-    config = Config(
-        retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=read_timeout
-    )
-    return boto3.client("stepfunctions", config=config)
+    timeouts = ClientTimeouts(connect=time_budget.SYNC_CONNECT_SECONDS, read=read_timeout, attempts=1)
+    return boto3.client("stepfunctions", config=client_config(timeouts))
 
 
 def reset_clients() -> None:

@@ -10,6 +10,7 @@ from botocore.exceptions import (
     ClientError,
     ConnectTimeoutError,
     HTTPClientError,
+    IncompleteReadError,
     ReadTimeoutError,
 )
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
@@ -20,7 +21,13 @@ from image_pipeline.models.registry import get_adapter
 
 
 def invoke_model(bedrock: Any, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Call InvokeModel and return the parsed JSON answer; errors become named errors or an Outcome."""
+    """Call InvokeModel and return the parsed JSON answer; errors become named errors or an Outcome.
+
+    A model that does not answer within the client's read timeout (after botocore's own attempts,
+    ``BEDROCK_READ_TIMEOUT_SECONDS`` x ``BEDROCK_MAX_ATTEMPTS``), or stalls while its answer is read,
+    is ``ModelTimeout``: named and retried by the state machine, and well inside the function's own
+    timeout (``core/time_budget.py``), so it never ends as a Lambda timeout.
+    """
     try:
         response = bedrock.invoke_model(
             modelId=model_id,
@@ -42,6 +49,10 @@ def invoke_model(bedrock: Any, model_id: str, body: dict[str, Any]) -> dict[str,
         raise ModelUnavailable(f"cannot reach Bedrock: {exc}") from None
     try:
         payload = json.loads(response["body"].read())
+    except ReadTimeoutError as exc:  # the answer's body stalled: raised by read(), not by invoke_model
+        raise ModelTimeout(f"Bedrock's answer stopped arriving: {exc}") from None
+    except (IncompleteReadError, HTTPClientError) as exc:  # cut short (ResponseStreamingError included)
+        raise ModelUnavailable(f"Bedrock's answer was cut short: {exc}") from None
     except (ValueError, KeyError) as exc:
         raise ModelResponseInvalid("the model's answer is not JSON") from exc
     if not isinstance(payload, dict):

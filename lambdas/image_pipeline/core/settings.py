@@ -79,7 +79,13 @@ class Settings(BaseModel):
     presign_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     map_max_concurrency: int = Field(default=10, ge=0, le=40)
     bedrock_max_attempts: int = Field(default=3, ge=1, le=10)
-    bedrock_read_timeout_seconds: int = Field(default=120, ge=1, le=900)
+    bedrock_read_timeout_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=900,
+        description="Seconds an InvokeModel attempt waits for its answer (BEDROCK_READ_TIMEOUT_SECONDS); "
+        "botocore's own default. Its worst case with the attempts is in core/time_budget.py.",
+    )
 
     @field_validator("allowed_models", mode="before")
     @classmethod

@@ -1,0 +1,136 @@
+"""How long each function's AWS calls can take at worst, from the numbers its clients are built with.
+
+Every client of the Lambda package (:mod:`image_pipeline.core.clients`) is built from a
+:class:`ClientTimeouts` of this module: an explicit connect timeout, read timeout and number of
+attempts in botocore's ``standard`` retry mode. Its worst case is then a number::
+
+    attempts x (connect timeout + read timeout) + the longest backoff between the attempts
+
+and a function's worst case is the sum of its calls' worst cases plus a margin for its own code.
+``tests/infra/test_time_budget.py`` checks, from the synthesized template, the ASL files, the settings'
+defaults and the CDK context, that each worst case fits in its function's timeout and each function's
+timeout in its Task state's ``TimeoutSeconds``; the workflow construct checks the Bedrock part again at
+synthesis (``imagegen:bedrockMaxAttempts`` is CDK context). So a hung model call ends as ``ModelTimeout``
+(named, retried by the state machine), never as a Lambda or state timeout (generic, and billed again).
+
+Facts this relies on (read 2026-11-30):
+
+* botocore 1.44.8, ``botocore/retries/standard.py`` (``ExponentialBackoff.delay_amount``): the delay
+  before retry *i* (1-based) is ``rand(0, 1) x min(base x 2**(i-1), 20 s)``, base 1 s for throttling
+  errors and 50 ms otherwise; an ``x-amz-retry-after`` header can raise it to at most that + 5 s.
+  ``ReadTimeoutError`` and ``ConnectTimeoutError`` are retried. So :func:`retry_backoff_bound`.
+* botocore ``Config``: ``connect_timeout`` and ``read_timeout`` default to 60 s, and the retry mode and
+  attempts may differ in an older SDK (the boto3 guide still says legacy mode, 5 attempts:
+  https://docs.aws.amazon.com/boto3/latest/guide/retries.html), so every client sets all of them.
+  A read timeout bounds each socket read, not a whole answer: the bound assumes an answer is not
+  trickled byte by byte (Bedrock and S3 answer in one piece once ready).
+* Lambda's Init phase "is limited to 10 seconds"; when it is not done by then, it is retried at the
+  first invocation within the function's timeout
+  (https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html). A Task state can
+  therefore see up to 10 s more than the function's timeout: :data:`LAMBDA_INIT_SECONDS`.
+* API Gateway's REST integration timeout: 50 ms to 29 s
+  (https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-execution-service-limits-table.html).
+
+No AWS page states how long the image models take; :data:`image_pipeline.core.settings.Settings`'
+``bedrock_read_timeout_seconds`` (60 s, botocore's own default) is several times what a 1024 x 1024
+image takes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from image_pipeline.core.settings import Settings
+
+#: botocore's standard mode: longest backoff step, throttling base, and what x-amz-retry-after may add.
+MAX_BACKOFF_SECONDS = 20.0
+THROTTLING_BASE_SECONDS = 1.0
+RETRY_AFTER_EXTRA_SECONDS = 5.0
+#: What a Task state may wait for a function beyond its timeout: Lambda's Init phase limit.
+LAMBDA_INIT_SECONDS = 10
+#: A function's own work besides its AWS calls (decoding and checking a PNG, JSON, threads), at most.
+CODE_SECONDS = 10
+#: API Gateway's longest REST integration (without a quota increase): the HTTP API function's timeout.
+API_GATEWAY_INTEGRATION_SECONDS = 29
+#: What the HTTP API function needs after its wait for a synchronous run (answer, presign URLs).
+SYNC_ANSWER_SECONDS = 1
+
+
+def retry_backoff_bound(attempts: int) -> float:
+    """The longest botocore's standard mode can sleep in total between ``attempts`` attempts."""
+    return sum(
+        min(THROTTLING_BASE_SECONDS * 2 ** (i - 1), MAX_BACKOFF_SECONDS) + RETRY_AFTER_EXTRA_SECONDS
+        for i in range(1, attempts)
+    )
+
+
+@dataclass(frozen=True)
+class ClientTimeouts:
+    """The timeouts (seconds) and total attempts a client is built with."""
+
+    connect: float
+    read: float
+    attempts: int
+
+    @property
+    def worst_case_seconds(self) -> float:
+        """One call, every attempt timing out, the longest backoff between them."""
+        return self.attempts * (self.connect + self.read) + retry_backoff_bound(self.attempts)
+
+    def describe(self) -> str:
+        return (
+            f"{self.attempts} attempts x ({self.connect:g} s connect + {self.read:g} s read) "
+            f"+ {retry_backoff_bound(self.attempts):g} s backoff = {self.worst_case_seconds:g} s"
+        )
+
+
+#: S3 (PutObject of an image or manifest, HeadObject, GetObject): five attempts, as S3 asks clients to
+#: retry its 500/503s.
+S3 = ClientTimeouts(connect=3, read=10, attempts=5)
+#: Step Functions' short calls (StartExecution, DescribeExecution, GetExecutionHistory): two attempts,
+#: so that a ``POST /jobs`` fits in API Gateway's 29 s (a retried StartExecution is harmless: the
+#: execution name makes it idempotent).
+STEPFUNCTIONS = ClientTimeouts(connect=2, read=5, attempts=2)
+#: The connect timeout of ``StartSyncExecution`` (one attempt; its read timeout is the wait).
+SYNC_CONNECT_SECONDS = 1
+#: Bedrock Runtime's connect timeout; its read timeout and attempts are settings.
+BEDROCK_CONNECT_SECONDS = 5
+
+
+def bedrock(settings: Settings) -> ClientTimeouts:
+    """The Bedrock Runtime client's timeouts under ``settings``."""
+    return ClientTimeouts(
+        connect=BEDROCK_CONNECT_SECONDS,
+        read=settings.bedrock_read_timeout_seconds,
+        attempts=settings.bedrock_max_attempts,
+    )
+
+
+def generate_image_bound(settings: Settings) -> float:
+    """``generate_image``: one InvokeModel, one PutObject, its own code."""
+    return bedrock(settings).worst_case_seconds + S3.worst_case_seconds + CODE_SECONDS
+
+
+def build_manifest_bound(settings: Settings, *, head_workers: int) -> float:
+    """``build_manifest``: a HeadObject per image on ``head_workers`` threads (so ``ceil(images /
+    workers)`` in a row), one PutObject of the manifest, its own code (presigning is local)."""
+    rounds = math.ceil(settings.max_images_per_request / head_workers)
+    return (rounds + 1) * S3.worst_case_seconds + CODE_SECONDS
+
+
+def sync_wait_bound(read_timeout: float) -> float:
+    """The HTTP API function's ``StartSyncExecution`` (one attempt) and its answer."""
+    return SYNC_CONNECT_SECONDS + read_timeout + SYNC_ANSWER_SECONDS
+
+
+def start_job_bound() -> float:
+    """The HTTP API function's ``POST /jobs``: one StartExecution and its answer."""
+    return STEPFUNCTIONS.worst_case_seconds + SYNC_ANSWER_SECONDS
+
+
+def over_budget(what: str, bound: float, timeout: float, detail: str) -> str | None:
+    """A message when ``bound`` does not fit in ``timeout`` (seconds); None when it does."""
+    if bound <= timeout:
+        return None
+    return f"{what} can take {bound:g} s at worst ({detail}), more than its {timeout:g} s timeout"
