@@ -38,6 +38,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
+from image_pipeline.core import time_budget
 from image_pipeline.functions import HTTP_API
 
 from stacks.config import Throttle
@@ -48,9 +49,10 @@ from stacks.workflow import IMAGE_KEYS
 STAGE_NAME = "v1"
 #: API Gateway's default (and, without a quota increase, maximum) integration timeout for a regional
 #: REST API; the function gets the same, and waits for a synchronous run a little less.
-HTTP_API_TIMEOUT = Duration.seconds(29)
-#: Seconds left after the wait for the Express execution: enough to answer 504 before being stopped.
-SYNC_WAIT_MARGIN_SECONDS = 2
+HTTP_API_TIMEOUT = Duration.seconds(time_budget.API_GATEWAY_INTEGRATION_SECONDS)
+#: The function's seconds besides its wait for the Express execution: StartSyncExecution's connect
+#: timeout, and the time to answer (504 included) before being stopped.
+SYNC_WAIT_MARGIN_SECONDS = time_budget.SYNC_CONNECT_SECONDS + time_budget.SYNC_ANSWER_SECONDS
 JSON = "application/json"
 CORS_ALLOW_HEADERS = [
     "Content-Type",

@@ -32,6 +32,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
+from image_pipeline.core import time_budget
+from image_pipeline.core.settings import Settings
 from image_pipeline.functions import BUILD_MANIFEST, GENERATE_IMAGE, VALIDATE_REQUEST, WORKFLOW_FUNCTIONS
 
 from stacks.functions import LOG_RETENTION, FunctionDefaults, PipelineFunction, arn_substitutions
@@ -44,6 +46,31 @@ HANDLERS = {function.module: function.handler for function in WORKFLOW_FUNCTIONS
 #: S3 keys each step writes or reads (see ``image_pipeline.core.keys``).
 IMAGE_KEYS = "*.png"
 MANIFEST_KEYS = "*/manifest.json"
+#: The functions' timeouts. Each holds its worst case (``image_pipeline.core.time_budget``; checked
+#: below at synthesis and by tests/infra/test_time_budget.py) and fits in its Task state's
+#: ``TimeoutSeconds`` in the ASL with Lambda's 10 s Init phase to spare.
+VALIDATE_REQUEST_TIMEOUT = Duration.seconds(20)  # the Task state allows 30 s
+GENERATE_IMAGE_TIMEOUT = Duration.seconds(330)  # the Task state allows 340 s
+BUILD_MANIFEST_TIMEOUT = Duration.seconds(420)  # the Task state allows 430 s
+
+
+def check_time_budget(settings: Settings) -> None:
+    """Fail synthesis when the model call's worst case under ``settings`` (``imagegen:bedrockMaxAttempts``
+    is CDK context) outlasts GenerateImage's timeout: a hung model call must end as ``ModelTimeout``,
+    not as a Lambda timeout. (BuildManifest's worst case depends on no setting beyond the 40 images a
+    request can have; tests/infra/test_time_budget.py checks it.)"""
+    problem = time_budget.over_budget(
+        "GenerateImage",
+        time_budget.generate_image_bound(settings),
+        GENERATE_IMAGE_TIMEOUT.to_seconds(),
+        f"Bedrock {time_budget.bedrock(settings).describe()}; S3 {time_budget.S3.describe()}",
+    )
+    if problem:
+        raise ValueError(
+            f"{problem}: lower imagegen:bedrockMaxAttempts (BEDROCK_MAX_ATTEMPTS) or "
+            "BEDROCK_READ_TIMEOUT_SECONDS, or raise GenerateImage's timeout (stacks/workflow.py) and its "
+            "Task state's TimeoutSeconds (statemachine/generate_images.asl.json) together"
+        )
 
 
 def foundation_model_arn(scope: Construct, model_id: str) -> str:
@@ -81,6 +108,7 @@ class ImageWorkflow(Construct):
         super().__init__(scope, construct_id)
         if not model_ids:
             raise ValueError("model_ids is empty: the workflow could not invoke any model")
+        check_time_budget(Settings.from_environ(defaults.environment))
 
         self.validate_request = PipelineFunction(
             self,
@@ -88,7 +116,7 @@ class ImageWorkflow(Construct):
             spec=VALIDATE_REQUEST,
             description="imagegen: validate a request for its model and plan one branch per image",
             defaults=defaults,
-            timeout=Duration.seconds(25),  # the Task state allows 30 s
+            timeout=VALIDATE_REQUEST_TIMEOUT,
         )
         self.generate_image = PipelineFunction(
             self,
@@ -97,7 +125,7 @@ class ImageWorkflow(Construct):
             description="imagegen: one image from Amazon Bedrock, stored in S3 as PNG",
             defaults=defaults,
             memory_size=512,
-            timeout=Duration.seconds(140),  # the Task state allows 150 s
+            timeout=GENERATE_IMAGE_TIMEOUT,
         )
         self.build_manifest = PipelineFunction(
             self,
@@ -105,7 +133,7 @@ class ImageWorkflow(Construct):
             spec=BUILD_MANIFEST,
             description="imagegen: check the stored images, write manifest.json, presign URLs",
             defaults=defaults,
-            timeout=Duration.seconds(50),  # the Task state allows 60 s
+            timeout=BUILD_MANIFEST_TIMEOUT,
         )
         self.functions = (self.validate_request, self.generate_image, self.build_manifest)
 
