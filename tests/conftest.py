@@ -17,13 +17,14 @@ WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 
 @pytest.fixture
 def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fake credentials and Region, so nothing can reach a real account."""
+    """Fake credentials and Region, so nothing can reach a real account. The Region is one where the
+    default model is offered (the handlers read AWS_REGION to judge a model "offered here")."""
     for key, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-west-2",
+        "AWS_REGION": "us-west-2",
     }.items():
         monkeypatch.setenv(key, value)
 

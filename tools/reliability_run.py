@@ -113,9 +113,9 @@ class RunConfig:
 
     requests: int = 200
     images: int = 4
-    model: str = "nova-canvas"
-    width: int = 320
-    height: int = 320
+    model: str = "stable-image-core"  # active, and offered in the offline Region
+    width: int | None = None  # None: the model's default size
+    height: int | None = None
     throttle_burst: int | None = None  # throttle the first N model calls (default: one per request)
     latency: float = 0.02
     latency_jitter: float = 0.05
@@ -237,8 +237,8 @@ def _plan_requests(config: RunConfig, run_id: str) -> list[_Request]:
             "prompt": prompt,
             "count": config.images,
             "model": config.model,
-            "width": config.width,
-            "height": config.height,
+            **({"width": config.width} if config.width is not None else {}),
+            **({"height": config.height} if config.height is not None else {}),
             "seed": seed,
             "output_folder": folder,
             "file_name_prefix": "img",

@@ -42,6 +42,7 @@ from imagegen.runtime.offline_account import (
     ExecutionResult,
     Progress,
     asl_path,
+    bucket_location,
     function_arn,
     substitute,
 )
@@ -82,6 +83,7 @@ class EngineConfig:
                 "map_max_concurrency": self.map_max_concurrency,
                 "bedrock_max_attempts": self.bedrock_max_attempts,
                 "presign_expiry_seconds": self.presign_expiry_seconds,
+                "region": REGION,  # not written to the environment (AWS_REGION is _FAKE_AWS's)
             }
         )
 
@@ -229,7 +231,7 @@ class OfflineEngine:
         self.router.register()
         self._s3 = boto3.client("s3", region_name=REGION)
         self._sfn = boto3.client("stepfunctions", region_name=REGION)
-        self._s3.create_bucket(Bucket=self.config.bucket)
+        self._s3.create_bucket(Bucket=self.config.bucket, **bucket_location(REGION))
         self._events = boto3.client("events", region_name=REGION)
         self._events.create_event_bus(Name=EVENT_BUS)
         self._capture_events()

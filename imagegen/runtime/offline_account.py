@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REGION = "us-east-1"
+#: The offline account's Region: one where the default model (stable-image-core) is offered, so the
+#: handlers judge "offered here" (AWS_REGION) as they do deployed (``image_pipeline.models.facts``).
+REGION = "us-west-2"
 ACCOUNT = "123456789012"
 DEFAULT_BUCKET = "imagegen-offline-images"
 ASL_FILE = "generate_images.asl.json"
@@ -37,6 +39,11 @@ def substitute(definition: str, values: dict[str, str]) -> str:
         start = definition.index("${")
         raise ValueError(f"unsubstituted placeholder in the definition: {definition[start : start + 60]}")
     return definition
+
+
+def bucket_location(region: str) -> dict[str, Any]:
+    """CreateBucket's location argument for ``region`` (us-east-1 takes none, every other Region its own)."""
+    return {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
 
 
 def function_arn(name: str) -> str:

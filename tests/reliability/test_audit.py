@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from imagegen.runtime.offline_account import REGION, bucket_location
 from imagegen.testing.audit import audit_bucket, audit_manifest
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
@@ -20,7 +21,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
 @pytest.fixture
 def bucket(offline_engine: Any) -> Iterator[str]:
     name = f"audit-{uuid.uuid4().hex[:10]}"
-    offline_engine.s3.create_bucket(Bucket=name)
+    offline_engine.s3.create_bucket(Bucket=name, **bucket_location(REGION))
     yield name
 
 

@@ -18,7 +18,7 @@ from imagegen.standin.bedrock_server import FaultPlan
 from tests.reliability.support import audit
 from tests.support import count_executions
 
-SMALL = {"model": "nova-canvas", "width": 320, "height": 320}
+SMALL = {"model": "stable-image-core"}
 RETRIES = 10
 
 

@@ -18,7 +18,7 @@ from image_pipeline.handlers import build_manifest, generate_image, http_api, va
 from imagegen.standin.bedrock_server import FaultPlan
 
 HANDLER_LOGGERS = [validate_request.logger, generate_image.logger, build_manifest.logger, http_api.logger]
-SMALL = {"model": "nova-canvas", "width": 320, "height": 320}
+SMALL = {"model": "stable-image-core"}
 SIGNED_URL_PARTS = ("X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token", "Signature=")
 
 

@@ -18,7 +18,7 @@ from imagegen.testing.audit import audit_bucket
 from imagegen.testing.s3_faults import S3Fault, S3FaultInjector, s3_faults
 from tests.reliability.support import audit, generate_image_retriers, manifest_of, stored_manifest
 
-SMALL = {"model": "nova-canvas", "width": 320, "height": 320}
+SMALL = {"model": "stable-image-core"}
 #: botocore's total attempts of the handlers' S3 client (``image_pipeline.core.clients.s3``).
 S3_ATTEMPTS = 5
 

@@ -57,13 +57,14 @@ def test_registry_has_the_six_models_with_unique_ids() -> None:
     assert len({a.model_id for a in list_adapters()}) == 6
 
 
-def test_retiring_models_are_marked() -> None:
-    assert get_adapter("titan-image-v2").lifecycle == "legacy"
-    assert get_adapter("titan-image-v2").end_of_life == "2026-06-30"
-    assert get_adapter("nova-canvas").lifecycle == "legacy"
-    assert get_adapter("stable-image-core").lifecycle == "active"
+def test_an_adapter_describes_its_lifecycle_and_regions_from_the_facts_file() -> None:
+    assert get_adapter("titan-image-v2").facts.lifecycle.eol_date.isoformat() == "2026-06-30"
     described = get_adapter("nova-canvas").describe()
     assert described["model_id"] == "amazon.nova-canvas-v1:0" and described["max_seed"] == 858_993_459
+    assert (described["legacy_date"], described["end_of_life"]) == ("2026-03-30", "2026-09-30")
+    assert described["regions"] == ["ap-northeast-1", "eu-west-1", "us-east-1"]
+    core = get_adapter("stable-image-core").describe()
+    assert core["end_of_life"] is None and core["regions"] == ["us-west-2"] and core["marketplace"]
 
 
 def test_resolve_unknown_model_lists_the_available_ones() -> None:

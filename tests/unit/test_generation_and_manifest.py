@@ -41,7 +41,7 @@ from image_pipeline.core.settings import Settings
 from moto import mock_aws
 from PIL import Image
 
-from tests.support import empty_bucket
+from tests.support import ALL_MODELS_ACTIVE, empty_bucket
 
 BUCKET = "test-bucket"
 
@@ -82,7 +82,8 @@ def s3(aws_credentials: None) -> Iterator[Any]:
 
 def planned(model: str = "stable-image-core", count: int = 2) -> dict[str, Any]:
     request = {"prompt": "a red porsche", "count": count, "model": model, "seed": 10}
-    return planning.plan(planning.check_request(request, Settings(images_bucket=BUCKET)), "exec-1")
+    checked = planning.check_request(request, Settings(images_bucket=BUCKET), today=ALL_MODELS_ACTIVE)
+    return planning.plan(checked, "exec-1")
 
 
 def item(plan: dict[str, Any], index: int) -> dict[str, Any]:

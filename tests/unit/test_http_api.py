@@ -29,7 +29,7 @@ from imagegen.runtime.lambda_router import LambdaContext
 from tests.support import load_event
 from tests.unit.job_data import FILTERED_CAUSE, stale_manifest
 
-REGION, ACCOUNT = "us-east-1", "123456789012"
+REGION, ACCOUNT = "us-west-2", "123456789012"  # the Region of the aws_credentials fixture
 BUCKET = "http-api-bucket"
 JOBS_NAME = "imagegen-jobs-http-api-test"
 JOBS_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{JOBS_NAME}"

@@ -39,7 +39,7 @@ from imagegen.runtime.moto_speedups import MotoFixes, UnsupportedMoto
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL = asl_path()
-SMALL = {"model": "nova-canvas", "width": 320, "height": 320}
+SMALL = {"model": "stable-image-core"}
 MARK = "__imagegen_moto_fix__"
 
 
@@ -138,7 +138,7 @@ def functions():
 
 before = functions()
 with OfflineEngine(EngineConfig()) as engine:
-    request = {"prompt": "lifecycle", "count": 2, "model": "nova-canvas", "width": 320, "height": 320}
+    request = {"prompt": "lifecycle", "count": 2, "model": "stable-image-core"}
     result = engine.run(request)
     during = functions()
     clients = len(engine.moto_fixes.reused_clients())

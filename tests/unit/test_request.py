@@ -13,11 +13,14 @@ from image_pipeline.core.planning import check_request, distinct_seeds, plan
 from image_pipeline.core.settings import Settings
 
 from imagegen.testing.bad_inputs import BAD_REQUESTS
-from tests.support import load_event
+from tests.support import ALL_MODELS_ACTIVE, load_event
 
 
 def checked_plan(raw: Any, settings: Settings | None = None) -> dict:
-    return plan(check_request(raw, settings or Settings(images_bucket="b")), "req-1")
+    """The plan of ``raw``, checked on a day every model was active (these tests are of the adapters'
+    limits; tests/unit/test_lifecycle.py checks requests against the lifecycle)."""
+    checked = check_request(raw, settings or Settings(images_bucket="b"), today=ALL_MODELS_ACTIVE)
+    return plan(checked, "req-1")
 
 
 @pytest.mark.parametrize(
@@ -61,9 +64,10 @@ def test_defaults_from_configuration() -> None:
 
 def test_check_request_gives_the_request_its_adapter_and_settings_without_planning() -> None:
     settings = Settings(images_bucket="b")
-    request, adapter, checked_with = check_request(
-        {"prompt": " ok ", "model": "amazon.nova-canvas-v1:0"}, settings
+    checked = check_request(
+        {"prompt": " ok ", "model": "amazon.nova-canvas-v1:0"}, settings, today=ALL_MODELS_ACTIVE
     )
+    request, adapter, checked_with = checked.request, checked.adapter, checked.settings
     assert request.prompt == "ok" and adapter.registry_id == "nova-canvas" and checked_with is settings
 
 

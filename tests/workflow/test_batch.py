@@ -28,7 +28,7 @@ def stored_manifest(engine: Any, run: BatchRun) -> dict[str, Any]:
 FIVE_LINES: list[Any] = [
     {"prompt": "a red porsche", "count": 2, "seed": 700},
     {"prompt": "a blue porsche", "count": 99},  # invalid: more than 40 images
-    {"prompt": "a forbidden lighthouse", "count": 2, "model": "nova-canvas"},  # every image filtered
+    {"prompt": "a forbidden lighthouse", "count": 2, "model": "stable-image-ultra"},  # every image filtered
     {"prompt": "a green porsche", "count": 3, "seed": 710, "output_folder": "batch/partial"},
     {"prompt": "a yellow porsche", "count": 1, "seed": 720, "file_name_prefix": "yellow"},
 ]
@@ -155,7 +155,7 @@ def test_a_changed_line_runs_again_and_the_others_do_not(engine: Any) -> None:
 
 def test_a_rerun_of_a_failed_line_fails_the_same_way(engine: Any) -> None:
     lines = [
-        {"prompt": "a forbidden gate", "count": 1, "model": "nova-canvas"},
+        {"prompt": "a forbidden gate", "count": 1, "model": "stable-image-ultra"},
         {"prompt": "a gate", "count": 1},
     ]
     engine.bedrock.faults = FaultPlan(block_prompt_terms=["forbidden"])

@@ -65,7 +65,7 @@ def test_same_seed_same_images(engine: Any) -> None:
 
 def test_partial_success_keeps_the_good_images(engine: Any) -> None:
     engine.bedrock.faults = FaultPlan(block_output_seeds={501})
-    result = engine.run({"prompt": "a lighthouse", "count": 4, "seed": 500, "model": "nova-canvas"})
+    result = engine.run({"prompt": "a lighthouse", "count": 4, "seed": 500, "model": "stable-image-ultra"})
     assert result.status == "SUCCEEDED", result.message
     manifest = result.output
     assert manifest["status"] == "PARTIAL"
@@ -108,7 +108,7 @@ def test_timeout_then_success(engine: Any) -> None:
 def test_content_filter_is_never_retried(engine: Any) -> None:
     engine.bedrock.faults = FaultPlan(block_prompt_terms=["forbidden"])
     before = engine.bedrock.invocations
-    result = engine.run({"prompt": "a forbidden thing", "count": 3, "model": "titan-image-v2"})
+    result = engine.run({"prompt": "a forbidden thing", "count": 3, "model": "sd3-5-large"})
     assert (result.status, result.error) == ("FAILED", "AllImagesFiltered")
     assert "CONTENT_FILTERED_INPUT x3" in result.message
     assert engine.bedrock.invocations - before == 3

@@ -60,10 +60,14 @@ def invoke_model(bedrock: Any, model_id: str, body: dict[str, Any]) -> dict[str,
     return payload
 
 
-def generate_image(event: dict[str, Any], *, bedrock: Any, s3: Any, bucket: str) -> dict[str, Any]:
+def generate_image(
+    event: dict[str, Any], *, bedrock: Any, s3: Any, bucket: str, region: str = ""
+) -> dict[str, Any]:
     """Generate and store image ``event['image']`` of a planned request.
 
     ``event`` is a Map item: ``{"request_id", "model", "request", "image": {"index", "seed", "key"}}``.
+    The model is invoked from ``region`` by its model id, or by its inference profile id where the
+    model facts say it is reached through one (``ImageModelAdapter.invoke_id``).
     Content-filter outcomes are returned (status FILTERED, never retried); every other failure is
     raised as a named error, which the state machine retries if transient and records if not.
     """
@@ -73,7 +77,7 @@ def generate_image(event: dict[str, Any], *, bedrock: Any, s3: Any, bucket: str)
     record: dict[str, Any] = {"index": index, "seed": seed, "key": key, "model_id": adapter.model_id}
 
     started = time.perf_counter()
-    payload = invoke_model(bedrock, adapter.model_id, adapter.build_body(event["request"], seed))
+    payload = invoke_model(bedrock, adapter.invoke_id(region), adapter.build_body(event["request"], seed))
     model_ms = round((time.perf_counter() - started) * 1000)
     outcome = payload.get("__outcome__") or adapter.parse_response(payload, seed)
     if outcome.image is None:

@@ -20,7 +20,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
@@ -29,6 +29,7 @@ from image_pipeline.contract.errors import FieldError, InvalidRequest, cause_mes
 from image_pipeline.core.manifest import with_presigned_urls
 from image_pipeline.core.planning import check_request
 from image_pipeline.core.settings import Settings
+from image_pipeline.models.facts import standing, today_utc
 from image_pipeline.models.registry import list_adapters
 
 #: Largest request body accepted (a request is a prompt and a few numbers; the input limit of an
@@ -433,15 +434,31 @@ def describe_job(
 # -- models --------------------------------------------------------------------------------------
 
 
-def model_catalog(settings: Settings) -> dict[str, Any]:
-    """The ``GET /models`` body: every adapter's description, and whether this deployment offers it."""
+def model_catalog(settings: Settings, *, today: date | None = None) -> dict[str, Any]:
+    """The ``GET /models`` body: every adapter's description, whether this deployment allows it
+    (``enabled``), its lifecycle on ``today`` (default: today in UTC) and whether it can serve a request
+    here (``available``: allowed, not past its end of life, offered in the deployment's Region), with
+    the reason when it cannot or a warning when it is legacy (``lifecycle_note``), from the model facts."""
     allowed = settings.allowed_models
-    models = [
-        {
-            **adapter.describe(),
-            "enabled": not allowed or adapter.registry_id in allowed,
-            "default": adapter.registry_id == settings.default_model,
-        }
-        for adapter in list_adapters()
-    ]
-    return {"default_model": settings.default_model, "models": models}
+    day = today or today_utc()
+    models = []
+    for adapter in list_adapters():
+        enabled = not allowed or adapter.registry_id in allowed
+        judged = standing(adapter.model_id, day=day, region=settings.region or None, among=allowed or None)
+        models.append(
+            {
+                **adapter.describe(),
+                "lifecycle": judged.status.lower(),
+                "lifecycle_note": judged.problem or judged.warning,
+                "invoke_id": judged.offer.invoke_id if judged.offer else None,
+                "enabled": enabled,
+                "available": enabled and judged.usable,
+                "default": adapter.registry_id == settings.default_model,
+            }
+        )
+    return {
+        "default_model": settings.default_model,
+        "region": settings.region or None,
+        "as_of": day.isoformat(),
+        "models": models,
+    }

@@ -138,6 +138,7 @@ def build_manifest(
         "manifest_key": state["manifest_key"],
         "received_at": state.get("received_at"),
         "completed_at": now.isoformat(timespec="seconds"),
+        "warnings": list(state.get("warnings") or []),
         "images": images,
     }
     try:

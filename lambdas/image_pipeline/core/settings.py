@@ -68,7 +68,10 @@ class Settings(BaseModel):
         "map_max_concurrency": "MAP_MAX_CONCURRENCY",
         "bedrock_max_attempts": "BEDROCK_MAX_ATTEMPTS",
         "bedrock_read_timeout_seconds": "BEDROCK_READ_TIMEOUT_SECONDS",
+        "region": "AWS_REGION",
     }
+    #: Fields read but never written: Lambda sets AWS_REGION itself (a function may not set it).
+    READ_ONLY: ClassVar[frozenset[str]] = frozenset({"region"})
 
     images_bucket: str = Field(default="", description="Bucket for images and manifests (IMAGES_BUCKET).")
     default_model: str = Field(default=DEFAULT_MODEL_FALLBACK, description="Registry id (DEFAULT_MODEL).")
@@ -86,6 +89,11 @@ class Settings(BaseModel):
         description="Seconds an InvokeModel attempt waits for its answer (BEDROCK_READ_TIMEOUT_SECONDS); "
         "botocore's own default. Its worst case with the attempts is in core/time_budget.py.",
     )
+    region: str = Field(
+        default="",
+        description="The deployment's Region (AWS_REGION, set by Lambda): a request's model must be offered "
+        "here. Empty: not checked.",
+    )
 
     @field_validator("allowed_models", mode="before")
     @classmethod
@@ -99,8 +107,10 @@ class Settings(BaseModel):
         return model_from_environ(cls, cls.ENVIRONMENT, environ, "handler")
 
     def to_environment(self) -> dict[str, str]:
-        """The variables :meth:`from_environ` reads back as these settings (the fields given)."""
-        return model_to_environ(self, self.ENVIRONMENT)
+        """The variables :meth:`from_environ` reads back as these settings (the fields given; not the
+        Region, which the Lambda service sets)."""
+        names = {f: v for f, v in self.ENVIRONMENT.items() if f not in self.READ_ONLY}
+        return model_to_environ(self, names)
 
 
 def handler_environment(settings: Settings, *, log_level: str) -> dict[str, str]:

@@ -20,8 +20,13 @@ logger = Logger()
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(request_id=event.get("request_id"), image_index=event["image"]["index"])
+    settings = get_settings()
     record = generate_image(
-        event, bedrock=clients.bedrock_runtime(), s3=clients.s3(), bucket=get_settings().images_bucket
+        event,
+        bedrock=clients.bedrock_runtime(),
+        s3=clients.s3(),
+        bucket=settings.images_bucket,
+        region=settings.region,
     )
     record_image(record, event["model"])
     logger.info(

@@ -121,8 +121,6 @@ class TitanImageV1(_AmazonTextImage):
     registry_id = "titan-image-v1"
     model_id = BEDROCK_MODEL_IDS[registry_id]
     name = "Amazon Titan Image Generator G1"
-    lifecycle = "legacy"
-    lifecycle_note = "Legacy on Bedrock; check ListFoundationModels modelLifecycle in your Region."
     max_seed = 2_147_483_646
     prompt_max_chars = 512
     negative_max_chars = 512
@@ -143,17 +141,12 @@ class TitanImageV2(TitanImageV1):
     registry_id = "titan-image-v2"
     model_id = BEDROCK_MODEL_IDS[registry_id]
     name = "Amazon Titan Image Generator G1 v2"
-    end_of_life = "2026-06-30"
-    lifecycle_note = "Legacy; the model card gives end of life 2026-06-30. New customers cannot use it."
 
 
 class NovaCanvas(_AmazonTextImage):
     registry_id = "nova-canvas"
     model_id = BEDROCK_MODEL_IDS[registry_id]
     name = "Amazon Nova Canvas"
-    lifecycle = "legacy"
-    end_of_life = "2026-09-30"
-    lifecycle_note = "Reported Legacy with end of life 2026-09-30 (verify with ListFoundationModels)."
     max_seed = 858_993_459
     prompt_max_chars = 1024
     negative_max_chars = 1024

@@ -7,7 +7,8 @@ import base64
 import binascii
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from datetime import date
+from typing import Any, ClassVar
 
 from image_pipeline.contract.errors import (
     FieldError,
@@ -20,11 +21,10 @@ from image_pipeline.contract.errors import (
     ModelUnavailable,
 )
 from image_pipeline.contract.request import ImageRequest
+from image_pipeline.models.facts import ModelFacts, model_facts, offered_in
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _FILTER_PHRASE = "blocked by our content filters"
-
-Lifecycle = Literal["active", "legacy"]
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,6 @@ class ImageModelAdapter(ABC):
     model_id: ClassVar[str]
     name: ClassVar[str]
     provider: ClassVar[str]
-    lifecycle: ClassVar[Lifecycle] = "active"
-    end_of_life: ClassVar[str | None] = None
-    lifecycle_note: ClassVar[str | None] = None
     max_seed: ClassVar[int]
     prompt_max_chars: ClassVar[int]
     negative_max_chars: ClassVar[int]
@@ -123,17 +120,35 @@ class ImageModelAdapter(ABC):
             errors.append(FieldError("seed", f"{self.registry_id} takes seeds from 0 to {self.max_seed}"))
         return errors
 
+    @property
+    def facts(self) -> ModelFacts:
+        """What AWS says about this model: lifecycle, Regions, inference profiles (``model_facts.json``)."""
+        return model_facts(self.model_id)
+
+    def invoke_id(self, region: str) -> str:
+        """The InvokeModel ``modelId`` from ``region``: the model id, or the inference profile id when the
+        facts say the model is reached through one there (the model id when the Region is unknown)."""
+        return (offered_in(self.model_id, region) if region else None) or self.model_id
+
     def describe(self) -> dict[str, Any]:
-        """What clients may send to this model (served by ``GET /models``)."""
+        """What clients may send to this model (served by ``GET /models``), and its recorded lifecycle
+        and Regions (``GET /models`` adds the status on the day)."""
+        facts = self.facts
         return {
             "id": self.registry_id,
             "model_id": self.model_id,
             "name": self.name,
             "provider": self.provider,
-            "lifecycle": self.lifecycle,
-            "end_of_life": self.end_of_life,
-            "lifecycle_note": self.lifecycle_note,
+            "legacy_date": _iso(facts.lifecycle.legacy_date),
+            "end_of_life": _iso(facts.lifecycle.eol_date),
+            "lifecycle_source": facts.lifecycle.source,
+            "regions": list(facts.regions_offering()),
+            "marketplace": facts.marketplace,
             "max_seed": self.max_seed,
             "prompt_max_chars": self.prompt_max_chars,
             "negative_prompt_max_chars": self.negative_max_chars,
         }
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None

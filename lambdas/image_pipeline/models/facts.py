@@ -12,10 +12,11 @@ Adding a model is one entry here (with ``registry_id``) plus one adapter in
 from __future__ import annotations
 
 import json
-from datetime import date
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -233,3 +234,123 @@ def offered_in(model: str, region: str) -> str | None:
 def regions_offering(model: str) -> tuple[str, ...]:
     """The Regions ``model`` can be invoked from, sorted."""
     return model_facts(model).regions_offering()
+
+
+# -- judging a model for a day and a Region --------------------------------------------------------
+
+
+def today_utc() -> date:
+    """Today's date in UTC (lifecycle dates are whole days; AWS states them without a time zone)."""
+    return datetime.now(UTC).date()
+
+
+class Standing(NamedTuple):
+    """What a model is worth on ``day`` in ``region``: usable (maybe with a warning) or not, and why.
+
+    ``problem`` says why it cannot be used (past its end of life, or not offered in the Region), with
+    the date, the AWS source and what to use instead; ``warning`` says it is legacy and until when.
+    ``offer`` is how to invoke it from ``region`` (None when not offered, or when no Region is given).
+    """
+
+    facts: ModelFacts
+    day: date
+    region: str | None
+    status: LifecycleStatus
+    offer: Offer | None
+    alternatives: tuple[str, ...]
+    problem: str | None
+    warning: str | None
+
+    @property
+    def usable(self) -> bool:
+        return self.problem is None
+
+
+def name_of(facts: ModelFacts) -> str:
+    """How messages name a model: its registry id and Bedrock id, or the Bedrock id alone."""
+    return f"{facts.registry_id} ({facts.model_id})" if facts.registry_id else facts.model_id
+
+
+def alternatives(
+    model: str, *, day: date, region: str | None, among: Iterable[str] | None = None
+) -> tuple[str, ...]:
+    """Registry ids to use instead of ``model``: active on ``day``, offered in ``region`` (when given),
+    taken from ``among`` (registry ids; default: every registry model); AWS's named successor first."""
+    this = model_facts(model)
+    pool = [model_facts(m) for m in among] if among is not None else list(registry_model_facts())
+    fits = [
+        m.registry_id
+        for m in pool
+        if m.registry_id
+        and m.model_id != this.model_id
+        and m.status_on(day) == "ACTIVE"
+        and (region is None or m.offer_in(region) is not None)
+    ]
+    successor = next((m.registry_id for m in pool if m.model_id == this.successor), None)
+    if successor in fits:
+        fits.remove(successor)
+        fits.insert(0, successor)
+    return tuple(dict.fromkeys(fits))
+
+
+def _instead(
+    model: str, alts: tuple[str, ...], *, region: str | None, day: date, among: Iterable[str] | None
+) -> str:
+    if alts:
+        return f"use {_one_of(alts)} instead"
+    if region:
+        elsewhere = alternatives(model, day=day, region=None, among=among)
+        if elsewhere:
+            regions = sorted({r for m in elsewhere for r in model_facts(m).regions_offering()})
+            return (
+                f"no other active model is offered in {region}: {_one_of(elsewhere)} "
+                f"(offered in {', '.join(regions)})"
+            )
+    return "no other active model is known here"
+
+
+def _one_of(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def standing(
+    model: str, *, day: date, region: str | None = None, among: Iterable[str] | None = None
+) -> Standing:
+    """Judge ``model`` on ``day`` for a deployment in ``region`` (None: any Region).
+
+    ``among`` limits the alternatives a message proposes (a deployment's allowed models); KeyError if
+    the facts file does not know the model.
+    """
+    facts = model_facts(model)
+    status = facts.status_on(day)
+    offer = facts.offer_in(region) if region else None
+    among = tuple(among) if among is not None else None
+    alts = alternatives(model, day=day, region=region, among=among)
+    instead = _instead(model, alts, region=region, day=day, among=among)
+    life = facts.lifecycle
+    problem = warning = None
+    if status == "EOL":
+        when = f"on {life.eol_date}" if life.eol_date else "(date not recorded)"
+        problem = (
+            f"{name_of(facts)} reached its end of life {when}: Bedrock no longer serves it "
+            f"(AWS, read {life.read_on}: {life.source}); {instead}"
+        )
+    elif region and offer is None:
+        offered = facts.regions_offering()
+        if offered and alts:
+            instead = f"deploy in {_one_of(offered)}, or {instead}"
+        elif offered:
+            instead = f"deploy in {_one_of(offered)}"
+        problem = (
+            f"{name_of(facts)} is not offered in {region}: Bedrock offers it in "
+            f"{', '.join(offered) or 'no Region'} (AWS, read {facts.regions.read_on}: {facts.regions.source}); "
+            f"{instead}"
+        )
+    if status == "LEGACY" and problem is None:
+        since = f" since {life.legacy_date}" if life.legacy_date else ""
+        until = f"its end of life is {life.eol_date}" if life.eol_date else "its end of life is not announced"
+        warning = (
+            f"{name_of(facts)} is legacy{since} and {until} (AWS, read {life.read_on}: {life.source}); "
+            f"{instead.replace(' instead', ' before then')}"
+        )
+    return Standing(facts, day, region, status, offer, alts, problem, warning)

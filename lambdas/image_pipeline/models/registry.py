@@ -1,6 +1,10 @@
 """The registry of model adapters. Which models a deployment offers, and its default, is configuration
-(CDK context -> ``ALLOWED_MODELS`` / ``DEFAULT_MODEL``); adding a model is one adapter class here and
-its ids in ``image_pipeline.models.ids``."""
+(CDK context -> ``ALLOWED_MODELS`` / ``DEFAULT_MODEL``).
+
+Adding a model is one adapter class (listed here) plus one entry in ``model_facts.json`` whose
+``registry_id`` names it (its lifecycle, Regions and inference profiles, with their AWS sources);
+``image_pipeline.models.ids`` and the CDK app read that entry, and a test checks that every entry with
+a ``registry_id`` has its adapter here and the other way round. Retiring one is its dates there."""
 
 from __future__ import annotations
 
