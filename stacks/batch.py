@@ -24,7 +24,8 @@
 An EventBridge rule on the default bus starts the batch for every S3 "Object Created" event of
 ``batches/*.jsonl`` in the bucket, with ``{"bucket", "key"}`` as input. **The bucket must send its
 events to EventBridge** (``s3.Bucket(..., event_bridge_enabled=True)``). Undeliverable starts land in
-a dead-letter queue. Logs: every event, without execution data (no prompts); X-Ray tracing on.
+a dead-letter queue. Logs: every event, without execution data (no prompts), in a log group under
+``/aws/vendedlogs/states/`` (:func:`stacks.workflow.vended_log_group`); X-Ray tracing on.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
@@ -44,7 +44,8 @@ from image_pipeline.core.keys import BATCH_PREFIX, BATCH_SUFFIX, RESULTS_PREFIX
 from image_pipeline.core.settings import BatchSettings
 from image_pipeline.functions import BATCH_FUNCTIONS, BUILD_BATCH_MANIFEST, PREPARE_BATCH
 
-from stacks.functions import LOG_RETENTION, FunctionDefaults, PipelineFunction, arn_substitutions
+from stacks.functions import FunctionDefaults, PipelineFunction, arn_substitutions
+from stacks.workflow import vended_log_group
 
 #: The batch workflow definition (JSONPath ASL, placeholders only inside strings).
 BATCH_ASL_FILE = Path(__file__).resolve().parent.parent / "statemachine" / "batch_generate.asl.json"
@@ -135,7 +136,7 @@ class BatchConstruct(Construct):
             "RequestStateMachineArn": per_request_state_machine.state_machine_arn,
             "ResultsBucketName": bucket.bucket_name,
         }
-        self.log_group = logs.LogGroup(self, "Logs", retention=LOG_RETENTION)
+        self.log_group = vended_log_group(self, "StateMachine")
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",

@@ -10,8 +10,9 @@ definition runs twice:
 * a STANDARD state machine for jobs (``POST /jobs``), the console and EventBridge: exactly-once,
   idempotent on the execution name, visible in the console history.
 
-Both log every event to CloudWatch Logs without execution data (prompts stay out of the logs) and
-trace with X-Ray. Each function gets only what its step does:
+Both log every event to CloudWatch Logs without execution data (prompts stay out of the logs), in log
+groups named under ``/aws/vendedlogs/states/`` (:func:`vended_log_group`), and trace with X-Ray. Each
+function gets only what its step does:
 
 * ``validate_request``: nothing (it reads its environment and the input);
 * ``generate_image``: ``bedrock:InvokeModel`` on the foundation models this deployment allows, and
@@ -25,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import ArnFormat, Duration, Names, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -46,12 +47,26 @@ HANDLERS = {function.module: function.handler for function in WORKFLOW_FUNCTIONS
 #: S3 keys each step writes or reads (see ``image_pipeline.core.keys``).
 IMAGE_KEYS = "*.png"
 MANIFEST_KEYS = "*/manifest.json"
+#: The state machines' log groups are named under this prefix. AWS: "CloudWatch Logs resource policies
+#: are limited to 5120 characters. When CloudWatch Logs detects that a policy approaches this size limit,
+#: it automatically enables log groups that start with /aws/vendedlogs/ ... prefix your CloudWatch Logs
+#: log group names with /aws/vendedlogs/"; the Step Functions console uses /aws/vendedlogs/states
+#: (https://docs.aws.amazon.com/step-functions/latest/dg/bp-cwl.html, read 2026-11-30).
+VENDED_LOGS_PREFIX = "/aws/vendedlogs/states/"
 #: The functions' timeouts. Each holds its worst case (``image_pipeline.core.time_budget``; checked
 #: below at synthesis and by tests/infra/test_time_budget.py) and fits in its Task state's
 #: ``TimeoutSeconds`` in the ASL with Lambda's 10 s Init phase to spare.
 VALIDATE_REQUEST_TIMEOUT = Duration.seconds(20)  # the Task state allows 30 s
 GENERATE_IMAGE_TIMEOUT = Duration.seconds(330)  # the Task state allows 340 s
 BUILD_MANIFEST_TIMEOUT = Duration.seconds(420)  # the Task state allows 430 s
+
+
+def vended_log_group(scope: Construct, construct_id: str) -> logs.LogGroup:
+    """A state machine's log group (id ``<construct_id>Logs``), named
+    ``/aws/vendedlogs/states/<stack>-<construct path>-<hash>-<construct_id>``: unique per stack."""
+    unique = Names.unique_resource_name(scope, separator="-", max_length=200)
+    name = f"{VENDED_LOGS_PREFIX}{unique}-{construct_id}"
+    return logs.LogGroup(scope, f"{construct_id}Logs", log_group_name=name, retention=LOG_RETENTION)
 
 
 def check_time_budget(settings: Settings) -> None:
@@ -187,7 +202,7 @@ class ImageWorkflow(Construct):
         definition_file: Path,
         event_bus: events.IEventBus,
     ) -> sfn.StateMachine:
-        log_group = logs.LogGroup(self, f"{construct_id}Logs", retention=LOG_RETENTION)
+        log_group = vended_log_group(self, construct_id)
         machine = sfn.StateMachine(
             self,
             construct_id,
