@@ -9,20 +9,26 @@
 ==========================  ==========================================================================
 
 Every route is a Lambda proxy integration of the HTTP API function
-(``image_pipeline.handlers.http_api``). Two checks stand before a workflow starts:
+(``image_pipeline.handlers.http_api``), and the function checks every request before any Step Functions
+call: the request's fields (``check_request``, the check of the workflow's first step, so the console,
+events and the local server answer the same message), the chosen model's own limits and the
+deployment's maximum image count; 400/413/415 with a message naming every field to change. So an
+invalid request never starts an execution.
 
-1. API Gateway's request validator: bodies of ``POST /images`` and ``POST /jobs`` against the
-   ``ImageRequest`` model, generated from the pydantic model (:mod:`stacks.request_schema`), and the
-   ``prompt`` of ``GET /images``. A request that fails it is answered 400 without invoking the function.
-2. The function: the chosen model's own limits (sizes, ratios, prompt length, options it does not take)
-   and the deployment's maximum image count, which a JSON schema cannot express; 400/413/415 before any
-   Step Functions call.
-
-So an invalid request never starts an execution. The function's timeout is API Gateway's integration
+API Gateway validates no request (no request validator): its validator's detailed message
+(``$context.error.validationErrorString``) contains double quotes and is not documented as escaped, and a
+gateway response is "a non-VTL mapping template ... supporting only simple variable substitutions", so
+it cannot be escaped there either
+(https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-gatewayResponse-definition.html,
+https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-mapping-template-reference.html,
+read 2026-11-30). The ``ImageRequest`` model, generated from the pydantic model
+(:mod:`stacks.request_schema`), stays on ``POST /images`` and ``POST /jobs`` as their documentation
+(exports, SDKs). See docs/decisions.md. The function's timeout is API Gateway's integration
 timeout (29 s); it waits for a synchronous run a little less, and longer runs belong to ``POST /jobs``.
 Clients authenticate with an API key (usage plan: throttle and daily quota) or, with ``auth="iam"``,
 with SigV4. The stage throttles all clients together, logs access as JSON and errors, and traces with
-X-Ray. API Gateway's own errors (validation, missing key, throttling) are ``{"error", "message"}`` too.
+X-Ray. API Gateway's own errors (missing key, throttling, timeout) are ``{"error", "message"}`` too,
+valid JSON whatever their message (:data:`GATEWAY_RESPONSES`).
 """
 
 from __future__ import annotations
@@ -75,12 +81,19 @@ ERROR_SCHEMA = apigw.JsonSchema(
         "message": apigw.JsonSchema(type=apigw.JsonSchemaType.STRING, description="What to change"),
     },
 )
-#: API Gateway's own errors, in the same shape as the function's: {"error", "message"}.
+#: API Gateway's own errors, in the same shape as the function's: {"error", "message"}. A gateway
+#: response template is not Velocity, only "simple variable substitutions", so nothing can be escaped
+#: in it: it interpolates only ``$context.error.messageString`` ("the quoted value of
+#: $context.error.message", used bare, as AWS's own default templates do) and
+#: ``$context.error.responseType`` (one of API Gateway's response type names, letters and ``_``), never
+#: ``$context.error.validationErrorString`` or ``$context.error.message`` (free text with quotes).
+#: tests/infra/test_gateway_templates.py renders each with hostile messages and parses it as JSON.
+#: (No request validator: BAD_REQUEST_BODY and BAD_REQUEST_PARAMETERS are here in case one is added.)
 GATEWAY_RESPONSES: dict[str, tuple[apigw.ResponseType, str | None, str]] = {
     "InvalidBody": (
         apigw.ResponseType.BAD_REQUEST_BODY,
         "400",
-        '{"error": "InvalidRequest", "message": "$context.error.validationErrorString"}',
+        '{"error": "InvalidRequest", "message": $context.error.messageString}',
     ),
     "InvalidParameters": (
         apigw.ResponseType.BAD_REQUEST_PARAMETERS,
@@ -112,7 +125,8 @@ GATEWAY_RESPONSES: dict[str, tuple[apigw.ResponseType, str | None, str]] = {
 
 
 def query_parameters(request_schema: Mapping[str, Any]) -> dict[str, bool]:
-    """``GET /images``: every request field may be a query parameter; the schema's required ones are."""
+    """``GET /images``: every request field may be a query parameter; the schema's required ones are
+    (documentation: with no request validator API Gateway enforces none of it, the function does)."""
     required = set(request_schema.get("required", []))
     return {f"method.request.querystring.{name}": name in required for name in request_schema["properties"]}
 
@@ -144,7 +158,7 @@ def access_log_format() -> apigw.AccessLogFormat:
 
 
 class ImageApi(Construct):
-    """The REST API, its stage, request model and validator, auth, and the HTTP API function.
+    """The REST API, its stage, request model (documentation), auth, and the HTTP API function.
 
     :param sync_workflow: the EXPRESS state machine (``POST /images``, ``GET /images``).
     :param jobs_workflow: the STANDARD state machine (``POST /jobs``, ``GET /jobs/{id}``).
@@ -225,17 +239,12 @@ class ImageApi(Construct):
             f"https://{self.rest_api.rest_api_id}.execute-api.{stack.region}.{stack.url_suffix}/{STAGE_NAME}/"
         )
 
-        self.validator = self.rest_api.add_request_validator(
-            "Validator",
-            request_validator_name="body-and-parameters",
-            validate_request_body=True,
-            validate_request_parameters=True,
-        )
         self.request_model = self.rest_api.add_model(
             "ImageRequestModel",
             model_name="ImageRequest",
             content_type=JSON,
-            description="An image request (generated from image_pipeline.contract.request.ImageRequest)",
+            description="An image request (generated from image_pipeline.contract.request.ImageRequest); "
+            "documentation: the function validates every request",
             schema=to_cdk_json_schema(request_schema),
         )
         self.error_model = self.rest_api.add_model(
@@ -347,12 +356,8 @@ class ImageApi(Construct):
 
     def _auth_options(self) -> dict[str, Any]:
         if self.auth == "iam":
-            return {"authorization_type": apigw.AuthorizationType.IAM, "request_validator": self.validator}
-        return {
-            "authorization_type": apigw.AuthorizationType.NONE,
-            "api_key_required": True,
-            "request_validator": self.validator,
-        }
+            return {"authorization_type": apigw.AuthorizationType.IAM}
+        return {"authorization_type": apigw.AuthorizationType.NONE, "api_key_required": True}
 
     def _method_responses(self, statuses: Sequence[str]) -> list[apigw.MethodResponse]:
         """Documentation of a proxy route's answers (the function sets status, headers and body)."""

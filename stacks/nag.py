@@ -250,9 +250,17 @@ def _api(stack: ComposedStack) -> None:
     acknowledge(
         api.rest_api.deployment_stage,
         "No WAF web ACL by default (it has a monthly cost): clients need an API key or SigV4, the usage "
-        "plan and stage throttle every client, and request bodies are schema-validated. Associate a web "
-        "ACL with the stage for an internet-facing deployment.",
+        "plan and stage throttle every client, and the function validates every request before anything "
+        "starts. Associate a web ACL with the stage for an internet-facing deployment.",
         "APIG3",
+    )
+    acknowledge(
+        api.rest_api,
+        "No API Gateway request validator: the HTTP API function validates every request fully (fields, "
+        "the model's limits) before any execution starts, with the same message as the console, events "
+        "and the local server; API Gateway's validator message cannot be put into a JSON error body "
+        "safely (gateway responses do no escaping). See docs/decisions.md.",
+        "APIG2",
     )
     reason_cognito = (
         "Clients are machines and this page's users, authenticated with an API key (usage plan) or with "
