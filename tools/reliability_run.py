@@ -44,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
+from image_pipeline.core.keys import namespace_prefix
+from image_pipeline.core.tenancy import console_caller
 
 from imagegen.runtime.engine import EngineConfig, ExecutionResult, OfflineEngine, asl_path
 from imagegen.standin.bedrock_server import FaultPlan, LocalBedrockServer
@@ -56,6 +58,8 @@ DEFAULT_OUT = ROOT / "docs" / "reliability-results.json"
 #: The per-image errors the model can cause (their retriers bound the calls per image).
 MODEL_ERRORS = ("ModelThrottled", "ModelTimeout", "ModelUnavailable")
 OK = ("SUCCEEDED", None)
+#: Where the run's requests (bare requests: the console's) are stored.
+STORED_UNDER = namespace_prefix(console_caller().namespace)
 
 
 @dataclass(frozen=True)
@@ -266,7 +270,7 @@ def _expected(
 
 
 def _stored_manifest(engine: OfflineEngine, request: _Request) -> dict[str, Any] | None:
-    key = f"{request.folder}/{request.name}/manifest.json"
+    key = f"{STORED_UNDER}{request.folder}/{request.name}/manifest.json"
     try:
         return json.loads(engine.s3.get_object(Bucket=engine.config.bucket, Key=key)["Body"].read())
     except ClientError:
@@ -494,7 +498,8 @@ def run(config: RunConfig, engine: OfflineEngine | None = None) -> dict[str, Any
         call_figures = _call_figures(calls, requests, bound["calls_per_image"], calls_in_run)
         call_figures["history_complete"] = calls_in_run == server.invocations - calls_before
         returned = [r.result.output for r in requests if r.result is not None and r.result.output]
-        audit = audit_bucket(eng.s3, eng.config.bucket, prefix=f"reliability/{run_id}/", returned=returned)
+        prefix = f"{STORED_UNDER}reliability/{run_id}/"
+        audit = audit_bucket(eng.s3, eng.config.bucket, prefix=prefix, returned=returned)
         whole_bucket = audit_bucket(eng.s3, eng.config.bucket) if engine is None else None
 
         invalid_api = _invalid_api(eng) if config.invalid_api else None

@@ -15,6 +15,7 @@ import httpx
 
 from imagegen.cli.client import DEFAULT_API_URL, ClientApiError, ImagegenClient
 from imagegen.cli.options import EXIT_FAILED, EXIT_INVALID, EXIT_OK, add_request_options, request_from_args
+from imagegen.cli.outputs import local_folder
 
 #: Job errors that mean "change the request", as the CLI's ``generate`` reports them.
 _INVALID_ERRORS = {"InvalidRequest", "IdempotencyKeyReused"}
@@ -111,7 +112,7 @@ def _wait_and_download(api: ImagegenClient, job_id: str, args: argparse.Namespac
         print(f"error: {error.get('error')}: {error.get('message')}", file=sys.stderr)
         return EXIT_INVALID if error.get("error") in _INVALID_ERRORS else EXIT_FAILED
     manifest = job["manifest"]
-    target = Path(args.out) / manifest["prefix"]
+    target = Path(args.out) / local_folder(manifest)
     files = api.download(manifest, target)
     _print_json({k: job[k] for k in ("job_id", "status", "started_at", "stopped_at")} | {"out": str(target)})
     if not args.quiet:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from imagegen.cli.options import EXIT_FAILED, EXIT_INVALID, EXIT_OK, add_request_options, request_from_args
-from imagegen.cli.outputs import write_local_manifest
+from imagegen.cli.outputs import local_folder, write_local_manifest
 from imagegen.runtime.engine import EngineConfig, ExecutionResult, OfflineEngine, Progress
 
 
@@ -23,8 +23,9 @@ def print_progress(progress: Progress) -> None:
 
 
 def save_outputs(engine: OfflineEngine, manifest: dict[str, Any], out_dir: Path) -> Path:
-    """Write the images under ``out_dir/<S3 prefix>`` and a local manifest.json beside them."""
-    target = out_dir / manifest["prefix"]
+    """Write the images under ``out_dir/<output folder>/<request id>`` and a local manifest.json beside
+    them."""
+    target = out_dir / local_folder(manifest)
     by_name = {p.name: p for p in engine.download(manifest, target)}
     files = {i["key"]: by_name[Path(i["key"]).name] for i in manifest["images"] if i.get("key")}
     return write_local_manifest(manifest, files, target)

@@ -7,6 +7,14 @@ from pathlib import Path
 from typing import Any
 
 
+def local_folder(manifest: dict[str, Any]) -> str:
+    """Where a request's files go under ``--out``: its S3 prefix without the caller's namespace
+    (``<namespace>/images/<id>/`` -> ``images/<id>/``): on one's own disk, everything is one's own."""
+    prefix = str(manifest["prefix"])
+    namespace = manifest.get("caller_namespace")
+    return prefix.removeprefix(f"{namespace}/") if namespace else prefix
+
+
 def write_local_manifest(manifest: dict[str, Any], files: dict[str, Path], out_dir: Path) -> Path:
     """Write ``out_dir/manifest.json``: a copy of ``manifest`` with its URLs dropped (they expire)
     and each image stored at ``files[key]`` given that path as ``file``. Returns its path."""

@@ -38,6 +38,7 @@ from image_pipeline.core.batch import (
     batch_name,
     parse_lines,
 )
+from image_pipeline.core.tenancy import batch_caller
 from image_pipeline.functions import BATCH_FUNCTIONS
 
 from imagegen.runtime.offline_account import ACCOUNT, ExecutionResult, function_arn, substitute
@@ -227,7 +228,8 @@ def run_batch(
     if on_progress is not None:
         name = batch_name(key)
         try:
-            total = sum(1 for i in parse_lines(body.decode(), name=name, max_lines=10**6) if not i["error"])
+            items = parse_lines(body.decode(), name=name, max_lines=10**6, caller=batch_caller(key))
+            total = sum(1 for i in items if not i["error"])
         except Exception:  # the batch workflow reports what is wrong with the file
             total = 0
         deadline = time.monotonic() + timeout

@@ -22,7 +22,9 @@ def test_generate_writes_the_images_and_a_local_manifest(tmp_path: Path) -> None
     done = generate("a red porsche", "--count", "2", "--seed", "7", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)  # stdout is the manifest; progress goes to stderr
-    folder = tmp_path / printed["prefix"]
+    # The request's own folder (its S3 prefix without the console's namespace), as the README says.
+    folder = tmp_path / "images" / printed["request_id"]
+    assert printed["prefix"] == f"{printed['caller_namespace']}/images/{printed['request_id']}/"
     stored = json.loads((folder / "manifest.json").read_text())
     assert stored["status"] == "SUCCEEDED" and [i["seed"] for i in stored["images"]] == [7, 8]
     assert "urls_expire_at" not in stored

@@ -20,6 +20,7 @@ from image_pipeline.core.batch import (
     source_of,
     summarize,
 )
+from image_pipeline.core.tenancy import Caller, batch_caller
 
 from imagegen.runtime.batch import adapt_start_execution
 
@@ -50,10 +51,24 @@ def test_child_names_depend_on_batch_line_and_request_only() -> None:
     assert batch_id("run", b"1") != batch_id("run", b"2")
 
 
+#: The caller of the batches below: their upload folder's.
+CALLER = batch_caller("batches/t.jsonl")
+
+
+def test_a_batch_runs_as_the_system_caller_of_its_upload_folder() -> None:
+    assert batch_caller("batches/run.jsonl") == Caller("system", "batch:batches/")
+    assert batch_caller("batches/team-a/2026/run.jsonl") == Caller("system", "batch:batches/team-a/2026/")
+    assert (
+        batch_caller("batches/team-a/x.jsonl").namespace != batch_caller("batches/team-b/x.jsonl").namespace
+    )
+
+
 def test_parse_lines_numbers_lines_as_an_editor_does() -> None:
     text = '\ufeff{"prompt": "a"}\r\n\n  \nnot json\n[1]\n{"prompt": "b"}\n'
-    items = parse_lines(text, name="t", max_lines=10)
+    items = parse_lines(text, name="t", max_lines=10, caller=CALLER)
     assert [i["line"] for i in items] == [1, 4, 5, 6]
+    # Every child runs as the batch's caller (the workflow's envelope: request and caller).
+    assert all(i["caller"] == {"kind": "system", "id": "batch:batches/"} for i in items)
     assert [i["error"] for i in items] == [None, "InvalidJsonLine", "InvalidJsonLine", None]
     assert items[0]["request"] == {"prompt": "a"} and items[0]["name"].startswith("t-00001-")
     assert "line 5: a request must be a JSON object" in items[2]["message"]
@@ -61,10 +76,10 @@ def test_parse_lines_numbers_lines_as_an_editor_does() -> None:
 
 def test_parse_lines_limits() -> None:
     with pytest.raises(InvalidBatch, match="no request lines"):
-        parse_lines("\n \n", name="t", max_lines=10)
+        parse_lines("\n \n", name="t", max_lines=10, caller=CALLER)
     with pytest.raises(InvalidBatch, match="more than 2 request lines"):
-        parse_lines("{}\n{}\n{}\n", name="t", max_lines=2)
-    [item] = parse_lines(json.dumps({"prompt": "x" * 70_000}), name="t", max_lines=2)
+        parse_lines("{}\n{}\n{}\n", name="t", max_lines=2, caller=CALLER)
+    [item] = parse_lines(json.dumps({"prompt": "x" * 70_000}), name="t", max_lines=2, caller=CALLER)
     assert item["error"] == "InvalidJsonLine" and "longer than" in item["message"]
 
 

@@ -38,12 +38,14 @@ from image_pipeline.core import planning
 from image_pipeline.core.generation import generate_image
 from image_pipeline.core.manifest import HEAD_WORKERS, attachment, build_manifest, with_presigned_urls
 from image_pipeline.core.settings import Settings
+from image_pipeline.core.tenancy import Caller
 from moto import mock_aws
 from PIL import Image
 
 from tests.support import ALL_MODELS_ACTIVE, empty_bucket
 
 BUCKET = "test-bucket"
+CALLER = Caller("apiKey", "k1a2b3c4d5")
 
 
 def png_b64(width: int = 16, height: int = 16) -> str:
@@ -83,7 +85,7 @@ def s3(aws_credentials: None) -> Iterator[Any]:
 def planned(model: str = "stable-image-core", count: int = 2) -> dict[str, Any]:
     request = {"prompt": "a red porsche", "count": count, "model": model, "seed": 10}
     checked = planning.check_request(request, Settings(images_bucket=BUCKET), today=ALL_MODELS_ACTIVE)
-    return planning.plan(checked, "exec-1")
+    return planning.plan(checked, "exec-1", caller=CALLER)
 
 
 def item(plan: dict[str, Any], index: int) -> dict[str, Any]:
@@ -223,6 +225,9 @@ def test_partial_success_keeps_good_images_and_reports_each_failure(s3: Any) -> 
         assert by_index[i]["key"] in by_index[i]["url"]
     stored = json.loads(s3.get_object(Bucket=BUCKET, Key=plan["manifest_key"])["Body"].read())
     assert stored["status"] == "PARTIAL" and all("url" not in i for i in stored["images"])
+    # The stored manifest names the caller's namespace (a hash), never the identity itself.
+    assert stored["caller_namespace"] == CALLER.namespace == manifest["caller_namespace"]
+    assert CALLER.id not in json.dumps(stored) and plan["manifest_key"].startswith(f"{CALLER.namespace}/")
     # Nothing lost: every reported image exists, and nothing else was written.
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
     assert keys == {by_index[0]["key"], by_index[3]["key"], plan["manifest_key"]}
@@ -263,7 +268,8 @@ def test_the_largest_manifest_fits_the_step_functions_payload_limit(s3: Any) -> 
         "output_folder": "/".join(["f" * 49] * 4),
         "file_name_prefix": "x" * 64,
     }
-    plan = planning.plan(planning.check_request(request, Settings(images_bucket=BUCKET)), "r" * 80)
+    checked = planning.check_request(request, Settings(images_bucket=BUCKET))
+    plan = planning.plan(checked, "r" * 80, caller=CALLER)  # the longest keys: a namespace too
     state = run_branches(plan, s3, [OK] * MAX_IMAGES)
     role = boto3.client(
         "s3",

@@ -14,6 +14,8 @@ import boto3
 import pytest
 from image_pipeline.contract.errors import AllImagesFiltered, InvalidRequest
 from image_pipeline.core import clients
+from image_pipeline.core.execution_input import ExecutionInput
+from image_pipeline.core.tenancy import Caller, console_caller, events_caller, execution_name
 from moto import mock_aws
 from PIL import Image
 
@@ -42,18 +44,33 @@ def handler(name: str) -> Any:
 
 
 def test_validate_request_plans_the_branches(env: Any, lambda_context: LambdaContext) -> None:
+    # A bare request is the console's: its keys are under the console's namespace.
     plan = handler("validate_request")(
         {"input": load_event("request_seed001"), "execution_name": "exec-9"}, lambda_context
     )
     assert plan["request_id"] == "exec-9" and plan["bucket"] == BUCKET and len(plan["images"]) == 4
-    assert plan["prefix"] == "000/111/exec-9/"
+    console = console_caller().namespace
+    assert plan["prefix"] == f"{console}/000/111/exec-9/" and plan["caller_namespace"] == console
+
+
+def test_validate_request_reads_the_envelope(env: Any, lambda_context: LambdaContext) -> None:
+    """The API's input: the job id is the execution name without the caller's namespace, and the
+    keys are under that namespace."""
+    caller = Caller("apiKey", "k1a2b3c4d5")
+    envelope = ExecutionInput(load_event("request_seed001"), caller).to_document()
+    plan = handler("validate_request")(
+        {"input": envelope, "execution_name": execution_name(caller, "order-7f3a")}, lambda_context
+    )
+    assert plan["request_id"] == "order-7f3a" and plan["caller_namespace"] == caller.namespace
+    assert plan["prefix"] == f"{caller.namespace}/000/111/order-7f3a/"
 
 
 def test_validate_request_unwraps_an_eventbridge_event(env: Any, lambda_context: LambdaContext) -> None:
     plan = handler("validate_request")(
         {"input": load_event("eventbridge_request"), "execution_name": "e"}, lambda_context
     )
-    assert len(plan["images"]) == 2 and plan["prefix"] == "events/e/"
+    namespace = events_caller("123456789012").namespace
+    assert len(plan["images"]) == 2 and plan["prefix"] == f"{namespace}/events/e/"
 
 
 def test_validate_request_applies_the_deployment_limit(env: Any, lambda_context: LambdaContext) -> None:

@@ -7,20 +7,25 @@ from typing import Any
 import pytest
 from image_pipeline.contract.errors import InvalidRequest
 from image_pipeline.contract.request import ImageRequest, parse_request
-from image_pipeline.core.events import request_from_input
-from image_pipeline.core.keys import image_key, manifest_key, request_prefix
+from image_pipeline.core.execution_input import read_execution_input
+from image_pipeline.core.keys import image_key, manifest_key, namespace_prefix, request_prefix
 from image_pipeline.core.planning import check_request, distinct_seeds, plan
 from image_pipeline.core.settings import Settings
+from image_pipeline.core.tenancy import Caller, console_caller, events_caller
 
 from imagegen.testing.bad_inputs import BAD_REQUESTS
 from tests.support import ALL_MODELS_ACTIVE, load_event
+
+#: The caller of the plans below, and the folder all its keys are in.
+CALLER = Caller("apiKey", "k1a2b3c4d5")
+NS = CALLER.namespace
 
 
 def checked_plan(raw: Any, settings: Settings | None = None) -> dict:
     """The plan of ``raw``, checked on a day every model was active (these tests are of the adapters'
     limits; tests/unit/test_lifecycle.py checks requests against the lifecycle)."""
     checked = check_request(raw, settings or Settings(images_bucket="b"), today=ALL_MODELS_ACTIVE)
-    return plan(checked, "req-1")
+    return plan(checked, "req-1", caller=CALLER)
 
 
 @pytest.mark.parametrize(
@@ -92,15 +97,16 @@ def test_full_request_is_planned() -> None:
     }
     assert [i["seed"] for i in result["images"]] == [42, 43, 44, 45]
     assert [i["key"] for i in result["images"]] == [
-        f"acct-1/project-2/req-1/lighthouse-{i:02d}-{42 + i}.png" for i in range(4)
+        f"{NS}/acct-1/project-2/req-1/lighthouse-{i:02d}-{42 + i}.png" for i in range(4)
     ]
-    assert result["manifest_key"] == "acct-1/project-2/req-1/manifest.json"
+    assert result["manifest_key"] == f"{NS}/acct-1/project-2/req-1/manifest.json"
+    assert result["caller_namespace"] == NS
 
 
 def test_seed001_request_keeps_its_folder_and_prefix() -> None:
     result = checked_plan(load_event("request_seed001"))
     keys = [i["key"] for i in result["images"]]
-    assert all(k.startswith("000/111/req-1/porsche_image-") and k.endswith(".png") for k in keys)
+    assert all(k.startswith(f"{NS}/000/111/req-1/porsche_image-") and k.endswith(".png") for k in keys)
     assert len(set(keys)) == 4
 
 
@@ -148,31 +154,42 @@ def test_seeds_are_distinct_and_in_range(count: int, max_seed: int, first: int |
     assert all(0 <= s <= max_seed for s in seeds)
 
 
-def test_keys_never_collide_across_requests_and_images() -> None:
+def test_keys_never_collide_across_requests_images_and_callers() -> None:
+    checked = check_request({"prompt": "ok", "count": 40, "seed": 7}, Settings())
     keys = {
         i["key"]
+        for caller in (CALLER, Caller("apiKey", "other"), console_caller())
         for request_id in ("a", "b", "c")
-        for i in plan(check_request({"prompt": "ok", "count": 40, "seed": 7}, Settings()), request_id)[
-            "images"
-        ]
+        for i in plan(checked, request_id, caller=caller)["images"]
     }
-    assert len(keys) == 120
+    assert len(keys) == 360
+
+
+def test_a_callers_keys_are_all_under_its_namespace_whatever_the_output_folder() -> None:
+    other = Caller("apiKey", "someone-else").namespace
+    # An output_folder that names another caller's namespace is a folder inside one's own.
+    result = checked_plan({"prompt": "ok", "count": 2, "output_folder": f"{other}/images"})
+    assert result["prefix"] == f"{NS}/{other}/images/req-1/"
+    assert all(i["key"].startswith(namespace_prefix(NS)) for i in result["images"])
 
 
 def test_key_helpers() -> None:
-    prefix = request_prefix("a/b", "exec:1")
-    assert prefix == "a/b/exec-1/"
-    assert image_key(prefix, "img", 3, 99) == "a/b/exec-1/img-03-99.png"
-    assert manifest_key(prefix) == "a/b/exec-1/manifest.json"
+    prefix = request_prefix("a/b", "exec:1", namespace=NS)
+    assert prefix == f"{NS}/a/b/exec-1/"
+    assert image_key(prefix, "img", 3, 99) == f"{NS}/a/b/exec-1/img-03-99.png"
+    assert manifest_key(prefix) == f"{NS}/a/b/exec-1/manifest.json"
     with pytest.raises(ValueError):
-        request_prefix("a", "bad id/with slash")
+        request_prefix("a", "bad id/with slash", namespace=NS)
+    for not_a_namespace in ("", "images", "ABCDEF012345", NS + "0", "../" + NS[3:]):
+        with pytest.raises(ValueError):
+            request_prefix("a", "r", namespace=not_a_namespace)
 
 
-def test_event_detail_is_unwrapped() -> None:
-    assert (
-        request_from_input(load_event("eventbridge_request")) == load_event("eventbridge_request")["detail"]
-    )
-    assert request_from_input({"prompt": "x"}) == {"prompt": "x"}
+def test_event_detail_is_unwrapped_with_its_account_as_the_caller() -> None:
+    event = load_event("eventbridge_request")
+    read = read_execution_input(event)
+    assert read.request == event["detail"] and read.caller == events_caller("123456789012")
+    assert read_execution_input({"prompt": "x"}).request == {"prompt": "x"}
 
 
 def test_schema_is_json_schema_with_descriptions() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from image_pipeline.core.batch import THRESHOLD_ERROR
+from image_pipeline.core.tenancy import batch_caller
 
 from imagegen.runtime.batch import BatchRun
 from imagegen.standin.bedrock_server import FaultPlan
@@ -70,7 +71,10 @@ def test_the_batch_manifest_reports_every_line(engine: Any) -> None:
     assert filtered["error"] == "AllImagesFiltered"
     assert (filtered["requested"], filtered["succeeded"], filtered["filtered"]) == (2, 0, 2)
     partial = lines[4]
-    assert partial["manifest_key"] == f"batch/partial/{partial['request_id']}/manifest.json"
+    # Under the namespace of the batch's caller (its upload folder's system caller).
+    namespace = batch_caller("batches/report.jsonl").namespace
+    assert manifest["caller_namespace"] == namespace
+    assert partial["manifest_key"] == f"{namespace}/batch/partial/{partial['request_id']}/manifest.json"
     assert (partial["succeeded"], partial["filtered"]) == (2, 1)
     for record in manifest["items"]:
         assert record["request_id"] == f"report-{record['line']:05d}-{record['request_id'][-10:]}"

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from image_pipeline.core.tenancy import console_caller, events_caller
 from PIL import Image
 
 from imagegen.runtime.engine import ExecutionResult
@@ -44,7 +45,8 @@ def test_happy_path_reaches_every_success_state(engine: Any) -> None:
     seeds = [i["seed"] for i in manifest["images"]]
     assert len(set(seeds)) == 4
     for image in manifest["images"]:
-        assert image["key"].startswith(f"000/111/{result.name}/porsche_image-")
+        # A bare request is the console's: under its namespace.
+        assert image["key"].startswith(f"{console_caller().namespace}/000/111/{result.name}/porsche_image-")
         data = engine.s3.get_object(Bucket=manifest["bucket"], Key=image["key"])["Body"].read()
         assert Image.open(io.BytesIO(data)).size == (image["width"], image["height"]) == (1024, 1024)
     events = engine.published_events()
@@ -152,12 +154,15 @@ def test_non_object_input_is_a_named_error(engine: Any) -> None:
 
 
 def test_event_and_console_inputs_behave_the_same(engine: Any) -> None:
+    """Each with its own caller: the event's account (a whole event is unwrapped) and the console."""
     event = load_event("eventbridge_request")
     from_event = engine.run(event, kind="jobs")
     from_console = engine.run(event["detail"], kind="jobs")
-    for result in (from_event, from_console):
+    callers = (events_caller(event["account"]), console_caller())
+    for result, caller in zip((from_event, from_console), callers, strict=True):
         assert result.status == "SUCCEEDED" and result.output["succeeded"] == 2
-        assert result.output["prefix"].startswith("events/")
+        assert result.output["prefix"].startswith(f"{caller.namespace}/events/")
+        assert result.output["caller_namespace"] == caller.namespace
 
 
 def test_standard_execution_name_is_idempotent(engine: Any) -> None:

@@ -8,7 +8,11 @@ The batch workflow (``statemachine/batch_generate.asl.json``) has three steps, t
   reason. The items go to ``batch-results/<batch id>/items.json``, which the Distributed Map reads
   with its ItemReader (JSON: moto's interpreter has no JSONL reader, see ``docs/operations.md``).
 * The Distributed Map starts one child execution of the per-request (Standard) workflow per item,
-  with the request line as its input.
+  with the envelope ``{"request": <the line>, "caller": <the batch's caller>}`` as its input. The
+  batch's caller is the system caller of the folder the file was uploaded to
+  (:func:`image_pipeline.core.tenancy.batch_caller`: ``batches/team-a/x.jsonl`` ->
+  ``batch:batches/team-a/``), so a batch's images are under that caller's namespace, and a line that
+  names a caller of its own is refused as an unknown field like any request.
 * :func:`build_batch_manifest` describes every child execution and writes
   ``batch-results/<batch id>/batch_manifest.json``: per line its request id, status, manifest key,
   image counts and error; and the totals.
@@ -45,6 +49,7 @@ from image_pipeline.contract.request import parse_request
 from image_pipeline.core.jobs import execution_arn
 from image_pipeline.core.keys import BATCH_PREFIX, BATCH_SUFFIX, RESULTS_PREFIX, manifest_key, request_prefix
 from image_pipeline.core.settings import BatchSettings
+from image_pipeline.core.tenancy import Caller, batch_caller
 
 ITEMS_FILE = "items.json"
 MANIFEST_FILE = "batch_manifest.json"
@@ -150,11 +155,12 @@ def _override(raw: Mapping[str, Any], field: str, low: float, high: float) -> fl
     return value
 
 
-def parse_lines(text: str, *, name: str, max_lines: int) -> list[dict[str, Any]]:
+def parse_lines(text: str, *, name: str, max_lines: int, caller: Caller) -> list[dict[str, Any]]:
     """One item per non-blank line (numbered from 1, as an editor shows them).
 
-    An item is ``{"line", "name", "request", "error", "message"}``: a JSON object becomes a request
-    with its child execution name; anything else keeps ``error``/``message`` and no child runs for it.
+    An item is ``{"line", "name", "request", "caller", "error", "message"}``: a JSON object becomes a
+    request of ``caller`` with its child execution name; anything else keeps ``error``/``message`` and
+    no child runs for it.
     """
     items: list[dict[str, Any]] = []
     for number, line in enumerate(text.lstrip("\ufeff").splitlines(), start=1):
@@ -164,7 +170,14 @@ def parse_lines(text: str, *, name: str, max_lines: int) -> list[dict[str, Any]]
             raise InvalidBatch(
                 f"The file has more than {max_lines} request lines; split it into several files"
             )
-        item: dict[str, Any] = {"line": number, "name": None, "request": None, "error": None, "message": None}
+        item: dict[str, Any] = {
+            "line": number,
+            "name": None,
+            "request": None,
+            "caller": caller.to_input(),
+            "error": None,
+            "message": None,
+        }
         problem = None
         if len(line.encode()) > MAX_LINE_BYTES:
             problem = f"line {number}: longer than {MAX_LINE_BYTES} bytes"
@@ -223,7 +236,8 @@ def prepare_batch(
     tolerated = _override(source, "tolerated_failure_percentage", 0, 100)
 
     name = batch_name(key)
-    items = parse_lines(text, name=name, max_lines=settings.max_lines)
+    caller = batch_caller(key)
+    items = parse_lines(text, name=name, max_lines=settings.max_lines, caller=caller)
     bid = batch_id(name, body)
     results = f"{RESULTS_PREFIX}{bid}/"
     plan = {
@@ -231,6 +245,7 @@ def prepare_batch(
         "batch_name": name,
         "bucket": bucket,
         "source_key": key,
+        "caller_namespace": caller.namespace,
         "results_prefix": results,
         "items_key": results + ITEMS_FILE,
         "manifest_key": results + MANIFEST_FILE,
@@ -272,8 +287,9 @@ def _request_manifest(s3: Any, bucket: str, item: Mapping[str, Any]) -> dict[str
     """The manifest a failed request stored before failing (no image generated), if any."""
     try:
         folder = parse_request(item["request"]).output_folder
-        key = manifest_key(request_prefix(folder, item["name"]))
-    except (InvalidRequest, ValueError):
+        namespace = Caller.from_input(item["caller"]).namespace
+        key = manifest_key(request_prefix(folder, item["name"], namespace=namespace))
+    except (InvalidRequest, ValueError, KeyError):
         return None
     try:
         return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
@@ -426,6 +442,7 @@ def build_batch_manifest(
         "batch_id": state["batch_id"],
         "bucket": bucket,
         "source_key": state["source_key"],
+        "caller_namespace": state.get("caller_namespace"),
         "manifest_key": state["manifest_key"],
         "items_key": state["items_key"],
         "request_state_machine_arn": machine,

@@ -1,19 +1,8 @@
-"""One input contract for the API, the console and EventBridge."""
+"""The event that requests images: one name for the EventBridge rule (``stacks/events.py``), the
+offline bus (``imagegen.runtime.local_api.put_request_event``) and the validate step, which unwraps a
+whole event given as input (``image_pipeline.core.execution_input.read_execution_input``)."""
 
 from __future__ import annotations
 
-from typing import Any
-
+#: The ``detail-type`` of a request event; its ``detail`` is the request.
 REQUEST_EVENT = "ImageGenerationRequested"
-
-
-def request_from_input(raw: Any) -> Any:
-    """The image request inside an execution input.
-
-    The API and the console pass the request itself. An EventBridge rule's target passes the event's
-    ``detail`` (input path ``$.detail``); a whole ``ImageGenerationRequested`` event is unwrapped too,
-    so a rule configured without an input path still works.
-    """
-    if isinstance(raw, dict) and raw.get("detail-type") == REQUEST_EVENT and "detail" in raw:
-        return raw["detail"]
-    return raw

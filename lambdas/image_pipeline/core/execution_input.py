@@ -14,10 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from image_pipeline.core.tenancy import Caller, console_caller
+from image_pipeline.core.events import REQUEST_EVENT
+from image_pipeline.core.tenancy import Caller, console_caller, events_caller
 
-#: The ``detail-type`` of request events (a whole event given as input is unwrapped).
-REQUEST_EVENT = "ImageGenerationRequested"
 _ENVELOPE_KEYS = {"request", "caller"}
 _OPTIONAL_KEYS = {"retry"}
 
@@ -69,7 +68,7 @@ def read_execution_input(raw: Any) -> ExecutionInput:
     """Read an execution's input: an envelope, a whole request event, or a bare request (console)."""
     if isinstance(raw, Mapping) and raw.get("detail-type") == REQUEST_EVENT and "detail" in raw:
         account = str(raw.get("account") or "unknown")
-        return ExecutionInput(raw["detail"], Caller("system", f"events:{account}"))
+        return ExecutionInput(raw["detail"], events_caller(account))
     if is_envelope(raw):
         retry = RetryOf.from_input(raw["retry"]) if raw.get("retry") else None
         return ExecutionInput(raw["request"], Caller.from_input(raw["caller"]), retry)

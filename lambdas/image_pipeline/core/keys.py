@@ -1,8 +1,12 @@
-"""S3 key naming. One folder per request id (the execution name), so keys never collide.
+"""S3 key naming. One folder per caller and request id, so keys never collide.
 
-``<output_folder>/<request_id>/<file_name_prefix>-<index>-<seed>.png`` and ``manifest.json`` beside
-the images. Seed 001 named files after ``time.time()``, which collides when four threads start in the
-same tick; here uniqueness comes from the request id (unique per execution) and the image index.
+``<namespace>/<output_folder>/<request_id>/<file_name_prefix>-<index>-<seed>.png`` and
+``manifest.json`` beside the images. The namespace is the caller's
+(:attr:`image_pipeline.core.tenancy.Caller.namespace`, 12 hex characters): everything a caller stored is
+under ``<namespace>/``, which a bucket listing, a lifecycle rule or an IAM condition can name, and no
+caller's ``output_folder`` reaches another's. The request id is the job id (the execution name without
+its namespace), unique per caller. Seed 001 named files after ``time.time()``, which collides when four
+threads start in the same tick; here uniqueness comes from the request id and the image index.
 
 Batches: a JSONL file uploaded under :data:`BATCH_PREFIX` (ending in :data:`BATCH_SUFFIX`) starts a
 batch, which writes under :data:`RESULTS_PREFIX` (see ``image_pipeline.core.batch``).
@@ -12,7 +16,10 @@ from __future__ import annotations
 
 import re
 
+from image_pipeline.core.tenancy import NAMESPACE_LENGTH
+
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
+_NAMESPACE = re.compile(rf"^[0-9a-f]{{{NAMESPACE_LENGTH}}}$")
 
 #: Uploads under this prefix (ending in :data:`BATCH_SUFFIX`) start a batch.
 BATCH_PREFIX = "batches/"
@@ -22,11 +29,18 @@ BATCH_SUFFIX = ".jsonl"
 RESULTS_PREFIX = "batch-results/"
 
 
-def request_prefix(output_folder: str, request_id: str) -> str:
+def namespace_prefix(namespace: str) -> str:
+    """The folder of everything one caller stored (its requests' images and manifests), ending in '/'."""
+    if not _NAMESPACE.match(namespace):
+        raise ValueError(f"{namespace!r} is not a caller's namespace")
+    return f"{namespace}/"
+
+
+def request_prefix(output_folder: str, request_id: str, *, namespace: str) -> str:
     """The folder of one request's images and manifest, ending in '/'."""
     if not _REQUEST_ID.match(request_id):
         raise ValueError(f"request id {request_id!r} is not a valid execution name")
-    return f"{output_folder.strip('/')}/{request_id.replace(':', '-')}/"
+    return f"{namespace_prefix(namespace)}{output_folder.strip('/')}/{request_id.replace(':', '-')}/"
 
 
 def image_key(prefix: str, file_name_prefix: str, index: int, seed: int) -> str:

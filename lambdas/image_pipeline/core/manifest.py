@@ -124,6 +124,7 @@ def build_manifest(
     manifest: dict[str, Any] = {
         "manifest_version": MANIFEST_VERSION,
         "request_id": state["request_id"],
+        "caller_namespace": state.get("caller_namespace"),
         "status": status,
         "model": {"id": adapter.registry_id, "model_id": adapter.model_id},
         "prompt": request["prompt"],

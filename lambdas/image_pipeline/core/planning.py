@@ -22,6 +22,7 @@ from image_pipeline.contract.errors import FieldError, InvalidRequest
 from image_pipeline.contract.request import ImageRequest, parse_request
 from image_pipeline.core.keys import image_key, manifest_key, request_prefix
 from image_pipeline.core.settings import Settings
+from image_pipeline.core.tenancy import Caller
 from image_pipeline.models.base import ImageModelAdapter
 from image_pipeline.models.facts import standing, today_utc
 from image_pipeline.models.registry import resolve_model
@@ -79,22 +80,25 @@ def distinct_seeds(count: int, max_seed: int, first: int | None) -> list[int]:
     return seeds
 
 
-def plan(checked: CheckedRequest, request_id: str, now: datetime | None = None) -> dict[str, Any]:
-    """The plan of a checked request: one branch per image.
+def plan(
+    checked: CheckedRequest, request_id: str, now: datetime | None = None, *, caller: Caller
+) -> dict[str, Any]:
+    """The plan of a checked request of ``caller``: one branch per image.
 
-    Returns the normalized request, the resolved model, the S3 prefix, and per image its index,
-    seed and S3 key (keys are unique per request id).
+    Returns the normalized request, the resolved model, the S3 prefix (under the caller's namespace),
+    and per image its index, seed and S3 key (keys are unique per caller and request id).
     """
     request, adapter, settings = checked.request, checked.adapter, checked.settings
     normalized = adapter.normalize(request)
     seeds = distinct_seeds(request.count, adapter.max_seed, request.seed)
-    prefix = request_prefix(request.output_folder, request_id)
+    prefix = request_prefix(request.output_folder, request_id, namespace=caller.namespace)
     images = [
         {"index": i, "seed": seed, "key": image_key(prefix, request.file_name_prefix, i, seed)}
         for i, seed in enumerate(seeds)
     ]
     return {
         "request_id": request_id,
+        "caller_namespace": caller.namespace,
         "model": adapter.registry_id,
         "request": normalized,
         "bucket": settings.images_bucket,

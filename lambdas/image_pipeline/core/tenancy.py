@@ -26,6 +26,11 @@ NAMESPACE_LENGTH = 12
 CONSOLE = ("system", "console")
 #: The caller of a local server with no ``--api-key``: everyone who can reach it is one caller.
 ANONYMOUS = ("local", "anonymous")
+#: Step Functions' limit on an execution name.
+MAX_EXECUTION_NAME = 80
+#: The longest job id (an idempotency key or a UUID): what is left of an execution name after
+#: ``<namespace>-``.
+MAX_JOB_ID_LENGTH = MAX_EXECUTION_NAME - NAMESPACE_LENGTH - 1
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,25 @@ class Caller:
 
 def console_caller() -> Caller:
     return Caller(*CONSOLE)  # type: ignore[arg-type]
+
+
+def anonymous_caller() -> Caller:
+    """The one caller of a local server that was started without ``--api-key``."""
+    return Caller(*ANONYMOUS)  # type: ignore[arg-type]
+
+
+def events_caller(account: str) -> Caller:
+    """The caller of a request put on the event bus from ``account`` (the event's ``account``): the
+    EventBridge rule's input transformer writes it, so nothing in the event's ``detail`` can name it."""
+    return Caller("system", f"events:{account}")
+
+
+def batch_caller(upload_key: str) -> Caller:
+    """The caller of every request of a batch file: the folder it was uploaded to
+    (``batches/team-a/run.jsonl`` -> ``batch:batches/team-a/``). Whoever may put objects under
+    ``batches/`` is an operator; the folder is what tells one team's batches from another's."""
+    folder = upload_key.rsplit("/", 1)[0] + "/" if "/" in upload_key else ""
+    return Caller("system", f"batch:{folder}")
 
 
 def caller_from_request_context(request_context: Mapping[str, Any]) -> Caller | None:

@@ -1,4 +1,4 @@
-"""First state: check the request for its model and plan one branch per image."""
+"""First state: read who asked for what, check the request for its model and plan one branch per image."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from image_pipeline.core.events import request_from_input
+from image_pipeline.core.execution_input import read_execution_input
 from image_pipeline.core.observability import tracer
 from image_pipeline.core.planning import check_request, plan
 from image_pipeline.core.settings import get_settings
+from image_pipeline.core.tenancy import job_id_of
 
 logger = Logger()
 
@@ -18,9 +19,13 @@ logger = Logger()
 @tracer.capture_lambda_handler(capture_response=False)
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request_id = str(event["execution_name"])
-    logger.append_keys(request_id=request_id)
-    planned = plan(check_request(request_from_input(event.get("input")), get_settings()), request_id)
+    execution = read_execution_input(event.get("input"))
+    name = str(event["execution_name"])
+    # The job id the caller knows: the execution name without the caller's namespace (an execution
+    # the console, an event or a batch named is its own request id).
+    request_id = job_id_of(execution.caller, name) or name
+    logger.append_keys(request_id=request_id, caller_namespace=execution.caller.namespace)
+    planned = plan(check_request(execution.request, get_settings()), request_id, caller=execution.caller)
     logger.info("request planned", extra={"model": planned["model"], "count": len(planned["images"])})
     logger.debug("prompt", extra={"prompt": planned["request"]["prompt"]})
     return planned
