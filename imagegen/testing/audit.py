@@ -10,9 +10,14 @@ these rules as a problem (an empty list means the run lost nothing and invented 
 3. no image object exists that no manifest reports (an orphan: stored but never reported), and no two
    manifests report the same key;
 4. a manifest agrees with itself: ``requested``/``succeeded``/``filtered``/``failed`` and ``status``
-   match its images, ``manifest_key`` and ``prefix`` match where it is stored;
+   match its images, ``manifest_key`` and ``prefix`` match where it is stored, its images are indexed
+   ``0..n-1`` (a retry's, ``retry_of``, are some of its request's indexes, each once);
 5. a manifest a caller received (an execution's output, ``GET /jobs/{id}``) is the stored one, image
    by image (status, key, seed, reason code).
+
+A cancelled job's manifest (``"cancelled": true``) is audited like any other: what it stored is listed,
+and the images it did not start are ``FAILED`` with reason ``CANCELLED`` and no key. Cancellation
+markers (``cancellations/<execution name>``) are records of jobs, not images: they are not counted.
 
 It uses plain S3 calls (``ListObjectsV2``, ``GetObject``, ``HeadObject``), so it runs against moto
 offline or against the real bucket.
@@ -27,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
+from image_pipeline.core.keys import CANCELLATIONS_PREFIX
 
 __all__ = ["AuditReport", "audit_bucket", "audit_manifest", "list_objects"]
 
@@ -162,7 +168,11 @@ def audit_manifest(s3: Any, manifest: dict[str, Any], report: AuditReport | None
     ):
         if manifest.get(field_name) != value:
             report.problem(f"{name}: {field_name} is {manifest.get(field_name)}, its images say {value}")
-    if sorted(i.get("index") for i in images) != list(range(len(images))):
+    indexes = [i.get("index") for i in images]
+    if manifest.get("retry_of"):
+        if len(set(indexes)) != len(indexes) or not all(isinstance(i, int) and i >= 0 for i in indexes):
+            report.problem(f"{name}: a retry's image indexes are not distinct indexes of its request")
+    elif sorted(indexes) != list(range(len(images))):  # type: ignore[type-var]
         report.problem(f"{name}: image indexes are not 0..{len(images) - 1}")
     for image in images:
         report.images_reported += 1
@@ -229,7 +239,7 @@ def audit_bucket(
         if times > 1:
             report.problem(f"{key}: reported by {times} images")
     for key in objects:
-        if key.rsplit("/", 1)[-1] == MANIFEST_NAME:
+        if key.rsplit("/", 1)[-1] == MANIFEST_NAME or key.startswith(CANCELLATIONS_PREFIX):
             continue
         if key.endswith(".png"):
             report.image_objects += 1

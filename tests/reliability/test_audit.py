@@ -140,3 +140,57 @@ def test_audit_manifest_checks_one_manifest(offline_engine: Any, bucket: str) ->
     assert audit_manifest(offline_engine.s3, manifest).ok
     offline_engine.s3.delete_object(Bucket=bucket, Key=manifest["images"][0]["key"])
     assert not audit_manifest(offline_engine.s3, manifest).ok
+
+
+def test_a_cancelled_job_and_a_retry_pass_and_their_faults_are_found(
+    offline_engine: Any, bucket: str
+) -> None:
+    s3 = offline_engine.s3
+    _put(s3, bucket, "f/cancelled/img-00-1.png")
+    cancelled = _manifest(
+        bucket,
+        "f/cancelled/",
+        [
+            {
+                "index": 0,
+                "seed": 1,
+                "status": "SUCCEEDED",
+                "key": "f/cancelled/img-00-1.png",
+                "size_bytes": len(PNG),
+            },
+            {"index": 1, "seed": 2, "status": "FAILED", "key": None, "reason_code": "CANCELLED"},
+        ],
+    )
+    cancelled["cancelled"] = True
+    _put(s3, bucket, cancelled["manifest_key"], json.dumps(cancelled).encode(), "application/json")
+    _put(s3, bucket, "f/retry/img-01-2.png")
+    retry = _manifest(
+        bucket,
+        "f/retry/",
+        [
+            {
+                "index": 1,
+                "seed": 2,
+                "status": "SUCCEEDED",
+                "key": "f/retry/img-01-2.png",
+                "size_bytes": len(PNG),
+            }
+        ],
+    )
+    retry["retry_of"] = "cancelled"
+    _put(s3, bucket, retry["manifest_key"], json.dumps(retry).encode(), "application/json")
+    # A cancellation marker is a record of a job, not an unreported image.
+    _put(s3, bucket, "cancellations/ns-cancelled", b"{}", "application/json")
+    report = audit_bucket(s3, bucket, returned=[cancelled, retry])
+    assert report.ok, report
+    assert report.image_objects == 2 and report.reason_codes == {"CANCELLED": 1}
+
+    # A retry naming an image twice, or a cancelled image that names a key, is found.
+    retry["images"] = retry["images"] * 2
+    retry.update(requested=2, succeeded=2)
+    cancelled["images"][1]["key"] = "f/cancelled/img-01-2.png"
+    for manifest in (retry, cancelled):
+        _put(s3, bucket, manifest["manifest_key"], json.dumps(manifest).encode(), "application/json")
+    problems = audit_bucket(s3, bucket).problems
+    assert any("a retry's image indexes are not distinct" in p for p in problems), problems
+    assert any("FAILED but names key" in p for p in problems), problems

@@ -16,6 +16,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from image_pipeline.contract.errors import ModelResponseInvalid, ModelTimeout, ModelUnavailable, StorageError
+from image_pipeline.core.cancellation import cancelled_record, is_cancelled
 from image_pipeline.models.base import Outcome, error_for_client_error, png_size
 from image_pipeline.models.registry import get_adapter
 
@@ -65,7 +66,9 @@ def generate_image(
 ) -> dict[str, Any]:
     """Generate and store image ``event['image']`` of a planned request.
 
-    ``event`` is a Map item: ``{"request_id", "model", "request", "image": {"index", "seed", "key"}}``.
+    ``event`` is a Map item: ``{"request_id", "execution_name", "model", "request", "image": {"index",
+    "seed", "key"}}``. When the job was cancelled (``core/cancellation.py``), nothing is generated: the
+    record says ``CANCELLED`` and the model is not called.
     The model is invoked from ``region`` by its model id, or by its inference profile id where the
     model facts say it is reached through one (``ImageModelAdapter.invoke_id``).
     Content-filter outcomes are returned (status FILTERED, never retried); every other failure is
@@ -75,6 +78,8 @@ def generate_image(
     image = event["image"]
     index, seed, key = int(image["index"]), int(image["seed"]), str(image["key"])
     record: dict[str, Any] = {"index": index, "seed": seed, "key": key, "model_id": adapter.model_id}
+    if is_cancelled(s3, bucket, event.get("execution_name")):
+        return cancelled_record(index, seed, adapter.model_id)
 
     started = time.perf_counter()
     payload = invoke_model(bedrock, adapter.invoke_id(region), adapter.build_body(event["request"], seed))

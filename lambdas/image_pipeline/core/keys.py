@@ -27,6 +27,9 @@ BATCH_SUFFIX = ".jsonl"
 #: Each batch writes its items and manifest under ``batch-results/<batch id>/`` (never under
 #: ``batches/``, so a batch's own files cannot start another batch).
 RESULTS_PREFIX = "batch-results/"
+#: A cancelled job's marker is ``cancellations/<execution name>`` (``image_pipeline.core.cancellation``):
+#: outside every request's folder, so no listing of a caller's images meets it.
+CANCELLATIONS_PREFIX = "cancellations/"
 
 
 def namespace_prefix(namespace: str) -> str:
@@ -51,3 +54,10 @@ def image_key(prefix: str, file_name_prefix: str, index: int, seed: int) -> str:
 def manifest_key(prefix: str) -> str:
     """The key of a request's manifest."""
     return f"{prefix}manifest.json"
+
+
+def cancellation_key(execution_name: str) -> str:
+    """The key of the marker that says execution ``execution_name`` was cancelled."""
+    if not _REQUEST_ID.match(execution_name):
+        raise ValueError(f"{execution_name!r} is not a valid execution name")
+    return f"{CANCELLATIONS_PREFIX}{execution_name}"

@@ -27,6 +27,7 @@ from image_pipeline.contract.errors import (
     is_not_found,
     reason_code_for_error,
 )
+from image_pipeline.core.cancellation import CANCELLED, is_cancelled
 from image_pipeline.models.registry import get_adapter
 
 MANIFEST_VERSION = "1"
@@ -81,6 +82,8 @@ def _image_record(planned: dict[str, Any], result: dict[str, Any] | None, s3: An
             "reason_code": "STORAGE_MISSING",
             "message": "the branch reported the image stored, but it is not in the bucket",
         }
+    if status == CANCELLED:  # its job was cancelled before it started (and nothing is stored: checked)
+        return {**base, "status": "FAILED", "reason_code": CANCELLED, "message": result.get("message")}
     error = str(result.get("error") or "")
     return {
         **base,
@@ -112,10 +115,18 @@ def build_manifest(
 
     Raises AllImagesFiltered / ImagesThrottled / ImagesFailed (after storing the manifest) when no image
     was generated, so the execution fails with a named error and the API never answers 200 for it.
+
+    A cancelled job (a branch said ``CANCELLED``, or its marker is there now:
+    ``core/cancellation.py``) gets ``"cancelled": true`` and its manifest is returned whatever it holds:
+    the job ended because it was asked to, and every image stored until then is listed. A retry's
+    manifest names the job it retried (``retry_of``).
     """
     now = now or datetime.now(UTC)
     results = {int(r["index"]): r for r in state.get("results") or [] if isinstance(r, dict) and "index" in r}
     images = _image_records(state["images"], results, s3, bucket)
+    cancelled = any(r.get("status") == CANCELLED for r in results.values()) or is_cancelled(
+        s3, bucket, state.get("execution_name")
+    )
     counts = Counter(i["status"] for i in images)
     succeeded = counts["SUCCEEDED"]
     status = "SUCCEEDED" if succeeded == len(images) else "PARTIAL" if succeeded else "FAILED"
@@ -140,6 +151,8 @@ def build_manifest(
         "received_at": state.get("received_at"),
         "completed_at": now.isoformat(timespec="seconds"),
         "warnings": list(state.get("warnings") or []),
+        "cancelled": cancelled,
+        "retry_of": state.get("retry_of"),
         "images": images,
     }
     try:
@@ -152,7 +165,7 @@ def build_manifest(
     except ClientError as exc:
         raise StorageError(f"could not write the manifest: {exc}") from None
 
-    if status == "FAILED":
+    if status == "FAILED" and not cancelled:
         raise _no_image_error(manifest)
     return with_presigned_urls(manifest, s3=s3, expires_in=expires_in, now=now, downloads=False)
 
@@ -197,11 +210,24 @@ def attachment(key: str) -> str:
     return f'attachment; filename="{plain}"'
 
 
+#: How a failed request's message says where its manifest is (:func:`stored_manifest_location`).
+_MANIFEST_AT = "Manifest: s3://"
+
+
+def stored_manifest_location(message: str) -> tuple[str, str] | None:
+    """``(bucket, key)`` of the manifest a request stored before failing with a no-image error, read
+    from the error's message; None when the message names none (the request failed before planning)."""
+    if _MANIFEST_AT not in message:
+        return None
+    bucket, _, key = message.rsplit(_MANIFEST_AT, 1)[1].strip().partition("/")
+    return (bucket, key) if bucket and key.endswith("manifest.json") else None
+
+
 def _no_image_error(manifest: dict[str, Any]) -> Exception:
     reasons = Counter(i["reason_code"] for i in manifest["images"])
     summary = ", ".join(f"{code} x{n}" for code, n in reasons.most_common())
     where = f"s3://{manifest['bucket']}/{manifest['manifest_key']}"
-    text = f"No image was generated ({summary}). Manifest: {where}"
+    text = f"No image was generated ({summary}). {_MANIFEST_AT}{where.removeprefix('s3://')}"
     if set(reasons) <= FILTER_REASONS:
         return AllImagesFiltered(text)
     if set(reasons) == {"THROTTLED"}:

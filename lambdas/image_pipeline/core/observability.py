@@ -78,10 +78,13 @@ def record_image(record: Mapping[str, Any], model: str) -> None:
 
 
 def outcomes_of_manifest(manifest: Mapping[str, Any]) -> Counter[str]:
-    """Images per metric of a request's manifest."""
+    """Images per metric of a request's manifest (an image its job's cancellation kept from being
+    made, reason ``CANCELLED``, is in none: it did not fail)."""
     counts: Counter[str] = Counter()
     for image in manifest.get("images", []):
         status = image.get("status")
+        if image.get("reason_code") == "CANCELLED":
+            continue
         if status == "SUCCEEDED":
             counts[IMAGES_GENERATED] += 1
         elif status == "FILTERED":

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 from image_pipeline.contract.errors import FieldError, InvalidRequest
 from image_pipeline.contract.request import ImageRequest, parse_request
+from image_pipeline.core.execution_input import RetryOf
 from image_pipeline.core.keys import image_key, manifest_key, request_prefix
 from image_pipeline.core.settings import Settings
 from image_pipeline.core.tenancy import Caller
@@ -80,21 +81,52 @@ def distinct_seeds(count: int, max_seed: int, first: int | None) -> list[int]:
     return seeds
 
 
+def retried_images(checked: CheckedRequest, retry: RetryOf) -> list[tuple[int, int]]:
+    """The ``(index, seed)`` pairs a retry makes again, checked against the request (each index one
+    of its images, once; each seed one its model takes). Raises :class:`InvalidRequest` (``retry``)."""
+    count, max_seed = checked.request.count, checked.adapter.max_seed
+    indexes = [index for index, _ in retry.images]
+    problems = []
+    if not retry.images:
+        problems.append("names no image")
+    if len(set(indexes)) != len(indexes):
+        problems.append("names an image twice")
+    if any(not 0 <= index < count for index in indexes):
+        problems.append(f"image indexes are 0 to {count - 1}")
+    if any(not 0 <= seed <= max_seed for _, seed in retry.images):
+        problems.append(f"seeds are 0 to {max_seed}")
+    if problems:
+        raise InvalidRequest([FieldError("retry", "; ".join(problems))])
+    return sorted(retry.images)
+
+
 def plan(
-    checked: CheckedRequest, request_id: str, now: datetime | None = None, *, caller: Caller
+    checked: CheckedRequest,
+    request_id: str,
+    now: datetime | None = None,
+    *,
+    caller: Caller,
+    retry: RetryOf | None = None,
+    execution_name: str | None = None,
 ) -> dict[str, Any]:
     """The plan of a checked request of ``caller``: one branch per image.
 
     Returns the normalized request, the resolved model, the S3 prefix (under the caller's namespace),
-    and per image its index, seed and S3 key (keys are unique per caller and request id).
+    and per image its index, seed and S3 key (keys are unique per caller and request id). A ``retry``
+    plans only the images it names, each with its own index and seed (so its file name is the one it
+    had), in this request's folder, and names the job it retries (``retry_of``). ``execution_name``
+    lets the manifest step look for the job's cancellation (``core/cancellation.py``).
     """
     request, adapter, settings = checked.request, checked.adapter, checked.settings
     normalized = adapter.normalize(request)
-    seeds = distinct_seeds(request.count, adapter.max_seed, request.seed)
+    if retry is not None:
+        pairs = retried_images(checked, retry)
+    else:
+        pairs = list(enumerate(distinct_seeds(request.count, adapter.max_seed, request.seed)))
     prefix = request_prefix(request.output_folder, request_id, namespace=caller.namespace)
     images = [
         {"index": i, "seed": seed, "key": image_key(prefix, request.file_name_prefix, i, seed)}
-        for i, seed in enumerate(seeds)
+        for i, seed in pairs
     ]
     return {
         "request_id": request_id,
@@ -108,4 +140,6 @@ def plan(
         "received_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
         "images": images,
         "warnings": list(checked.warnings),
+        "execution_name": execution_name,
+        "retry_of": retry.job_id if retry is not None else None,
     }

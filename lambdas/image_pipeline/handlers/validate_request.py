@@ -25,7 +25,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # the console, an event or a batch named is its own request id).
     request_id = job_id_of(execution.caller, name) or name
     logger.append_keys(request_id=request_id, caller_namespace=execution.caller.namespace)
-    planned = plan(check_request(execution.request, get_settings()), request_id, caller=execution.caller)
+    planned = plan(
+        check_request(execution.request, get_settings()),
+        request_id,
+        caller=execution.caller,
+        retry=execution.retry,
+        execution_name=name,
+    )
     logger.info("request planned", extra={"model": planned["model"], "count": len(planned["images"])})
     logger.debug("prompt", extra={"prompt": planned["request"]["prompt"]})
     return planned
