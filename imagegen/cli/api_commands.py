@@ -35,6 +35,14 @@ def add_commands(subparsers: Any) -> None:
     serve.add_argument(
         "--cors-origin", action="append", help="an origin allowed to call the API from a browser (repeat)"
     )
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="NAME=SECRET",
+        help="require x-api-key: SECRET is the key of caller NAME, who sees only its own jobs and images "
+        "(repeat for more callers; without it the server is open to one anonymous caller)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     submit = subparsers.add_parser(
@@ -171,15 +179,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from imagegen.runtime.engine import EngineConfig, OfflineEngine
     from imagegen.runtime.local_api import create_app
+    from imagegen.runtime.local_auth import parse_api_keys
 
+    try:
+        keys = parse_api_keys(args.api_key)
+    except ValueError as exc:
+        print(f"imagegen serve: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     config = EngineConfig()
     if args.latency:
         config.faults.latency_seconds = args.latency
     with OfflineEngine(config) as engine:
-        app = create_app(engine, web_dir=args.web_dir, cors_origins=args.cors_origin)
+        app = create_app(engine, web_dir=args.web_dir, cors_origins=args.cors_origin, api_keys=keys)
         print(
             f"imagegen API (offline) on http://{args.host}:{args.port}  docs: /docs"
-            + ("  web page: /" if args.web_dir else ""),
+            + ("  web page: /" if args.web_dir else "")
+            + (f"  callers: {', '.join(keys)} (x-api-key)" if keys else "  open: no API key"),
             file=sys.stderr,
             flush=True,
         )

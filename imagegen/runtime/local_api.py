@@ -9,7 +9,11 @@ offline:
 * ``POST /images`` runs the Express state machine in moto's interpreter and waits for it in a
   thread pool; ``POST /jobs`` starts the Standard one and returns at once;
 * image URLs point at this server (``GET /files/{key}``, read from moto's S3), because moto's
-  presigned URLs cannot be fetched by a browser;
+  presigned URLs cannot be fetched by a browser; like presigned URLs they are signed
+  (:class:`~imagegen.runtime.local_auth.LinkSigner`), so a link reads one key until it expires;
+* the caller is the ``x-api-key`` of ``imagegen serve --api-key NAME=SECRET`` (401 without a known
+  key), or, on a server started without keys, one anonymous caller
+  (:class:`~imagegen.runtime.local_auth.ApiKeys`, :func:`caller_of`);
 * ``put_request_event`` plays an EventBridge rule whose target is the Standard workflow.
 
 ``create_app(engine)`` builds the app; ``imagegen serve`` runs it with uvicorn.
@@ -21,7 +25,8 @@ import asyncio
 import dataclasses
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -40,6 +45,7 @@ from fastapi.staticfiles import StaticFiles
 from image_pipeline.contract.errors import FieldError, is_not_found
 from image_pipeline.contract.request import ImageRequest
 from image_pipeline.core.events import REQUEST_EVENT
+from image_pipeline.core.execution_input import ExecutionInput
 from image_pipeline.core.jobs import (
     IDEMPOTENCY_HEADER,
     MAX_BODY_BYTES,
@@ -55,15 +61,20 @@ from image_pipeline.core.jobs import (
     sync_wait_exceeded,
     validate_submission,
 )
+from image_pipeline.core.keys import namespace_prefix
 from image_pipeline.core.manifest import attachment
+from image_pipeline.core.tenancy import Caller, events_caller, execution_name
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imagegen.runtime.engine import ACCOUNT, EVENT_BUS, REGION, OfflineEngine
+from imagegen.runtime.local_auth import API_KEY_HEADER, ApiKeys, LinkSigner
 
 #: Longest wait of ``POST /images`` (an Express workflow runs for at most 5 minutes).
 SYNC_TIMEOUT_SECONDS = 300.0
 CONFIG_JS = 'window.IMAGEGEN_CONFIG = {"apiUrl": "", "apiKey": null};\n'
+#: The page's settings when the server needs a key: the page asks for one.
+CONFIG_JS_KEY_REQUIRED = 'window.IMAGEGEN_CONFIG = {"apiUrl": "", "apiKey": null, "apiKeyRequired": true};\n'
 _REQUEST_BODY = {
     "required": True,
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ImageRequest"}}},
@@ -123,17 +134,31 @@ _SYNC_ERRORS: dict[int | str, dict[str, Any]] = {
 # -- the app -----------------------------------------------------------------------------------------
 
 
-def with_local_urls(manifest: dict[str, Any], base_url: str) -> dict[str, Any]:
+def with_local_urls(
+    manifest: dict[str, Any], base_url: str, signer: LinkSigner | None = None, expires_in: int = 3600
+) -> dict[str, Any]:
     """A copy of ``manifest`` whose image URLs are served by this server's ``/files`` route (with
-    ``?download=1``, as an attachment: what S3 does for a presigned ``download_url``)."""
+    ``download=1``, as an attachment: what S3 does for a presigned ``download_url``), signed by
+    ``signer`` for ``expires_in`` seconds (unsigned links read only the caller's own keys, with its
+    ``x-api-key``)."""
     base = base_url.rstrip("/")
     images = []
     for image in manifest.get("images", []):
         if image.get("key"):
-            url = f"{base}/files/{quote(image['key'])}"
-            image = {**image, "url": url, "download_url": f"{url}?download=1"}
+            query = signer.query(image["key"], expires_in) if signer else ""
+            url = f"{base}/files/{quote(image['key'])}" + (f"?{query}" if query else "")
+            download = f"{url}&download=1" if query else f"{url}?download=1"
+            image = {**image, "url": url, "download_url": download}
         images.append(image)
     return {**manifest, "images": images}
+
+
+def caller_of(request: Request) -> Caller:
+    """The caller of a request to the local server: its ``x-api-key``'s (401 when the server has keys
+    and this is none of them), or the one anonymous caller of a server without keys. Every API route
+    calls it first; so may a route added later (``Depends(caller_of)`` or a plain call)."""
+    keys: ApiKeys = request.app.state.api_keys
+    return keys.caller(request.headers.get(API_KEY_HEADER))
 
 
 def create_app(
@@ -144,10 +169,15 @@ def create_app(
     sync_timeout: float = SYNC_TIMEOUT_SECONDS,
     max_body_bytes: int = MAX_BODY_BYTES,
     workers: int = 32,
+    api_keys: Mapping[str, str] | None = None,
 ) -> FastAPI:
     """The API over a started engine. ``web_dir`` (or ``IMAGEGEN_WEB_DIR``) is served at ``/``;
-    ``cors_origins`` (or comma-separated ``IMAGEGEN_CORS_ORIGINS``) may call it from elsewhere."""
+    ``cors_origins`` (or comma-separated ``IMAGEGEN_CORS_ORIGINS``) may call it from elsewhere;
+    ``api_keys`` (name -> secret, ``imagegen serve --api-key NAME=SECRET``) makes every API route need
+    ``x-api-key`` and gives each key its own caller (none: the server is open, one anonymous caller)."""
     settings = engine.config.handler_settings()
+    keys = ApiKeys(dict(api_keys or {}))
+    signer = LinkSigner()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imagegen-api")
 
     @asynccontextmanager
@@ -162,6 +192,11 @@ def create_app(
         "runs the workflow offline. Images are placeholder renders, not model output.",
         lifespan=lifespan,
     )
+    app.state.api_keys = keys
+
+    def local_urls(manifest: dict[str, Any], base_url: str) -> dict[str, Any]:
+        """``manifest`` with this server's signed image links (see :func:`with_local_urls`)."""
+        return with_local_urls(manifest, base_url, signer, settings.presign_expiry_seconds)
 
     async def blocking(func: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(pool, func, *args)
@@ -203,18 +238,22 @@ def create_app(
                 raise body_too_large(None, max_body_bytes)
         return parse_body(bytes(body), request.headers.get("content-type"), max_bytes=max_body_bytes)
 
-    def run_sync(execution_input: dict[str, Any], base_url: str) -> tuple[int, Any]:
-        arn = engine.start_execution(execution_input, kind="sync")
+    def run_sync(submission: ExecutionInput, base_url: str) -> tuple[int, Any]:
+        # Named as the deployed Lambda names it: the caller's namespace and a request id.
+        name = execution_name(submission.caller, str(uuid.uuid4()))
+        arn = engine.start_execution(submission.to_document(), name=name, kind="sync")
         try:
             result = engine.wait(arn, timeout=sync_timeout)
         except TimeoutError:
             raise sync_wait_exceeded(sync_timeout) from None
         status, body = sync_response(dataclasses.asdict(result))  # the deployed Lambda's mapping
-        return status, with_local_urls(body, base_url) if status == 200 else body
+        return status, local_urls(body, base_url) if status == 200 else body
 
     async def generate(raw: Any, request: Request) -> JSONResponse:
+        caller = caller_of(request)
         execution_input, _ = validate_submission(raw, settings=settings)
-        status, body = await blocking(run_sync, execution_input, str(request.base_url))
+        submission = ExecutionInput(execution_input, caller)
+        status, body = await blocking(run_sync, submission, str(request.base_url))
         return JSONResponse(body, status_code=status)
 
     @app.post(
@@ -224,10 +263,12 @@ def create_app(
         responses=_SYNC_ERRORS,
     )
     async def post_images(request: Request) -> JSONResponse:
+        caller_of(request)  # 401 before the body is read
         return await generate(await read_json(request), request)
 
     @app.get("/images", summary="The simple form: GET /images?prompt=...&count=...", responses=_SYNC_ERRORS)
     async def get_images(request: Request) -> JSONResponse:
+        caller_of(request)  # 401 before the query is read
         return await generate(query_request(request.query_params.multi_items()), request)
 
     @app.post(
@@ -253,25 +294,28 @@ def create_app(
         },
     )
     async def post_jobs(request: Request) -> JSONResponse:
+        caller = caller_of(request)
         raw = await read_json(request)
         execution_input, key = validate_submission(
             raw, settings=settings, idempotency_header=request.headers.get(IDEMPOTENCY_HEADER)
         )
-        started = await blocking(start_job, engine.sfn, engine.state_machines["jobs"], execution_input, key)
+        submission = ExecutionInput(execution_input, caller)
+        started = await blocking(start_job, engine.sfn, engine.state_machines["jobs"], submission, key)
         body = job_accepted(started.job_id, started.status)
         return JSONResponse(body, status_code=202, headers={"Location": body["status_url"]})
 
-    def local_job(job_id: str, base_url: str) -> dict[str, Any]:
+    def local_job(caller: Caller, job_id: str, base_url: str) -> dict[str, Any]:
         """The deployed API's job document, with this server's image URLs."""
         job = describe_job(
             engine.sfn,
             engine.state_machines["jobs"],
             job_id,
+            caller=caller,
             s3=engine.s3,
             expires_in=settings.presign_expiry_seconds,
         )
         if "manifest" in job:
-            job["manifest"] = with_local_urls(job["manifest"], base_url)
+            job["manifest"] = local_urls(job["manifest"], base_url)
         return job
 
     @app.get(
@@ -280,10 +324,12 @@ def create_app(
         responses={200: {"model": Job}, 404: {"model": ErrorBody, "description": "No such job"}},
     )
     async def get_job(job_id: str, request: Request) -> JSONResponse:
-        return JSONResponse(await blocking(local_job, job_id, str(request.base_url)))
+        caller = caller_of(request)
+        return JSONResponse(await blocking(local_job, caller, job_id, str(request.base_url)))
 
     @app.get("/models", summary="The model registry and what this deployment offers")
-    async def get_models() -> JSONResponse:
+    async def get_models(request: Request) -> JSONResponse:
+        caller_of(request)  # deployed, API Gateway asks for the key on every route
         return JSONResponse(model_catalog(settings))
 
     def read_file(key: str) -> tuple[bytes, str]:
@@ -295,8 +341,25 @@ def create_app(
             raise
         return stored["Body"].read(), stored.get("ContentType") or "application/octet-stream"
 
+    def readable(request: Request, key: str, expires: int | None, signature: str | None) -> None:
+        """Whether this request may read ``key``: a signed link to it that has not expired (403
+        otherwise), or, unsigned, the caller's own key (another caller's is 404, like a missing one)."""
+        if expires is not None or signature is not None:
+            if expires is None or signature is None or not signer.valid(key, expires, signature):
+                raise ApiError(403, "AccessDenied", "the link is not valid for this file, or it has expired")
+            return
+        if not key.startswith(namespace_prefix(caller_of(request).namespace)):
+            raise ApiError(404, "FileNotFound", f"no file {key[:200]!r}")
+
     @app.get("/files/{key:path}", summary="A stored image (offline stand-in for a presigned URL)")
-    async def get_file(key: str, download: bool = False) -> Response:
+    async def get_file(
+        request: Request,
+        key: str,
+        download: bool = False,
+        expires: int | None = None,
+        signature: str | None = None,
+    ) -> Response:
+        readable(request, key, expires, signature)
         body, content_type = await blocking(read_file, key)
         headers = {"Cache-Control": "no-store"}
         if download:
@@ -322,7 +385,8 @@ def create_app(
 
         @app.get("/config.js", include_in_schema=False)
         async def config_js() -> Response:
-            return Response(CONFIG_JS, media_type="text/javascript", headers={"Cache-Control": "no-store"})
+            text = CONFIG_JS_KEY_REQUIRED if keys.required else CONFIG_JS
+            return Response(text, media_type="text/javascript", headers={"Cache-Control": "no-store"})
 
         app.mount("/", StaticFiles(directory=str(web), html=True), name="web")
     else:
@@ -360,8 +424,9 @@ def put_request_event(
     whole_event: bool = False,
 ) -> str:
     """Put an ``ImageGenerationRequested`` event on the engine's bus and start the Standard workflow
-    as the deployed rule's target does: with input path ``$.detail`` (``whole_event``: the event
-    itself, which the validate step unwraps). Returns the execution ARN."""
+    as the deployed rule's target does: with the envelope its input transformer writes, the event's
+    ``detail`` as the request and ``events:<account>`` as the caller (``whole_event``: the event
+    itself, which the validate step unwraps the same way). Returns the execution ARN."""
     events = boto3.client("events", region_name=REGION)
     put = events.put_events(
         Entries=[
@@ -387,4 +452,7 @@ def put_request_event(
         "resources": [],
         "detail": detail,
     }
-    return engine.start_execution(event if whole_event else event["detail"], kind="jobs")
+    if whole_event:
+        return engine.start_execution(event, kind="jobs")
+    envelope = ExecutionInput(event["detail"], events_caller(event["account"])).to_document()
+    return engine.start_execution(envelope, kind="jobs")

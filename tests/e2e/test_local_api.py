@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from image_pipeline.core.tenancy import anonymous_caller
 from PIL import Image
 
 from imagegen.runtime.local_api import create_app
@@ -160,7 +161,10 @@ def test_job_runs_to_a_manifest(api: httpx.Client, local_server: LocalServer) ->
     job = poll_job(api, job_id)
     assert job["status"] == "succeeded" and job["stopped_at"] >= job["started_at"]
     assert job["manifest"]["request_id"] == job_id and job["manifest"]["succeeded"] == 3
-    assert job["manifest"]["prefix"] == f"images/{job_id}/"
+    # An open server has one caller, the anonymous one: its images are under its namespace.
+    namespace = anonymous_caller().namespace
+    assert job["manifest"]["prefix"] == f"{namespace}/images/{job_id}/"
+    assert job["manifest"]["caller_namespace"] == namespace
     assert_images_download(job["manifest"], local_server.url)
     assert "error" not in job
 
@@ -193,9 +197,10 @@ def test_idempotency_key_gives_the_same_job(api: httpx.Client, local_server: Loc
         "status_url": f"/jobs/{key}",
     }
     assert count_executions(engine) == before + 1
-    stored = engine.list_keys(f"images/{key}/")
+    prefix = f"{anonymous_caller().namespace}/images/{key}/"
+    stored = engine.list_keys(prefix)
     assert sorted(stored) == sorted(
-        [*(i["key"] for i in job["manifest"]["images"]), f"images/{key}/manifest.json"]
+        [*(i["key"] for i in job["manifest"]["images"]), f"{prefix}manifest.json"]
     )
 
     conflict = api.post("/jobs", json={**request, "count": 3}, headers={"Idempotency-Key": key})

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.reliability.support import RELIABILITY_API_KEY_ID
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
@@ -29,7 +31,8 @@ def folder(request: pytest.FixtureRequest) -> str:
 def api_gateway_event(
     method: str, path: str, *, body: bytes | None = None, headers: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    """A REST API (Lambda proxy) event as API Gateway sends it, with an API key identity."""
+    """A REST API (Lambda proxy) event as API Gateway sends it, with an API key identity: the key's
+    id (``RELIABILITY_API_KEY_ID``) is what API Gateway authenticated it as."""
     headers = dict(headers or {})
     text, encoded = None, False
     if body is not None:
@@ -55,7 +58,11 @@ def api_gateway_event(
             "httpMethod": method,
             "stage": "prod",
             "path": f"/prod{path}",
-            "identity": {"apiKey": headers.get("X-Api-Key"), "sourceIp": "192.0.2.1"},
+            "identity": {
+                "apiKey": headers.get("X-Api-Key"),
+                "apiKeyId": RELIABILITY_API_KEY_ID,
+                "sourceIp": "192.0.2.1",
+            },
         },
         "body": text,
         "isBase64Encoded": encoded,

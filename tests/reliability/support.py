@@ -7,8 +7,15 @@ import json
 from datetime import datetime
 from typing import Any
 
+from image_pipeline.core.keys import namespace_prefix
+from image_pipeline.core.tenancy import Caller, console_caller
+
 from imagegen.runtime.engine import ExecutionResult, asl_path
 from imagegen.testing.audit import AuditReport, audit_bucket
+
+#: The API key id of the deployed Lambda's events in this suite (``http_api`` fixture): API Gateway's
+#: id of the key, so their caller is ``Caller("apiKey", RELIABILITY_API_KEY_ID)``.
+RELIABILITY_API_KEY_ID = "rel0key0id"
 
 
 def generate_image_retriers() -> dict[str, dict[str, Any]]:
@@ -59,6 +66,15 @@ def stored_manifest(engine: Any, result: ExecutionResult) -> dict[str, Any]:
     return json.loads(engine.s3.get_object(Bucket=engine.config.bucket, Key=key)["Body"].read())
 
 
-def audit(engine: Any, folder: str, returned: list[dict[str, Any]] | None = None) -> AuditReport:
-    """The nothing-lost audit of one test's folder."""
-    return audit_bucket(engine.s3, engine.config.bucket, prefix=f"{folder}/", returned=returned or [])
+def folder_prefix(folder: str, caller: Caller | None = None) -> str:
+    """Where one test's output ``folder`` is stored for ``caller`` (default the console's, the caller
+    of a bare request such as ``engine.start_execution`` gives): ``<namespace>/<folder>/``."""
+    return f"{namespace_prefix((caller or console_caller()).namespace)}{folder}/"
+
+
+def audit(
+    engine: Any, folder: str, returned: list[dict[str, Any]] | None = None, caller: Caller | None = None
+) -> AuditReport:
+    """The nothing-lost audit of one test's folder, as ``caller`` stored it (default the console)."""
+    prefix = folder_prefix(folder, caller)
+    return audit_bucket(engine.s3, engine.config.bucket, prefix=prefix, returned=returned or [])

@@ -13,17 +13,24 @@ from typing import Any
 
 import httpx
 import pytest
+from image_pipeline.core.tenancy import Caller, anonymous_caller, execution_name
 
 from imagegen.standin.bedrock_server import FaultPlan
-from tests.reliability.support import audit
+from tests.reliability.support import audit, folder_prefix
 from tests.support import count_executions
 
 SMALL = {"model": "stable-image-core"}
 RETRIES = 10
 
 
-def _images(engine: Any, folder: str) -> list[str]:
-    return [k for k in engine.list_keys(f"{folder}/") if k.endswith(".png")]
+def _images(engine: Any, folder: str, caller: Caller | None = None) -> list[str]:
+    return [k for k in engine.list_keys(folder_prefix(folder, caller)) if k.endswith(".png")]
+
+
+def _job_arn(engine: Any, key: str) -> str:
+    """The execution of the local server's (anonymous) caller's job ``key``."""
+    name = execution_name(anonymous_caller(), key)
+    return engine.state_machines["jobs"].replace(":stateMachine:", ":execution:") + f":{name}"
 
 
 def test_concurrent_starts_with_one_name_are_one_execution(engine: Any, folder: str) -> None:
@@ -73,8 +80,7 @@ def test_api_retries_of_one_key_are_one_job_and_one_set_of_images(
         answers = list(pool.map(submit, range(RETRIES)))
     assert [a.status_code for a in answers] == [202] * RETRIES, [a.text for a in answers]
     assert {a.json()["job_id"] for a in answers} == {key}
-    arn = engine.state_machines["jobs"].replace(":stateMachine:", ":execution:") + f":{key}"
-    result = engine.wait(arn, timeout=120)
+    result = engine.wait(_job_arn(engine, key), timeout=120)
     assert result.status == "SUCCEEDED", result.message
     late = [api.post("/jobs", json=body, headers={"Idempotency-Key": key}) for _ in range(2)]
     assert [(a.status_code, a.json()["job_id"], a.json()["status"]) for a in late] == [
@@ -82,10 +88,10 @@ def test_api_retries_of_one_key_are_one_job_and_one_set_of_images(
     ] * 2
     assert count_executions(engine) == executions + 1
     assert engine.bedrock.invocations - calls == 2 + 2  # two images, two throttled calls retried
-    assert len(_images(engine, folder)) == 2
+    assert len(_images(engine, folder, anonymous_caller())) == 2
     job = api.get(f"/jobs/{key}").json()
     assert job["status"] == "succeeded" and job["manifest"]["succeeded"] == 2
-    assert audit(engine, folder, [job["manifest"]]).ok
+    assert audit(engine, folder, [job["manifest"]], anonymous_caller()).ok
 
 
 def test_api_key_reused_for_another_request_starts_nothing(
@@ -94,8 +100,7 @@ def test_api_key_reused_for_another_request_starts_nothing(
     key = f"rel-{uuid.uuid4().hex[:12]}"
     body = {"prompt": "first use of the key", "count": 1, "output_folder": folder, **SMALL}
     assert api.post("/jobs", json=body, headers={"Idempotency-Key": key}).status_code == 202
-    arn = engine.state_machines["jobs"].replace(":stateMachine:", ":execution:") + f":{key}"
-    engine.wait(arn, timeout=120)
+    engine.wait(_job_arn(engine, key), timeout=120)
     executions, objects = count_executions(engine), set(engine.list_keys())
     conflict = api.post("/jobs", json={**body, "count": 2}, headers={"Idempotency-Key": key})
     assert conflict.status_code == 409 and conflict.json()["error"] == "IdempotencyKeyReused"

@@ -13,9 +13,12 @@ from typing import Any
 import boto3
 import pytest
 from image_pipeline.core.clients import reset_clients
+from image_pipeline.core.execution_input import ExecutionInput
+from image_pipeline.core.tenancy import Caller, execution_name
 from image_pipeline.handlers import build_manifest, generate_image, http_api, validate_request
 
 from imagegen.standin.bedrock_server import FaultPlan
+from tests.reliability.support import RELIABILITY_API_KEY_ID
 
 HANDLER_LOGGERS = [validate_request.logger, generate_image.logger, build_manifest.logger, http_api.logger]
 SMALL = {"model": "stable-image-core"}
@@ -95,10 +98,13 @@ def _run(engine: Any, http_api: Any, prompt: str, secrets: Secrets) -> None:
     with an API key (its presigned URLs carry the session token), and a refused POST /images."""
     body = {"prompt": prompt, "negative_prompt": "fog", "count": 2, "seed": 40, **SMALL}
     engine.bedrock.faults = FaultPlan(block_output_seeds={41})
-    result = engine.run(body, kind="jobs")
+    # Started as the API would for the key's caller, so that GET /jobs/{id} with that key reaches it.
+    caller, job_id = Caller("apiKey", RELIABILITY_API_KEY_ID), f"log-{uuid.uuid4().hex[:10]}"
+    envelope = ExecutionInput(body, caller).to_document()
+    result = engine.run(envelope, name=execution_name(caller, job_id), kind="jobs")
     assert result.status == "SUCCEEDED", result.message
     headers = {"Content-Type": "application/json", "X-Api-Key": secrets.api_key}
-    status, job = http_api("GET", f"/jobs/{result.name}", headers=headers)
+    status, job = http_api("GET", f"/jobs/{job_id}", headers=headers)
     assert status == 200 and job["manifest"]["status"] == "PARTIAL", job
     assert secrets.token in json.dumps(job)  # in the answer, never in the logs
     refused = json.dumps({**body, "count": 0}).encode()

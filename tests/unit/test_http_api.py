@@ -22,7 +22,9 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 from botocore.stub import Stubber
 from image_pipeline.core import clients
+from image_pipeline.core.execution_input import ExecutionInput
 from image_pipeline.core.jobs import execution_document
+from image_pipeline.core.tenancy import Caller, execution_name
 from moto import mock_aws
 
 from imagegen.runtime.lambda_router import LambdaContext
@@ -36,6 +38,8 @@ JOBS_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{JOBS_NAME}"
 SYNC_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:imagegen-sync-http-api-test"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/test"
 API_KEY = "EXAMPLE-api-key-0123456789abcdef"  # the x-api-key of the canonical events
+#: The caller of the canonical events: API Gateway's id of that key (requestContext.identity.apiKeyId).
+CALLER = Caller("apiKey", "k1a2b3c4d5")
 STALE_MANIFEST = stale_manifest(BUCKET)
 #: A request the JSON schema (so API Gateway) accepts and Titan Image Generator v2 does not:
 #: 1000x1000 is not one of its sizes.
@@ -76,6 +80,11 @@ def request_id(event: dict[str, Any]) -> str:
     return str(event["requestContext"]["requestId"])
 
 
+def envelope(request: Any, caller: Caller = CALLER) -> str:
+    """The execution input the API starts a run of ``caller`` with."""
+    return execution_document(ExecutionInput(request, caller).to_document())
+
+
 # -- fixtures --------------------------------------------------------------------------------------
 
 
@@ -86,7 +95,7 @@ def _jobs_state_machine(sfn: Any) -> None:
         "States": {
             "Route": {
                 "Type": "Choice",
-                "Choices": [{"Variable": "$.outcome", "StringEquals": "fail", "Next": "Failed"}],
+                "Choices": [{"Variable": "$.request.outcome", "StringEquals": "fail", "Next": "Failed"}],
                 "Default": "Done",
             },
             "Done": {"Type": "Pass", "Result": STALE_MANIFEST, "End": True},
@@ -143,8 +152,8 @@ def executions(sfn: Any) -> int:
     return len(sfn.list_executions(stateMachineArn=JOBS_ARN)["executions"])
 
 
-def finish(sfn: Any, job_id: str) -> None:
-    arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{JOBS_NAME}:{job_id}"
+def finish(sfn: Any, job_id: str, caller: Caller = CALLER) -> None:
+    arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{JOBS_NAME}:{execution_name(caller, job_id)}"
     deadline = time.monotonic() + 10
     while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
         assert time.monotonic() < deadline, "the test execution did not finish"
@@ -182,9 +191,13 @@ def test_post_jobs_starts_a_job_named_by_the_idempotency_key(
     assert body == {"job_id": key, "status": "running", "status_url": f"/jobs/{key}"}
     # The Location header is this request's path (with the stage) plus the job id.
     assert headers["Location"] == [f"/v1/jobs/{key}"]
-    arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{JOBS_NAME}:{key}"
+    # Named and started for the caller API Gateway authenticated (the key's id, not the key).
+    arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{JOBS_NAME}:{CALLER.namespace}-{key}"
     started = json.loads(sfn.describe_execution(executionArn=arn)["input"])
-    assert started == {"prompt": "a lighthouse at dusk", "count": 2, "idempotency_key": key}
+    assert started == {
+        "request": {"prompt": "a lighthouse at dusk", "count": 2, "idempotency_key": key},
+        "caller": {"kind": "apiKey", "id": "k1a2b3c4d5"},
+    }
 
 
 def test_post_jobs_without_a_key_is_a_new_job_each_time(
@@ -337,8 +350,9 @@ def test_post_images_runs_the_express_workflow_and_returns_the_manifest(
         sync_result("SUCCEEDED", output=json.dumps(STALE_MANIFEST)),
         {
             "stateMachineArn": SYNC_ARN,
-            "name": request_id(event),  # the API request id: the request's S3 folder
-            "input": execution_document({"prompt": "a red porsche", "count": 2}),
+            # the caller's namespace and the API request id (the request's S3 folder)
+            "name": f"{CALLER.namespace}-{request_id(event)}",
+            "input": envelope({"prompt": "a red porsche", "count": 2}),
         },
     )
     status, body, _ = call(http_api[0], event, lambda_context)
@@ -365,8 +379,8 @@ def test_get_images_takes_the_request_from_the_query_string(
         sync_result("SUCCEEDED", output=json.dumps(STALE_MANIFEST)),
         {
             "stateMachineArn": SYNC_ARN,
-            "name": request_id(event),
-            "input": execution_document({"prompt": "a red porsche", "count": 2, "model": "nova-canvas"}),
+            "name": execution_name(CALLER, request_id(event)),
+            "input": envelope({"prompt": "a red porsche", "count": 2, "model": "nova-canvas"}),
         },
     )
     assert call(http_api[0], event, lambda_context)[0] == 200
@@ -521,7 +535,7 @@ def get_job_event(job_id: str) -> dict[str, Any]:
 def test_succeeded_job_has_fresh_urls(http_api: tuple[Any, Any], lambda_context: LambdaContext) -> None:
     module, sfn = http_api
     job_id = new_key()
-    sfn.start_execution(stateMachineArn=JOBS_ARN, name=job_id, input="{}")
+    sfn.start_execution(stateMachineArn=JOBS_ARN, name=execution_name(CALLER, job_id), input=envelope({}))
     finish(sfn, job_id)
     status, job, _ = call(module, get_job_event(job_id), lambda_context)
     assert status == 200 and job["job_id"] == job_id and job["status"] == "succeeded"
@@ -536,7 +550,8 @@ def test_succeeded_job_has_fresh_urls(http_api: tuple[Any, Any], lambda_context:
 def test_failed_job_has_the_error(http_api: tuple[Any, Any], lambda_context: LambdaContext) -> None:
     module, sfn = http_api
     job_id = new_key()
-    sfn.start_execution(stateMachineArn=JOBS_ARN, name=job_id, input='{"outcome": "fail"}')
+    name = execution_name(CALLER, job_id)
+    sfn.start_execution(stateMachineArn=JOBS_ARN, name=name, input=envelope({"outcome": "fail"}))
     finish(sfn, job_id)
     status, job, _ = call(module, get_job_event(job_id), lambda_context)
     assert status == 200 and job["status"] == "failed" and "manifest" not in job
@@ -566,7 +581,8 @@ def test_running_job_reports_progress(
 ) -> None:
     module = http_api[0]
     stubbed = boto3.client("stepfunctions", region_name=REGION)
-    arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{JOBS_NAME}:run-1"
+    name = execution_name(CALLER, "run-1")
+    arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{JOBS_NAME}:{name}"
     kinds = ["ExecutionStarted", "MapStateStarted", "MapIterationSucceeded", "MapIterationSucceeded"]
     history = [{"timestamp": datetime.now(UTC), "type": t, "id": i + 1} for i, t in enumerate(kinds)]
     history[1]["mapStateStartedEventDetails"] = {"length": 4}
@@ -574,9 +590,10 @@ def test_running_job_reports_progress(
         described = {
             "executionArn": arn,
             "stateMachineArn": JOBS_ARN,
-            "name": "run-1",
+            "name": name,
             "status": "RUNNING",
             "startDate": datetime(2026, 11, 23, 10, 0, tzinfo=UTC),
+            "input": envelope({"prompt": "x"}),
         }
         stub.add_response("describe_execution", described, {"executionArn": arn})
         stub.add_response(

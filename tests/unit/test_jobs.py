@@ -10,8 +10,9 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 from image_pipeline.contract.errors import cause_message
+from image_pipeline.core.execution_input import ExecutionInput
 from image_pipeline.core.jobs import (
     MAX_BODY_BYTES,
     WORKFLOW_ERROR_HTTP_STATUS,
@@ -36,6 +37,7 @@ from image_pipeline.core.jobs import (
     validate_submission,
 )
 from image_pipeline.core.settings import Settings
+from image_pipeline.core.tenancy import Caller, execution_name
 
 from tests.unit.job_data import FILTERED_CAUSE, stale_manifest
 
@@ -44,6 +46,7 @@ BUCKET = "jobs-bucket"
 SM_NAME = "imagegen-jobs-test"
 SM_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{SM_NAME}"
 STALE_MANIFEST = stale_manifest(BUCKET)
+ALICE, BOB = Caller("apiKey", "alice-key-id"), Caller("apiKey", "bob-key-id")
 
 
 # -- submissions -----------------------------------------------------------------------------------
@@ -166,20 +169,39 @@ def test_execution_input_is_written_one_way() -> None:
     assert execution_document({"b": 1, "a": 2}) == execution_document({"a": 2, "b": 1})
 
 
-def test_start_job_names_the_execution_by_the_key_or_a_uuid() -> None:
+def test_start_job_names_the_execution_by_the_callers_namespace_and_the_key_or_a_uuid() -> None:
     sfn, stub = stubbed_sfn()
     request = {"prompt": "x", "idempotency_key": "order-1"}
+    name = f"{ALICE.namespace}-order-1"
+    envelope = {"request": request, "caller": {"kind": "apiKey", "id": "alice-key-id"}}
     with stub:
         stub.add_response(
             "start_execution",
-            {"executionArn": execution_arn(SM_ARN, "order-1"), "startDate": datetime.now(UTC)},
-            {"stateMachineArn": SM_ARN, "name": "order-1", "input": execution_document(request)},
+            {"executionArn": execution_arn(SM_ARN, name), "startDate": datetime.now(UTC)},
+            {"stateMachineArn": SM_ARN, "name": name, "input": execution_document(envelope)},
         )
-        assert start_job(sfn, SM_ARN, request, "order-1") == StartedJob("order-1", True, "running")
+        submission = ExecutionInput(request, ALICE)
+        assert start_job(sfn, SM_ARN, submission, "order-1") == StartedJob("order-1", True, "running")
         stub.add_response("start_execution", {"executionArn": "arn", "startDate": datetime.now(UTC)})
-        job_id, created, _ = start_job(sfn, SM_ARN, {"prompt": "x"}, None)
+        job_id, created, _ = start_job(sfn, SM_ARN, ExecutionInput({"prompt": "x"}, ALICE), None)
         stub.assert_no_pending_responses()
     assert created and len(job_id) == 36 and job_id.count("-") == 4
+
+
+def test_two_callers_with_one_key_start_two_executions() -> None:
+    sfn, stub = stubbed_sfn()
+    with stub:
+        for caller in (ALICE, BOB):
+            name = execution_name(caller, "order-1")
+            stub.add_response(
+                "start_execution",
+                {"executionArn": execution_arn(SM_ARN, name), "startDate": datetime.now(UTC)},
+                {"stateMachineArn": SM_ARN, "name": name, "input": ANY},
+            )
+            started = start_job(sfn, SM_ARN, ExecutionInput({"prompt": "x"}, caller), "order-1")
+            assert started == StartedJob("order-1", True, "running")
+        stub.assert_no_pending_responses()
+    assert execution_name(ALICE, "order-1") != execution_name(BOB, "order-1")
 
 
 @pytest.mark.parametrize(
@@ -195,7 +217,8 @@ def test_start_job_answers_a_taken_name_by_the_stored_input(
     stored: dict[str, Any], status: str, outcome: Any
 ) -> None:
     sfn, stub = stubbed_sfn()
-    arn = execution_arn(SM_ARN, "k-1")
+    name = execution_name(ALICE, "k-1")
+    arn = execution_arn(SM_ARN, name)
     with stub:
         stub.add_client_error(
             "start_execution", "ExecutionAlreadyExists", f"Execution Already Exists: '{arn}'"
@@ -203,19 +226,20 @@ def test_start_job_answers_a_taken_name_by_the_stored_input(
         described = {
             "executionArn": arn,
             "stateMachineArn": SM_ARN,
-            "name": "k-1",
+            "name": name,
             "status": status,
             "startDate": datetime.now(UTC),
-            "input": execution_document(stored),
+            "input": execution_document(ExecutionInput(stored, ALICE).to_document()),
         }
         stub.add_response("describe_execution", described, {"executionArn": arn})
+        submission = ExecutionInput({"prompt": "x"}, ALICE)
         if outcome == 409:
             with pytest.raises(ApiError) as caught:
-                start_job(sfn, SM_ARN, {"prompt": "x"}, "k-1")
+                start_job(sfn, SM_ARN, submission, "k-1")
             assert caught.value.status == 409 and caught.value.error == "IdempotencyKeyReused"
-            assert "k-1" in caught.value.message
+            assert "k-1" in caught.value.message and ALICE.namespace not in caught.value.message
         else:
-            assert start_job(sfn, SM_ARN, {"prompt": "x"}, "k-1") == outcome
+            assert start_job(sfn, SM_ARN, submission, "k-1") == outcome
         stub.assert_no_pending_responses()
 
 
@@ -235,7 +259,7 @@ def test_start_job_refusals_are_named_errors(code: str, http_status: int, status
     with stub:
         stub.add_client_error("start_execution", code, "refused", http_status_code=http_status)
         with pytest.raises(ApiError) as caught:
-            start_job(sfn, SM_ARN, {"prompt": "x"}, "k-2")
+            start_job(sfn, SM_ARN, ExecutionInput({"prompt": "x"}, ALICE), "k-2")
     assert (caught.value.status, caught.value.error) == (status, error)
 
 
@@ -318,7 +342,7 @@ def test_execution_arn_is_derived_from_the_state_machine() -> None:
         execution_arn("arn:aws:lambda:us-east-1:1:function:f", "job-1")
 
 
-@pytest.mark.parametrize("job_id", ["", "a b", "../x", "x" * 81, "a:b", "a%2Fb"])
+@pytest.mark.parametrize("job_id", ["", "a b", "../x", "x" * 68, "a:b", "a%2Fb"])
 def test_malformed_job_ids_are_not_found(job_id: str) -> None:
     with pytest.raises(ApiError) as caught:
         check_job_id(job_id)
@@ -391,12 +415,40 @@ def test_execution_progress_reads_history_pages_up_to_the_limit() -> None:
         assert execution_progress(sfn, arn, max_pages=2) == {"total": 5, "done": 1, "failed": 1}
 
 
+def test_job_ids_leave_room_for_the_namespace_in_an_execution_name() -> None:
+    longest = "x" * 67
+    assert check_job_id(longest) == longest and len(execution_name(ALICE, longest)) == 80
+
+
 def test_describe_job_of_an_unknown_execution_is_404() -> None:
     sfn, stub = stubbed_sfn()
     stub.add_client_error("describe_execution", "ExecutionDoesNotExist", http_status_code=400)
     with stub, pytest.raises(ApiError) as caught:
-        describe_job(sfn, SM_ARN, "nope", s3=None, expires_in=60)
+        describe_job(sfn, SM_ARN, "nope", caller=ALICE, s3=None, expires_in=60)
     assert (caught.value.status, caught.value.error) == (404, "JobNotFound")
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        ExecutionInput({"prompt": "x"}, BOB).to_document(),  # another caller under this name
+        {"prompt": "x"},  # a bare request: the console's
+        None,
+    ],
+)
+def test_describe_job_of_an_execution_started_for_another_caller_is_404(stored: Any) -> None:
+    """An execution under ``<alice's namespace>-<id>`` whose input names someone else (an operator's
+    console run, or two identities sharing a 48-bit namespace) is not alice's: the same 404."""
+    sfn, stub = stubbed_sfn()
+    name = execution_name(ALICE, "j-1")
+    described = {**_described("SUCCEEDED", output="{}"), "name": name}
+    if stored is not None:
+        described["input"] = execution_document(stored)
+    stub.add_response("describe_execution", described, {"executionArn": execution_arn(SM_ARN, name)})
+    with stub, pytest.raises(ApiError) as caught:
+        describe_job(sfn, SM_ARN, "j-1", caller=ALICE, s3=None, expires_in=60)
+    missing = ApiError(404, "JobNotFound", "no job with id 'j-1'")
+    assert (caught.value.status, caught.value.body()) == (404, missing.body())
 
 
 def _described(status: str, **extra: Any) -> dict[str, Any]:

@@ -2,12 +2,14 @@
 
 * Submissions: a JSON body (or query string) becomes a validated request before any execution starts;
   every problem is an :class:`ApiError` with the HTTP status, a named error and the fields to change.
-* Starting: :func:`start_job` starts a Standard ("jobs") execution named by the idempotency key and
-  answers a retry with the existing job (409 for another request); :func:`sync_response` turns the
-  result of a synchronous (Express) execution into the HTTP answer.
-* Jobs: a job id is the execution name of the Standard workflow; :func:`describe_job` answers
-  ``GET /jobs/{id}`` from DescribeExecution (and, while it runs, the progress counted from its history
-  by :func:`progress_from_history`), with presigned URLs re-issued on every call.
+* Starting: :func:`start_job` starts a Standard ("jobs") execution of a caller named by the idempotency
+  key and answers a retry with the existing job (409 for another request of the same caller);
+  :func:`sync_response` turns the result of a synchronous (Express) execution into the HTTP answer.
+* Jobs: a job id is the execution name of the Standard workflow without the caller's namespace
+  (``<namespace>-<job id>``, :func:`image_pipeline.core.tenancy.execution_name`), so a caller reaches
+  only its own jobs; :func:`describe_job` answers ``GET /jobs/{id}`` from DescribeExecution (and, while
+  it runs, the progress counted from its history by :func:`progress_from_history`), with presigned URLs
+  re-issued on every call. Another caller's job is 404 exactly like one that does not exist.
 * Failures: :data:`WORKFLOW_ERROR_HTTP_STATUS` maps the workflow's named errors to HTTP statuses.
 
 The Step Functions client is a parameter: the deployed Lambda passes its boto3 client, the local server
@@ -26,17 +28,21 @@ from typing import Any, NamedTuple
 from botocore.exceptions import ClientError
 
 from image_pipeline.contract.errors import FieldError, InvalidRequest, cause_message
+from image_pipeline.core.execution_input import ExecutionInput, read_execution_input
 from image_pipeline.core.manifest import with_presigned_urls
 from image_pipeline.core.planning import check_request
 from image_pipeline.core.settings import Settings
+from image_pipeline.core.tenancy import MAX_JOB_ID_LENGTH, Caller, execution_name
 from image_pipeline.models.facts import standing, today_utc
 from image_pipeline.models.registry import list_adapters
 
 #: Largest request body accepted (a request is a prompt and a few numbers; the input limit of an
 #: execution is 256 KiB).
 MAX_BODY_BYTES = 64 * 1024
-#: Job ids are execution names: a UUID or a client's idempotency key.
-JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+#: A job id is a UUID or a client's idempotency key; its execution is named ``<namespace>-<job id>``.
+JOB_ID = re.compile(rf"^[A-Za-z0-9_-]{{1,{MAX_JOB_ID_LENGTH}}}$")
+#: An execution name of ours (Step Functions allows more characters; we name executions with these).
+EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 #: Pages of execution history read for the progress of a running job (1000 events each).
@@ -224,30 +230,31 @@ class StartedJob(NamedTuple):
     status: str
 
 
-def start_job(
-    sfn: Any, state_machine_arn: str, execution_input: Mapping[str, Any], key: str | None
-) -> StartedJob:
-    """Start a job: a Standard execution named ``key`` (the idempotency key), or a new UUID.
+def start_job(sfn: Any, state_machine_arn: str, submission: ExecutionInput, key: str | None) -> StartedJob:
+    """Start a job of ``submission.caller``: a Standard execution named ``<namespace>-<key>`` (the
+    idempotency key) or ``<namespace>-<new UUID>``, whose input is the envelope
+    (:meth:`ExecutionInput.to_document`: the request, the caller and, for a retry, what it retries).
 
     A retry of a running job is answered by Step Functions itself (same name and input: the same
     execution). Once that execution has closed, StartExecution refuses the name
     (``ExecutionAlreadyExists``): then the stored input decides. The same request gets the existing
     job (``created`` false, its current status); another request is a 409 ``IdempotencyKeyReused``.
-    Other refusals become :func:`start_refused` errors.
+    The name carries the caller's namespace, so two callers using one key never meet. Other refusals
+    become :func:`start_refused` errors.
     """
-    name = key or str(uuid.uuid4())
+    job_id = key or str(uuid.uuid4())
+    name = execution_name(submission.caller, job_id)
+    document = submission.to_document()
     try:
-        sfn.start_execution(
-            stateMachineArn=state_machine_arn, name=name, input=execution_document(execution_input)
-        )
-        return StartedJob(name, True, "running")
+        sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=execution_document(document))
+        return StartedJob(job_id, True, "running")
     except ClientError as exc:
         if _error_code(exc) != "ExecutionAlreadyExists":
             raise start_refused(exc) from exc
     described = sfn.describe_execution(executionArn=execution_arn(state_machine_arn, name))
-    if not same_input(described.get("input"), execution_input):
-        raise idempotency_conflict(name)
-    return StartedJob(name, False, JOB_STATUS.get(str(described["status"]), "running"))
+    if not same_input(described.get("input"), document):
+        raise idempotency_conflict(job_id)
+    return StartedJob(job_id, False, JOB_STATUS.get(str(described["status"]), "running"))
 
 
 def sync_response(result: Mapping[str, Any]) -> tuple[int, Any]:
@@ -317,11 +324,42 @@ def job_not_found(job_id: str) -> ApiError:
     return ApiError(404, "JobNotFound", f"no job with id {job_id[:100]!r}")
 
 
-def execution_arn(state_machine_arn: str, job_id: str) -> str:
-    """The ARN of execution ``job_id`` of a state machine."""
+def execution_arn(state_machine_arn: str, name: str) -> str:
+    """The ARN of execution ``name`` of a state machine (a 404 ``JobNotFound`` when ``name`` cannot be
+    an execution name of ours)."""
     if not _STATE_MACHINE_ARN.match(state_machine_arn):
         raise ValueError(f"not a state machine ARN: {state_machine_arn!r}")
-    return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + check_job_id(job_id)
+    if not EXECUTION_NAME.match(name):
+        raise job_not_found(name)
+    return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + name
+
+
+def started_by(described: Mapping[str, Any]) -> Caller | None:
+    """The caller an execution was started for, read from its stored input (None when unreadable)."""
+    try:
+        return read_execution_input(json.loads(described.get("input") or "null")).caller
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def describe_own_execution(sfn: Any, state_machine_arn: str, caller: Caller, job_id: str) -> dict[str, Any]:
+    """DescribeExecution of ``caller``'s job ``job_id``; a 404 ``JobNotFound`` when there is none.
+
+    The execution is named ``<namespace>-<job id>``, so a job id of another caller names another
+    execution (usually none). Its stored input must also name ``caller``: an execution started under
+    that name by anyone else (an operator at the console, or the 1 in 2^48 chance of two callers
+    sharing a namespace) is another's, and is not found either, with the very same answer.
+    """
+    arn = execution_arn(state_machine_arn, execution_name(caller, check_job_id(job_id)))
+    try:
+        described = sfn.describe_execution(executionArn=arn)
+    except ClientError as exc:
+        if _error_code(exc) in {"ExecutionDoesNotExist", "InvalidArn"}:
+            raise job_not_found(job_id) from None
+        raise
+    if started_by(described) != caller:
+        raise job_not_found(job_id)
+    return dict(described)
 
 
 def failure_of(status: str, error: str | None, cause: str | None) -> dict[str, str]:
@@ -389,15 +427,17 @@ def job_from_execution(
     s3: Any,
     expires_in: int,
     progress: Mapping[str, Any] | None = None,
+    job_id: str | None = None,
 ) -> dict[str, Any]:
-    """The ``GET /jobs/{id}`` document of a DescribeExecution result.
+    """The ``GET /jobs/{id}`` document of a DescribeExecution result (``job_id``: the id the caller
+    knows, the execution name without its namespace; default the execution name).
 
     A succeeded job carries its manifest with presigned URLs issued now; a failed one its error. A
     running job whose progress shows no plan yet (``total`` None) is ``queued``.
     """
     status = str(described["status"])
     job: dict[str, Any] = {
-        "job_id": described["name"],
+        "job_id": job_id or described["name"],
         "status": JOB_STATUS.get(status, "running"),
         "started_at": _iso(described.get("startDate")),
         "stopped_at": _iso(described.get("stopDate")),
@@ -415,20 +455,15 @@ def job_from_execution(
 
 
 def describe_job(
-    sfn: Any, state_machine_arn: str, job_id: str, *, s3: Any, expires_in: int
+    sfn: Any, state_machine_arn: str, job_id: str, *, caller: Caller, s3: Any, expires_in: int
 ) -> dict[str, Any]:
-    """The ``GET /jobs/{id}`` document of job ``job_id`` of the jobs state machine: 404
-    ``JobNotFound`` when there is no such execution; its progress while it runs; see
-    :func:`job_from_execution`."""
-    arn = execution_arn(state_machine_arn, check_job_id(job_id))
-    try:
-        described = sfn.describe_execution(executionArn=arn)
-    except ClientError as exc:
-        if _error_code(exc) in {"ExecutionDoesNotExist", "InvalidArn"}:
-            raise job_not_found(job_id) from None
-        raise
+    """The ``GET /jobs/{id}`` document of ``caller``'s job ``job_id`` of the jobs state machine: 404
+    ``JobNotFound`` when the caller has no such job (:func:`describe_own_execution`); its progress
+    while it runs; see :func:`job_from_execution`."""
+    described = describe_own_execution(sfn, state_machine_arn, caller, job_id)
+    arn = str(described["executionArn"])
     progress = execution_progress(sfn, arn) if described["status"] == "RUNNING" else None
-    return job_from_execution(described, s3=s3, expires_in=expires_in, progress=progress)
+    return job_from_execution(described, s3=s3, expires_in=expires_in, progress=progress, job_id=job_id)
 
 
 # -- models --------------------------------------------------------------------------------------

@@ -8,6 +8,12 @@
 ``GET /models``             the models this deployment offers
 ==========================  ==============================================================================
 
+Every route answers for one caller: the identity API Gateway authenticated and put in the request
+context (the API key's id, the IAM principal or the Cognito user: :func:`current_caller`), never
+anything in the body or a header. Executions are named ``<namespace>-<id>`` and started with the
+envelope ``{"request", "caller"}``; ``GET /jobs/{id}`` reaches only the caller's own jobs (another's is
+404, like a missing one), and images are stored under the caller's namespace.
+
 API Gateway has already checked the generated JSON schema (and that ``GET /images`` has a ``prompt``).
 This function checks what a schema cannot say (the chosen model's sizes, ratios and prompt length, options
 the model does not take, the deployment's ``MAX_IMAGES_PER_REQUEST``) with the same
@@ -38,6 +44,7 @@ from pydantic import BaseModel, Field
 
 from image_pipeline.contract.errors import FieldError
 from image_pipeline.core import clients
+from image_pipeline.core.execution_input import ExecutionInput
 from image_pipeline.core.jobs import (
     IDEMPOTENCY_HEADER,
     MAX_BODY_BYTES,
@@ -56,6 +63,7 @@ from image_pipeline.core.jobs import (
 )
 from image_pipeline.core.manifest import with_presigned_urls
 from image_pipeline.core.settings import get_settings, model_from_environ
+from image_pipeline.core.tenancy import Caller, caller_from_request_context, execution_name
 
 logger = Logger()
 _STATE_MACHINE_ARN = r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$"
@@ -147,6 +155,18 @@ def _body_json() -> Any:
     return parse_body(body, event.headers.get("Content-Type"), max_bytes=MAX_BODY_BYTES)
 
 
+def current_caller() -> Caller:
+    """The caller of this request, from what API Gateway authenticated (``requestContext``): the
+    Cognito user, the IAM principal or the API key's id. Every route of this API requires one of
+    them, so a request naming nobody never got past API Gateway: it is refused (401) rather than
+    served as somebody."""
+    caller = caller_from_request_context(app.current_event.raw_event.get("requestContext") or {})
+    if caller is None:
+        raise ApiError(401, "Unauthorized", "the request carries no identity; send your x-api-key")
+    logger.append_keys(caller_namespace=caller.namespace)  # the hash, never the identity itself
+    return caller
+
+
 def _request_id() -> str:
     """API Gateway's request id: the name of a synchronous execution (and so its S3 folder)."""
     return str(app.current_event.request_context.request_id)
@@ -160,6 +180,7 @@ def _log_submission(message: str, execution_input: dict[str, Any], **extra: Any)
 
 def _generate(raw: Any) -> Response:
     """Validate, run the Express workflow and wait for it: the manifest, or the failure's status."""
+    caller = current_caller()
     execution_input, _ = validate_submission(raw, settings=get_settings())
     env = environment()
     sfn = clients.stepfunctions_sync(env.sync_read_timeout_seconds)
@@ -167,8 +188,8 @@ def _generate(raw: Any) -> Response:
     try:
         result = sfn.start_sync_execution(
             stateMachineArn=env.sync_state_machine_arn,
-            name=_request_id(),
-            input=execution_document(execution_input),
+            name=execution_name(caller, _request_id()),
+            input=execution_document(ExecutionInput(execution_input, caller).to_document()),
         )
     except ReadTimeoutError:
         raise sync_wait_exceeded(env.sync_read_timeout_seconds) from None
@@ -209,12 +230,14 @@ def _location(job_id: str) -> str:
 
 @app.post("/jobs")
 def post_jobs() -> Response:
+    caller = current_caller()
     raw = _body_json()
     execution_input, key = validate_submission(
         raw, settings=get_settings(), idempotency_header=app.current_event.headers.get(IDEMPOTENCY_HEADER)
     )
     _log_submission("starting a job", execution_input, idempotency_key=key)
-    started = start_job(clients.stepfunctions(), environment().jobs_state_machine_arn, execution_input, key)
+    submission = ExecutionInput(execution_input, caller)
+    started = start_job(clients.stepfunctions(), environment().jobs_state_machine_arn, submission, key)
     # "new_job", not "created": extra keys must not be LogRecord attributes (logging raises KeyError).
     logger.info("job accepted", extra={"job_id": started.job_id, "new_job": started.created})
     body = job_accepted(started.job_id, started.status)
@@ -230,6 +253,7 @@ def get_job(job_id: str) -> Response:
         clients.stepfunctions(),
         environment().jobs_state_machine_arn,
         job_id,
+        caller=current_caller(),
         s3=clients.s3(),
         expires_in=get_settings().presign_expiry_seconds,
     )
