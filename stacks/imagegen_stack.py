@@ -8,6 +8,7 @@ this module only passes values between them.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import jsii
@@ -19,6 +20,7 @@ from stacks.batch import UPLOAD_KEYS, BatchConstruct
 from stacks.config import ImagegenConfig
 from stacks.events import WorkflowEvents
 from stacks.functions import FunctionDefaults
+from stacks.model_access import checked_model_offers
 from stacks.monitoring import MonitoringConstruct
 from stacks.nag import check_with_cdk_nag
 from stacks.request_schema import image_request_schema
@@ -42,7 +44,15 @@ class _ApiUrl:
 class ImagegenStack(Stack):
     """imagegen: images bucket, event bus, workflows, API and web page for one configuration."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: ImagegenConfig, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: ImagegenConfig,
+        today: date | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(
             scope,
             construct_id,
@@ -50,6 +60,8 @@ class ImagegenStack(Stack):
             **kwargs,
         )
         self.config = config
+        #: How each allowed model is invoked here; synthesis stops first if one is retired or not offered.
+        self.model_offers = checked_model_offers(self, config, today=today)
 
         self.storage = ImageStorage(
             self,
@@ -67,8 +79,9 @@ class ImagegenStack(Stack):
             "Workflow",
             images_bucket=self.storage.images_bucket,
             event_bus=self.events.bus,
-            model_ids=config.allowed_model_ids,
+            models=self.model_offers,
             defaults=defaults,
+            marketplace_first_use=config.marketplace_first_use if config.marketplace_models else "off",
         )
         self.events.start_on_request(self.workflow.standard)
         self.batch = BatchConstruct(

@@ -125,6 +125,14 @@ LATEST_RUNTIME = (
     "Powertools v3 layer is pinned for (AWSLambdaPowertoolsPythonV3-python313-arm64); runtime and "
     "layer move together, by a code change."
 )
+MARKETPLACE_FIRST_USE = (
+    "A third-party model's first call makes Bedrock subscribe the account through AWS Marketplace with "
+    "the caller's aws-marketplace:Subscribe and aws-marketplace:ViewSubscriptions, which take no resource "
+    "but '*' (https://docs.aws.amazon.com/bedrock/latest/userguide/model-access.html); the Stability "
+    "product ids that aws-marketplace:ProductId could name are not documented. Granted only when an "
+    "allowed model is a Marketplace model, only to the function that invokes models, and (by default) "
+    "only for calls Bedrock makes (aws:CalledViaLast); imagegen:marketplaceFirstUse=off removes it."
+)
 
 
 def acknowledge_findings(stack: ComposedStack) -> None:
@@ -149,6 +157,8 @@ def _workflow(stack: ComposedStack) -> None:
     for step in workflow.functions:
         acknowledge(step.function, LATEST_RUNTIME, "L1")
         acknowledge(step.role, XRAY, "IAM5[Resource::*]")
+    if workflow.marketplace_policy is not None:
+        acknowledge(workflow.marketplace_policy, MARKETPLACE_FIRST_USE, "IAM5[Resource::*]")
     acknowledge(
         workflow.generate_image.role,
         "Image keys are <output_folder>/<request id>/<prefix>-<index>-<seed>.png, chosen per request: the "

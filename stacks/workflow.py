@@ -15,8 +15,10 @@ groups named under ``/aws/vendedlogs/states/`` (:func:`vended_log_group`), and t
 function gets only what its step does:
 
 * ``validate_request``: nothing (it reads its environment and the input);
-* ``generate_image``: ``bedrock:InvokeModel`` on the foundation models this deployment allows, and
-  ``s3:PutObject`` on ``*.png`` keys of the images bucket;
+* ``generate_image``: ``bedrock:InvokeModel`` on the foundation models this deployment allows (or their
+  inference profiles and the models behind them, ``stacks/model_access.py``), the Marketplace actions of a
+  third-party model's first call when an allowed model is one, and ``s3:PutObject`` on ``*.png`` keys of
+  the images bucket;
 * ``build_manifest``: ``s3:GetObject`` on ``*.png`` keys (check images, presign URLs), ``s3:PutObject``
   on ``*/manifest.json`` keys, and ``s3:ListBucket`` (a missing image is then a 404, not a 403).
 """
@@ -26,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from aws_cdk import ArnFormat, Duration, Names, Stack
+from aws_cdk import Duration, Names
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -36,8 +38,10 @@ from constructs import Construct
 from image_pipeline.core import time_budget
 from image_pipeline.core.settings import Settings
 from image_pipeline.functions import BUILD_MANIFEST, GENERATE_IMAGE, VALIDATE_REQUEST, WORKFLOW_FUNCTIONS
+from image_pipeline.models.facts import Offer
 
 from stacks.functions import LOG_RETENTION, FunctionDefaults, PipelineFunction, arn_substitutions
+from stacks.model_access import MarketplaceFirstUse, grant_marketplace_first_use, grant_model_invocation
 
 #: The workflow definition (JSONPath ASL, placeholders only inside strings).
 ASL_FILE = Path(__file__).resolve().parent.parent / "statemachine" / "generate_images.asl.json"
@@ -88,23 +92,15 @@ def check_time_budget(settings: Settings) -> None:
         )
 
 
-def foundation_model_arn(scope: Construct, model_id: str) -> str:
-    """``arn:<partition>:bedrock:<region>::foundation-model/<model id>`` of the stack's Region."""
-    return Stack.of(scope).format_arn(
-        service="bedrock",
-        account="",
-        resource="foundation-model",
-        resource_name=model_id,
-        arn_format=ArnFormat.SLASH_RESOURCE_NAME,
-    )
-
-
 class ImageWorkflow(Construct):
     """The functions of the three Task states and the Express and Standard state machines.
 
     :param images_bucket: where images and manifests are written.
     :param event_bus: where the workflow publishes its outcome events.
-    :param model_ids: Bedrock model ids the generate step may invoke.
+    :param models: how the generate step invokes each allowed model from the stack's Region (model id,
+        or inference profile id: ``image_pipeline.models.facts.Offer``); IAM allows exactly these.
+    :param marketplace_first_use: the generate step's Marketplace grant for a third-party model's
+        first call (``stacks.model_access``): ``viaBedrock``, ``unconditional`` or ``off``.
     :param defaults: the functions' shared code, layers and environment.
     :param definition_file: the ASL file (default: ``statemachine/generate_images.asl.json``).
     """
@@ -116,13 +112,14 @@ class ImageWorkflow(Construct):
         *,
         images_bucket: s3.IBucket,
         event_bus: events.IEventBus,
-        model_ids: Sequence[str],
+        models: Sequence[Offer],
         defaults: FunctionDefaults,
+        marketplace_first_use: MarketplaceFirstUse = "off",
         definition_file: Path = ASL_FILE,
     ) -> None:
         super().__init__(scope, construct_id)
-        if not model_ids:
-            raise ValueError("model_ids is empty: the workflow could not invoke any model")
+        if not models:
+            raise ValueError("models is empty: the workflow could not invoke any model")
         check_time_budget(Settings.from_environ(defaults.environment))
 
         self.validate_request = PipelineFunction(
@@ -152,12 +149,10 @@ class ImageWorkflow(Construct):
         )
         self.functions = (self.validate_request, self.generate_image, self.build_manifest)
 
-        self.generate_image.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="InvokeAllowedModels",
-                actions=["bedrock:InvokeModel"],
-                resources=[foundation_model_arn(self, m) for m in model_ids],
-            )
+        grant_model_invocation(self.generate_image.role, models)
+        #: The Marketplace grant of a third-party model's first call (None: not granted).
+        self.marketplace_policy = grant_marketplace_first_use(
+            self, "MarketplaceFirstUse", self.generate_image.role, marketplace_first_use
         )
         self.generate_image.role.add_to_principal_policy(
             iam.PolicyStatement(

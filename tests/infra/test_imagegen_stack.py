@@ -89,3 +89,9 @@ def test_web_page_is_pointed_at_the_api(synthesized: Synthesized) -> None:
     )
     api = next(iter(synthesized.resources("AWS::ApiGateway::RestApi")))
     assert f"connect-src 'self' https://<{api}>.execute-api.us-east-1.<AWS::URLSuffix>/v1/" in csp
+
+
+def test_the_usage_plan_is_an_output_for_imagegen_keys(synthesized: Synthesized) -> None:
+    """``imagegen keys`` finds the plan its keys go in from the stack's outputs."""
+    (plan,) = synthesized.resources("AWS::ApiGateway::UsagePlan")
+    assert synthesized.template_json["Outputs"]["UsagePlanId"]["Value"] == {"Ref": plan}
