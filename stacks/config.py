@@ -8,16 +8,23 @@ comma-separated, the throttle a JSON object, numbers and booleans their usual te
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
 from constructs import Node
 from image_pipeline.core.settings import Settings, handler_environment
+from image_pipeline.models.facts import Offer, model_facts, registry_model_facts, standing
 from image_pipeline.models.ids import BEDROCK_MODEL_IDS
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PREFIX = "imagegen:"
+#: The Region an environment-agnostic stack assumes (``imagegen:region``): where the active Stability
+#: models are offered (``lambdas/image_pipeline/models/model_facts.json``).
+DEFAULT_REGION = "us-west-2"
+REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 #: The app's cdk.json (its context: feature flags and the imagegen defaults).
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 
@@ -39,6 +46,14 @@ class Throttle(BaseModel):
     quota_per_day: int = Field(default=1_000, ge=1, alias="quotaPerDay")
 
 
+def active_registry_models() -> tuple[str, ...]:
+    """The registry's models that were active when the facts file was read: the default of
+    ``imagegen:allowedModels`` (cdk.json lists them too)."""
+    return tuple(
+        m.registry_id for m in registry_model_facts() if m.registry_id and m.lifecycle.status == "ACTIVE"
+    )
+
+
 class ImagegenConfig(BaseModel):
     """Typed configuration of one deployment; see ``docs/deploy.md`` for the table of keys."""
 
@@ -46,7 +61,11 @@ class ImagegenConfig(BaseModel):
 
     default_model: str = Field(default="stable-image-core", alias="defaultModel")
     allowed_models: tuple[str, ...] = Field(
-        default=tuple(BEDROCK_MODEL_IDS), min_length=1, alias="allowedModels"
+        default_factory=active_registry_models, min_length=1, alias="allowedModels"
+    )
+    region: str = Field(default=DEFAULT_REGION, pattern=REGION_NAME.pattern)
+    marketplace_first_use: Literal["viaBedrock", "unconditional", "off"] = Field(
+        default="viaBedrock", alias="marketplaceFirstUse"
     )
     max_images_per_request: int = Field(default=40, ge=1, le=40, alias="maxImagesPerRequest")
     presign_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600, alias="presignExpirySeconds")
@@ -130,6 +149,41 @@ class ImagegenConfig(BaseModel):
                 f"{PREFIX}{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
             )
             raise ValueError(f"Invalid CDK context: {problems}") from None
+
+    # -- the models against the facts -----------------------------------------------------------
+
+    def check_models(self, *, region: str, day: date) -> tuple[str, ...]:
+        """Fail (ValueError naming the key, the model, the fact and the alternatives) when the default or
+        an allowed model is past its end of life on ``day`` or not offered in ``region``; return the
+        warnings of legacy ones."""
+        problems: list[str] = []
+        warnings: list[str] = []
+        for key, models in (("defaultModel", (self.default_model,)), ("allowedModels", self.allowed_models)):
+            for model in models:
+                judged = standing(model, day=day, region=region)
+                if judged.problem:
+                    problems.append(f"{PREFIX}{key}: {judged.problem}")
+                elif judged.warning and key == "allowedModels":
+                    warnings.append(f"{PREFIX}{key}: {judged.warning}")
+        if problems:
+            raise ValueError(f"Invalid CDK context for a stack in {region} on {day}: {'; '.join(problems)}")
+        return tuple(warnings)
+
+    def model_offers(self, region: str) -> tuple[Offer, ...]:
+        """How each allowed model is invoked from ``region`` (model id or inference profile); call
+        :meth:`check_models` first (a model not offered there raises ValueError)."""
+        offers = []
+        for model in self.allowed_models:
+            offer = model_facts(model).offer_in(region)
+            if offer is None:
+                raise ValueError(f"{PREFIX}allowedModels: {model} is not offered in {region}")
+            offers.append(offer)
+        return tuple(offers)
+
+    @property
+    def marketplace_models(self) -> tuple[str, ...]:
+        """The allowed models sold through AWS Marketplace (their first call subscribes the account)."""
+        return tuple(m for m in self.allowed_models if model_facts(m).marketplace)
 
     # -- derived values -------------------------------------------------------------------------
 

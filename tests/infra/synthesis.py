@@ -3,7 +3,7 @@ synthesis wrote: the template and cdk-nag's report. The session fixtures are in 
 
 Two deployments are synthesized, each with the cdk-nag validation plugin as ``app.py`` attaches it:
 
-* ``synthesized``: the defaults of ``cdk.json`` (API key auth, web page, every model);
+* ``synthesized``: the defaults of ``cdk.json`` (API key auth, web page, the three active models);
 * ``variant``: IAM auth, no web page, two CORS origins, two models, versioned bucket, destroy on removal,
   batch concurrency 2 and 25 % tolerated failures, an alarm e-mail, and environment-agnostic (no account or Region), as ``app.py`` synthesizes without credentials.
 
@@ -25,7 +25,8 @@ from aws_cdk.assertions import Template
 from stacks.config import ImagegenConfig, cdk_json_context
 from stacks.imagegen_stack import ImagegenStack
 
-ENV = cdk.Environment(account="123456789012", region="us-east-1")
+#: us-west-2: where the default models are offered (the stack refuses a Region that does not offer them).
+ENV = cdk.Environment(account="123456789012", region="us-west-2")
 STACK_NAME = "ImagegenTest"
 #: What cdk-nag's validation plugin writes into the assembly.
 NAG_REPORT = "validation-report.json"
@@ -33,7 +34,7 @@ VARIANT = {
     "apiAuth": "iam",
     "web": False,
     "corsOrigins": "https://a.example.com,https://b.example.com",
-    "allowedModels": "nova-canvas,stable-image-ultra",
+    "allowedModels": "sd3-5-large,stable-image-ultra",
     "defaultModel": "stable-image-ultra",
     "bucketVersioning": "true",
     "destroyOnRemoval": "true",

@@ -229,7 +229,7 @@ def test_state_machine_role_is_scoped(template: Template) -> None:
     assert sids["SyncExecutionEvents"]["Resource"] == {
         "Fn::Join": [
             "",
-            ["arn:", {"Ref": "AWS::Partition"}, f":events:us-east-1:123456789012:rule/{SYNC_EVENTS_RULE}"],
+            ["arn:", {"Ref": "AWS::Partition"}, f":events:us-west-2:123456789012:rule/{SYNC_EVENTS_RULE}"],
         ]
     }
     assert sids["ReadItemsWriteResults"]["Resource"] == object_arn(bucket_id, f"{RESULTS_PREFIX}*")

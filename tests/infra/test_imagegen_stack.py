@@ -47,6 +47,8 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
     assert actions_of("validate_request") == {}
     generate = actions_of("generate_image")
     assert generate.pop("s3:PutObject") == {f"{bucket}/*.png"}
+    # A Stability model's first call subscribes the account through Marketplace (tests/infra/test_model_access.py).
+    assert generate.pop("aws-marketplace:Subscribe") == generate.pop("aws-marketplace:ViewSubscriptions") == {"*"}
     assert set(generate) == {"bedrock:InvokeModel"}
     assert actions_of("build_manifest") == {
         "s3:GetObject": {f"{bucket}/*.png"},
@@ -54,7 +56,7 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
         "s3:ListBucket": {bucket},
     }
     standard = state_machine_id(synthesized, "STANDARD")
-    executions = {f"arn:aws:states:us-east-1:123456789012:execution:<{standard}.Name>:*"}
+    executions = {f"arn:aws:states:us-west-2:123456789012:execution:<{standard}.Name>:*"}
     assert actions_of("http_api") == {
         "states:StartSyncExecution": {f"<{state_machine_id(synthesized, 'EXPRESS')}>"},
         "states:StartExecution": {f"<{standard}>"},
@@ -88,7 +90,7 @@ def test_web_page_is_pointed_at_the_api(synthesized: Synthesized) -> None:
         ]
     )
     api = next(iter(synthesized.resources("AWS::ApiGateway::RestApi")))
-    assert f"connect-src 'self' https://<{api}>.execute-api.us-east-1.<AWS::URLSuffix>/v1/" in csp
+    assert f"connect-src 'self' https://<{api}>.execute-api.us-west-2.<AWS::URLSuffix>/v1/" in csp
 
 
 def test_the_usage_plan_is_an_output_for_imagegen_keys(synthesized: Synthesized) -> None:

@@ -37,6 +37,8 @@ STAR_ONLY_ACTIONS = {
     "logs:ListLogDeliveries": "state machine logging",
     "logs:PutResourcePolicy": "state machine logging",
     "logs:UpdateLogDelivery": "state machine logging",
+    "aws-marketplace:Subscribe": "a third-party model's first call (stacks/model_access.py)",
+    "aws-marketplace:ViewSubscriptions": "a third-party model's first call (stacks/model_access.py)",
     "cloudfront:CreateInvalidation": "CDK's BucketDeployment of the web page",
     "cloudfront:GetInvalidation": "CDK's BucketDeployment of the web page",
 }

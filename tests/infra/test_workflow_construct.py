@@ -98,7 +98,7 @@ def test_bedrock_invoke_is_granted_on_exactly_the_configured_models(
     synth: Synthesized = request.getfixturevalue(which)
     actions = granted(statements_of_role(synth, role_of(synth, "generate_image")))
     assert actions["bedrock:InvokeModel"] == expected_model_arns(synth)
-    assert len(synth.config.allowed_models) == (6 if which == "synthesized" else 2)
+    assert len(synth.config.allowed_models) == (3 if which == "synthesized" else 2)
     # No other function may call Bedrock.
     for name in ("validate_request", "build_manifest", "http_api"):
         assert not [

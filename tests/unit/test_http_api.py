@@ -380,7 +380,7 @@ def test_get_images_takes_the_request_from_the_query_string(
         {
             "stateMachineArn": SYNC_ARN,
             "name": execution_name(CALLER, request_id(event)),
-            "input": envelope({"prompt": "a red porsche", "count": 2, "model": "nova-canvas"}),
+            "input": envelope({"prompt": "a red porsche", "count": 2, "model": "stable-image-core"}),
         },
     )
     assert call(http_api[0], event, lambda_context)[0] == 200

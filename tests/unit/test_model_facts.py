@@ -112,4 +112,22 @@ def test_an_unknown_key_is_refused(tmp_path):
 
 def test_the_facts_file_is_package_data():
     pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
-    assert pyproject["tool"]["setuptools"]["package-data"]["image_pipeline.models"] == ["model_facts.json"]
+    assert "model_facts.json" in pyproject["tool"]["setuptools"]["package-data"]["image_pipeline.models"]
+
+
+def test_readme_shows_the_generated_model_table():
+    """README's model table is the one ``python -m tools.model_table`` writes from the facts file."""
+    from tools.model_table import README, model_table, readme_table
+
+    assert readme_table(README.read_text(encoding="utf-8")) == model_table()
+
+
+def test_the_table_says_lifecycle_and_regions():
+    from tools.model_table import model_table
+
+    table = model_table(default_model="stable-image-core")
+    assert (
+        "| `stable-image-core` (default) | `stability.stable-image-core-v1:1` | active | us-west-2 | yes |"
+        in table
+    )
+    assert "| `titan-image-v2` | `amazon.titan-image-generator-v2:0` | **end of life** 2026-06-30 |" in table

@@ -1,0 +1,34 @@
+"""``imagegen generate`` with a model past its end of life, as a user runs it: the offline run judges
+the model as the deployed workflow does (the same facts file, the offline account's Region us-west-2),
+exits non-zero with what to use instead, and writes nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def generate(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "imagegen", "generate", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=180)
+
+
+def test_a_retired_model_is_refused_with_its_end_of_life_and_nothing_is_written(tmp_path: Path) -> None:
+    done = generate("a lighthouse", "--model", "titan-image-v2", "--count", "1", "--out", str(tmp_path))
+    assert done.returncode == 2, done.stderr
+    assert "InvalidRequest" in done.stderr
+    assert (
+        "titan-image-v2 (amazon.titan-image-generator-v2:0) reached its end of life on 2026-06-30"
+        in done.stderr
+    )
+    assert "use sd3-5-large, stable-image-core or stable-image-ultra instead" in done.stderr
+    assert done.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_retired_model_named_by_its_bedrock_id_is_refused_too(tmp_path: Path) -> None:
+    done = generate("a lighthouse", "--model", "amazon.nova-canvas-v1:0", "--out", str(tmp_path))
+    assert done.returncode == 2, done.stderr
+    assert "nova-canvas (amazon.nova-canvas-v1:0) reached its end of life on 2026-09-30" in done.stderr
+    assert list(tmp_path.iterdir()) == []
