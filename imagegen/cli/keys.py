@@ -34,10 +34,9 @@ from typing import Any
 from image_pipeline.core.tenancy import Caller
 
 from imagegen.cli.options import EXIT_FAILED, EXIT_INVALID, EXIT_OK
+from imagegen.runtime.local_auth import KEY_NAME  # a key's name, offline and deployed alike
 
 DEFAULT_STACK = "Imagegen"
-#: A key's name (what ``list`` shows, and ``revoke`` takes instead of the id).
-KEY_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 #: The prefix of a key's own usage plan (a key with limits of its own).
 OWN_PLAN_PREFIX = "imagegen-key-"
 _API_URL = re.compile(r"^https://(?P<api>[a-z0-9]+)\.execute-api\.[a-z0-9-]+\.[a-z0-9.]+/(?P<stage>[^/]+)/?$")
