@@ -81,12 +81,12 @@ def measure(ctx: RunContext, counts: tuple[int, ...]) -> list[dict[str, Any]]:
     counter = CallCounter(engine)
     measured = []
     try:
-        engine.run(engine_request(1, 3), kind="sync")  # warm: imports, clients
+        engine.run(engine_request(1, 3), kind="jobs")  # warm: imports, clients
         for n in counts:
             timer.reset()
             counter.reset()
             before = dict(engine.router.invocations)
-            arn = engine.start_execution(engine_request(n, 9_000 + n), kind="sync")
+            arn = engine.start_execution(engine_request(n, 9_000 + n), kind="jobs")
             result = engine.wait(arn)
             events = execution_history(engine.sfn, arn)
             summary = history_summary(events)

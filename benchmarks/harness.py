@@ -464,7 +464,7 @@ WAITS: dict[str, Callable[[Any, str], Any]] = {
 
 
 def timed_engine_run(
-    engine: Any, count: int, seed: int, *, wait: str = "engine", kind: str = "sync"
+    engine: Any, count: int, seed: int, *, wait: str = "engine", kind: str = "jobs"
 ) -> TimedRun:
     """Run one request through the engine (``start_execution`` + ``wait``, as ``engine.run`` does) and
     split its wall time: submit, queue (until ExecutionStarted), execution, poll lag (until seen)."""

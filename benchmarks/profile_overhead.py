@@ -71,10 +71,10 @@ def unit_costs(ctx: RunContext) -> dict[str, float]:
 
     engine = ctx.engine
     few = 3 if ctx.quick else 10
-    definition = engine.sfn.describe_state_machine(stateMachineArn=engine.state_machines["sync"])[
+    definition = engine.sfn.describe_state_machine(stateMachineArn=engine.state_machines["jobs"])[
         "definition"
     ]
-    arn = engine.start_execution(engine_request(1, 11), kind="sync")
+    arn = engine.start_execution(engine_request(1, 11), kind="jobs")
     engine.wait(arn)
     record = _moto_execution(arn)
     logger = Logger(service="bench")
@@ -202,7 +202,7 @@ def side_by_side(
 def run_with_engine(ctx: RunContext) -> None:
     """The measurements that use the main engine (Bedrock stand-in in its own process)."""
     started, load_start = time.perf_counter(), load_average()
-    ctx.engine.run(engine_request(1, 1), kind="sync")
+    ctx.engine.run(engine_request(1, 1), kind="jobs")
     with moto_speedups_applied(ctx.engine, False):  # where moto as shipped spends it: why the speed-ups exist
         units = unit_costs(ctx)
         ctx.log(f"  unit costs (ms): {units}")
@@ -243,7 +243,7 @@ def finish(ctx: RunContext) -> dict[str, Any]:
     else:
         config = EngineConfig(faults=FaultPlan(latency_seconds=ctx.latency), map_max_concurrency=40)
         with OfflineEngine(config) as engine:
-            engine.run(engine_request(1, 1), kind="sync")
+            engine.run(engine_request(1, 1), kind="jobs")
             data["in_process_server"] = side_by_side(ctx, engine, (1, 4, 40), ["engine"], 1)
     started, load_start = data.pop("started"), data.pop("load_start")
     data["latency_seconds"] = ctx.latency

@@ -1,10 +1,14 @@
 """The HTTP API: API Gateway (REST) in front of one Lambda function that answers every route.
 
 ==========================  ==========================================================================
-``POST /images``            validate, ``StartSyncExecution`` (Express): the manifest, or the failure's status
+``POST /images``            validate, start a job and wait (``Prefer: wait=N``): the manifest, the failure's
+                            status, or ``202`` + ``Location`` when the job takes longer
 ``GET /images?prompt=...``  the same, with the request's fields in the query string
 ``POST /jobs``              validate, ``StartExecution`` (Standard): ``202 {"job_id", "status", "status_url"}``
+``GET /jobs``               the caller's jobs, newest first (``ListExecutions``)
 ``GET /jobs/{id}``          status, progress, manifest with fresh presigned URLs
+``DELETE /jobs/{id}``       cancel a running job (a marker in S3 its steps look for)
+``POST /jobs/{id}/retry``   a new job of the images that failed
 ``GET /models``             the models this deployment offers
 ==========================  ==========================================================================
 
@@ -24,7 +28,8 @@ https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-mapping
 read 2026-11-30). The ``ImageRequest`` model, generated from the pydantic model
 (:mod:`stacks.request_schema`), stays on ``POST /images`` and ``POST /jobs`` as their documentation
 (exports, SDKs). See docs/decisions.md. The function's timeout is API Gateway's integration
-timeout (29 s); it waits for a synchronous run a little less, and longer runs belong to ``POST /jobs``.
+timeout (29 s); a synchronous route waits for its job a little less (``SYNC_MAX_WAIT_SECONDS``), then
+answers 202 with the job, which goes on.
 Clients authenticate with an API key (usage plan: throttle and daily quota) or, with ``auth="iam"``,
 with SigV4. The stage throttles all clients together, logs access as JSON and errors, and traces with
 X-Ray. API Gateway's own errors (missing key, throttling, timeout) are ``{"error", "message"}`` too,
@@ -34,6 +39,7 @@ valid JSON whatever their message (:data:`GATEWAY_RESPONSES`).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -50,27 +56,31 @@ from image_pipeline.functions import HTTP_API
 from stacks.config import Throttle
 from stacks.functions import LOG_RETENTION, FunctionDefaults, PipelineFunction
 from stacks.request_schema import to_cdk_json_schema
-from stacks.workflow import IMAGE_KEYS
+from stacks.workflow import CANCELLATION_KEYS, IMAGE_KEYS, MANIFEST_KEYS
 
 STAGE_NAME = "v1"
 #: API Gateway's default (and, without a quota increase, maximum) integration timeout for a regional
 #: REST API; the function gets the same, and waits for a synchronous run a little less.
 HTTP_API_TIMEOUT = Duration.seconds(time_budget.API_GATEWAY_INTEGRATION_SECONDS)
-#: The function's seconds besides its wait for the Express execution: StartSyncExecution's connect
-#: timeout, and the time to answer (504 included) before being stopped.
-SYNC_WAIT_MARGIN_SECONDS = time_budget.SYNC_CONNECT_SECONDS + time_budget.SYNC_ANSWER_SECONDS
+#: The longest a synchronous route waits for its job: the function's timeout less its last poll and
+#: the time to answer (``image_pipeline.core.time_budget.longest_sync_wait``).
+SYNC_MAX_WAIT_SECONDS = math.floor(time_budget.longest_sync_wait(HTTP_API_TIMEOUT.to_seconds()))
 JSON = "application/json"
 CORS_ALLOW_HEADERS = [
     "Content-Type",
     "X-Api-Key",
     "Idempotency-Key",
+    "Prefer",
     "Authorization",
     "X-Amz-Date",
     "X-Amz-Security-Token",
 ]
 #: HTTP statuses each route can answer (declared as method responses: the exported API documents them).
-SYNC_STATUSES = ("200", "400", "413", "415", "429", "502", "503", "504")
+SYNC_STATUSES = ("200", "202", "400", "409", "413", "415", "429", "502", "503", "504")
 JOBS_STATUSES = ("202", "400", "409", "413", "415", "429", "502", "503")
+LIST_STATUSES = ("200", "400")
+CANCEL_STATUSES = ("202", "400", "404", "409")
+RETRY_STATUSES = ("202", "400", "404", "409", "413", "415", "429", "502", "503")
 ERROR_SCHEMA = apigw.JsonSchema(
     schema=apigw.JsonSchemaVersion.DRAFT4,
     title="Error",
@@ -160,9 +170,9 @@ def access_log_format() -> apigw.AccessLogFormat:
 class ImageApi(Construct):
     """The REST API, its stage, request model (documentation), auth, and the HTTP API function.
 
-    :param sync_workflow: the EXPRESS state machine (``POST /images``, ``GET /images``).
-    :param jobs_workflow: the STANDARD state machine (``POST /jobs``, ``GET /jobs/{id}``).
-    :param images_bucket: the function presigns image URLs in it.
+    :param jobs_workflow: the STANDARD state machine every route starts, waits for, lists and reads.
+    :param images_bucket: the function presigns image URLs in it, writes cancellation markers and reads
+        the manifests of failed jobs (to retry them).
     :param defaults: the function's shared code, layers and environment.
     :param request_schema: the draft-4 request schema (:func:`stacks.request_schema.image_request_schema`).
     :param auth: ``"apiKey"`` (API key + usage plan) or ``"iam"`` (SigV4, no key).
@@ -175,7 +185,6 @@ class ImageApi(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        sync_workflow: sfn.IStateMachine,
         jobs_workflow: sfn.StateMachine,
         images_bucket: s3.IBucket,
         defaults: FunctionDefaults,
@@ -192,18 +201,17 @@ class ImageApi(Construct):
             self,
             "HttpApi",
             spec=HTTP_API,
-            description="imagegen HTTP API: validate and start image requests and jobs, "
-            "GET /jobs/{id} (status, manifest, fresh URLs), GET /models",
+            description="imagegen HTTP API: validate and start image requests and jobs (waiting for the "
+            "synchronous ones), list, read, cancel and retry jobs, GET /models",
             defaults=defaults,
             timeout=HTTP_API_TIMEOUT,
             environment={
                 "JOBS_STATE_MACHINE_ARN": jobs_workflow.state_machine_arn,
-                "SYNC_STATE_MACHINE_ARN": sync_workflow.state_machine_arn,
-                "SYNC_READ_TIMEOUT_SECONDS": str(HTTP_API_TIMEOUT.to_seconds() - SYNC_WAIT_MARGIN_SECONDS),
+                "SYNC_MAX_WAIT_SECONDS": str(SYNC_MAX_WAIT_SECONDS),
                 **({"CORS_ALLOW_ORIGINS": ",".join(self.cors_origins)} if self.cors_origins else {}),
             },
         )
-        self._grant_function(sync_workflow, jobs_workflow, images_bucket)
+        self._grant_function(jobs_workflow, images_bucket)
 
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=LOG_RETENTION)
         self.rest_api = apigw.RestApi(
@@ -225,7 +233,7 @@ class ImageApi(Construct):
             ),
             default_cors_preflight_options=apigw.CorsOptions(
                 allow_origins=self.cors_origins,
-                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
                 allow_headers=CORS_ALLOW_HEADERS,
                 max_age=Duration.hours(1),
             )
@@ -281,11 +289,38 @@ class ImageApi(Construct):
             operation_name="SubmitJob",
             **self._auth_options(),
         )
-        jobs.add_resource("{id}").add_method(
+        jobs.add_method(
+            "GET",
+            integration,
+            request_parameters={
+                f"method.request.querystring.{name}": False for name in ("status", "limit", "next_token")
+            },
+            method_responses=self._method_responses(LIST_STATUSES),
+            operation_name="ListJobs",
+            **self._auth_options(),
+        )
+        job = jobs.add_resource("{id}")
+        job.add_method(
             "GET",
             integration,
             request_parameters={"method.request.path.id": True},
             operation_name="GetJob",
+            **self._auth_options(),
+        )
+        job.add_method(
+            "DELETE",
+            integration,
+            request_parameters={"method.request.path.id": True},
+            method_responses=self._method_responses(CANCEL_STATUSES),
+            operation_name="CancelJob",
+            **self._auth_options(),
+        )
+        job.add_resource("retry").add_method(
+            "POST",
+            integration,
+            request_parameters={"method.request.path.id": True},
+            method_responses=self._method_responses(RETRY_STATUSES),
+            operation_name="RetryJob",
             **self._auth_options(),
         )
         self.rest_api.root.add_resource("models").add_method(
@@ -313,10 +348,9 @@ class ImageApi(Construct):
 
     # -- pieces ---------------------------------------------------------------------------------
 
-    def _grant_function(
-        self, sync_workflow: sfn.IStateMachine, jobs_workflow: sfn.StateMachine, images_bucket: s3.IBucket
-    ) -> None:
-        """Exactly what the function calls: start either workflow, read jobs, presign image URLs."""
+    def _grant_function(self, jobs_workflow: sfn.StateMachine, images_bucket: s3.IBucket) -> None:
+        """Exactly what the function calls: start and list jobs, read them, presign image URLs, write
+        and look for cancellation markers, read a failed job's manifest (to retry it)."""
         role = self.http_api.role
         #: Every execution of the jobs workflow: the function reads their status and history.
         self.job_executions_arn = Stack.of(self).format_arn(
@@ -327,15 +361,8 @@ class ImageApi(Construct):
         )
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                sid="RunSyncRequests",
-                actions=["states:StartSyncExecution"],
-                resources=[sync_workflow.state_machine_arn],
-            )
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="StartJobs",
-                actions=["states:StartExecution"],
+                sid="StartAndListJobs",
+                actions=["states:StartExecution", "states:ListExecutions"],
                 resources=[jobs_workflow.state_machine_arn],
             )
         )
@@ -351,6 +378,28 @@ class ImageApi(Construct):
                 sid="PresignImageUrls",
                 actions=["s3:GetObject"],
                 resources=[images_bucket.arn_for_objects(IMAGE_KEYS)],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadManifestsToRetry",
+                actions=["s3:GetObject"],
+                resources=[images_bucket.arn_for_objects(MANIFEST_KEYS)],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="CancelJobs",
+                actions=["s3:PutObject"],
+                resources=[images_bucket.arn_for_objects(CANCELLATION_KEYS)],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="LookForCancellations",
+                actions=["s3:ListBucket"],
+                resources=[images_bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [CANCELLATION_KEYS]}},
             )
         )
 

@@ -113,7 +113,6 @@ class ImagegenStack(Stack):
         self.api = ImageApi(
             self,
             "Api",
-            sync_workflow=self.workflow.express,
             jobs_workflow=self.workflow.standard,
             images_bucket=self.storage.images_bucket,
             defaults=defaults,
@@ -127,7 +126,6 @@ class ImagegenStack(Stack):
             self,
             "Monitoring",
             state_machines={
-                "Sync": self.workflow.express,
                 "Jobs": self.workflow.standard,
                 "Batch": self.batch.state_machine,
             },
@@ -153,7 +151,6 @@ class ImagegenStack(Stack):
                 description="aws apigateway get-api-key --include-value --api-key <this id>",
             )
         CfnOutput(self, "ImagesBucketName", value=self.storage.images_bucket.bucket_name)
-        CfnOutput(self, "SyncStateMachineArn", value=self.workflow.express.state_machine_arn)
         CfnOutput(self, "JobsStateMachineArn", value=self.workflow.standard.state_machine_arn)
         CfnOutput(self, "EventBusName", value=self.events.bus.event_bus_name)
         CfnOutput(self, "BatchStateMachineArn", value=self.batch.state_machine.state_machine_arn)

@@ -27,7 +27,7 @@ from stacks.batch import REQUEST_MANIFESTS, RESULT_FILES, UPLOADED_FILES, BatchC
 from stacks.events import WorkflowEvents
 from stacks.storage import ImageStorage
 from stacks.web import WebConstruct
-from stacks.workflow import IMAGE_KEYS, MANIFEST_KEYS, ImageWorkflow
+from stacks.workflow import CANCELLATION_KEYS, IMAGE_KEYS, MANIFEST_KEYS, ImageWorkflow
 
 PACK = "AwsSolutions"
 #: The singleton Lambda that aws-cdk-lib's BucketDeployment adds to the stack (web page upload).
@@ -173,7 +173,7 @@ def _workflow(stack: ComposedStack) -> None:
         iam5(bucket, bucket.arn_for_objects(IMAGE_KEYS)),
         iam5(bucket, bucket.arn_for_objects(MANIFEST_KEYS)),
     )
-    for machine in (workflow.express, workflow.standard):
+    for machine in (workflow.standard,):
         acknowledge(machine.role, XRAY, "IAM5[Resource::*]")
         acknowledge(
             machine.role,
@@ -242,12 +242,17 @@ def _api(stack: ComposedStack) -> None:
     acknowledge(api.http_api.role, XRAY, "IAM5[Resource::*]")
     acknowledge(
         api.http_api.role,
-        "GET /jobs/{id} (and POST /jobs, for a repeated idempotency key) describes one execution of the "
-        "jobs workflow, named by the client: the grant is DescribeExecution/GetExecutionHistory on that "
-        "workflow's executions (<name>:*) only; it also presigns image URLs (GetObject on *.png keys of "
-        "the images bucket). Starting executions is granted on the two state machines, no wildcard.",
+        "GET /jobs/{id} (and POST /jobs, for a repeated idempotency key; the synchronous routes, which "
+        "wait for their job) describes one execution of the jobs workflow, named by the client: the "
+        "grant is DescribeExecution/GetExecutionHistory on that workflow's executions (<name>:*) only; it "
+        "also presigns image URLs (GetObject on *.png keys), reads the manifest of a failed job to retry "
+        "it (GetObject on */manifest.json keys) and writes a job's cancellation marker (PutObject on "
+        "cancellations/* keys), all of the images bucket. Starting and listing executions is granted on "
+        "the jobs state machine, no wildcard.",
         iam5(api, api.job_executions_arn),
         iam5(bucket, bucket.arn_for_objects(IMAGE_KEYS)),
+        iam5(bucket, bucket.arn_for_objects(MANIFEST_KEYS)),
+        iam5(bucket, bucket.arn_for_objects(CANCELLATION_KEYS)),
     )
     cloud_watch_role = api.rest_api.node.try_find_child("CloudWatchRole")
     if cloud_watch_role is not None:

@@ -1,24 +1,23 @@
-"""The workflow: three Lambda functions and two state machines built from the one ASL file.
+"""The workflow: three Lambda functions and the state machine built from the one ASL file.
 
 ``statemachine/generate_images.asl.json`` is the workflow. It is loaded as it is with
 ``DefinitionBody.from_file``; CloudFormation fills its ``${...}`` placeholders from
-:attr:`ImageWorkflow.definition_substitutions` (the functions' ARNs and the event bus name). The same
-definition runs twice:
+:attr:`ImageWorkflow.definition_substitutions` (the functions' ARNs and the event bus name). It runs
+as one STANDARD state machine for every entry point: the API's synchronous routes (which wait for
+their job, and hand it over with a 202 when it takes longer), jobs, the console, EventBridge and
+batches. Every run is a job: exactly-once, idempotent on the execution name, listed, cancellable and
+visible in the console history for 90 days (docs/decisions.md: why no Express state machine).
 
-* an EXPRESS state machine for synchronous calls (``POST /images``, ``GET /images``:
-  ``StartSyncExecution``, at most five minutes);
-* a STANDARD state machine for jobs (``POST /jobs``), the console and EventBridge: exactly-once,
-  idempotent on the execution name, visible in the console history.
-
-Both log every event to CloudWatch Logs without execution data (prompts stay out of the logs), in log
+It logs every event to CloudWatch Logs without execution data (prompts stay out of the logs), in log
 groups named under ``/aws/vendedlogs/states/`` (:func:`vended_log_group`), and trace with X-Ray. Each
 function gets only what its step does:
 
 * ``validate_request``: nothing (it reads its environment and the input);
 * ``generate_image``: ``bedrock:InvokeModel`` on the foundation models this deployment allows (or their
   inference profiles and the models behind them, ``stacks/model_access.py``), the Marketplace actions of a
-  third-party model's first call when an allowed model is one, and ``s3:PutObject`` on ``*.png`` keys of
-  the images bucket;
+  third-party model's first call when an allowed model is one,
+  ``s3:PutObject`` on ``*.png`` keys of the images bucket, and ``s3:ListBucket`` under
+  ``cancellations/`` (it looks for its job's cancellation before calling the model);
 * ``build_manifest``: ``s3:GetObject`` on ``*.png`` keys (check images, presign URLs), ``s3:PutObject``
   on ``*/manifest.json`` keys, and ``s3:ListBucket`` (a missing image is then a 404, not a 403).
 """
@@ -36,6 +35,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 from image_pipeline.core import time_budget
+from image_pipeline.core.keys import CANCELLATIONS_PREFIX
 from image_pipeline.core.settings import Settings
 from image_pipeline.functions import BUILD_MANIFEST, GENERATE_IMAGE, VALIDATE_REQUEST, WORKFLOW_FUNCTIONS
 from image_pipeline.models.facts import Offer
@@ -51,6 +51,8 @@ HANDLERS = {function.module: function.handler for function in WORKFLOW_FUNCTIONS
 #: S3 keys each step writes or reads (see ``image_pipeline.core.keys``).
 IMAGE_KEYS = "*.png"
 MANIFEST_KEYS = "*/manifest.json"
+#: Cancellation markers, ``cancellations/<execution name>`` (``image_pipeline.core.cancellation``).
+CANCELLATION_KEYS = f"{CANCELLATIONS_PREFIX}*"
 #: The state machines' log groups are named under this prefix. AWS: "CloudWatch Logs resource policies
 #: are limited to 5120 characters. When CloudWatch Logs detects that a policy approaches this size limit,
 #: it automatically enables log groups that start with /aws/vendedlogs/ ... prefix your CloudWatch Logs
@@ -93,7 +95,7 @@ def check_time_budget(settings: Settings) -> None:
 
 
 class ImageWorkflow(Construct):
-    """The functions of the three Task states and the Express and Standard state machines.
+    """The functions of the three Task states and the Standard state machine every entry point runs.
 
     :param images_bucket: where images and manifests are written.
     :param event_bus: where the workflow publishes its outcome events.
@@ -161,6 +163,14 @@ class ImageWorkflow(Construct):
                 resources=[images_bucket.arn_for_objects(IMAGE_KEYS)],
             )
         )
+        self.generate_image.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="LookForCancellation",
+                actions=["s3:ListBucket"],
+                resources=[images_bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [CANCELLATION_KEYS]}},
+            )
+        )
         manifest_role = self.build_manifest.role
         manifest_role.add_to_principal_policy(
             iam.PolicyStatement(
@@ -187,7 +197,6 @@ class ImageWorkflow(Construct):
             **arn_substitutions(self.functions),
             "EventBusName": event_bus.event_bus_name,
         }
-        self.express = self._state_machine("Sync", sfn.StateMachineType.EXPRESS, definition_file, event_bus)
         self.standard = self._state_machine("Jobs", sfn.StateMachineType.STANDARD, definition_file, event_bus)
 
     def _state_machine(

@@ -450,7 +450,8 @@ async function pollJob(url) {
       await sleep(delay * 2 ** failures);
       continue;
     }
-    if (job.status === "succeeded" || job.status === "failed") return job;
+    // A job cancelled elsewhere (DELETE /jobs/{id}) ends too, with the images it made.
+    if (job.status === "succeeded" || job.status === "failed" || job.status === "cancelled") return job;
     showProgress(job.progress, job.status === "queued" ? "Queued…" : null);
     if (performance.now() > deadline) throw new Error("The job is still running after 15 minutes; stopped waiting.");
     await sleep(delay);

@@ -115,7 +115,9 @@ def _fail(exc: Exception) -> int:
 
 def _wait_and_download(api: ImagegenClient, job_id: str, args: argparse.Namespace) -> int:
     job = api.wait(job_id, on_progress=_progress_printer(args.quiet), poll=args.poll)
-    if job["status"] != "succeeded":
+    if job["status"] == "cancelled" and not args.quiet:  # what it made is kept: download that
+        print(f"job {job_id} was cancelled; writing the images it made", file=sys.stderr)
+    if job["status"] not in {"succeeded", "cancelled"}:
         error = job.get("error") or {}
         print(f"error: {error.get('error')}: {error.get('message')}", file=sys.stderr)
         return EXIT_INVALID if error.get("error") in _INVALID_ERRORS else EXIT_FAILED
@@ -130,7 +132,7 @@ def _wait_and_download(api: ImagegenClient, job_id: str, args: argparse.Namespac
             f"manifest: {target / 'manifest.json'}",
             file=sys.stderr,
         )
-    return EXIT_OK
+    return EXIT_OK if job["status"] == "succeeded" else EXIT_FAILED
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

@@ -21,9 +21,10 @@ import httpx
 from imagegen.cli.outputs import write_local_manifest
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
-#: ``POST /images`` waits for the whole workflow (deployed: at most API Gateway's integration timeout).
-SYNC_TIMEOUT_SECONDS = 330.0
-FINISHED = frozenset({"succeeded", "failed"})
+#: How long ``POST /images`` may take to answer: the API waits at most ~25 s for the images, then
+#: answers 202 with the job (``generate`` then polls it).
+SYNC_TIMEOUT_SECONDS = 60.0
+FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 
 class ClientApiError(Exception):
@@ -83,9 +84,24 @@ class ImagegenClient:
             raise ClientApiError.from_response(response)
         return response.json()
 
-    def generate(self, request: dict[str, Any]) -> dict[str, Any]:
-        """``POST /images``: generate and wait; returns the manifest."""
-        return self._call("POST", "images", json=request, timeout=SYNC_TIMEOUT_SECONDS)
+    def generate(
+        self, request: dict[str, Any], *, wait: int | None = None, poll: float = 1.0
+    ) -> dict[str, Any]:
+        """``POST /images``: generate and wait; returns the manifest. ``wait`` is the ``Prefer: wait``
+        the API is asked for; when the images take longer, the API answers 202 with the job and this
+        polls it (``GET /jobs/{id}``) to its end: the manifest, or :class:`ClientApiError` when it
+        failed or was cancelled."""
+        headers = {"Prefer": f"wait={wait}"} if wait is not None else {}
+        response = self._http.post("images", json=request, headers=headers, timeout=SYNC_TIMEOUT_SECONDS)
+        if response.status_code == 200:
+            return dict(response.json())
+        if response.status_code != 202:
+            raise ClientApiError.from_response(response)
+        job = self.wait(response.json()["job_id"], poll=poll)
+        if job["status"] == "succeeded":
+            return dict(job["manifest"])
+        error = job.get("error") or {"error": "JobCancelled", "message": f"job {job['job_id']} was cancelled"}
+        raise ClientApiError(409 if job["status"] == "cancelled" else 502, error["error"], error["message"])
 
     def submit(self, request: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
         """``POST /jobs``: start a job; returns ``{"job_id", "status", "status_url"}``."""
@@ -95,6 +111,22 @@ class ImagegenClient:
     def status(self, job_id: str) -> dict[str, Any]:
         """``GET /jobs/{id}``: status, progress, and the manifest (fresh URLs) or the error."""
         return self._call("GET", f"jobs/{job_id}")
+
+    def jobs(
+        self, *, status: str | None = None, limit: int | None = None, next_token: str | None = None
+    ) -> dict[str, Any]:
+        """``GET /jobs``: one page of the caller's jobs, newest first (``{"jobs", "next_token"}``)."""
+        params = {"status": status, "limit": limit, "next_token": next_token}
+        return self._call("GET", "jobs", params={k: v for k, v in params.items() if v is not None})
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """``DELETE /jobs/{id}``: cancel a running job; returns ``{"job_id", "status": "cancelling", ...}``."""
+        return self._call("DELETE", f"jobs/{job_id}", expected=202)
+
+    def retry(self, job_id: str, *, include_filtered: bool = False) -> dict[str, Any]:
+        """``POST /jobs/{id}/retry``: a new job of the images that failed (and filtered, when asked)."""
+        body = {"include_filtered": True} if include_filtered else None
+        return self._call("POST", f"jobs/{job_id}/retry", expected=202, json=body)
 
     def models(self) -> dict[str, Any]:
         """``GET /models``: the registry and what this deployment offers."""

@@ -238,11 +238,11 @@ class OfflineEngine:
         values = {k: function_arn(v) for k, v in SUBSTITUTIONS.items()}
         definition = substitute(asl_path().read_text(), {**values, "EventBusName": EVENT_BUS})
         role = f"arn:aws:iam::{ACCOUNT}:role/imagegen-offline"
-        for kind, sm_type in (("sync", "EXPRESS"), ("jobs", "STANDARD")):
-            created = self._sfn.create_state_machine(
-                name=f"imagegen-{kind}", definition=definition, roleArn=role, type=sm_type
-            )
-            self.state_machines[kind] = created["stateMachineArn"]
+        # One Standard state machine, as deployed: the API's synchronous routes start jobs too.
+        created = self._sfn.create_state_machine(
+            name="imagegen-jobs", definition=definition, roleArn=role, type="STANDARD"
+        )
+        self.state_machines["jobs"] = created["stateMachineArn"]
         self.state_machines["batch"] = create_batch_state_machine(self)
 
     def stop(self) -> None:
@@ -403,7 +403,7 @@ class OfflineEngine:
         request: Any,
         *,
         name: str | None = None,
-        kind: str = "sync",
+        kind: str = "jobs",
         timeout: float = 600.0,
         on_progress: Callable[[Progress], None] | None = None,
     ) -> ExecutionResult:
@@ -429,7 +429,7 @@ class OfflineEngine:
         return written
 
     def count_executions(self) -> int:
-        """Executions started so far on the engine's state machines (sync, jobs and batch)."""
+        """Executions started so far on the engine's state machines (jobs and batch)."""
         paginator = self.sfn.get_paginator("list_executions")
         return sum(
             len(page["executions"])

@@ -6,8 +6,9 @@ the same validation before anything starts, the same :func:`~image_pipeline.core
 (idempotency) and :func:`~image_pipeline.core.jobs.sync_response` (status mapping). What differs
 offline:
 
-* ``POST /images`` runs the Express state machine in moto's interpreter and waits for it in a
-  thread pool; ``POST /jobs`` starts the Standard one and returns at once;
+* ``POST /images`` starts a job of the Standard state machine in moto's interpreter and waits for it
+  in a thread pool as ``Prefer: wait`` asks (at most what the deployed API can wait: 202 and the job
+  after that); ``POST /jobs`` starts one and returns at once;
 * image URLs point at this server (``GET /files/{key}``, read from moto's S3), because moto's
   presigned URLs cannot be fetched by a browser; like presigned URLs they are signed
   (:class:`~imagegen.runtime.local_auth.LinkSigner`), so a link reads one key until it expires;
@@ -22,7 +23,6 @@ offline:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import uuid
@@ -44,8 +44,22 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from image_pipeline.contract.errors import FieldError, is_not_found
 from image_pipeline.contract.request import ImageRequest
+from image_pipeline.core import time_budget
 from image_pipeline.core.events import REQUEST_EVENT
 from image_pipeline.core.execution_input import ExecutionInput
+from image_pipeline.core.job_control import (
+    PREFER_HEADER,
+    PREFERENCE_APPLIED_HEADER,
+    WaitPreference,
+    cancel_job,
+    list_jobs,
+    list_query,
+    retry_accepted,
+    retry_body,
+    retry_job,
+    run_and_wait,
+    wait_preference,
+)
 from image_pipeline.core.jobs import (
     IDEMPOTENCY_HEADER,
     MAX_BODY_BYTES,
@@ -57,21 +71,20 @@ from image_pipeline.core.jobs import (
     parse_body,
     query_request,
     start_job,
-    sync_response,
-    sync_wait_exceeded,
     validate_submission,
 )
 from image_pipeline.core.keys import namespace_prefix
 from image_pipeline.core.manifest import attachment
-from image_pipeline.core.tenancy import Caller, events_caller, execution_name
+from image_pipeline.core.tenancy import Caller, events_caller
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imagegen.runtime.engine import ACCOUNT, EVENT_BUS, REGION, OfflineEngine
 from imagegen.runtime.local_auth import API_KEY_HEADER, ApiKeys, LinkSigner
 
-#: Longest wait of ``POST /images`` (an Express workflow runs for at most 5 minutes).
-SYNC_TIMEOUT_SECONDS = 300.0
+#: Longest wait of ``POST /images``: what the deployed API waits at most (API Gateway's integration
+#: timeout less the function's margin), so a client meets the same 202 handoff offline.
+SYNC_MAX_WAIT_SECONDS = time_budget.longest_sync_wait(time_budget.API_GATEWAY_INTEGRATION_SECONDS)
 CONFIG_JS = 'window.IMAGEGEN_CONFIG = {"apiUrl": "", "apiKey": null};\n'
 #: The page's settings when the server needs a key: the page asks for one.
 CONFIG_JS_KEY_REQUIRED = 'window.IMAGEGEN_CONFIG = {"apiUrl": "", "apiKey": null, "apiKeyRequired": true};\n'
@@ -95,10 +108,23 @@ class ErrorBody(BaseModel):
     details: list[FieldProblem] | None = Field(default=None, description="InvalidRequest: each field.")
 
 
+JobStatus = Literal["queued", "running", "cancelling", "succeeded", "cancelled", "failed"]
+
+
 class JobAccepted(BaseModel):
     job_id: str
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: JobStatus
     status_url: str
+
+
+class RetriedImage(BaseModel):
+    index: int
+    seed: int
+
+
+class RetryAccepted(JobAccepted):
+    retry_of: str = Field(description="The job retried")
+    images: list[RetriedImage] = Field(description="The images made again, with their seeds")
 
 
 class JobProgress(BaseModel):
@@ -109,12 +135,25 @@ class JobProgress(BaseModel):
 
 class Job(BaseModel):
     job_id: str
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: JobStatus
     started_at: str | None
     stopped_at: str | None
     progress: JobProgress | None = None
     manifest: dict[str, Any] | None = Field(default=None, description="When succeeded; fresh URLs.")
     error: ErrorBody | None = Field(default=None, description="When failed.")
+
+
+class JobSummary(BaseModel):
+    job_id: str
+    status: Literal["running", "cancelling", "succeeded", "cancelled", "failed"]
+    started_at: str | None
+    stopped_at: str | None
+    status_url: str
+
+
+class JobList(BaseModel):
+    jobs: list[JobSummary] = Field(description="Newest first")
+    next_token: str | None = Field(description="More to read: pass it back (with the same status)")
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -125,9 +164,18 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _SYNC_ERRORS: dict[int | str, dict[str, Any]] = {
     **_ERRORS,
     200: {"description": "The manifest", "content": {"application/json": {"schema": {"type": "object"}}}},
+    202: {"model": Job, "description": "Not done within the wait (Prefer: wait=N): the job, and Location"},
+    409: {"model": ErrorBody, "description": "The job was cancelled while the request waited"},
     429: {"model": ErrorBody, "description": "Every image throttled by Bedrock, after retries"},
     502: {"model": ErrorBody, "description": "The workflow failed otherwise"},
-    504: {"model": ErrorBody, "description": "The workflow timed out"},
+    504: {"model": ErrorBody, "description": "The workflow timed out (its 30 minutes)"},
+}
+_PREFER = {
+    "name": PREFER_HEADER,
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "example": "wait=10"},
+    "description": "RFC 7240: wait=N seconds at most (capped), or respond-async; answered in Preference-Applied.",
 }
 
 
@@ -166,7 +214,7 @@ def create_app(
     *,
     web_dir: str | Path | None = None,
     cors_origins: list[str] | None = None,
-    sync_timeout: float = SYNC_TIMEOUT_SECONDS,
+    max_wait: float = SYNC_MAX_WAIT_SECONDS,
     max_body_bytes: int = MAX_BODY_BYTES,
     workers: int = 32,
     api_keys: Mapping[str, str] | None = None,
@@ -238,35 +286,47 @@ def create_app(
                 raise body_too_large(None, max_body_bytes)
         return parse_body(bytes(body), request.headers.get("content-type"), max_bytes=max_body_bytes)
 
-    def run_sync(submission: ExecutionInput, base_url: str) -> tuple[int, Any]:
+    def run_sync(
+        submission: ExecutionInput, wait: WaitPreference, base_url: str
+    ) -> tuple[int, Any, dict[str, str]]:
         # Named as the deployed Lambda names it: the caller's namespace and a request id.
-        name = execution_name(submission.caller, str(uuid.uuid4()))
-        arn = engine.start_execution(submission.to_document(), name=name, kind="sync")
-        try:
-            result = engine.wait(arn, timeout=sync_timeout)
-        except TimeoutError:
-            raise sync_wait_exceeded(sync_timeout) from None
-        status, body = sync_response(dataclasses.asdict(result))  # the deployed Lambda's mapping
-        return status, local_urls(body, base_url) if status == 200 else body
+        answer = run_and_wait(
+            engine.sfn,
+            engine.state_machines["jobs"],
+            submission,
+            str(uuid.uuid4()),
+            wait,
+            s3=engine.s3,
+            expires_in=settings.presign_expiry_seconds,
+            location=lambda job_id: f"/jobs/{job_id}",
+        )
+        body = local_urls(answer.body, base_url) if answer.manifest else answer.body
+        return answer.status, body, answer.headers
 
     async def generate(raw: Any, request: Request) -> JSONResponse:
         caller = caller_of(request)
         execution_input, _ = validate_submission(raw, settings=settings)
         submission = ExecutionInput(execution_input, caller)
-        status, body = await blocking(run_sync, submission, str(request.base_url))
-        return JSONResponse(body, status_code=status)
+        wait = wait_preference(request.headers.getlist(PREFER_HEADER), max_wait)
+        status, body, headers = await blocking(run_sync, submission, wait, str(request.base_url))
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.post(
         "/images",
-        summary="Generate images and wait for them (Express workflow)",
-        openapi_extra={"requestBody": _REQUEST_BODY},
+        summary="Generate images and wait for them (Prefer: wait=N); 202 and the job if not done in time",
+        openapi_extra={"requestBody": _REQUEST_BODY, "parameters": [_PREFER]},
         responses=_SYNC_ERRORS,
     )
     async def post_images(request: Request) -> JSONResponse:
         caller_of(request)  # 401 before the body is read
         return await generate(await read_json(request), request)
 
-    @app.get("/images", summary="The simple form: GET /images?prompt=...&count=...", responses=_SYNC_ERRORS)
+    @app.get(
+        "/images",
+        summary="The simple form: GET /images?prompt=...&count=...",
+        responses=_SYNC_ERRORS,
+        openapi_extra={"parameters": [_PREFER]},
+    )
     async def get_images(request: Request) -> JSONResponse:
         caller_of(request)  # 401 before the query is read
         return await generate(query_request(request.query_params.multi_items()), request)
@@ -313,6 +373,7 @@ def create_app(
             caller=caller,
             s3=engine.s3,
             expires_in=settings.presign_expiry_seconds,
+            bucket=engine.config.bucket,
         )
         if "manifest" in job:
             job["manifest"] = local_urls(job["manifest"], base_url)
@@ -326,6 +387,82 @@ def create_app(
     async def get_job(job_id: str, request: Request) -> JSONResponse:
         caller = caller_of(request)
         return JSONResponse(await blocking(local_job, caller, job_id, str(request.base_url)))
+
+    @app.get(
+        "/jobs",
+        summary="The caller's jobs, newest first (status, limit 1-100, next_token)",
+        responses={200: {"model": JobList}, 400: {"model": ErrorBody, "description": "A bad parameter"}},
+    )
+    async def get_jobs(request: Request) -> JSONResponse:
+        caller = caller_of(request)
+        status, limit, cursor = list_query(request.query_params.multi_items())
+        listed = await blocking(
+            lambda: list_jobs(
+                engine.sfn,
+                engine.state_machines["jobs"],
+                caller,
+                s3=engine.s3,
+                bucket=engine.config.bucket,
+                status=status,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
+        return JSONResponse(listed)
+
+    @app.delete(
+        "/jobs/{job_id}",
+        status_code=202,
+        summary="Cancel a running job; it ends with a manifest of what it made",
+        responses={
+            202: {"model": JobAccepted, "description": "Cancelling"},
+            404: {"model": ErrorBody, "description": "No such job"},
+            409: {"model": ErrorBody, "description": "Already ended, or already cancelled"},
+        },
+    )
+    async def delete_job(job_id: str, request: Request) -> JSONResponse:
+        caller = caller_of(request)
+        body = await blocking(
+            lambda: cancel_job(
+                engine.sfn,
+                engine.state_machines["jobs"],
+                caller,
+                job_id,
+                s3=engine.s3,
+                bucket=engine.config.bucket,
+            )
+        )
+        return JSONResponse(body, status_code=202, headers={"Location": body["status_url"]})
+
+    @app.post(
+        "/jobs/{job_id}/retry",
+        status_code=202,
+        summary="A new job of the images that failed (and, asked, those filtered), same seeds",
+        responses={
+            202: {"model": RetryAccepted, "description": "Started"},
+            404: {"model": ErrorBody, "description": "No such job"},
+            409: {"model": ErrorBody, "description": "Still running, or nothing to retry"},
+        },
+    )
+    async def post_retry(job_id: str, request: Request) -> JSONResponse:
+        caller = caller_of(request)
+        has_body = request.headers.get("content-length", "0") not in {
+            "",
+            "0",
+        } or "chunked" in request.headers.get("transfer-encoding", "")
+        include_filtered = retry_body(await read_json(request) if has_body else None)
+        retry = await blocking(
+            lambda: retry_job(
+                engine.sfn,
+                engine.state_machines["jobs"],
+                caller,
+                job_id,
+                s3=engine.s3,
+                include_filtered=include_filtered,
+            )
+        )
+        body = retry_accepted(retry, job_id)
+        return JSONResponse(body, status_code=202, headers={"Location": body["status_url"]})
 
     @app.get("/models", summary="The model registry and what this deployment offers")
     async def get_models(request: Request) -> JSONResponse:
@@ -375,9 +512,9 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Content-Type", "X-Api-Key", IDEMPOTENCY_HEADER],
-            expose_headers=["Location"],
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Content-Type", "X-Api-Key", IDEMPOTENCY_HEADER, PREFER_HEADER],
+            expose_headers=["Location", PREFERENCE_APPLIED_HEADER],
         )
 
     web = web_dir or os.environ.get("IMAGEGEN_WEB_DIR")

@@ -105,7 +105,7 @@ def join_text(value: Any) -> str:
 
 
 def workflow_machines(synthesized: Synthesized) -> dict[str, dict[str, Any]]:
-    """The per-request workflow's two state machines (not the batch's)."""
+    """The per-request workflow's state machine (not the batch's), by logical id."""
     batch = synthesized.stack.resolve(synthesized.stack.batch.state_machine.node.default_child.logical_id)  # type: ignore[union-attr]
     machines = synthesized.resources("AWS::StepFunctions::StateMachine")
     assert batch in machines

@@ -7,8 +7,9 @@ import json
 
 import pytest
 from aws_cdk.assertions import Match
+from image_pipeline.core import time_budget
 
-from stacks.api import HTTP_API_TIMEOUT, SYNC_WAIT_MARGIN_SECONDS
+from stacks.api import HTTP_API_TIMEOUT, SYNC_MAX_WAIT_SECONDS
 from stacks.request_schema import image_request_schema
 from tests.infra.stack_template import (
     function_id,
@@ -25,19 +26,27 @@ ROUTES = [
     ("POST", "/images"),
     ("GET", "/images"),
     ("POST", "/jobs"),
+    ("GET", "/jobs"),
     ("GET", "/jobs/{id}"),
+    ("DELETE", "/jobs/{id}"),
+    ("POST", "/jobs/{id}/retry"),
     ("GET", "/models"),
 ]
 
 
-def test_http_api_knows_both_state_machines_and_waits_less_than_its_timeout(synthesized: Synthesized) -> None:
+def test_http_api_knows_the_jobs_state_machine_and_waits_less_than_its_timeout(
+    synthesized: Synthesized,
+) -> None:
     fn = synthesized.resources("AWS::Lambda::Function")[function_id(synthesized, "http_api")]["Properties"]
     variables = fn["Environment"]["Variables"]
     assert variables["JOBS_STATE_MACHINE_ARN"] == {"Ref": state_machine_id(synthesized, "STANDARD")}
-    assert variables["SYNC_STATE_MACHINE_ARN"] == {"Ref": state_machine_id(synthesized, "EXPRESS")}
-    # API Gateway's integration limit; the wait for a synchronous run leaves time to answer 504 itself.
+    assert "SYNC_STATE_MACHINE_ARN" not in variables  # no Express state machine: every run is a job
+    # API Gateway's integration limit; the wait for a synchronous route's job leaves time for its last
+    # poll and the answer (a 202 with the job when it is not done).
     assert fn["Timeout"] == HTTP_API_TIMEOUT.to_seconds() == 29
-    assert int(variables["SYNC_READ_TIMEOUT_SECONDS"]) == 29 - SYNC_WAIT_MARGIN_SECONDS > 0
+    wait = float(variables["SYNC_MAX_WAIT_SECONDS"])
+    assert wait == SYNC_MAX_WAIT_SECONDS > 0
+    assert time_budget.sync_wait_bound(wait) <= fn["Timeout"]
     # With the web page, the page's origin is the one CORS origin of the function's answers.
     origin = join_text(variables["CORS_ALLOW_ORIGINS"])
     assert origin.startswith("https://<") and origin.endswith(".DomainName>")

@@ -34,7 +34,6 @@ def test_placeholders_equal_the_substitutions_the_construct_passes(
     assert sorted(machines) == sorted(
         synthesized.stack.resolve(m.node.default_child.logical_id)  # type: ignore[union-attr]
         for m in (
-            synthesized.stack.workflow.express,
             synthesized.stack.workflow.standard,
             synthesized.stack.batch.state_machine,
         )

@@ -47,6 +47,7 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
     assert actions_of("validate_request") == {}
     generate = actions_of("generate_image")
     assert generate.pop("s3:PutObject") == {f"{bucket}/*.png"}
+    assert generate.pop("s3:ListBucket") == {bucket}  # under cancellations/ only (a condition)
     # A Stability model's first call subscribes the account through Marketplace (tests/infra/test_model_access.py).
     assert generate.pop("aws-marketplace:Subscribe") == generate.pop("aws-marketplace:ViewSubscriptions") == {"*"}
     assert set(generate) == {"bedrock:InvokeModel"}
@@ -58,12 +59,14 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
     standard = state_machine_id(synthesized, "STANDARD")
     executions = {f"arn:aws:states:us-west-2:123456789012:execution:<{standard}.Name>:*"}
     assert actions_of("http_api") == {
-        "states:StartSyncExecution": {f"<{state_machine_id(synthesized, 'EXPRESS')}>"},
         "states:StartExecution": {f"<{standard}>"},
         "states:DescribeExecution": executions,
         "states:GetExecutionHistory": executions,
-        "s3:GetObject": {f"{bucket}/*.png"},
+        "s3:GetObject": {f"{bucket}/*.png", f"{bucket}/*/manifest.json"},
+        "s3:PutObject": {f"{bucket}/cancellations/*"},
+        "s3:ListBucket": {bucket},  # under cancellations/ only (a condition)
     }
+        "states:ListExecutions": {f"<{standard}>"},
 
 
 def test_outputs_name_what_a_client_needs(synthesized: Synthesized) -> None:
@@ -72,7 +75,6 @@ def test_outputs_name_what_a_client_needs(synthesized: Synthesized) -> None:
         "ApiUrl",
         "ApiKeyId",
         "ImagesBucketName",
-        "SyncStateMachineArn",
         "JobsStateMachineArn",
         "EventBusName",
         "WebUrl",

@@ -100,7 +100,7 @@ def test_every_state_machine_has_failure_timeout_and_throttle_alarms(
 ) -> None:
     synth: Synthesized = request.getfixturevalue(which)
     stack = synth.stack
-    for machine in (stack.workflow.express, stack.workflow.standard, stack.batch.state_machine):
+    for machine in (stack.workflow.standard, stack.batch.state_machine):
         ref = {"Ref": logical_id(synth, machine)}
         metrics = {
             a["MetricName"]

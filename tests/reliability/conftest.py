@@ -78,7 +78,6 @@ def http_api(engine: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from imagegen.runtime.lambda_router import LambdaContext
 
     monkeypatch.setenv("JOBS_STATE_MACHINE_ARN", engine.state_machines["jobs"])
-    monkeypatch.setenv("SYNC_STATE_MACHINE_ARN", engine.state_machines["sync"])
     module.environment.cache_clear()
 
     def call(method: str, path: str, **kwargs: Any) -> tuple[int, Any]:

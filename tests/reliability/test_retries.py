@@ -93,7 +93,7 @@ def batch(offline_engine: Any) -> Iterator[Batch]:
     engine.bedrock.faults = FaultPlan(block_output_seeds={802, 901})
     try:
         arns = {
-            name: engine.start_execution(body, kind="sync") for name, body in _scenarios(tag, folder).items()
+            name: engine.start_execution(body, kind="jobs") for name, body in _scenarios(tag, folder).items()
         }
         results = {name: engine.wait(arn, timeout=300, poll=0.1) for name, arn in arns.items()}
     finally:

@@ -69,7 +69,7 @@ def batch(offline_engine: Any) -> Iterator[Batch]:
         arns = {
             name: engine.start_execution(
                 {"prompt": f"s3 {name}", "count": 3, "seed": 10 * i, "output_folder": folder, **SMALL},
-                kind="sync",
+                kind="jobs",
             )
             for i, (name, folder) in enumerate(folders.items())
         }

@@ -1,6 +1,6 @@
 """The HTTP API Lambda (``image_pipeline.handlers.http_api``), called with API Gateway proxy events
-(``tests/events/apigw_*.json``) against a moto Standard state machine. moto has no StartSyncExecution, so
-the synchronous routes get a stubbed Step Functions client (botocore Stubber, or a fake for a timeout)."""
+(``tests/events/apigw_*.json``) against a moto Standard state machine, which every route starts (the
+synchronous ones wait for it) and reads; the job routes and the handoff: test_http_api_jobs.py."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ReadTimeoutError
 from botocore.stub import Stubber
 from image_pipeline.core import clients
 from image_pipeline.core.execution_input import ExecutionInput
@@ -35,7 +34,6 @@ REGION, ACCOUNT = "us-west-2", "123456789012"  # the Region of the aws_credentia
 BUCKET = "http-api-bucket"
 JOBS_NAME = "imagegen-jobs-http-api-test"
 JOBS_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{JOBS_NAME}"
-SYNC_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:imagegen-sync-http-api-test"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/test"
 API_KEY = "EXAMPLE-api-key-0123456789abcdef"  # the x-api-key of the canonical events
 #: The caller of the canonical events: API Gateway's id of that key (requestContext.identity.apiKeyId).
@@ -116,8 +114,6 @@ def http_api(
     monkeypatch.setenv("DEFAULT_MODEL", "stable-image-core")
     monkeypatch.setenv("MAX_IMAGES_PER_REQUEST", "8")
     monkeypatch.setenv("JOBS_STATE_MACHINE_ARN", JOBS_ARN)
-    monkeypatch.setenv("SYNC_STATE_MACHINE_ARN", SYNC_ARN)
-    monkeypatch.setenv("SYNC_READ_TIMEOUT_SECONDS", "27")
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         clients.reset_clients()
@@ -126,18 +122,11 @@ def http_api(
         sfn = boto3.client("stepfunctions", region_name=REGION)
         if JOBS_ARN not in {m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]}:
             _jobs_state_machine(sfn)  # inside another test's live mock (the session engine) it may exist
+        s3 = boto3.client("s3", region_name=REGION)
+        if BUCKET not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:  # a running job's cancellation
+            s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
         yield module, sfn
         module.environment.cache_clear()
-
-
-@pytest.fixture
-def sync_stub(monkeypatch: pytest.MonkeyPatch, http_api: tuple[Any, Any]) -> Iterator[Stubber]:
-    """The client of StartSyncExecution, stubbed: each test adds the answers it expects (none: no call)."""
-    client = boto3.client("stepfunctions", region_name=REGION)
-    with Stubber(client) as stub:
-        monkeypatch.setattr(clients, "stepfunctions_sync", functools.cache(lambda _timeout: client))
-        yield stub
-        stub.assert_no_pending_responses()
 
 
 def call(module: Any, event: dict[str, Any], context: LambdaContext) -> tuple[int, Any, dict[str, list[str]]]:
@@ -163,18 +152,6 @@ def finish(sfn: Any, job_id: str, caller: Caller = CALLER) -> None:
 def new_key() -> str:
     """An idempotency key no other test used (moto keeps executions while the session engine runs)."""
     return f"order-{uuid.uuid4().hex[:12]}"
-
-
-def sync_result(status: str, **extra: Any) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    return {
-        "executionArn": f"arn:aws:states:{REGION}:{ACCOUNT}:express:imagegen-sync:r:x",
-        "stateMachineArn": SYNC_ARN,
-        "startDate": now,
-        "stopDate": now,
-        "status": status,
-        **extra,
-    }
 
 
 # -- POST /jobs ------------------------------------------------------------------------------------
@@ -313,22 +290,24 @@ def test_invalid_jobs_are_answered_before_any_execution(
 @pytest.mark.parametrize(
     ("body", "content_type", "status", "field"), [pytest.param(*case[1:], id=case[0]) for case in INVALID]
 )
-def test_invalid_sync_requests_never_call_step_functions(
+def test_invalid_sync_requests_start_nothing(
     http_api: tuple[Any, Any],
-    sync_stub: Stubber,
     lambda_context: LambdaContext,
     body: Any,
     content_type: str,
     status: int,
     field: str,
 ) -> None:
+    module, sfn = http_api
+    before = executions(sfn)
     event = api_event("apigw_post_images", body=body, headers={"Content-Type": content_type or None})
-    answered, error, _ = call(http_api[0], event, lambda_context)  # the stub has no answer: a call fails
+    answered, error, _ = call(module, event, lambda_context)
     assert answered == status and field in {d["field"] for d in error["details"]}
+    assert executions(sfn) == before
 
 
 def test_the_size_limit_counts_bytes_of_a_base64_body(
-    http_api: tuple[Any, Any], sync_stub: Stubber, lambda_context: LambdaContext
+    http_api: tuple[Any, Any], lambda_context: LambdaContext
 ) -> None:
     # 33,000 characters, 66,000 bytes in UTF-8: over 64 KiB
     raw = json.dumps({"prompt": "é" * 33_000}, ensure_ascii=False).encode()
@@ -341,22 +320,22 @@ def test_the_size_limit_counts_bytes_of_a_base64_body(
 # -- POST /images, GET /images ---------------------------------------------------------------------
 
 
-def test_post_images_runs_the_express_workflow_and_returns_the_manifest(
-    http_api: tuple[Any, Any], sync_stub: Stubber, lambda_context: LambdaContext
+def started_input(sfn: Any, job_id: str) -> str:
+    """The input of ``CALLER``'s job ``job_id`` as Step Functions stored it."""
+    arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{JOBS_NAME}:{execution_name(CALLER, job_id)}"
+    return str(sfn.describe_execution(executionArn=arn)["input"])
+
+
+def test_post_images_runs_a_job_and_returns_the_manifest(
+    http_api: tuple[Any, Any], lambda_context: LambdaContext
 ) -> None:
+    module, sfn = http_api
     event = api_event("apigw_post_images")
-    sync_stub.add_response(
-        "start_sync_execution",
-        sync_result("SUCCEEDED", output=json.dumps(STALE_MANIFEST)),
-        {
-            "stateMachineArn": SYNC_ARN,
-            # the caller's namespace and the API request id (the request's S3 folder)
-            "name": f"{CALLER.namespace}-{request_id(event)}",
-            "input": envelope({"prompt": "a red porsche", "count": 2}),
-        },
-    )
-    status, body, _ = call(http_api[0], event, lambda_context)
+    status, body, _ = call(module, event, lambda_context)
     assert status == 200
+    # A job of the Standard workflow: the caller's namespace and the API request id (the request's
+    # S3 folder), its input the envelope (test_http_api_jobs.py: the wait, the handoff).
+    assert started_input(sfn, request_id(event)) == envelope({"prompt": "a red porsche", "count": 2})
     # The manifest, with its URLs signed anew and a download URL added to each stored image.
     stored, filtered = body["images"]
     # Signed for the bucket's Regional endpoint (image_pipeline.core.clients.s3_config).
@@ -371,19 +350,13 @@ def test_post_images_runs_the_express_workflow_and_returns_the_manifest(
 
 
 def test_get_images_takes_the_request_from_the_query_string(
-    http_api: tuple[Any, Any], sync_stub: Stubber, lambda_context: LambdaContext
+    http_api: tuple[Any, Any], lambda_context: LambdaContext
 ) -> None:
+    module, sfn = http_api
     event = api_event("apigw_get_images")
-    sync_stub.add_response(
-        "start_sync_execution",
-        sync_result("SUCCEEDED", output=json.dumps(STALE_MANIFEST)),
-        {
-            "stateMachineArn": SYNC_ARN,
-            "name": execution_name(CALLER, request_id(event)),
-            "input": envelope({"prompt": "a red porsche", "count": 2, "model": "stable-image-core"}),
-        },
-    )
-    assert call(http_api[0], event, lambda_context)[0] == 200
+    assert call(module, event, lambda_context)[0] == 200
+    expected = envelope({"prompt": "a red porsche", "count": 2, "model": "stable-image-core"})
+    assert started_input(sfn, request_id(event)) == expected
 
 
 @pytest.mark.parametrize(
@@ -396,17 +369,18 @@ def test_get_images_takes_the_request_from_the_query_string(
 )
 def test_get_images_invalid_query_is_400_without_a_call(
     http_api: tuple[Any, Any],
-    sync_stub: Stubber,
     lambda_context: LambdaContext,
     query: dict[str, str],
     field: str,
 ) -> None:
+    before = executions(http_api[1])
     status, error, _ = call(http_api[0], api_event("apigw_get_images", query=query), lambda_context)
     assert status == 400 and field in {d["field"] for d in error["details"]}
+    assert executions(http_api[1]) == before
 
 
 def test_get_images_with_a_name_given_twice_is_400_without_a_call(
-    http_api: tuple[Any, Any], sync_stub: Stubber, lambda_context: LambdaContext
+    http_api: tuple[Any, Any], lambda_context: LambdaContext
 ) -> None:
     event = api_event("apigw_get_images")
     # API Gateway keeps the last value in queryStringParameters; the multi-value form has both.
@@ -418,107 +392,12 @@ def test_get_images_with_a_name_given_twice_is_400_without_a_call(
     ]
 
 
-def lambda_cause(error: str, message: str) -> str:
-    return json.dumps({"errorType": error, "errorMessage": message, "stackTrace": ["  File ..."]})
-
-
-@pytest.mark.parametrize(
-    ("result", "status", "error"),
-    [
-        (
-            sync_result("FAILED", error="InvalidRequest", cause=lambda_cause("InvalidRequest", "count: …")),
-            400,
-            "InvalidRequest",
-        ),
-        (sync_result("FAILED", error="AllImagesFiltered", cause=FILTERED_CAUSE), 400, "AllImagesFiltered"),
-        (
-            sync_result(
-                "FAILED", error="ImagesThrottled", cause=lambda_cause("ImagesThrottled", "THROTTLED x2")
-            ),
-            429,
-            "ImagesThrottled",
-        ),
-        (
-            sync_result(
-                "FAILED", error="ImagesFailed", cause=lambda_cause("ImagesFailed", "MODEL_ACCESS_DENIED")
-            ),
-            502,
-            "ImagesFailed",
-        ),
-        (
-            sync_result("FAILED", error="States.Runtime", cause="an error in the definition"),
-            502,
-            "States.Runtime",
-        ),
-        (sync_result("TIMED_OUT"), 504, "ExecutionTimedOut"),
-    ],
-)
-def test_a_failed_sync_execution_is_never_200(
-    http_api: tuple[Any, Any],
-    sync_stub: Stubber,
-    lambda_context: LambdaContext,
-    result: dict[str, Any],
-    status: int,
-    error: str,
-) -> None:
-    sync_stub.add_response("start_sync_execution", result)
-    answered, body, _ = call(http_api[0], api_event("apigw_post_images"), lambda_context)
-    assert answered == status and body["error"] == error and set(body) == {"error", "message"}
-    if result.get("cause", "").startswith("{"):
-        assert body["message"] == json.loads(result["cause"])["errorMessage"]
-
-
-@pytest.mark.parametrize(
-    ("code", "http_status", "status", "error"),
-    [
-        ("ExecutionLimitExceeded", 400, 429, "TooManyRequests"),
-        ("ThrottlingException", 400, 429, "TooManyRequests"),
-        ("AccessDeniedException", 400, 502, "ExecutionNotStarted"),
-        ("ServiceUnavailable", 503, 503, "ServiceUnavailable"),
-    ],
-)
-def test_a_sync_start_refused_by_step_functions_is_named(
-    http_api: tuple[Any, Any],
-    sync_stub: Stubber,
-    lambda_context: LambdaContext,
-    code: str,
-    http_status: int,
-    status: int,
-    error: str,
-) -> None:
-    sync_stub.add_client_error("start_sync_execution", code, "refused", http_status_code=http_status)
-    answered, body, _ = call(http_api[0], api_event("apigw_post_images"), lambda_context)
-    assert (answered, body["error"]) == (status, error)
-
-
-class _SlowStepFunctions:
-    """A client whose StartSyncExecution outlasts the read timeout."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def start_sync_execution(self, **_: Any) -> dict[str, Any]:
-        self.calls += 1
-        raise ReadTimeoutError(endpoint_url="https://sync-states.us-east-1.amazonaws.com/")
-
-
-def test_a_sync_run_longer_than_the_wait_is_504_and_is_not_retried(
-    http_api: tuple[Any, Any], lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    slow = _SlowStepFunctions()
-    waits: list[int] = []
-    # functools.cache: reset_clients() (at teardown, before monkeypatch undoes this) clears caches.
-    monkeypatch.setattr(
-        clients, "stepfunctions_sync", functools.cache(lambda timeout: waits.append(timeout) or slow)
-    )
-    status, body, _ = call(http_api[0], api_event("apigw_post_images"), lambda_context)
-    assert status == 504 and body["error"] == "ExecutionTimedOut" and "POST /jobs" in body["message"]
-    assert waits == [27] and slow.calls == 1
-
-
-def test_the_sync_client_makes_one_attempt_and_waits_as_configured(http_api: tuple[Any, Any]) -> None:
-    config = clients.stepfunctions_sync(27).meta.config
-    assert config.retries["total_max_attempts"] == 1 and config.read_timeout == 27
+def test_the_poll_client_makes_one_short_attempt(http_api: tuple[Any, Any]) -> None:
+    """A synchronous route polls its job with a client that cannot eat its wait: one attempt, short
+    timeouts (a failed poll is made again at the next step; test_job_control.py)."""
+    config = clients.stepfunctions_poll().meta.config
+    assert config.retries["total_max_attempts"] == 1
+    assert (config.connect_timeout, config.read_timeout) == (1, 2)
 
 
 # -- GET /jobs/{id} ---------------------------------------------------------------------------------
@@ -568,12 +447,13 @@ def test_the_canonical_get_job_event_finds_its_job(
     assert status == 404 and body["error"] == "JobNotFound" and "order-7f3a" in body["message"]
 
 
-@pytest.mark.parametrize("job_id", ["never-started", "bad$id", "x" * 90])
-def test_unknown_or_malformed_job_is_404(
-    http_api: tuple[Any, Any], lambda_context: LambdaContext, job_id: str
+@pytest.mark.parametrize(("job_id", "status"), [("never-started", 404), ("bad$id", 400), ("x" * 90, 400)])
+def test_unknown_job_is_404_and_malformed_400(
+    http_api: tuple[Any, Any], lambda_context: LambdaContext, job_id: str, status: int
 ) -> None:
-    status, body, _ = call(http_api[0], get_job_event(job_id), lambda_context)
-    assert status == 404 and body["error"] == "JobNotFound"
+    answered, body, _ = call(http_api[0], get_job_event(job_id), lambda_context)
+    assert answered == status
+    assert body["error"] == ("JobNotFound" if status == 404 else "InvalidRequest")
 
 
 def test_running_job_reports_progress(
@@ -628,7 +508,7 @@ def test_unknown_route_is_404_in_the_error_shape(
 def test_a_bad_configuration_fails_loudly(
     http_api: tuple[Any, Any], lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SYNC_STATE_MACHINE_ARN", "not-an-arn")
+    monkeypatch.setenv("JOBS_STATE_MACHINE_ARN", "not-an-arn")
     http_api[0].environment.cache_clear()
     with pytest.raises(RuntimeError, match="Invalid handler configuration"):
         http_api[0].handler(api_event("apigw_get_models"), lambda_context)
@@ -666,7 +546,7 @@ def test_cors_allows_the_configured_origins(
 
 @pytest.mark.parametrize("route", ["apigw_post_images", "apigw_post_jobs"])
 def test_logs_carry_the_request_id_never_the_api_key_and_the_prompt_only_at_debug(
-    http_api: tuple[Any, Any], sync_stub: Stubber, lambda_context: LambdaContext, route: str
+    http_api: tuple[Any, Any], lambda_context: LambdaContext, route: str
 ) -> None:
     module = http_api[0]
     handler = module.logger.registered_handler
@@ -681,10 +561,6 @@ def test_logs_carry_the_request_id_never_the_api_key_and_the_prompt_only_at_debu
             event = api_event(
                 route, headers={"Idempotency-Key": new_key()} if route == "apigw_post_jobs" else None
             )
-            if route == "apigw_post_images":
-                sync_stub.add_response(
-                    "start_sync_execution", sync_result("SUCCEEDED", output=json.dumps(STALE_MANIFEST))
-                )
             assert call(module, event, lambda_context)[0] in {200, 202}
             logged = stream.getvalue()
             assert request_id(event) in logged and '"correlation_id"' in logged

@@ -33,7 +33,6 @@ from image_pipeline.core.jobs import (
     same_input,
     start_job,
     sync_response,
-    sync_wait_exceeded,
     validate_submission,
 )
 from image_pipeline.core.settings import Settings
@@ -327,12 +326,6 @@ def test_sync_response_maps_every_outcome(result: dict[str, Any], status: int, b
     assert answered == (status, expected_body)
 
 
-def test_waiting_too_long_is_504_and_points_to_jobs() -> None:
-    error = sync_wait_exceeded(27)
-    assert error.status == 504 and error.error == "ExecutionTimedOut"
-    assert "27 s" in error.message and "POST /jobs" in error.message
-
-
 # -- jobs -------------------------------------------------------------------------------------------
 
 
@@ -343,10 +336,11 @@ def test_execution_arn_is_derived_from_the_state_machine() -> None:
 
 
 @pytest.mark.parametrize("job_id", ["", "a b", "../x", "x" * 68, "a:b", "a%2Fb"])
-def test_malformed_job_ids_are_not_found(job_id: str) -> None:
+def test_malformed_job_ids_are_400_naming_the_id(job_id: str) -> None:
     with pytest.raises(ApiError) as caught:
         check_job_id(job_id)
-    assert caught.value.status == 404 and caught.value.error == "JobNotFound"
+    assert caught.value.status == 400 and caught.value.error == "InvalidRequest"
+    assert caught.value.details[0].field == "id"
 
 
 @pytest.mark.parametrize(

@@ -85,18 +85,14 @@ def stepfunctions() -> Any:
 
 
 @cache
-def stepfunctions_sync(read_timeout: int) -> Any:
-    """The Step Functions client for StartSyncExecution, which answers when the execution ends.
-
-    One attempt: botocore would retry a read timeout, starting a second execution (and paying for its
-    images again). ``read_timeout`` (seconds) is how long the caller can wait.
-    """
-    timeouts = ClientTimeouts(connect=time_budget.SYNC_CONNECT_SECONDS, read=read_timeout, attempts=1)
-    return boto3.client("stepfunctions", config=client_config(timeouts))
+def stepfunctions_poll() -> Any:
+    """The Step Functions client with which a synchronous route polls its job (DescribeExecution): one
+    short attempt, so a slow answer cannot eat the route's wait (the next poll asks again)."""
+    return boto3.client("stepfunctions", config=client_config(time_budget.STEPFUNCTIONS_POLL))
 
 
 def reset_clients() -> None:
     """Forget the cached clients and settings (after the environment changed: tests, offline engine)."""
-    for factory in (bedrock_runtime, s3, stepfunctions, stepfunctions_sync):
+    for factory in (bedrock_runtime, s3, stepfunctions, stepfunctions_poll):
         factory.cache_clear()
     get_settings.cache_clear()

@@ -4,7 +4,7 @@
   every problem is an :class:`ApiError` with the HTTP status, a named error and the fields to change.
 * Starting: :func:`start_job` starts a Standard ("jobs") execution of a caller named by the idempotency
   key and answers a retry with the existing job (409 for another request of the same caller);
-  :func:`sync_response` turns the result of a synchronous (Express) execution into the HTTP answer.
+  :func:`sync_response` turns an ended execution (a synchronous route's job) into the HTTP answer.
 * Jobs: a job id is the execution name of the Standard workflow without the caller's namespace
   (``<namespace>-<job id>``, :func:`image_pipeline.core.tenancy.execution_name`), so a caller reaches
   only its own jobs; :func:`describe_job` answers ``GET /jobs/{id}`` from DescribeExecution (and, while
@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 from botocore.exceptions import ClientError
 
 from image_pipeline.contract.errors import FieldError, InvalidRequest, cause_message
+from image_pipeline.core.cancellation import is_cancelled
 from image_pipeline.core.execution_input import ExecutionInput, read_execution_input
 from image_pipeline.core.manifest import with_presigned_urls
 from image_pipeline.core.planning import check_request
@@ -258,10 +259,10 @@ def start_job(sfn: Any, state_machine_arn: str, submission: ExecutionInput, key:
 
 
 def sync_response(result: Mapping[str, Any]) -> tuple[int, Any]:
-    """The HTTP status and body of a synchronous execution's result (StartSyncExecution's answer, or a
-    DescribeExecution result): 200 and the output (the manifest) when it SUCCEEDED; otherwise the
-    failure's status (:data:`WORKFLOW_ERROR_HTTP_STATUS` by error name, 502 for any other failure,
-    504 when TIMED_OUT) and ``{"error", "message"}``, the message taken from the cause."""
+    """The HTTP status and body of an ended execution (a DescribeExecution result): 200 and the output
+    (the manifest) when it SUCCEEDED; otherwise the failure's status
+    (:data:`WORKFLOW_ERROR_HTTP_STATUS` by error name, 502 for any other failure, 504 when TIMED_OUT)
+    and ``{"error", "message"}``, the message taken from the cause."""
     status = str(result.get("status") or "")
     output = result.get("output")
     if status == "SUCCEEDED" and output:
@@ -275,17 +276,7 @@ def sync_response(result: Mapping[str, Any]) -> tuple[int, Any]:
     return error.status, error.body()
 
 
-def sync_wait_exceeded(seconds: float) -> ApiError:
-    """504: the synchronous run took longer than the API waits (the execution may still finish)."""
-    return ApiError(
-        TIMED_OUT_STATUS,
-        "ExecutionTimedOut",
-        f"the images took longer than the {seconds:g} s this API waits for them; ask for fewer images, "
-        "or use POST /jobs and poll GET /jobs/{id}",
-    )
-
-
-#: Step Functions error codes of a StartExecution/StartSyncExecution that did not start anything.
+#: Step Functions error codes of a StartExecution that did not start anything.
 _BUSY = frozenset({"ThrottlingException", "Throttling", "ExecutionLimitExceeded", "TooManyRequestsException"})
 
 
@@ -314,9 +305,17 @@ def _error_code(exc: ClientError) -> str:
 
 
 def check_job_id(job_id: str) -> str:
-    """The job id, or a 404 ``JobNotFound`` when it cannot be an execution name of ours."""
+    """The job id, or a 400 naming the field ``id`` when it cannot be a job id (a UUID or an
+    idempotency key: letters, digits, ``_`` and ``-``)."""
     if not JOB_ID.match(job_id):
-        raise job_not_found(job_id)
+        raise ApiError.invalid(
+            [
+                FieldError(
+                    "id",
+                    f"{job_id[:100]!r} is not a job id: 1 to {MAX_JOB_ID_LENGTH} letters, digits, '_' or '-'",
+                )
+            ]
+        )
     return job_id
 
 
@@ -432,8 +431,11 @@ def job_from_execution(
     """The ``GET /jobs/{id}`` document of a DescribeExecution result (``job_id``: the id the caller
     knows, the execution name without its namespace; default the execution name).
 
+    cancel_requested: bool = False,
     A succeeded job carries its manifest with presigned URLs issued now; a failed one its error. A
-    running job whose progress shows no plan yet (``total`` None) is ``queued``.
+    running job whose progress shows no plan yet (``total`` None) is ``queued``; one that was asked to
+    stop (``cancel_requested``, ``DELETE /jobs/{id}``) is ``cancelling`` until the images already being
+    made are stored, and then ``cancelled``, with its manifest (``"cancelled": true``).
     """
     status = str(described["status"])
     job: dict[str, Any] = {
@@ -450,20 +452,41 @@ def job_from_execution(
         manifest = json.loads(described["output"])
         job["manifest"] = with_presigned_urls(manifest, s3=s3, expires_in=expires_in)
     elif job["status"] == "failed":
+    if job["status"] in {"queued", "running"} and cancel_requested:
+        job["status"] = "cancelling"
         job["error"] = failure_of(status, described.get("error"), described.get("cause"))
     return job
+        if manifest.get("cancelled"):
+            job["status"] = "cancelled"
 
 
 def describe_job(
-    sfn: Any, state_machine_arn: str, job_id: str, *, caller: Caller, s3: Any, expires_in: int
+    sfn: Any,
+    state_machine_arn: str,
+    job_id: str,
+    *,
+    caller: Caller,
+    s3: Any,
+    expires_in: int,
+    bucket: str | None = None,
 ) -> dict[str, Any]:
     """The ``GET /jobs/{id}`` document of ``caller``'s job ``job_id`` of the jobs state machine: 404
     ``JobNotFound`` when the caller has no such job (:func:`describe_own_execution`); its progress
-    while it runs; see :func:`job_from_execution`."""
+    while it runs, and whether it was cancelled (the marker in ``bucket``); see
+    :func:`job_from_execution`."""
     described = describe_own_execution(sfn, state_machine_arn, caller, job_id)
     arn = str(described["executionArn"])
-    progress = execution_progress(sfn, arn) if described["status"] == "RUNNING" else None
-    return job_from_execution(described, s3=s3, expires_in=expires_in, progress=progress, job_id=job_id)
+    running = described["status"] == "RUNNING"
+    progress = execution_progress(sfn, arn) if running else None
+    cancel_requested = running and bucket is not None and is_cancelled(s3, bucket, str(described["name"]))
+    return job_from_execution(
+        described,
+        s3=s3,
+        expires_in=expires_in,
+        progress=progress,
+        job_id=job_id,
+        cancel_requested=cancel_requested,
+    )
 
 
 # -- models --------------------------------------------------------------------------------------

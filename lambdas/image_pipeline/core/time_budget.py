@@ -92,8 +92,9 @@ S3 = ClientTimeouts(connect=3, read=10, attempts=5)
 #: so that a ``POST /jobs`` fits in API Gateway's 29 s (a retried StartExecution is harmless: the
 #: execution name makes it idempotent).
 STEPFUNCTIONS = ClientTimeouts(connect=2, read=5, attempts=2)
-#: The connect timeout of ``StartSyncExecution`` (one attempt; its read timeout is the wait).
-SYNC_CONNECT_SECONDS = 1
+#: DescribeExecution while a synchronous route waits for its job: one short attempt (a poll that fails
+#: is simply made again at the wait's next step, ``image_pipeline.core.job_control``).
+STEPFUNCTIONS_POLL = ClientTimeouts(connect=1, read=2, attempts=1)
 #: Bedrock Runtime's connect timeout; its read timeout and attempts are settings.
 BEDROCK_CONNECT_SECONDS = 5
 
@@ -119,9 +120,23 @@ def build_manifest_bound(settings: Settings, *, head_workers: int) -> float:
     return (rounds + 1) * S3.worst_case_seconds + CODE_SECONDS
 
 
-def sync_wait_bound(read_timeout: float) -> float:
-    """The HTTP API function's ``StartSyncExecution`` (one attempt) and its answer."""
-    return SYNC_CONNECT_SECONDS + read_timeout + SYNC_ANSWER_SECONDS
+def sync_wait_margin() -> float:
+    """What the HTTP API function keeps of its time when it waits for a synchronous route's job: the
+    last DescribeExecution, which may start just before the wait ends, and the answer."""
+    return STEPFUNCTIONS_POLL.worst_case_seconds + SYNC_ANSWER_SECONDS
+
+
+def longest_sync_wait(seconds_left: float) -> float:
+    """The longest a synchronous route may wait for its job with ``seconds_left`` of its function's
+    time (or of API Gateway's integration timeout), never less than 0."""
+    return max(0.0, seconds_left - sync_wait_margin())
+
+
+def sync_wait_bound(wait: float) -> float:
+    """The HTTP API function's wait for a synchronous route's job (polls of :data:`STEPFUNCTIONS_POLL`)
+    and its answer. The wait starts after ``StartExecution`` and the function shortens it by what that
+    took (its context's remaining time), so this bounds the part after the start."""
+    return wait + sync_wait_margin()
 
 
 def start_job_bound() -> float:

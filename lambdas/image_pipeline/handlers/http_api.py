@@ -1,10 +1,14 @@
 """The HTTP API behind API Gateway (Lambda proxy integration): every route of ``docs/api.md``.
 
 ==========================  ==============================================================================
-``POST /images``            validate, ``StartSyncExecution`` (Express), answer with the manifest or failure
+``POST /images``            validate, start a job and wait for it (``Prefer: wait=N``): the manifest, or
+                            ``202`` + ``Location`` when it is not done in time
 ``GET /images?prompt=...``  the same, with every request field as a query parameter
 ``POST /jobs``              validate, ``StartExecution`` (Standard): ``202`` + ``Location``; idempotent
+``GET /jobs``               the caller's jobs, newest first (``status``, ``limit``, ``next_token``)
 ``GET /jobs/{id}``          the job: status, progress, manifest with fresh presigned URLs, or error
+``DELETE /jobs/{id}``       cancel a running job (``202``; it ends with a complete manifest)
+``POST /jobs/{id}/retry``   a new job of the images that failed (``{"include_filtered": true}``)
 ``GET /models``             the models this deployment offers
 ==========================  ==============================================================================
 
@@ -20,10 +24,11 @@ the model does not take, the deployment's ``MAX_IMAGES_PER_REQUEST``) with the s
 :mod:`image_pipeline.core.jobs` functions as the local server, and answers 400/413/415 *before* any
 Step Functions call: an invalid request never starts an execution.
 
-The synchronous routes wait for the Express execution with a read timeout just under this function's
-timeout (``SYNC_READ_TIMEOUT_SECONDS``), so a run that takes too long is a 504 from here rather than
-from API Gateway. Logs carry the API Gateway request id as correlation id; never headers (API keys),
-and the prompt only at DEBUG.
+The synchronous routes start a job of the Standard workflow and poll it for as long as ``Prefer: wait``
+asks, at most what this function's remaining time allows (``SYNC_MAX_WAIT_SECONDS``, and the context's
+remaining time less ``core/time_budget.py``'s margin): a run that takes longer is a 202 with its job,
+never a 504 that loses it (:mod:`image_pipeline.core.job_control`). Logs carry the API Gateway request
+id as correlation id; never headers (API keys), and the prompt only at DEBUG.
 """
 
 from __future__ import annotations
@@ -39,31 +44,38 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import ClientError, ReadTimeoutError
 from pydantic import BaseModel, Field
 
 from image_pipeline.contract.errors import FieldError
-from image_pipeline.core import clients
+from image_pipeline.core import clients, time_budget
 from image_pipeline.core.execution_input import ExecutionInput
+from image_pipeline.core.job_control import (
+    PREFER_HEADER,
+    PREFERENCE_APPLIED_HEADER,
+    cancel_job,
+    list_jobs,
+    list_query,
+    retry_accepted,
+    retry_body,
+    retry_job,
+    run_and_wait,
+    wait_preference,
+)
 from image_pipeline.core.jobs import (
     IDEMPOTENCY_HEADER,
     MAX_BODY_BYTES,
     ApiError,
     describe_job,
-    execution_document,
     job_accepted,
     model_catalog,
     parse_body,
     query_request,
     start_job,
-    start_refused,
-    sync_response,
-    sync_wait_exceeded,
     validate_submission,
 )
 from image_pipeline.core.manifest import with_presigned_urls
 from image_pipeline.core.settings import get_settings, model_from_environ
-from image_pipeline.core.tenancy import Caller, caller_from_request_context, execution_name
+from image_pipeline.core.tenancy import Caller, caller_from_request_context
 
 logger = Logger()
 _STATE_MACHINE_ARN = r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$"
@@ -77,14 +89,16 @@ class HttpApiEnvironment(BaseModel):
     #: Field -> the environment variable it is read from.
     ENVIRONMENT: ClassVar[dict[str, str]] = {
         "jobs_state_machine_arn": "JOBS_STATE_MACHINE_ARN",
-        "sync_state_machine_arn": "SYNC_STATE_MACHINE_ARN",
-        "sync_read_timeout_seconds": "SYNC_READ_TIMEOUT_SECONDS",
+        "sync_max_wait_seconds": "SYNC_MAX_WAIT_SECONDS",
     }
 
     jobs_state_machine_arn: str = Field(pattern=_STATE_MACHINE_ARN)
-    sync_state_machine_arn: str = Field(pattern=_STATE_MACHINE_ARN)
-    #: How long ``POST /images`` waits for the Express execution: just under the function's timeout.
-    sync_read_timeout_seconds: int = Field(default=27, ge=1, le=900)
+    #: The longest a synchronous route waits for its job (``Prefer: wait`` asks for less): API Gateway's
+    #: integration timeout less the margin of ``core/time_budget.py``; the context's remaining time may
+    #: shorten it further.
+    sync_max_wait_seconds: float = Field(
+        default=time_budget.longest_sync_wait(time_budget.API_GATEWAY_INTEGRATION_SECONDS), ge=0, le=900
+    )
 
 
 @cache
@@ -101,8 +115,8 @@ def cors_config(origins: str | None) -> CORSConfig | None:
     return CORSConfig(
         allow_origin=allowed[0],
         extra_origins=allowed[1:],
-        allow_headers=["Content-Type", "X-Api-Key", IDEMPOTENCY_HEADER],
-        expose_headers=["Location"],
+        allow_headers=["Content-Type", "X-Api-Key", IDEMPOTENCY_HEADER, PREFER_HEADER],
+        expose_headers=["Location", PREFERENCE_APPLIED_HEADER],
     )
 
 
@@ -178,31 +192,51 @@ def _log_submission(message: str, execution_input: dict[str, Any], **extra: Any)
     logger.debug("prompt", extra={"prompt": execution_input.get("prompt")})
 
 
+def _prefer() -> list[str]:
+    """Every value of the request's ``Prefer`` headers."""
+    event = app.current_event
+    values = [
+        value
+        for name, listed in (event.multi_value_headers or {}).items()
+        if name.lower() == PREFER_HEADER.lower()
+        for value in listed or []
+    ]
+    single = event.headers.get(PREFER_HEADER)
+    return values or ([single] if single else [])
+
+
+def _longest_wait() -> float:
+    """How long a synchronous route may wait: ``SYNC_MAX_WAIT_SECONDS``, and no longer than this
+    invocation's remaining time allows (less the margin for the last poll and the answer)."""
+    remaining = app.lambda_context.get_remaining_time_in_millis() / 1000
+    return min(environment().sync_max_wait_seconds, time_budget.longest_sync_wait(remaining))
+
+
 def _generate(raw: Any) -> Response:
-    """Validate, run the Express workflow and wait for it: the manifest, or the failure's status."""
+    """Validate, start the request as a job and wait for it as ``Prefer`` asks: the manifest (200), the
+    failure's status, or the job (202, ``Location``) when it is not done in time."""
     caller = current_caller()
     execution_input, _ = validate_submission(raw, settings=get_settings())
-    env = environment()
-    sfn = clients.stepfunctions_sync(env.sync_read_timeout_seconds)
-    _log_submission("starting a synchronous execution", execution_input)
-    try:
-        result = sfn.start_sync_execution(
-            stateMachineArn=env.sync_state_machine_arn,
-            name=execution_name(caller, _request_id()),
-            input=execution_document(ExecutionInput(execution_input, caller).to_document()),
-        )
-    except ReadTimeoutError:
-        raise sync_wait_exceeded(env.sync_read_timeout_seconds) from None
-    except ClientError as exc:
-        raise start_refused(exc) from exc
-    status, body = sync_response(result)
-    if status == 200 and isinstance(body, dict) and "bucket" in body:
-        # URLs to show the images (the workflow's, signed anew) and to download them
-        body = with_presigned_urls(body, s3=clients.s3(), expires_in=get_settings().presign_expiry_seconds)
-    logger.info(
-        "synchronous execution ended", extra={"execution_status": result.get("status"), "status": status}
+    wait = wait_preference(_prefer(), _longest_wait())
+    settings = get_settings()
+    _log_submission("starting a synchronous request", execution_input, wait_seconds=wait.seconds)
+    answer = run_and_wait(
+        clients.stepfunctions(),
+        environment().jobs_state_machine_arn,
+        ExecutionInput(execution_input, caller),
+        _request_id(),
+        wait,
+        s3=clients.s3(),
+        expires_in=settings.presign_expiry_seconds,
+        location=_location,
+        poll_sfn=clients.stepfunctions_poll(),
     )
-    return _json(status, body)
+    body = answer.body
+    if answer.manifest:
+        # URLs to show the images (the workflow's, signed anew) and to download them
+        body = with_presigned_urls(body, s3=clients.s3(), expires_in=settings.presign_expiry_seconds)
+    logger.info("synchronous request answered", extra={"status": answer.status, "job_id": _request_id()})
+    return _json(answer.status, body, answer.headers)
 
 
 @app.post("/images")
@@ -222,10 +256,10 @@ def get_images() -> Response:
 def _location(job_id: str) -> str:
     """Where the job is, as a path of this request's URL (with the stage or a custom domain's base
     path before ``/jobs``); the body's ``status_url`` stays relative to the API, as documented."""
-    path = str(app.current_event.request_context.path or "")
-    if path.rstrip("/").endswith("/jobs"):
-        return f"{path.rstrip('/')}/{job_id}"
-    return f"/jobs/{job_id}"
+    full = str(app.current_event.request_context.path or "")
+    path = str(app.current_event.path or "")
+    base = full[: -len(path)] if path and full.endswith(path) else ""
+    return f"{base.rstrip('/')}/jobs/{job_id}"
 
 
 @app.post("/jobs")
@@ -256,9 +290,62 @@ def get_job(job_id: str) -> Response:
         caller=current_caller(),
         s3=clients.s3(),
         expires_in=get_settings().presign_expiry_seconds,
+        bucket=get_settings().images_bucket,
     )
     logger.info("job described", extra={"job_id": job_id, "status": job["status"]})
     return _json(200, job)
+
+
+@app.get("/jobs")
+def get_jobs() -> Response:
+    caller = current_caller()
+    event = app.current_event
+    multi = event.multi_value_query_string_parameters or {}
+    pairs = [(k, v) for k, values in multi.items() for v in values or [""]]
+    status, limit, cursor = list_query(pairs or list((event.query_string_parameters or {}).items()))
+    listed = list_jobs(
+        clients.stepfunctions(),
+        environment().jobs_state_machine_arn,
+        caller,
+        s3=clients.s3(),
+        bucket=get_settings().images_bucket,
+        status=status,
+        limit=limit,
+        cursor=cursor,
+    )
+    logger.info("jobs listed", extra={"listed": len(listed["jobs"]), "more": bool(listed["next_token"])})
+    return _json(200, listed)
+
+
+@app.delete("/jobs/<job_id>")
+def delete_job(job_id: str) -> Response:
+    body = cancel_job(
+        clients.stepfunctions(),
+        environment().jobs_state_machine_arn,
+        current_caller(),
+        job_id,
+        s3=clients.s3(),
+        bucket=get_settings().images_bucket,
+    )
+    logger.info("job cancelled", extra={"job_id": job_id})
+    return _json(202, body, {"Location": _location(job_id)})
+
+
+@app.post("/jobs/<job_id>/retry")
+def post_retry(job_id: str) -> Response:
+    caller = current_caller()
+    include_filtered = retry_body(_body_json() if app.current_event.body else None)
+    retry = retry_job(
+        clients.stepfunctions(),
+        environment().jobs_state_machine_arn,
+        caller,
+        job_id,
+        s3=clients.s3(),
+        include_filtered=include_filtered,
+    )
+    new_id = retry.started.job_id
+    logger.info("job retried", extra={"job_id": new_id, "retry_of": job_id, "images": len(retry.images)})
+    return _json(202, retry_accepted(retry, job_id), {"Location": _location(new_id)})
 
 
 @app.get("/models")
