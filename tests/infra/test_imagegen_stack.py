@@ -60,13 +60,13 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
     executions = {f"arn:aws:states:us-west-2:123456789012:execution:<{standard}.Name>:*"}
     assert actions_of("http_api") == {
         "states:StartExecution": {f"<{standard}>"},
+        "states:ListExecutions": {f"<{standard}>"},
         "states:DescribeExecution": executions,
         "states:GetExecutionHistory": executions,
         "s3:GetObject": {f"{bucket}/*.png", f"{bucket}/*/manifest.json"},
         "s3:PutObject": {f"{bucket}/cancellations/*"},
         "s3:ListBucket": {bucket},  # under cancellations/ only (a condition)
     }
-        "states:ListExecutions": {f"<{standard}>"},
 
 
 def test_outputs_name_what_a_client_needs(synthesized: Synthesized) -> None:

@@ -427,11 +427,11 @@ def job_from_execution(
     expires_in: int,
     progress: Mapping[str, Any] | None = None,
     job_id: str | None = None,
+    cancel_requested: bool = False,
 ) -> dict[str, Any]:
     """The ``GET /jobs/{id}`` document of a DescribeExecution result (``job_id``: the id the caller
     knows, the execution name without its namespace; default the execution name).
 
-    cancel_requested: bool = False,
     A succeeded job carries its manifest with presigned URLs issued now; a failed one its error. A
     running job whose progress shows no plan yet (``total`` None) is ``queued``; one that was asked to
     stop (``cancel_requested``, ``DELETE /jobs/{id}``) is ``cancelling`` until the images already being
@@ -448,16 +448,16 @@ def job_from_execution(
         job["progress"] = {k: progress.get(k) for k in ("total", "done", "failed")}
         if job["status"] == "running" and progress.get("total") is None:
             job["status"] = "queued"
-    if status == "SUCCEEDED" and described.get("output"):
-        manifest = json.loads(described["output"])
-        job["manifest"] = with_presigned_urls(manifest, s3=s3, expires_in=expires_in)
-    elif job["status"] == "failed":
     if job["status"] in {"queued", "running"} and cancel_requested:
         job["status"] = "cancelling"
-        job["error"] = failure_of(status, described.get("error"), described.get("cause"))
-    return job
+    if status == "SUCCEEDED" and described.get("output"):
+        manifest = json.loads(described["output"])
         if manifest.get("cancelled"):
             job["status"] = "cancelled"
+        job["manifest"] = with_presigned_urls(manifest, s3=s3, expires_in=expires_in)
+    elif job["status"] == "failed":
+        job["error"] = failure_of(status, described.get("error"), described.get("cause"))
+    return job
 
 
 def describe_job(
