@@ -5,7 +5,8 @@ What is counted comes from offline executions of the real ASL and handlers, not 
 definition: state transitions (every ``*StateEntered`` history event), Lambda invocations per
 function (the engine's router), handler durations (timed around each handler call), S3 and
 EventBridge requests (counted on boto3's event hooks), the Express billed memory (from the
-definition size and the Map steps' payloads). Prices come from one file, ``benchmarks/prices.json``.
+definition size and the Map steps' payloads). Prices come from one file, the Lambda package's
+``image_pipeline/models/prices.json`` (which every manifest's cost reads too).
 
 What is assumed is in ``ASSUMPTIONS`` and written to ``results/cost.json`` with the numbers.
 """
@@ -19,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from harness import (
-    BENCH_DIR,
     CallCounter,
     HandlerTimer,
     RunContext,
@@ -29,8 +29,8 @@ from harness import (
     load_average,
     write_result,
 )
+from image_pipeline.models.prices import PRICES_FILE, PRICES_SOURCE
 
-PRICES_FILE = BENCH_DIR / "prices.json"
 ASSUMPTIONS: dict[str, Any] = {
     "lambda_memory_mb": {
         "imagegen-validate-request": 256,
@@ -294,7 +294,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         for r in v["by_images_per_request"].values()
     )
     data = {
-        "prices_file": "benchmarks/prices.json",
+        "prices_file": PRICES_SOURCE,
         "prices_as_of": prices["as_of"],
         "assumptions": a,
         "measured_per_request": measured,

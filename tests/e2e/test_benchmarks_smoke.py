@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from image_pipeline.models.prices import PRICES_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
@@ -93,7 +94,7 @@ def test_concurrency_completes_every_request(results: dict[str, Any]) -> None:
 
 def test_cost_counts_come_from_the_execution(results: dict[str, Any]) -> None:
     cost = results["cost"]
-    prices = json.loads((BENCH / "prices.json").read_text())
+    prices = json.loads(PRICES_FILE.read_text())
     for measured in cost["measured_per_request"]:
         n = measured["count"]
         assert measured["status"] == "SUCCEEDED"
@@ -115,7 +116,7 @@ def test_cost_counts_come_from_the_execution(results: dict[str, Any]) -> None:
 
 
 def test_prices_file_names_a_source_and_a_status_for_every_price() -> None:
-    prices = json.loads((BENCH / "prices.json").read_text())
+    prices = json.loads(PRICES_FILE.read_text())
     assert prices["region"] == "us-east-1" and prices["as_of"]
     entries = [*prices["services"].values(), *prices["models_per_image"].values()]
     for entry in entries:

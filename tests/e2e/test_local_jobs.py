@@ -69,6 +69,11 @@ def test_a_request_done_within_the_default_wait_is_answered_with_its_manifest(ap
     assert "preference-applied" not in response.headers
     manifest = response.json()
     assert manifest["succeeded"] == 2 and manifest["cancelled"] is False
+    # What it cost: the model's price for each image, an estimate of the rest, the table's date.
+    cost = manifest["cost"]
+    assert cost["model_usd"] == pytest.approx(2 * cost["model_price"]["usd_per_image"])
+    assert [i["cost_usd"] for i in manifest["images"]] == [cost["model_price"]["usd_per_image"]] * 2
+    assert cost["workflow_estimate_usd"]["total"] > 0 and cost["prices"]["as_of"]
     # The run was a job: GET /jobs/{its request id} answers it too.
     job = api.get(f"/jobs/{manifest['request_id']}").json()
     assert job["status"] == "succeeded" and job["manifest"]["manifest_key"] == manifest["manifest_key"]

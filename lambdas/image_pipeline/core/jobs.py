@@ -35,6 +35,7 @@ from image_pipeline.core.planning import check_request
 from image_pipeline.core.settings import Settings
 from image_pipeline.core.tenancy import MAX_JOB_ID_LENGTH, Caller, execution_name
 from image_pipeline.models.facts import standing, today_utc
+from image_pipeline.models.prices import model_price_document
 from image_pipeline.models.registry import list_adapters
 
 #: Largest request body accepted (a request is a prompt and a few numbers; the input limit of an
@@ -496,7 +497,9 @@ def model_catalog(settings: Settings, *, today: date | None = None) -> dict[str,
     """The ``GET /models`` body: every adapter's description, whether this deployment allows it
     (``enabled``), its lifecycle on ``today`` (default: today in UTC) and whether it can serve a request
     here (``available``: allowed, not past its end of life, offered in the deployment's Region), with
-    the reason when it cannot or a warning when it is legacy (``lifecycle_note``), from the model facts."""
+    the reason when it cannot or a warning when it is legacy (``lifecycle_note``), from the model facts;
+    and its price per image (``price``, and ``price_premium`` where premium quality is priced apart) from
+    the price table (``image_pipeline.models.prices``), with its unit, status, source and date."""
     allowed = settings.allowed_models
     day = today or today_utc()
     models = []
@@ -512,6 +515,8 @@ def model_catalog(settings: Settings, *, today: date | None = None) -> dict[str,
                 "enabled": enabled,
                 "available": enabled and judged.usable,
                 "default": adapter.registry_id == settings.default_model,
+                "price": model_price_document(adapter.registry_id),
+                **_premium_price(adapter.registry_id),
             }
         )
     return {
@@ -520,3 +525,8 @@ def model_catalog(settings: Settings, *, today: date | None = None) -> dict[str,
         "as_of": day.isoformat(),
         "models": models,
     }
+
+
+def _premium_price(registry_id: str) -> dict[str, Any]:
+    premium = model_price_document(registry_id, "premium")
+    return {"price_premium": premium} if premium and premium["entry"] != registry_id else {}

@@ -28,6 +28,7 @@ from image_pipeline.contract.errors import (
     reason_code_for_error,
 )
 from image_pipeline.core.cancellation import CANCELLED, is_cancelled
+from image_pipeline.core.cost import image_cost, request_cost
 from image_pipeline.models.registry import get_adapter
 
 MANIFEST_VERSION = "1"
@@ -115,6 +116,7 @@ def build_manifest(
 
     Raises AllImagesFiltered / ImagesThrottled / ImagesFailed (after storing the manifest) when no image
     was generated, so the execution fails with a named error and the API never answers 200 for it.
+    The manifest says what the request cost (``core/cost.py``): each image's ``cost_usd`` and ``cost``.
 
     A cancelled job (a branch said ``CANCELLED``, or its marker is there now:
     ``core/cancellation.py``) gets ``"cancelled": true`` and its manifest is returned whatever it holds:
@@ -132,6 +134,9 @@ def build_manifest(
     status = "SUCCEEDED" if succeeded == len(images) else "PARTIAL" if succeeded else "FAILED"
     adapter = get_adapter(state["model"])
     request = state["request"]
+    cost = request_cost(images, results, registry_id=adapter.registry_id, quality=request.get("quality"))
+    price = cost["model_price"]["usd_per_image"] if cost["model_price"] else None
+    images = [{**image, "cost_usd": image_cost(image, price)} for image in images]
     manifest: dict[str, Any] = {
         "manifest_version": MANIFEST_VERSION,
         "request_id": state["request_id"],
@@ -153,6 +158,7 @@ def build_manifest(
         "warnings": list(state.get("warnings") or []),
         "cancelled": cancelled,
         "retry_of": state.get("retry_of"),
+        "cost": cost,
         "images": images,
     }
     try:
