@@ -11,11 +11,16 @@ pydantic writes JSON Schema 2020-12; API Gateway validates request bodies with J
 * keywords draft 4 does not have (``examples``, ``readOnly``, ``deprecated``, ...), formats it does not
   define, and ``default: null`` are dropped;
 * a ``pattern`` that only Python understands (named groups, ``\\A``/``\\Z``, inline flags) is an error:
-  API Gateway evaluates patterns as ECMA 262 regular expressions.
+  API Gateway evaluates patterns as ECMA 262 regular expressions. So is a ``$`` anchor: Python's (and
+  Java's) ``$`` also matches before a final newline and ECMA 262's does not, so ``^[a-z]+$`` means two
+  things; a pattern ends with ``(?![\\s\\S])`` ("nothing follows"), which every engine reads alike.
 
-What a schema cannot say (for example "not only whitespace", the folder rules of ``output_folder``, or a
-model's own limits) is checked by the HTTP API function before any execution starts (HTTP 400), and again
-by the workflow's first step for input that does not come through the API.
+pydantic's ``strict`` types are what draft 4 says too: ``integer`` is a number without a fraction or
+exponent (``4.0`` is not one), and neither ``integer`` nor ``number`` takes text or booleans.
+
+What a schema cannot say (for example "not only whitespace", or a model's own limits) is checked by the
+HTTP API function before any execution starts (HTTP 400), and again by the workflow's first step for
+input that does not come through the API.
 """
 
 from __future__ import annotations
@@ -67,6 +72,8 @@ _SUPPORTED = frozenset({*_ANNOTATIONS, *_VALIDATION, "default"})
 
 #: Python-only regular expression syntax (ECMA 262 has none of these).
 _PYTHON_ONLY_REGEX = re.compile(r"\(\?P[<=]|\\[AZ]|\(\?[aiLmsux]+[):]|\(\?#")
+#: A ``$`` that is an anchor (not escaped by a backslash): its meaning differs between engines.
+_DOLLAR_ANCHOR = re.compile(r"(?<!\\)(?:\\\\)*\$")
 
 
 class SchemaConversionError(ValueError):
@@ -168,6 +175,11 @@ def _check_pattern(pattern: str) -> str:
     if _PYTHON_ONLY_REGEX.search(pattern):
         raise SchemaConversionError(
             f"pattern {pattern!r} uses Python-only syntax; API Gateway needs an ECMA 262 pattern"
+        )
+    if _DOLLAR_ANCHOR.search(pattern):
+        raise SchemaConversionError(
+            f"pattern {pattern!r} anchors with $, which Python and Java also match before a final newline "
+            "and ECMA 262 does not; end it with (?![\\s\\S]) instead"
         )
     return pattern
 

@@ -3,8 +3,10 @@
 ``BAD_REQUESTS`` is the request-level list the unit suite checks one by one against the request model
 (``tests/unit/test_request.py``). ``SCHEMA_BAD_REQUESTS`` is that list plus the cases it lacks:
 unicode edge cases, more path traversal and odd characters in ``output_folder`` and
-``file_name_prefix``, wrong types, sizes and models a deployment refuses. Each is a JSON value and the
-field the error must name; the API answers 400 and the workflow fails with ``InvalidRequest``.
+``file_name_prefix``, wrong types, sizes and models a deployment refuses, and strict numbers and
+names (``STRICT_BAD_REQUESTS``). Each is a
+JSON value and the field the error must name; the API answers 400 and the workflow fails with
+``InvalidRequest``.
 
 ``HTTP_BAD_CASES`` are bodies that only an HTTP API can receive: not JSON, not ``application/json``,
 too large, not UTF-8. The API answers 4xx before anything starts.
@@ -133,8 +135,52 @@ EXTRA_BAD_REQUESTS: list[tuple[Any, str]] = [
     ({"detail-type": "ImageGenerationRequested", "source": "x", "detail": {"prompt": ""}}, "prompt"),
 ]
 
+#: Strict types and names: what API Gateway's schema refuses, every entry point refuses, with one message.
+#: Numbers given as text, booleans and fractions for numbers (4.0 is a number, not an integer, in JSON
+#: Schema draft 4), and control characters in names, at the very end too (Python's ``$`` matches before
+#: a trailing newline; the patterns do not rely on it).
+STRICT_BAD_REQUESTS: list[tuple[Any, str]] = [
+    ({"prompt": "ok", "count": "4"}, "count"),
+    ({"prompt": "ok", "count": 4.0}, "count"),
+    ({"prompt": "ok", "count": 1e2}, "count"),
+    ({"prompt": "ok", "count": False}, "count"),
+    ({"prompt": "ok", "seed": "42"}, "seed"),
+    ({"prompt": "ok", "seed": 42.0}, "seed"),
+    ({"prompt": "ok", "seed": True}, "seed"),
+    ({"prompt": "ok", "seed": [42]}, "seed"),
+    ({"prompt": "ok", "cfg_scale": "7"}, "cfg_scale"),
+    ({"prompt": "ok", "cfg_scale": "7.5"}, "cfg_scale"),
+    ({"prompt": "ok", "cfg_scale": False}, "cfg_scale"),
+    ({"prompt": "ok", "cfg_scale": float("nan")}, "cfg_scale"),
+    ({"prompt": "ok", "model": "nova-canvas", "width": "1024", "height": 1024}, "width"),
+    ({"prompt": "ok", "model": "nova-canvas", "width": 1024, "height": 1024.0}, "height"),
+    ({"prompt": "ok", "output_folder": "images\n"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "images\t"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "a/b/\n"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "a\x7f"}, "output_folder"),
+    ({"prompt": "ok", "output_folder": "a//"}, "output_folder"),
+    ({"prompt": "ok", "file_name_prefix": "image\n"}, "file_name_prefix"),
+    ({"prompt": "ok", "file_name_prefix": "image\t"}, "file_name_prefix"),
+    ({"prompt": "ok", "file_name_prefix": "im\x00age"}, "file_name_prefix"),
+    ({"prompt": "ok", "idempotency_key": "order-1\n"}, "idempotency_key"),
+    ({"prompt": "ok", "idempotency_key": "order-1\t"}, "idempotency_key"),
+    ({"prompt": "ok", "idempotency_key": "\x1border-1"}, "idempotency_key"),
+    ({"prompt": "ok", "model": "nova-canvas", "style": "PHOTOREALISM\n"}, "style"),
+    ({"prompt": "ok", "model": "nova-canvas", "style": "PHOTO\tREALISM"}, "style"),
+    ({"prompt": "ok", "model": "stable-image-core\n"}, "model"),
+    ({"prompt": "ok", "model": "stable-image-core\t"}, "model"),
+    ({"prompt": "ok", "aspect_ratio": "16:9\n"}, "aspect_ratio"),
+    ({"prompt": "ok", "quality": "premium\n", "model": "nova-canvas"}, "quality"),
+    ({"prompt": "ok\x00"}, "prompt"),
+    ({"prompt": "ok", "negative_prompt": "blurry\x0b"}, "negative_prompt"),
+]
+
 #: Every request-level bad input: the unit suite's list, then the extras.
-SCHEMA_BAD_REQUESTS: list[tuple[Any, str]] = [*BAD_REQUESTS, *EXTRA_BAD_REQUESTS]
+SCHEMA_BAD_REQUESTS: list[tuple[Any, str]] = [
+    *BAD_REQUESTS,
+    *EXTRA_BAD_REQUESTS,
+    *STRICT_BAD_REQUESTS,
+]
 
 #: Bad inputs in disguise, which the request model once accepted: prompts that draw nothing and
 #: booleans that pydantic's lax numbers took as 1 or 0.

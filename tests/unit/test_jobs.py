@@ -89,7 +89,7 @@ def test_a_field_given_twice_is_400_naming_it(body: bytes, field: str) -> None:
 
 
 def test_query_request_takes_each_name_once() -> None:
-    assert query_request([("prompt", "a"), ("count", "2")]) == {"prompt": "a", "count": "2"}
+    assert query_request([("prompt", "a"), ("count", "2")]) == {"prompt": "a", "count": 2}
     with pytest.raises(ApiError) as caught:
         query_request([("prompt", "a"), ("count", "1"), ("prompt", "b"), ("count", "2"), ("prompt", "c")])
     assert caught.value.status == 400
@@ -102,7 +102,7 @@ def test_json_media_types_are_accepted(content_type: str) -> None:
 
 
 def test_a_valid_submission_gives_the_execution_input(settings: Settings) -> None:
-    execution_input, key = validate_submission({"prompt": "  a cat ", "count": "2"}, settings=settings)
+    execution_input, key = validate_submission({"prompt": "  a cat ", "count": 2}, settings=settings)
     assert execution_input == {"prompt": "a cat", "count": 2} and key is None
 
 

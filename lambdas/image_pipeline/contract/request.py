@@ -4,103 +4,158 @@
 own limits (prompt length, sizes, seeds, options it does not take) are checked by its adapter in
 ``image_pipeline.models``; :func:`image_pipeline.core.planning.check_request` runs both and turns every
 problem into one :class:`~image_pipeline.contract.errors.InvalidRequest` that names each field to change.
+
+The model is strict, as API Gateway's JSON schema (generated from it: ``stacks/request_schema.py``)
+is: a number is a JSON number, not text (``"4"``) or a boolean, and an integer field takes no fraction
+(``4.0`` is a number, not an integer, in JSON Schema draft 4, which API Gateway uses). Query strings are
+text by nature: :func:`request_from_query` reads the number fields' values as JSON numbers first. Every
+refusal of a field says what the field takes and what it was given (``must be ..., not ...``), the
+same words on every entry point.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import math
 import re
+import typing
 import unicodedata
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from image_pipeline.contract.errors import FieldError, InvalidRequest
 
 MAX_IMAGES = 40
 MAX_PROMPT_CHARS = 10_000
-_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
-_PREFIX = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
-_IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_ASPECT = re.compile(r"^[1-9][0-9]?:[1-9][0-9]?$")
+#: The largest seed any model takes (Stable Image Core and Ultra: 0 to 4294967295); each model's own
+#: range is checked by its adapter.
+MAX_SEED = 4_294_967_295
+
+# Patterns are evaluated by API Gateway (ECMA 262), jsonschema and pydantic (Python's re): they must mean
+# the same in each. Python's (and Java's) ``$`` also matches before a final newline, ECMA 262's does not,
+# so a pattern ends with "nothing follows", which every engine reads alike.
+_END = r"(?![\s\S])"
+_NAME = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}"
+#: Control characters (Unicode category Cc) but tab, newline and carriage return: refused in text.
+_CONTROL = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+TEXT_PATTERN = rf"^[^{_CONTROL}]*{_END}"
+MODEL_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._:/-]{{0,99}}{_END}"
+ASPECT_PATTERN = rf"^[1-9][0-9]?:[1-9][0-9]?{_END}"
+STYLE_PATTERN = rf"^[A-Za-z0-9_-]{{1,64}}{_END}"
+FOLDER_PATTERN = rf"^{_NAME}(?:/{_NAME}){{0,9}}/?{_END}"
+PREFIX_PATTERN = rf"^(?![\s\S]*\.\.){_NAME}{_END}"
+IDEMPOTENCY_KEY_PATTERN = rf"^[A-Za-z0-9_-]{{1,64}}{_END}"
+
+_TEXT_RULE = "without control characters (tab and newlines are allowed)"
+#: What each field takes: every refusal of the field says this ("<field>: must be <this>, not <given>").
+ACCEPTS: dict[str, str] = {
+    "prompt": f"text of 1 to {MAX_PROMPT_CHARS} characters, {_TEXT_RULE}",
+    "negative_prompt": f"text of at most {MAX_PROMPT_CHARS} characters, {_TEXT_RULE}",
+    "count": f"an integer from 1 to {MAX_IMAGES}",
+    "model": "a model id of GET /models (letters, digits, '.', '_', ':', '/' and '-', at most 100)",
+    "width": "an integer from 64 to 4096",
+    "height": "an integer from 64 to 4096",
+    "aspect_ratio": "a ratio of two integers from 1 to 99, like 16:9",
+    "quality": "standard or premium",
+    "cfg_scale": "a number from 1.0 to 10.0",
+    "seed": f"an integer from 0 to {MAX_SEED}",
+    "style": "a style name of 1 to 64 letters, digits, '_' or '-'",
+    "output_folder": (
+        "a relative folder like 000/111 of at most 200 characters: 1 to 10 names separated by '/', each "
+        "1 to 64 letters, digits, '.', '_' or '-' starting with a letter, digit or '_'"
+    ),
+    "file_name_prefix": (
+        "1 to 64 letters, digits, '.', '_' or '-' starting with a letter, digit or '_', without '..'"
+    ),
+    "idempotency_key": "1 to 64 letters, digits, '_' or '-'",
+}
+
+
+def _refused(given: str) -> PydanticCustomError:
+    """A refusal found by a validator: what the field was given (the message adds what it takes)."""
+    return PydanticCustomError("refused", "{given}", {"given": given})
 
 
 def _check_text(value: str | None, *, allow_empty: bool) -> str | None:
     if value is None:
         return None
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("contains invalid unicode (a lone surrogate)") from exc
-    bad = [c for c in value if unicodedata.category(c) == "Cc" and c not in "\n\t\r"]
-    if bad:
-        raise ValueError(f"contains control character U+{ord(bad[0]):04X}")
     value = value.strip()
     # Format characters (zero-width space, BOM, bidi controls: category Cf) draw nothing either.
     if not "".join(c for c in value if unicodedata.category(c) != "Cf").strip():
         if allow_empty:
             return None
-        raise ValueError("must not be empty or only whitespace")
+        raise _refused("only whitespace or invisible characters")
     return value
 
 
 class ImageRequest(BaseModel):
     """A request for ``count`` images of one prompt from one model."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=False, frozen=True, strict=True, regex_engine="python-re"
+    )
 
     prompt: str = Field(
-        min_length=1, max_length=MAX_PROMPT_CHARS, description="What to draw. The model's limit applies."
+        min_length=1,
+        max_length=MAX_PROMPT_CHARS,
+        pattern=TEXT_PATTERN,
+        description="What to draw. The model's limit applies. No control characters but tab and newlines.",
     )
     negative_prompt: str | None = Field(
-        default=None, max_length=MAX_PROMPT_CHARS, description="What to keep out of the image."
+        default=None,
+        max_length=MAX_PROMPT_CHARS,
+        pattern=TEXT_PATTERN,
+        description="What to keep out of the image. The model's limit applies.",
     )
     count: int = Field(default=4, ge=1, le=MAX_IMAGES, description="Images to generate, one branch each.")
     model: str | None = Field(
         default=None,
         min_length=1,
         max_length=100,
+        pattern=MODEL_PATTERN,
         description="Registry id (e.g. stable-image-core) or Bedrock model id; default from configuration.",
     )
     width: int | None = Field(default=None, ge=64, le=4096, description="Pixels; with height.")
     height: int | None = Field(default=None, ge=64, le=4096, description="Pixels; with width.")
     aspect_ratio: str | None = Field(
-        default=None, pattern=_ASPECT.pattern, description="Such as 1:1 or 16:9; instead of width/height."
+        default=None, pattern=ASPECT_PATTERN, description="Such as 1:1 or 16:9; instead of width/height."
     )
     quality: Literal["standard", "premium"] | None = Field(default=None, description="Amazon models only.")
-    cfg_scale: float | None = Field(default=None, ge=1.0, le=10.0, description="Prompt adherence.")
+    cfg_scale: float | None = Field(
+        default=None, ge=1.0, le=10.0, allow_inf_nan=False, description="Prompt adherence."
+    )
     seed: int | None = Field(
         default=None,
         ge=0,
-        le=4_294_967_294,
+        le=MAX_SEED,
         description="Seed of the first image; image i gets seed+i. Random when absent. Seeds are returned.",
     )
-    style: str | None = Field(default=None, max_length=64, description="Nova Canvas style preset.")
+    style: str | None = Field(
+        default=None, max_length=64, pattern=STYLE_PATTERN, description="Nova Canvas style preset."
+    )
     output_folder: str = Field(
         default="images",
         min_length=1,
         max_length=200,
+        pattern=FOLDER_PATTERN,
         description="Folder of the S3 key, like 000/111: letters, digits, . _ - and /; no '..'.",
     )
     file_name_prefix: str = Field(
         default="image",
         min_length=1,
         max_length=64,
-        pattern=_PREFIX.pattern,
+        pattern=PREFIX_PATTERN,
         description="Start of each image's file name: letters, digits, . _ -.",
     )
     idempotency_key: str | None = Field(
         default=None,
-        pattern=_IDEMPOTENCY_KEY.pattern,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
         description="Same key, same job: a retried request does not generate again (jobs API).",
     )
-
-    @field_validator("count", "width", "height", "seed", "cfg_scale", mode="before")
-    @classmethod
-    def _not_a_boolean(cls, value: Any) -> Any:
-        # pydantic's lax numbers take true as 1; the API's JSON schema (and users) do not.
-        if isinstance(value, bool):
-            raise ValueError("must be a number, not true or false")
-        return value
 
     @field_validator("prompt")
     @classmethod
@@ -117,49 +172,122 @@ class ImageRequest(BaseModel):
     @field_validator("output_folder")
     @classmethod
     def _folder(cls, value: str) -> str:
-        if value.startswith("/") or value.startswith("\\"):
-            raise ValueError("must be a relative path (no leading '/')")
-        if "\\" in value:
-            raise ValueError("use '/' to separate folders, not '\\'")
-        parts = value.rstrip("/").split("/")
-        if len(parts) > 10:
-            raise ValueError("at most 10 folder levels")
-        for part in parts:
-            if part in ("", ".", ".."):
-                raise ValueError("empty, '.' and '..' folder names are not allowed")
-            if not _SEGMENT.match(part) or len(part) > 64:
-                raise ValueError(
-                    f"folder name {part[:70]!r} may only use letters, digits, '.', '_' and '-' "
-                    "(at most 64 characters, not starting with '.' or '-')"
-                )
-        return "/".join(parts)
+        return value.removesuffix("/")  # the pattern allows one trailing '/'
 
-    @field_validator("file_name_prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        if ".." in value:
-            raise ValueError("must not contain '..'")
-        return value
+
+# -- messages ---------------------------------------------------------------------------------------
+
+_SHOWN_CHARS = 40
+
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _visible(text: str) -> str:
+    """``text`` in double quotes, with what does not print (controls, invisible and odd spaces, lone
+    surrogates) escaped, so a trailing newline or a zero-width space shows."""
+    out = []
+    for char in text:
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif char.isprintable():
+            out.append(char)
+        else:
+            out.append(f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}")
+    return '"' + "".join(out) + '"'
+
+
+def describe_value(value: Any) -> str:
+    """How a message names a value a field was given (``not <this>``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value) if value.bit_length() <= 128 else "an integer of more than 38 digits"
+    if isinstance(value, float):
+        return (
+            repr(value)
+            if math.isfinite(value)
+            else {"inf": "Infinity", "-inf": "-Infinity"}.get(repr(value), "NaN")
+        )
+    if isinstance(value, str):
+        surrogate = next((i for i, c in enumerate(value) if unicodedata.category(c) == "Cs"), None)
+        if surrogate is not None:  # JSON can escape one ("\\ud800"); no text holds one
+            return f"text with a lone surrogate (U+{ord(value[surrogate]):04X} at character {surrogate + 1})"
+        if len(value) <= _SHOWN_CHARS:
+            return _visible(value)
+        control = re.search(f"[{_CONTROL}]", value)
+        where = f", with U+{ord(control[0]):04X} at character {control.start() + 1}" if control else ""
+        return f"text of {len(value)} characters{where}"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
 
 
 def _field_errors(exc: ValidationError) -> list[FieldError]:
     errors = []
     for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "request"
-        message = err["msg"]
-        if message.startswith("Value error, "):
-            message = message[len("Value error, ") :]
+        field = str(err["loc"][0]) if err["loc"] else "request"
+        takes = ACCEPTS.get(field)
         if err["type"] == "extra_forbidden":
             message = "unknown field (check its spelling; see the API docs for the fields)"
-        errors.append(FieldError(loc, message))
+        elif takes is None:
+            message = err["msg"]
+        elif err["type"] == "missing":
+            message = f"required: {takes}"
+        elif err["type"] == "refused":
+            message = f"must be {takes}, not {err['ctx']['given']}"
+        else:
+            message = f"must be {takes}, not {describe_value(err['input'])}"
+        errors.append(FieldError(field, message))
     return errors
 
 
 def parse_request(raw: Any) -> ImageRequest:
     """Parse a raw JSON value into an :class:`ImageRequest` or raise :class:`InvalidRequest`."""
     if not isinstance(raw, dict):
-        raise InvalidRequest([FieldError("request", "must be a JSON object")])
+        raise InvalidRequest([FieldError("request", f"must be a JSON object, not {describe_value(raw)}")])
     try:
         return ImageRequest.model_validate(raw)
     except ValidationError as exc:
         raise InvalidRequest(_field_errors(exc)) from None
+
+
+# -- query strings ----------------------------------------------------------------------------------
+
+#: A JSON number (RFC 8259), the whole text.
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
+def _number_fields() -> frozenset[str]:
+    numbers = set()
+    for name, info in ImageRequest.model_fields.items():
+        types = set(typing.get_args(info.annotation)) or {info.annotation}
+        if types & {int, float}:
+            numbers.add(name)
+    return frozenset(numbers)
+
+
+#: Fields whose values are numbers (a query string's text is read as a JSON number for these).
+NUMBER_FIELDS = _number_fields()
+
+
+def request_from_query(params: Mapping[str, str]) -> dict[str, Any]:
+    """A request from query-string parameters (``GET /images?prompt=...&count=2``).
+
+    Query strings are text by nature, so a number field's value is read as the JSON number it spells
+    (``2``, ``7.5``, ``-1``, ``4.0``); anything else stays text, and the request refuses it as it
+    refuses the same text in a JSON body (``count=four`` answers like ``{"count": "four"}``), while
+    ``count=4.0`` answers like ``{"count": 4.0}``. Other fields are text, as in JSON.
+    """
+    request: dict[str, Any] = {}
+    for name, value in params.items():
+        request[name] = value
+        if name in NUMBER_FIELDS and _JSON_NUMBER.fullmatch(value):
+            # More digits than Python converts: it stays text, and is refused as text.
+            with contextlib.suppress(ValueError):
+                request[name] = json.loads(value)
+    return request

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 from botocore.exceptions import ClientError
 
 from image_pipeline.contract.errors import FieldError, InvalidRequest, cause_message
+from image_pipeline.contract.request import request_from_query
 from image_pipeline.core.cancellation import is_cancelled
 from image_pipeline.core.execution_input import ExecutionInput, read_execution_input
 from image_pipeline.core.manifest import with_presigned_urls
@@ -151,13 +152,15 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def query_request(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+def query_request(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     """The request of ``GET /images`` from its query string's (name, value) pairs; a name given
-    twice is a 400, not the last value kept silently."""
+    twice is a 400, not the last value kept silently. Number fields are read as the JSON numbers their
+    text spells (:func:`~image_pipeline.contract.request.request_from_query`): ``count=four`` is then
+    refused as ``{"count": "four"}`` is."""
     listed = list(pairs)
     if repeated := _repeated(listed):
         raise _given_twice(repeated)
-    return dict(listed)
+    return request_from_query(dict(listed))
 
 
 def validate_submission(
