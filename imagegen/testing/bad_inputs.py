@@ -3,8 +3,8 @@
 ``BAD_REQUESTS`` is the request-level list the unit suite checks one by one against the request model
 (``tests/unit/test_request.py``). ``SCHEMA_BAD_REQUESTS`` is that list plus the cases it lacks:
 unicode edge cases, more path traversal and odd characters in ``output_folder`` and
-``file_name_prefix``, wrong types, sizes and models a deployment refuses, and strict numbers and
-names (``STRICT_BAD_REQUESTS``). Each is a
+``file_name_prefix``, wrong types, sizes and models a deployment refuses, strict numbers and names
+(``STRICT_BAD_REQUESTS``) and parameters a model cannot honour exactly (``UNHONOURED_REQUESTS``). Each is a
 JSON value and the field the error must name; the API answers 400 and the workflow fails with
 ``InvalidRequest``.
 
@@ -38,7 +38,7 @@ BAD_REQUESTS: list[tuple[Any, str]] = [
     ({"prompt": "ok", "count": 2.5}, "count"),
     ({"prompt": "ok", "model": ""}, "model"),
     ({"prompt": "ok", "model": "dall-e-3"}, "model"),
-    ({"prompt": "ok", "width": 1024}, "height"),
+    ({"prompt": "ok", "model": "nova-canvas", "width": 1024}, "height"),
     ({"prompt": "ok", "width": 10, "height": 10}, "width"),
     ({"prompt": "ok", "width": 100_000, "height": 1024}, "width"),
     ({"prompt": "ok", "aspect_ratio": "wide"}, "aspect_ratio"),
@@ -70,7 +70,7 @@ BAD_REQUESTS: list[tuple[Any, str]] = [
     ({"prompt": "ok", "model": "nova-canvas", "width": 2048, "height": 2048}, "width"),
     ({"prompt": "ok", "model": "nova-canvas", "width": 4096, "height": 512}, "width"),
     ({"prompt": "ok", "model": "nova-canvas", "style": "CUBISM"}, "style"),
-    ({"prompt": "ok", "model": "nova-canvas", "seed": 900_000_000}, "seed"),
+    ({"prompt": "ok", "model": "nova-canvas", "seed": 2_147_483_647}, "seed"),
     ({"prompt": "ok", "model": "nova-canvas", "negative_prompt": "n" * 1025}, "negative_prompt"),
     ({"prompt": "ok", "model": "titan-image-v1", "style": "PHOTOREALISM"}, "style"),
     ({"prompt": "ok", "model": "titan-image-v1", "cfg_scale": 1.0}, "cfg_scale"),
@@ -79,7 +79,7 @@ BAD_REQUESTS: list[tuple[Any, str]] = [
     ({"prompt": "ok", "model": "stable-image-ultra", "width": 1000, "height": 700}, "width"),
     ({"prompt": "ok", "model": "stable-image-core", "aspect_ratio": "4:3"}, "aspect_ratio"),
     (
-        {"prompt": "ok", "model": "stable-image-core", "aspect_ratio": "1:1", "width": 512, "height": 512},
+        {"prompt": "ok", "model": "nova-canvas", "aspect_ratio": "1:1", "width": 512, "height": 512},
         "aspect_ratio",
     ),
     ({"prompt": "ok", "model": "nova-canvas", "aspect_ratio": "9:1"}, "aspect_ratio"),
@@ -175,11 +175,32 @@ STRICT_BAD_REQUESTS: list[tuple[Any, str]] = [
     ({"prompt": "ok", "negative_prompt": "blurry\x0b"}, "negative_prompt"),
 ]
 
+#: Parameters a model cannot honour exactly, which it once changed silently; each is refused now,
+#: saying what the model takes.
+UNHONOURED_REQUESTS: list[tuple[Any, str]] = [
+    # a size snapped to a ratio: Stability models pick their own pixel size for an aspect ratio
+    ({"prompt": "ok", "model": "stable-image-core", "width": 1920, "height": 1080}, "width"),
+    ({"prompt": "ok", "model": "sd3-5-large", "height": 1024}, "height"),
+    # an aspect ratio approximated by the nearest listed size
+    ({"prompt": "ok", "model": "titan-image-v2", "aspect_ratio": "16:9"}, "aspect_ratio"),
+    ({"prompt": "ok", "model": "titan-image-v1", "aspect_ratio": "4:1"}, "aspect_ratio"),
+    # seeds wrapped at the model's maximum (image i gets seed+i)
+    ({"prompt": "ok", "model": "sd3-5-large", "seed": 4_294_967_294, "count": 2}, "seed"),
+    ({"prompt": "ok", "model": "nova-canvas", "seed": 2_147_483_640, "count": 10}, "seed"),
+    ({"prompt": "ok", "model": "titan-image-v2", "seed": 2_147_483_646, "count": 2}, "seed"),
+    # seed 0 asks Stability models for a random seed
+    ({"prompt": "ok", "model": "stable-image-ultra", "seed": 0}, "seed"),
+    ({"prompt": "ok", "model": "sd3-5-large", "seed": 0, "count": 1}, "seed"),
+    ({"prompt": "ok", "model": "stable-image-core", "seed": 4_294_967_295, "count": 2}, "seed"),
+    ({"prompt": "ok", "model": "sd3-5-large", "seed": 4_294_967_295}, "seed"),
+]
+
 #: Every request-level bad input: the unit suite's list, then the extras.
 SCHEMA_BAD_REQUESTS: list[tuple[Any, str]] = [
     *BAD_REQUESTS,
     *EXTRA_BAD_REQUESTS,
     *STRICT_BAD_REQUESTS,
+    *UNHONOURED_REQUESTS,
 ]
 
 #: Bad inputs in disguise, which the request model once accepted: prompts that draw nothing and

@@ -264,7 +264,7 @@ def test_prompt_too_long_for_the_model_shows_the_api_message_next_to_the_field(
         page.click("#generate")
     assert answer.value.status == 400
     error = page.locator("#prompt-error")
-    expect(error).to_have_text("600 characters; titan-image-v2 takes at most 512")
+    expect(error).to_have_text("titan-image-v2 takes prompts of at most 512 characters, not 600")
     expect(page.locator("#prompt")).to_be_focused()
     expect(page.locator("#form-error")).to_be_hidden()
     expect(page.locator(".tile")).to_have_count(0)
@@ -277,7 +277,8 @@ def test_a_size_the_model_does_not_take_is_shown_next_to_width(watch: PageWatch,
     fill_request(page, "a cat")
     page.fill("#width", "1000")
     page.click("#generate")
-    expect(page.locator("#width-error")).to_contain_text("1000x1024 is not a titan-image-v2 size")
+    expect(page.locator("#width-error")).to_contain_text("titan-image-v2 takes sizes 1024x1024")
+    expect(page.locator("#width-error")).to_contain_text("not 1000x1024")
     assert watch.job_posts[0].post_data_json["width"] == 1000
 
 

@@ -60,7 +60,7 @@ def test_registry_has_the_six_models_with_unique_ids() -> None:
 def test_an_adapter_describes_its_lifecycle_and_regions_from_the_facts_file() -> None:
     assert get_adapter("titan-image-v2").facts.lifecycle.eol_date.isoformat() == "2026-06-30"
     described = get_adapter("nova-canvas").describe()
-    assert described["model_id"] == "amazon.nova-canvas-v1:0" and described["max_seed"] == 858_993_459
+    assert described["model_id"] == "amazon.nova-canvas-v1:0" and described["max_seed"] == 2_147_483_646
     assert (described["legacy_date"], described["end_of_life"]) == ("2026-03-30", "2026-09-30")
     assert described["regions"] == ["ap-northeast-1", "eu-west-1", "us-east-1"]
     core = get_adapter("stable-image-core").describe()
@@ -281,7 +281,7 @@ def _invoke(client: Any, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("adapter", list_adapters(), ids=lambda a: a.registry_id)
 def test_every_body_built_for_a_valid_request_is_accepted(bedrock: Any, adapter: ImageModelAdapter) -> None:
     bodies = _valid_bodies(adapter)
-    assert len(bodies) >= 20  # the grid is not vacuous for any model
+    assert len(bodies) >= 12  # the grid is not vacuous for any model (Stability refuses every size)
 
     def answer(body: dict[str, Any]) -> dict[str, Any] | str:
         try:

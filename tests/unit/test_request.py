@@ -124,34 +124,39 @@ def test_unicode_prompt_is_kept() -> None:
     assert parse_request({"prompt": "富士山と桜 🌸, café"}).prompt == "富士山と桜 🌸, café"
 
 
-def test_titan_aspect_ratio_maps_to_a_listed_size() -> None:
-    result = checked_plan({"prompt": "ok", "model": "titan-image-v2", "aspect_ratio": "16:9"})
-    assert (result["request"]["width"], result["request"]["height"]) in {
-        (1280, 768),
-        (1408, 768),
-        (1152, 640),
-        (1173, 640),
-    }
+def test_titan_aspect_ratio_is_its_largest_listed_size_of_exactly_that_ratio() -> None:
+    result = checked_plan({"prompt": "ok", "model": "titan-image-v2", "aspect_ratio": "3:2"})
+    assert (result["request"]["width"], result["request"]["height"]) == (1152, 768)
+    result = checked_plan({"prompt": "ok", "model": "titan-image-v2", "aspect_ratio": "2:2"})
+    assert (result["request"]["width"], result["request"]["height"]) == (1024, 1024)
 
 
-def test_nova_aspect_ratio_gives_valid_size() -> None:
+def test_nova_aspect_ratio_gives_a_size_of_exactly_that_ratio() -> None:
     result = checked_plan({"prompt": "ok", "model": "nova-canvas", "aspect_ratio": "16:9"})
-    width, height = result["request"]["width"], result["request"]["height"]
-    assert width % 16 == 0 and height % 16 == 0 and width > height
+    assert (result["request"]["width"], result["request"]["height"]) == (1280, 720)
 
 
-def test_stability_width_height_of_a_known_ratio_becomes_aspect_ratio() -> None:
-    result = checked_plan({"prompt": "ok", "model": "stable-image-core", "width": 1920, "height": 1080})
-    assert result["request"]["aspect_ratio"] == "16:9"
+def test_stability_takes_no_width_and_height_even_of_one_of_its_ratios() -> None:
+    with pytest.raises(InvalidRequest, match="send aspect_ratio 16:9") as info:
+        checked_plan({"prompt": "ok", "model": "stable-image-core", "width": 1920, "height": 1080})
+    assert [e.field for e in info.value.errors] == ["width"]
 
 
 @pytest.mark.parametrize(
-    ("count", "max_seed", "first"), [(4, 10, None), (40, 100, None), (4, 858_993_459, 858_993_458), (3, 2, 1)]
+    ("count", "max_seed", "first"),
+    [(4, 10, None), (40, 100, None), (4, 2_147_483_646, 2_147_483_643), (3, 2, 0)],
 )
 def test_seeds_are_distinct_and_in_range(count: int, max_seed: int, first: int | None) -> None:
     seeds = distinct_seeds(count, max_seed, first)
-    assert len(seeds) == count == len(set(seeds)) or count > max_seed + 1
+    assert len(seeds) == count == len(set(seeds))
     assert all(0 <= s <= max_seed for s in seeds)
+
+
+def test_seeds_are_never_wrapped_or_drawn_below_the_models_minimum() -> None:
+    with pytest.raises(ValueError, match=r"not all in 0\.\.10"):
+        distinct_seeds(3, 10, 9)
+    assert distinct_seeds(3, 10, 8) == [8, 9, 10]
+    assert sorted(distinct_seeds(3, 3, None, min_seed=1)) == [1, 2, 3]
 
 
 def test_keys_never_collide_across_requests_images_and_callers() -> None:

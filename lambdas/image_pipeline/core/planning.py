@@ -69,13 +69,19 @@ def check_request(raw: Any, settings: Settings, *, today: date | None = None) ->
     return CheckedRequest(request, adapter, settings, (judged.warning,) if judged.warning else ())
 
 
-def distinct_seeds(count: int, max_seed: int, first: int | None) -> list[int]:
-    """One distinct seed per image: ``first + i`` (wrapping at the model's maximum) or random ones."""
+def distinct_seeds(count: int, max_seed: int, first: int | None, *, min_seed: int = 0) -> list[int]:
+    """One distinct seed per image: ``first + i``, or random ones from ``min_seed`` to ``max_seed``.
+
+    A seed is never wrapped or reduced: the adapter refuses a first seed whose last image would pass
+    the model's maximum (``ValueError`` here, for a request that was not checked).
+    """
     if first is not None:
-        return [(first + i) % (max_seed + 1) for i in range(count)]
+        if not (min_seed <= first and first + count - 1 <= max_seed):
+            raise ValueError(f"seeds {first} to {first + count - 1} are not all in {min_seed}..{max_seed}")
+        return [first + i for i in range(count)]
     seeds: list[int] = []
     while len(seeds) < count:
-        candidate = secrets.randbelow(max_seed + 1)
+        candidate = min_seed + secrets.randbelow(max_seed - min_seed + 1)
         if candidate not in seeds:
             seeds.append(candidate)
     return seeds
@@ -122,7 +128,11 @@ def plan(
     if retry is not None:
         pairs = retried_images(checked, retry)
     else:
-        pairs = list(enumerate(distinct_seeds(request.count, adapter.max_seed, request.seed)))
+        pairs = list(
+            enumerate(
+                distinct_seeds(request.count, adapter.max_seed, request.seed, min_seed=adapter.min_seed)
+            )
+        )
     prefix = request_prefix(request.output_folder, request_id, namespace=caller.namespace)
     images = [
         {"index": i, "seed": seed, "key": image_key(prefix, request.file_name_prefix, i, seed)}

@@ -1,8 +1,14 @@
-"""Amazon Titan Image Generator G1 (v1, v2) and Amazon Nova Canvas: the TEXT_IMAGE task format."""
+"""Amazon Titan Image Generator G1 (v1, v2) and Amazon Nova Canvas: the TEXT_IMAGE task format.
+
+Each limit cites the AWS page it comes from (read 2026-11-30; the request bodies are transcribed in
+``tests/schemas/bedrock``). A value a model cannot take exactly is refused with what it takes: sizes are
+never snapped, an aspect ratio becomes a size of exactly that ratio or is refused, cfg_scale is never
+rounded or clamped, and a seed range is checked for the last image (seed+count-1) too.
+"""
 
 from __future__ import annotations
 
-from math import gcd
+from math import gcd, lcm
 from typing import Any, ClassVar
 
 from image_pipeline.contract.errors import FieldError, ModelResponseInvalid
@@ -12,6 +18,9 @@ from image_pipeline.models.ids import BEDROCK_MODEL_IDS
 
 _FILTER_PHRASE = "blocked by our content filters"
 
+#: Titan's sizes: "The following sizes are permissible" on
+#: https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-titan-image.html (a table the
+#: readable copies elide; these 25 are the copies' list, "unconfirmed" in the transcribed schema).
 TITAN_SIZES: tuple[tuple[int, int], ...] = (
     (1024, 1024), (768, 768), (512, 512), (768, 1152), (384, 576), (1152, 768), (576, 384),
     (768, 1280), (384, 640), (1280, 768), (640, 384), (896, 1152), (448, 576), (1152, 896),
@@ -19,15 +28,27 @@ TITAN_SIZES: tuple[tuple[int, int], ...] = (
     (1408, 640), (704, 320), (1152, 640), (1173, 640),
 )  # fmt: skip
 
+#: Nova Canvas's ``style`` values: https://docs.aws.amazon.com/nova/latest/userguide/image-gen-req-resp-structure.html
 NOVA_STYLES = (
     "3D_ANIMATED_FAMILY_FILM", "DESIGN_SKETCH", "FLAT_VECTOR_ILLUSTRATION", "GRAPHIC_NOVEL_ILLUSTRATION",
     "MAXIMALISM", "MIDCENTURY_RETRO", "PHOTOREALISM", "SOFT_DIGITAL_PAINTING",
 )  # fmt: skip
 
 
-def _ratio(aspect: str) -> float:
+def _reduced(aspect: str) -> tuple[int, int]:
+    """``16:9`` -> (16, 9); ``2:2`` -> (1, 1)."""
     w, h = (int(x) for x in aspect.split(":"))
-    return w / h
+    g = gcd(w, h)
+    return w // g, h // g
+
+
+def _ratios(sizes: tuple[tuple[int, int], ...]) -> tuple[str, ...]:
+    """The aspect ratios of ``sizes`` that ``aspect_ratio`` can name (terms 1 to 99), in order."""
+    reduced = (_reduced(f"{w}:{h}") for w, h in sizes)
+    return tuple(dict.fromkeys(f"{w}:{h}" for w, h in reduced if w <= 99 and h <= 99))
+
+
+TITAN_RATIOS = _ratios(TITAN_SIZES)
 
 
 class _AmazonTextImage(ImageModelAdapter):
@@ -40,10 +61,11 @@ class _AmazonTextImage(ImageModelAdapter):
     def _size_errors(self, width: int, height: int) -> list[FieldError]:
         raise NotImplementedError
 
-    def _size_for_aspect(self, aspect: str) -> tuple[int, int]:
+    def _size_for_aspect(self, aspect: str) -> tuple[int, int] | FieldError:
+        """A size of exactly ``aspect``, or the refusal saying which ratios the model can draw."""
         raise NotImplementedError
 
-    def _resolve_size(self, request: ImageRequest) -> tuple[int, int]:
+    def _resolve_size(self, request: ImageRequest) -> tuple[int, int] | FieldError:
         if request.width is not None and request.height is not None:
             return request.width, request.height
         if request.aspect_ratio is not None:
@@ -58,23 +80,29 @@ class _AmazonTextImage(ImageModelAdapter):
         elif request.width is not None and request.aspect_ratio is not None:
             errors.append(FieldError("aspect_ratio", "give either aspect_ratio or width/height, not both"))
         else:
-            if request.aspect_ratio is not None and not 0.25 <= _ratio(request.aspect_ratio) <= 4.0:
-                errors.append(FieldError("aspect_ratio", "must be between 1:4 and 4:1"))
+            size = self._resolve_size(request)
+            if isinstance(size, FieldError):
+                errors.append(size)
             else:
-                errors.extend(self._size_errors(*self._resolve_size(request)))
+                errors.extend(self._size_errors(*size))
         if request.cfg_scale is not None and not self.cfg_min <= request.cfg_scale <= self.cfg_max:
             errors.append(
-                FieldError("cfg_scale", f"{self.registry_id} takes {self.cfg_min} to {self.cfg_max}")
+                self.refusal(
+                    "cfg_scale", f"cfg_scale from {self.cfg_min} to {self.cfg_max}", str(request.cfg_scale)
+                )
             )
         if request.style is not None:
             errors.extend(self._style_errors(request.style))
         return errors
 
     def _style_errors(self, style: str) -> list[FieldError]:
-        return [FieldError("style", f"{self.registry_id} has no style presets")]
+        return [self.not_taken("style")]
 
     def normalize(self, request: ImageRequest) -> dict[str, Any]:
-        width, height = self._resolve_size(request)
+        size = self._resolve_size(request)
+        if isinstance(size, FieldError):  # validate refused it: normalize is for checked requests
+            raise ValueError(str(size))
+        width, height = size
         return {
             "prompt": request.prompt,
             "negative_prompt": request.negative_prompt,
@@ -118,6 +146,12 @@ class _AmazonTextImage(ImageModelAdapter):
 
 
 class TitanImageV1(_AmazonTextImage):
+    """Limits: https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-titan-image.html and
+    https://docs.aws.amazon.com/bedrock/latest/userguide/titan-image-models.html (text and negativeText at
+    most 512 characters). cfgScale 1.1 to 10.0 (default 8.0) and seed 0 to 2,147,483,646 sit in tables the
+    readable copies elide; these are the values copied from them (AWS's own example draws seeds up to
+    2,147,483,647: the lower maximum is kept, as both agree on it)."""
+
     registry_id = "titan-image-v1"
     model_id = BEDROCK_MODEL_IDS[registry_id]
     name = "Amazon Titan Image Generator G1"
@@ -129,12 +163,17 @@ class TitanImageV1(_AmazonTextImage):
         if (width, height) in TITAN_SIZES:
             return []
         sizes = ", ".join(f"{w}x{h}" for w, h in TITAN_SIZES)
-        return [FieldError("width", f"{width}x{height} is not a {self.registry_id} size; use one of {sizes}")]
+        return [self.refusal("width", f"sizes {sizes}", f"{width}x{height}")]
 
-    def _size_for_aspect(self, aspect: str) -> tuple[int, int]:
-        target = _ratio(aspect)
-        # The largest listed size whose ratio is closest to the one asked for.
-        return min(TITAN_SIZES, key=lambda s: (round(abs(s[0] / s[1] - target), 2), -s[0] * s[1]))
+    def _size_for_aspect(self, aspect: str) -> tuple[int, int] | FieldError:
+        w, h = _reduced(aspect)
+        exact = [(sw, sh) for sw, sh in TITAN_SIZES if sw * h == sh * w]
+        if exact:
+            return max(exact, key=lambda s: s[0] * s[1])  # the largest listed size of exactly that ratio
+        ratios = ", ".join(TITAN_RATIOS)
+        return self.refusal(
+            "aspect_ratio", f"the aspect ratios of its sizes, {ratios} (or width and height of one)", aspect
+        )
 
 
 class TitanImageV2(TitanImageV1):
@@ -144,36 +183,64 @@ class TitanImageV2(TitanImageV1):
 
 
 class NovaCanvas(_AmazonTextImage):
+    """Limits: https://docs.aws.amazon.com/nova/latest/userguide/image-gen-req-resp-structure.html (text and
+    negativeText 1 to 1024 characters; cfgScale 1.1 to 10, default 6.5; seed 0 to 2,147,483,646 on the
+    current page, which an older AWS code example's "0 to 858,993,459" predates) and
+    https://docs.aws.amazon.com/nova/latest/userguide/image-gen-access.html#image-gen-resolutions (each
+    side 320 to 4096 and divisible by 16, aspect ratio 1:4 to 4:1, fewer than 4,194,304 pixels: quoted
+    from that page by others; so 2048x2048, exactly 4,194,304, is refused)."""
+
     registry_id = "nova-canvas"
     model_id = BEDROCK_MODEL_IDS[registry_id]
     name = "Amazon Nova Canvas"
-    max_seed = 858_993_459
+    max_seed = 2_147_483_646
     prompt_max_chars = 1024
     negative_max_chars = 1024
     cfg_default = 6.5
+    min_side: ClassVar[int] = 320
+    max_side: ClassVar[int] = 4096
+    side_multiple: ClassVar[int] = 16
+    max_pixels_exclusive: ClassVar[int] = 4_194_304
+    #: An aspect ratio alone gets the largest size of exactly that ratio up to this many pixels.
+    aspect_target_pixels: ClassVar[int] = 1024 * 1024
 
     def _size_errors(self, width: int, height: int) -> list[FieldError]:
         errors = []
+        sides = f"{self.min_side} to {self.max_side}, divisible by {self.side_multiple}"
         for name, value in (("width", width), ("height", height)):
-            if not 320 <= value <= 4096 or value % 16:
-                errors.append(FieldError(name, f"{self.registry_id} takes 320 to 4096, divisible by 16"))
+            if not self.min_side <= value <= self.max_side or value % self.side_multiple:
+                errors.append(self.refusal(name, f"{name}s from {sides}", str(value)))
         if not errors:
             if not 0.25 <= width / height <= 4.0:
-                errors.append(FieldError("width", "aspect ratio must be between 1:4 and 4:1"))
-            if width * height >= 4_194_304:
-                errors.append(FieldError("width", "width x height must be below 4,194,304 pixels"))
+                errors.append(self.refusal("width", "width:height from 1:4 to 4:1", f"{width}x{height}"))
+            if width * height >= self.max_pixels_exclusive:
+                errors.append(
+                    self.refusal(
+                        "width",
+                        f"fewer than {self.max_pixels_exclusive:,} pixels (width x height)",
+                        f"{width}x{height} = {width * height:,}",
+                    )
+                )
         return errors
 
-    def _size_for_aspect(self, aspect: str) -> tuple[int, int]:
-        w, h = (int(x) for x in aspect.split(":"))
-        g = gcd(w, h)
-        w, h = w // g, h // g
-        scale = (1024 * 1024 / (w * h)) ** 0.5
-        width = max(320, min(4096, int(w * scale) // 16 * 16))
-        height = max(320, min(4096, int(h * scale) // 16 * 16))
-        return width, height
+    def _size_for_aspect(self, aspect: str) -> tuple[int, int] | FieldError:
+        w, h = _reduced(aspect)
+        if not 0.25 <= w / h <= 4.0:
+            return self.refusal("aspect_ratio", "aspect ratios from 1:4 to 4:1", aspect)
+        # The smallest step with both sides divisible by 16, and every size of exactly w:h it makes.
+        step = lcm(
+            self.side_multiple // gcd(self.side_multiple, w), self.side_multiple // gcd(self.side_multiple, h)
+        )
+        sizes = [(w * step * k, h * step * k) for k in range(1, self.max_side // (max(w, h) * step) + 1)]
+        valid = [s for s in sizes if not self._size_errors(*s)]
+        if not valid:
+            return self.refusal(
+                "aspect_ratio", "aspect ratios it has a size of (or width and height)", aspect
+            )
+        within = [s for s in valid if s[0] * s[1] <= self.aspect_target_pixels]
+        return max(within, key=lambda s: s[0] * s[1]) if within else valid[0]
 
     def _style_errors(self, style: str) -> list[FieldError]:
         if style in NOVA_STYLES:
             return []
-        return [FieldError("style", f"must be one of {', '.join(NOVA_STYLES)}")]
+        return [self.refusal("style", f"styles {', '.join(NOVA_STYLES)}", f'"{style}"')]

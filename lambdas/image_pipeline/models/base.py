@@ -78,7 +78,11 @@ class ImageModelAdapter(ABC):
     model_id: ClassVar[str]
     name: ClassVar[str]
     provider: ClassVar[str]
+    #: The seeds the model takes: each adapter states its documented range and its source.
+    min_seed: ClassVar[int] = 0
     max_seed: ClassVar[int]
+    #: Why ``min_seed`` is not 0, when it is not (said with every seed refusal).
+    seed_note: ClassVar[str] = ""
     prompt_max_chars: ClassVar[int]
     negative_max_chars: ClassVar[int]
 
@@ -98,27 +102,55 @@ class ImageModelAdapter(ABC):
     def parse_response(self, payload: dict[str, Any], seed: int) -> Outcome:
         """One image (or a filter reason) from the model's JSON answer."""
 
+    def refusal(self, field: str, takes: str, given: str) -> FieldError:
+        """A value this model cannot honour exactly, refused rather than changed: ``field``, what the
+        model takes and what it was given (``<model> takes <takes>, not <given>``)."""
+        return FieldError(field, f"{self.registry_id} takes {takes}, not {given}")
+
+    def not_taken(self, field: str) -> FieldError:
+        """An option this model does not have (sending it anyway would drop it silently)."""
+        return FieldError(field, f"{self.registry_id} takes no {field}; leave it out")
+
     def _common_checks(self, request: ImageRequest) -> list[FieldError]:
         errors = []
         if len(request.prompt) > self.prompt_max_chars:
             errors.append(
-                FieldError(
+                self.refusal(
                     "prompt",
-                    f"{len(request.prompt)} characters; {self.registry_id} takes at most "
-                    f"{self.prompt_max_chars}",
+                    f"prompts of at most {self.prompt_max_chars} characters",
+                    str(len(request.prompt)),
                 )
             )
         if request.negative_prompt and len(request.negative_prompt) > self.negative_max_chars:
             errors.append(
-                FieldError(
+                self.refusal(
                     "negative_prompt",
-                    f"{len(request.negative_prompt)} characters; {self.registry_id} takes at most "
-                    f"{self.negative_max_chars}",
+                    f"negative prompts of at most {self.negative_max_chars} characters",
+                    str(len(request.negative_prompt)),
                 )
             )
-        if request.seed is not None and request.seed > self.max_seed:
-            errors.append(FieldError("seed", f"{self.registry_id} takes seeds from 0 to {self.max_seed}"))
+        errors.extend(self._seed_errors(request))
         return errors
+
+    def _seed_errors(self, request: ImageRequest) -> list[FieldError]:
+        """The first seed must be in the model's range, and so must the last (image i gets seed+i):
+        a seed is never wrapped or reduced to fit."""
+        seed, count = request.seed, request.count
+        if seed is None:
+            return []
+        takes = f"seeds from {self.min_seed} to {self.max_seed}{self.seed_note}"
+        if not self.min_seed <= seed <= self.max_seed:
+            return [self.refusal("seed", takes, str(seed))]
+        if seed + count - 1 > self.max_seed:
+            return [
+                self.refusal(
+                    "seed",
+                    f"{takes}; image i gets seed+i, so with count {count} the first seed is at most "
+                    f"{self.max_seed - count + 1}",
+                    str(seed),
+                )
+            ]
+        return []
 
     @property
     def facts(self) -> ModelFacts:
@@ -144,6 +176,7 @@ class ImageModelAdapter(ABC):
             "lifecycle_source": facts.lifecycle.source,
             "regions": list(facts.regions_offering()),
             "marketplace": facts.marketplace,
+            "min_seed": self.min_seed,
             "max_seed": self.max_seed,
             "prompt_max_chars": self.prompt_max_chars,
             "negative_prompt_max_chars": self.negative_max_chars,

@@ -2,6 +2,11 @@
 
 They take an aspect ratio instead of a size, generate one image per call and return the seed used
 with a finish reason per image (``Filter reason: prompt`` and so on).
+
+Each limit cites the AWS page it comes from (read 2026-11-30; the request bodies are transcribed in
+``tests/schemas/bedrock``). What a model cannot take exactly is refused with what it takes: a size
+(width/height) is not turned into an aspect ratio (the model would pick another size), and seed 0, which
+asks these models for a random seed, is not sent as a seed.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from image_pipeline.contract.request import ImageRequest
 from image_pipeline.models.base import ImageModelAdapter, Outcome, decode_image
 from image_pipeline.models.ids import BEDROCK_MODEL_IDS
 
+#: ``aspect_ratio`` of all three pages (Enum: 16:9, 1:1, 21:9, 2:3, 3:2, 4:5, 5:4, 9:16, 9:21).
 ASPECT_RATIOS = ("16:9", "1:1", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21")
 _FINISH_REASONS = {
     "Filter reason: prompt": "CONTENT_FILTERED_INPUT",
@@ -29,48 +35,44 @@ def _reduce(width: int, height: int) -> str:
 
 class _Stability(ImageModelAdapter):
     provider = "Stability AI"
-    max_seed = 4_294_967_294
+    # "seed ... (Omit this parameter or pass 0 to use a random seed.)": 0 is not a seed to these models,
+    # so a request's seed 0 would silently become a random one; random seeds are drawn from 1 up.
+    min_seed = 1
+    seed_note = " (0 asks it for a random seed: leave seed out for random seeds)"
+    # Prompt "Minimum 0, Maximum 10,000" characters on each page: ImageRequest still asks for a prompt
+    # that draws something (1 character or more, not only whitespace).
     prompt_max_chars = 10_000
     negative_max_chars = 10_000
     extra_body: ClassVar[dict[str, Any]] = {}
 
     def validate(self, request: ImageRequest) -> list[FieldError]:
         errors = self._common_checks(request)
-        if request.aspect_ratio is not None:
-            if request.width is not None or request.height is not None:
-                errors.append(
-                    FieldError("aspect_ratio", "give either aspect_ratio or width/height, not both")
-                )
-            elif request.aspect_ratio not in ASPECT_RATIOS:
-                errors.append(
-                    FieldError("aspect_ratio", f"{self.registry_id} takes one of {', '.join(ASPECT_RATIOS)}")
-                )
-        elif (request.width is None) != (request.height is None):
-            missing = "height" if request.height is None else "width"
-            errors.append(FieldError(missing, "give width and height together"))
-        elif request.width is not None and request.height is not None:
-            ratio = _reduce(request.width, request.height)
-            if ratio not in ASPECT_RATIOS:
-                errors.append(
-                    FieldError(
-                        "width",
-                        f"{self.registry_id} takes an aspect ratio, not a size: {request.width}x"
-                        f"{request.height} is {ratio}; use aspect_ratio, one of {', '.join(ASPECT_RATIOS)}",
-                    )
-                )
+        ratios = ", ".join(ASPECT_RATIOS)
+        if request.width is not None or request.height is not None:
+            errors.append(self._size_refusal(request.width, request.height))
+        elif request.aspect_ratio is not None and request.aspect_ratio not in ASPECT_RATIOS:
+            errors.append(self.refusal("aspect_ratio", f"aspect ratios {ratios}", request.aspect_ratio))
         for name in ("quality", "cfg_scale", "style"):
             if getattr(request, name) is not None:
-                errors.append(FieldError(name, f"not supported by {self.registry_id}"))
+                errors.append(self.not_taken(name))
         return errors
 
+    def _size_refusal(self, width: int | None, height: int | None) -> FieldError:
+        """These models take an aspect ratio and pick the pixel size themselves: no width or height
+        can be honoured, whatever its ratio."""
+        takes = f"an aspect_ratio ({', '.join(ASPECT_RATIOS)}) and picks the size itself"
+        if width is None or height is None:
+            field = "width" if width is not None else "height"
+            return self.refusal(field, takes, f"a {field}")
+        ratio = _reduce(width, height)
+        instead = f"send aspect_ratio {ratio}" if ratio in ASPECT_RATIOS else f"{ratio} is none of those"
+        return self.refusal("width", takes, f"a size: {width}x{height} ({instead})")
+
     def normalize(self, request: ImageRequest) -> dict[str, Any]:
-        aspect = request.aspect_ratio
-        if aspect is None and request.width is not None and request.height is not None:
-            aspect = _reduce(request.width, request.height)
         return {
             "prompt": request.prompt,
             "negative_prompt": request.negative_prompt,
-            "aspect_ratio": aspect or "1:1",
+            "aspect_ratio": request.aspect_ratio or "1:1",
             "count": request.count,
             "file_name_prefix": request.file_name_prefix,
             "output_folder": request.output_folder,
@@ -107,19 +109,31 @@ class _Stability(ImageModelAdapter):
 
 
 class SD35Large(_Stability):
+    """https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-diffusion-3-5-large.html:
+    seed 0 to 4294967294, "Default 0 (random seed)"."""
+
     registry_id = "sd3-5-large"
     model_id = BEDROCK_MODEL_IDS[registry_id]
     name = "Stability AI Stable Diffusion 3.5 Large"
+    max_seed = 4_294_967_294
     extra_body: ClassVar[dict[str, Any]] = {"mode": "text-to-image"}
 
 
 class StableImageCore(_Stability):
+    """https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-diffusion-stable-image-core-text-image-request-response.html:
+    seed "Range: 0 to 4294967295" ("Omit this parameter or pass 0 to use a random seed")."""
+
     registry_id = "stable-image-core"
     model_id = BEDROCK_MODEL_IDS[registry_id]
     name = "Stability AI Stable Image Core"
+    max_seed = 4_294_967_295
 
 
 class StableImageUltra(_Stability):
+    """https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-diffusion-stable-ultra-text-image-request-response.html:
+    seed "Range: 0 to 4294967295"."""
+
     registry_id = "stable-image-ultra"
     model_id = BEDROCK_MODEL_IDS[registry_id]
     name = "Stability AI Stable Image Ultra"
+    max_seed = 4_294_967_295
