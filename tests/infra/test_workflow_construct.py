@@ -112,7 +112,9 @@ def test_the_manifests_cost_estimate_uses_the_functions_memory(synthesized: Synt
     from image_pipeline.core.cost import GENERATE_IMAGE_MEMORY_MB, STEP_MEMORY_MB
 
     functions = synthesized.resources("AWS::Lambda::Function")
-    memory = {name: functions[function_id(synthesized, name)]["Properties"]["MemorySize"] for name in HANDLERS}
+    memory = {
+        name: functions[function_id(synthesized, name)]["Properties"]["MemorySize"] for name in HANDLERS
+    }
     assert memory == {
         "validate_request": STEP_MEMORY_MB,
         "generate_image": GENERATE_IMAGE_MEMORY_MB,
