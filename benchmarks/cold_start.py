@@ -74,13 +74,13 @@ def lambda_environment() -> dict[str, str]:
         {
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-west-2",  # where the default model is offered
+            "AWS_REGION": "us-west-2",
             "IMAGES_BUCKET": "bench-bucket",
             "POWERTOOLS_SERVICE_NAME": "imagegen",
             "POWERTOOLS_METRICS_NAMESPACE": "imagegen",
             "POWERTOOLS_TRACE_DISABLED": "true",
-            "JOBS_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:imagegen-jobs",
+            "JOBS_STATE_MACHINE_ARN": "arn:aws:states:us-west-2:123456789012:stateMachine:imagegen-jobs",
         }
     )
     return env

@@ -138,7 +138,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         )
     fanout = {
         "latency_seconds": latency,
-        "model": "amazon.titan-image-generator-v2:0 via registry id titan-image-v2, 1024x1024",
+        "model": "stability.stable-image-core-v1:1 via registry id stable-image-core, 1:1 (1024x1024)",
         "bedrock_server": "python -m imagegen.standin.bedrock_server in a child process (see harness.BedrockProcess)",
         "direct_model_call": summarize(direct),
         "overhead_split_wall1": {

@@ -56,7 +56,7 @@ def _state(s3: Any, count: int, tag: str) -> dict[str, Any]:
     from image_pipeline.core.settings import Settings
     from image_pipeline.core.tenancy import console_caller
 
-    request = {"prompt": f"manifest checks {tag}", "count": count, "model": "titan-image-v2", "seed": 1}
+    request = {"prompt": f"manifest checks {tag}", "count": count, "model": "stable-image-core", "seed": 1}
     settings = Settings(images_bucket=BUCKET, max_images_per_request=40)
     plan = plan_of(check_request(request, settings), f"bench-{tag}", caller=console_caller())
     png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 2048

@@ -63,10 +63,10 @@ def test_sync_returns_the_manifest_with_downloadable_images(
 
 
 def test_get_images_is_the_simple_form(api: httpx.Client, local_server: LocalServer) -> None:
-    response = api.get("/images", params={"prompt": "red porsche", "count": "2", "model": "nova-canvas"})
+    response = api.get("/images", params={"prompt": "red porsche", "count": "2", "model": "stable-image-ultra"})
     assert response.status_code == 200, response.text
     manifest = response.json()
-    assert manifest["requested"] == 2 and manifest["model"]["id"] == "nova-canvas"
+    assert manifest["requested"] == 2 and manifest["model"]["id"] == "stable-image-ultra"
     assert_images_download(manifest, local_server.url)
     bad = api.get("/images", params={"prompt": "x", "count": "many"})
     assert bad.status_code == 400 and bad.json()["details"][0]["field"] == "count"

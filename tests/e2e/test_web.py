@@ -265,7 +265,9 @@ def test_prompt_too_long_for_the_model_shows_the_api_message_next_to_the_field(
     assert answer.value.status == 400
     error = page.locator("#prompt-error")
     expect(error).to_have_text("titan-image-v2 takes prompts of at most 512 characters, not 600")
-    expect(page.locator("#prompt")).to_be_focused()
+    # Titan Image v2 is past its end of life: that is said next to the model, the first field to change.
+    expect(page.locator("#model-error")).to_contain_text("reached its end of life on 2026-06-30")
+    expect(page.locator("#model")).to_be_focused()
     expect(page.locator("#form-error")).to_be_hidden()
     expect(page.locator(".tile")).to_have_count(0)
     expect(page.locator("#generate")).to_be_enabled()

@@ -68,7 +68,7 @@ def batch(offline_engine: Any) -> Iterator[Batch]:
     with s3_faults(*_rules(folders)) as faults:
         arns = {
             name: engine.start_execution(
-                {"prompt": f"s3 {name}", "count": 3, "seed": 10 * i, "output_folder": folder, **SMALL},
+                {"prompt": f"s3 {name}", "count": 3, "seed": 10 * i + 1, "output_folder": folder, **SMALL},
                 kind="jobs",
             )
             for i, (name, folder) in enumerate(folders.items())
