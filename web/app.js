@@ -220,6 +220,8 @@ async function loadModels() {
     const enabled = m.enabled !== false;
     let label = m.name || m.id;
     if (m.lifecycle === "legacy") label += " (legacy)";
+    if (m.lifecycle === "eol") label += " (end of life)";
+    else if (enabled && m.available === false) label += " (not offered here)";
     if (!enabled) label += " (not enabled here)";
     return el("option", { value: m.id, disabled: !enabled, text: label });
   });
@@ -245,7 +247,7 @@ function onModelChange() {
   }
   const notes = [];
   if (model?.provider) notes.push(model.provider);
-  if (model?.lifecycle === "legacy") {
+  if (model?.lifecycle === "legacy" || model?.available === false) {
     notes.push(model.lifecycle_note || `Legacy model${model.end_of_life ? `, end of life ${model.end_of_life}` : ""}.`);
   }
   dom.modelHint.textContent = notes.join(" · ");
