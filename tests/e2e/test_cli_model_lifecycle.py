@@ -1,12 +1,14 @@
-"""``imagegen generate`` with a model past its end of life, as a user runs it: the offline run judges
-the model as the deployed workflow does (the same facts file, the offline account's Region us-west-2),
-exits non-zero with what to use instead, and writes nothing."""
+"""A model past its end of life, offline as a user meets it: ``imagegen generate`` judges the model as the
+deployed workflow does (the same facts file, the offline account's Region us-west-2), exits non-zero with
+what to use instead and writes nothing; the local API answers 400 before starting a job, and
+``GET /models`` says which models are available here today."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def generate(*args: str) -> subprocess.CompletedProcess[str]:
@@ -32,3 +34,20 @@ def test_a_retired_model_named_by_its_bedrock_id_is_refused_too(tmp_path: Path) 
     assert done.returncode == 2, done.stderr
     assert "nova-canvas (amazon.nova-canvas-v1:0) reached its end of life on 2026-09-30" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_local_api_answers_400_for_a_retired_model_before_any_job(api: Any, local_server: Any) -> None:
+    before = local_server.engine.count_executions()
+    answer = api.post("/jobs", json={"prompt": "a lighthouse", "model": "nova-canvas"})
+    assert answer.status_code == 400, answer.text
+    [detail] = [d for d in answer.json()["details"] if d["field"] == "model"]
+    assert "reached its end of life on 2026-09-30" in detail["message"]
+    assert local_server.engine.count_executions() == before
+
+
+def test_get_models_says_what_each_model_is_worth_here_today(api: Any) -> None:
+    catalog = api.get("/models").json()
+    assert catalog["region"] == "us-west-2"
+    by_id = {m["id"]: m for m in catalog["models"]}
+    assert by_id["stable-image-core"]["available"] and by_id["stable-image-core"]["lifecycle"] == "active"
+    assert not by_id["titan-image-v2"]["available"] and by_id["titan-image-v2"]["lifecycle"] == "eol"
