@@ -202,7 +202,9 @@ def test_prompt_progress_four_images_pick_download_and_rerun(watch: PageWatch, s
 
     selected_src = tiles.nth(2).locator("img").get_attribute("src")
     assert selected_src
-    expect(download).to_have_attribute("href", selected_src + "?download=1")
+    # The same signed link (a presigned URL's stand-in), asking for an attachment.
+    expect(download).to_have_attribute("href", selected_src + "&download=1")
+    assert "signature=" in selected_src
     expect(download).to_have_attribute("aria-disabled", "false")
     expect(download).to_have_attribute("download", "image-02-1002.png")
     original = page.request.get(selected_src)
