@@ -559,11 +559,13 @@ def _lifecycle_from_facts(
 
 
 def marketplace_todo(choice: ModelChoice) -> str:
-    """How an account subscribes to a Marketplace model: the first call does it, with the caller's
-    Marketplace permissions (the Lambda role has none), or the agreement API does."""
+    """How an account subscribes to a Marketplace model: the first call does it with the caller's
+    Marketplace permissions (the deployed image function has them unless ``imagegen:marketplaceFirstUse``
+    is ``off``), or the agreement API does."""
     return (
-        "subscribe once: invoke the model yourself with aws-marketplace:Subscribe and "
-        "aws-marketplace:ViewSubscriptions allowed (the deployment's Lambda role has neither), or run aws bedrock "
+        "the deployment's first call subscribes the account (its image function may "
+        "aws-marketplace:Subscribe and ViewSubscriptions unless imagegen:marketplaceFirstUse=off); to "
+        "subscribe beforehand, invoke the model once yourself with those two actions allowed, or run aws bedrock "
         f"list-foundation-model-agreement-offers --model-id {choice.model_id}, then "
         f"create-foundation-model-agreement; see {DOCS}"
     )
