@@ -564,7 +564,7 @@ def marketplace_todo(choice: ModelChoice) -> str:
     is ``off``), or the agreement API does."""
     return (
         "the deployment's first call subscribes the account (its image function may "
-        "aws-marketplace:Subscribe and ViewSubscriptions unless imagegen:marketplaceFirstUse=off); to "
+        "aws-marketplace:Subscribe and aws-marketplace:ViewSubscriptions unless imagegen:marketplaceFirstUse=off); to "
         "subscribe beforehand, invoke the model once yourself with those two actions allowed, or run aws bedrock "
         f"list-foundation-model-agreement-offers --model-id {choice.model_id}, then "
         f"create-foundation-model-agreement; see {DOCS}"
