@@ -81,6 +81,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imagegen.runtime.engine import ACCOUNT, EVENT_BUS, REGION, OfflineEngine
 from imagegen.runtime.local_auth import API_KEY_HEADER, ApiKeys, LinkSigner
+from imagegen.runtime.local_openai import add_openai_routes
 
 #: Longest wait of ``POST /images``: what the deployed API waits at most (API Gateway's integration
 #: timeout less the function's margin), so a client meets the same 202 handoff offline.
@@ -468,6 +469,18 @@ def create_app(
     async def get_models(request: Request) -> JSONResponse:
         caller_of(request)  # deployed, API Gateway asks for the key on every route
         return JSONResponse(model_catalog(settings))
+
+    # POST /v1/images/generations, the OpenAI Images API shape (Authorization: Bearer on it alone)
+    add_openai_routes(
+        app,
+        engine=engine,
+        settings=settings,
+        keys=keys,
+        max_wait=max_wait,
+        read_json=read_json,
+        blocking=blocking,
+        local_urls=local_urls,
+    )
 
     def read_file(key: str) -> tuple[bytes, str]:
         try:
