@@ -1,18 +1,20 @@
 """Helpers the suites share, imported as ``from tests.support import ...`` (fixtures stay in conftest.py).
 
-Canonical inputs (``tests/events/*.json``), emptying a bucket inside the session's mock, counting the
-executions an engine started, and serving an ASGI app (the local API) on a free port.
+Canonical inputs (``tests/events/*.json``) and an API Gateway event of another identity
+(:func:`with_identity`), emptying a bucket inside the session's mock, counting the executions an engine
+started, and serving an ASGI app (the local API) on a free port.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from datetime import date
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,6 +28,29 @@ ALL_MODELS_ACTIVE = date(2025, 1, 1)
 def load_event(name: str) -> Any:
     """A canonical input from ``tests/events/<name>.json``."""
     return json.loads((EVENTS / f"{name}.json").read_text())
+
+
+def with_identity(
+    event: dict[str, Any],
+    *,
+    api_key_id: str | None = None,
+    user_arn: str | None = None,
+    cognito_sub: str | None = None,
+) -> dict[str, Any]:
+    """A copy of an API Gateway REST proxy event (``load_event("apigw_...")``) as API Gateway would
+    send it for another identity: the API key's id (``requestContext.identity.apiKeyId``), an IAM
+    principal (``identity.userArn``) or a Cognito user (``authorizer.claims.sub``). None of them: an
+    event that names nobody. Headers and body are left as they are: they never name the caller."""
+    changed = copy.deepcopy(event)
+    context = changed.setdefault("requestContext", {})
+    identity = context.setdefault("identity", {})
+    identity.update({"apiKeyId": api_key_id, "userArn": user_arn})
+    if api_key_id is None:
+        identity["apiKey"] = None
+    context.pop("authorizer", None)
+    if cognito_sub is not None:
+        context["authorizer"] = {"claims": {"sub": cognito_sub, "token_use": "id"}}
+    return changed
 
 
 def empty_bucket(s3: Any, bucket: str) -> None:
