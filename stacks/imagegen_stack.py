@@ -23,6 +23,7 @@ from stacks.functions import FunctionDefaults
 from stacks.model_access import checked_model_offers
 from stacks.monitoring import MonitoringConstruct
 from stacks.nag import check_with_cdk_nag
+from stacks.openai_api import OpenAiImagesApi
 from stacks.request_schema import image_request_schema
 from stacks.storage import ImageStorage
 from stacks.web import WebConstruct
@@ -121,6 +122,20 @@ class ImagegenStack(Stack):
             throttle=config.throttle,
             cors_origins=cors_origins,
         )
+        #: The OpenAI-compatible API (POST /v1/images/generations): with API keys only, in their usage plan
+        #: (the SDK sends its key as a Bearer token; there is no SigV4 in OpenAI's SDKs).
+        self.openai_api = (
+            OpenAiImagesApi(
+                self,
+                "OpenAiApi",
+                http_api=self.api.http_api.function,
+                usage_plan=self.api.usage_plan,
+                defaults=defaults,
+                throttle=config.throttle,
+            )
+            if self.api.usage_plan is not None
+            else None
+        )
 
         self.monitoring = MonitoringConstruct(
             self,
@@ -143,6 +158,13 @@ class ImagegenStack(Stack):
 
     def _outputs(self) -> None:
         CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the API")
+        if self.openai_api is not None:
+            CfnOutput(
+                self,
+                "OpenAiBaseUrl",
+                value=self.openai_api.base_url,
+                description="OpenAI(base_url=<this>, api_key=<an API key>): POST /v1/images/generations",
+            )
         if self.api.api_key is not None:
             CfnOutput(
                 self,

@@ -25,6 +25,7 @@ from constructs import IConstruct
 from stacks.api import ImageApi
 from stacks.batch import REQUEST_MANIFESTS, RESULT_FILES, UPLOADED_FILES, BatchConstruct
 from stacks.events import WorkflowEvents
+from stacks.openai_api import OpenAiImagesApi
 from stacks.storage import ImageStorage
 from stacks.web import WebConstruct
 from stacks.workflow import CANCELLATION_KEYS, IMAGE_KEYS, MANIFEST_KEYS, ImageWorkflow
@@ -44,6 +45,7 @@ class ComposedStack(IConstruct, Protocol):
     workflow: ImageWorkflow
     batch: BatchConstruct
     api: ImageApi
+    openai_api: OpenAiImagesApi | None
     web: WebConstruct | None
 
 
@@ -140,6 +142,7 @@ def acknowledge_findings(stack: ComposedStack) -> None:
     _workflow(stack)
     _batch(stack)
     _api(stack)
+    _openai_api(stack)
     acknowledge(
         stack.events.dead_letters,
         "This queue is the dead-letter queue of the EventBridge rule's target; a DLQ of a DLQ would "
@@ -293,6 +296,33 @@ def _api(stack: ComposedStack) -> None:
         acknowledge(method, reason_cognito, "COG4")
         if api.auth == "apiKey":
             acknowledge(method, reason_api_key, "APIG4")
+
+
+def _openai_api(stack: ComposedStack) -> None:
+    openai_api = stack.openai_api
+    if openai_api is None:
+        return
+    acknowledge(openai_api.authorizer_function.function, LATEST_RUNTIME, "L1")
+    acknowledge(openai_api.authorizer_function.role, XRAY, "IAM5[Resource::*]")
+    acknowledge(
+        openai_api.rest_api.deployment_stage,
+        "No WAF web ACL by default (it has a monthly cost): every request needs an API key of the usage "
+        "plan (the Bearer key, checked by API Gateway), which throttles it, and the function validates "
+        "every request before anything starts. Associate a web ACL for an internet-facing deployment.",
+        "APIG3",
+    )
+    acknowledge(
+        openai_api.rest_api,
+        "No API Gateway request validator: the HTTP API function validates every request (OpenAI's fields "
+        "and ours, the model's limits) and answers in OpenAI's error shape. See docs/decisions.md.",
+        "APIG2",
+    )
+    acknowledge(
+        openai_api.method,
+        "OpenAI's SDKs authenticate with an API key sent as a Bearer token: a Lambda authorizer hands it "
+        "to API Gateway, which checks it against the usage plan; there is no user pool.",
+        "COG4",
+    )
 
 
 def _web(stack: ComposedStack) -> None:

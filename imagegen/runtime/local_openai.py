@@ -21,6 +21,7 @@ from image_pipeline.core.jobs import ApiError
 from image_pipeline.core.openai_images import (
     ROUTE,
     OpenAIError,
+    bearer_key,
     check_generation,
     generations_answer,
     openai_error,
@@ -32,12 +33,6 @@ from imagegen.runtime.engine import OfflineEngine
 from imagegen.runtime.local_auth import ApiKeys
 
 AUTHORIZATION_HEADER = "authorization"
-
-
-def bearer_key(authorization: str | None) -> str | None:
-    """The key of an ``Authorization: Bearer <key>`` header (None without one)."""
-    scheme, _, token = (authorization or "").strip().partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def bearer_caller(keys: ApiKeys, authorization: str | None) -> Caller:

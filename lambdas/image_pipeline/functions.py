@@ -48,10 +48,14 @@ BUILD_BATCH_MANIFEST = LambdaFunction(
     "BuildBatchManifestFunctionArn",
 )
 HTTP_API = LambdaFunction("imagegen-http-api", "image_pipeline.handlers.http_api.handler")
+#: The OpenAI-compatible API's Lambda authorizer: the SDK's Bearer key as the API key.
+OPENAI_AUTHORIZER = LambdaFunction(
+    "imagegen-openai-authorizer", "image_pipeline.handlers.openai_authorizer.handler"
+)
 
 #: The Task functions of ``statemachine/generate_images.asl.json``.
 WORKFLOW_FUNCTIONS = (VALIDATE_REQUEST, GENERATE_IMAGE, BUILD_MANIFEST)
 #: The Task functions of ``statemachine/batch_generate.asl.json``.
 BATCH_FUNCTIONS = (PREPARE_BATCH, BUILD_BATCH_MANIFEST)
 #: Every function of the app.
-FUNCTIONS = (*WORKFLOW_FUNCTIONS, *BATCH_FUNCTIONS, HTTP_API)
+FUNCTIONS = (*WORKFLOW_FUNCTIONS, *BATCH_FUNCTIONS, HTTP_API, OPENAI_AUTHORIZER)

@@ -118,3 +118,28 @@ def state_machine_id(synth: Synthesized, kind: str) -> str:
         for k, m in synth.resources("AWS::StepFunctions::StateMachine").items()
         if m["Properties"]["StateMachineType"] == kind
     )
+
+
+def openai_api_ref(synth: Synthesized) -> dict[str, str] | None:
+    """``{"Ref": <id>}`` of the OpenAI-compatible REST API (key source AUTHORIZER), if the stack has one."""
+    ids = [
+        k
+        for k, v in synth.resources("AWS::ApiGateway::RestApi").items()
+        if v["Properties"].get("ApiKeySourceType") == "AUTHORIZER"
+    ]
+    return {"Ref": ids[0]} if ids else None
+
+
+def main_api_resources(synth: Synthesized, resource_type: str) -> dict[str, dict[str, Any]]:
+    """The resources of a type that belong to the main API (not to the OpenAI-compatible one), by their
+    ``RestApiId``; a Lambda permission by the API its ``SourceArn`` names."""
+    other = openai_api_ref(synth)
+    if other is None:
+        return synth.resources(resource_type)
+    kept = {}
+    for logical_id, resource in synth.resources(resource_type).items():
+        props = resource["Properties"]
+        if props.get("RestApiId") == other or other["Ref"] in json.dumps(props.get("SourceArn", "")):
+            continue
+        kept[logical_id] = resource
+    return kept

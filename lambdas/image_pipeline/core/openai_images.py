@@ -98,6 +98,12 @@ def invalid(param: str, message: str, code: str = "invalid_value") -> OpenAIErro
     return OpenAIError(400, f"{param}: {message}", param=param, code=code)
 
 
+def bearer_key(authorization: str | None) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header, the SDK's (None without one)."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
 # -- the request -------------------------------------------------------------------------------------
 
 

@@ -74,6 +74,15 @@ from image_pipeline.core.jobs import (
     validate_submission,
 )
 from image_pipeline.core.manifest import with_presigned_urls
+from image_pipeline.core.openai_images import (
+    ROUTE as OPENAI_IMAGES_ROUTE,
+)
+from image_pipeline.core.openai_images import (
+    OpenAIError,
+    check_generation,
+    generations_answer,
+    openai_error,
+)
 from image_pipeline.core.settings import get_settings, model_from_environ
 from image_pipeline.core.tenancy import Caller, caller_from_request_context
 
@@ -351,6 +360,63 @@ def post_retry(job_id: str) -> Response:
 @app.get("/models")
 def get_models() -> Response:
     return _json(200, model_catalog(get_settings()))
+
+
+# -- the OpenAI Images API shape (the OpenAI-compatible RestApi: stacks/openai_api.py) -------------
+
+
+def _read_image(key: str) -> bytes:
+    return bytes(clients.s3().get_object(Bucket=get_settings().images_bucket, Key=key)["Body"].read())
+
+
+def _openai_generate() -> Response:
+    """``POST /v1/images/generations``: OpenAI's request read as ours, the same job as ``POST /images``
+    (named by the API request id, waited for as long as this function may), OpenAI's answer and errors
+    (:mod:`image_pipeline.core.openai_images`). The caller is the API key API Gateway matched for the
+    Bearer key the authorizer handed it (``requestContext.identity.apiKeyId``), as on every route."""
+    try:
+        caller = current_caller()
+        raw = _body_json()
+    except ApiError as exc:
+        raise openai_error(exc) from None
+    settings = get_settings()
+    execution_input, generation = check_generation(raw, settings)
+    wait = wait_preference(_prefer(), _longest_wait())
+    # ``user`` is recorded here (OpenAI's end-user id, for abuse tracing), never used as the caller.
+    _log_submission("starting an OpenAI images request", execution_input, openai_user=generation.user)
+    try:
+        answer = run_and_wait(
+            clients.stepfunctions(),
+            environment().jobs_state_machine_arn,
+            ExecutionInput(execution_input, caller),
+            _request_id(),
+            wait,
+            s3=clients.s3(),
+            expires_in=settings.presign_expiry_seconds,
+            location=_location,
+            poll_sfn=clients.stepfunctions_poll(),
+        )
+    except ApiError as exc:  # not started: Step Functions busy or unavailable
+        raise openai_error(exc) from None
+    if answer.manifest:
+        signed = with_presigned_urls(answer.body, s3=clients.s3(), expires_in=settings.presign_expiry_seconds)
+        answer = answer._replace(body=signed)
+    body, headers = generations_answer(
+        answer, generation, job_id=_request_id(), waited=wait.seconds, read_image=_read_image
+    )
+    logger.info(
+        "OpenAI images request answered", extra={"job_id": _request_id(), "images": len(body["data"])}
+    )
+    return _json(200, body, headers)
+
+
+@app.post(OPENAI_IMAGES_ROUTE)
+def post_openai_images() -> Response:
+    try:
+        return _openai_generate()
+    except OpenAIError as exc:
+        logger.info("OpenAI images request refused", extra={"status": exc.status, "param": exc.param})
+        return _json(exc.status, exc.body(), exc.headers)
 
 
 # log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: the event holds the API key and the prompt.
