@@ -240,3 +240,25 @@ def test_variant_uses_iam_auth_without_api_key_and_allows_both_origins(variant: 
     stage = next(iter(variant.resources("AWS::ApiGateway::Stage").values()))["Properties"]
     assert stage["MethodSettings"][0]["ThrottlingRateLimit"] == 2
     assert VARIANT["apiAuth"] == variant.config.api_auth
+
+
+def test_api_gateway_authenticates_every_route_before_the_function(synthesized: Synthesized) -> None:
+    """Tenancy: the function takes the caller from what API Gateway authenticated (the key's id in the
+    request context), so no route may reach it unauthenticated. A missing or unknown key is answered by
+    API Gateway itself, 403 (the INVALID_API_KEY gateway response, "Forbidden"; docs.aws.amazon.com/
+    apigateway/latest/developerguide/supported-gateway-response-types.html, read 2026-11-30): DEFAULT_4XX
+    gives it the {"error", "message"} shape and keeps that status."""
+    for http_method, path in ROUTES:
+        props = method(synthesized, http_method, path)
+        assert (props["AuthorizationType"], props["ApiKeyRequired"]) == ("NONE", True), (http_method, path)
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in main_api_resources(synthesized, "AWS::ApiGateway::GatewayResponse").values()
+    }
+    answers_403 = responses.get("INVALID_API_KEY") or responses["DEFAULT_4XX"]
+    assert answers_403.get("StatusCode") in (None, "403")  # API Gateway's own 403 is kept
+    template = answers_403["ResponseTemplates"]["application/json"]
+    rendered = template.replace("$context.error.responseType", "INVALID_API_KEY").replace(
+        "$context.error.messageString", '"Forbidden"'
+    )
+    assert json.loads(rendered) == {"error": "INVALID_API_KEY", "message": "Forbidden"}
