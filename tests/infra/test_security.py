@@ -47,6 +47,8 @@ IMAGES_BUCKET_GRANTS = {
     "": {"s3:ListBucket"},
     "/*.png": {"s3:PutObject", "s3:GetObject"},
     "/*/manifest.json": {"s3:PutObject", "s3:GetObject"},
+    # a job's cancellation marker (DELETE /jobs/{id}); looked for with ListBucket on its prefix
+    "/cancellations/*": {"s3:PutObject"},
     # batches: the uploaded JSONL files, and the batch's items, Map results and batch manifest
     "/batches/*": {"s3:GetObject"},
     "/batch-results/*": {
