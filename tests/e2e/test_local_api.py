@@ -63,7 +63,9 @@ def test_sync_returns_the_manifest_with_downloadable_images(
 
 
 def test_get_images_is_the_simple_form(api: httpx.Client, local_server: LocalServer) -> None:
-    response = api.get("/images", params={"prompt": "red porsche", "count": "2", "model": "stable-image-ultra"})
+    response = api.get(
+        "/images", params={"prompt": "red porsche", "count": "2", "model": "stable-image-ultra"}
+    )
     assert response.status_code == 200, response.text
     manifest = response.json()
     assert manifest["requested"] == 2 and manifest["model"]["id"] == "stable-image-ultra"
