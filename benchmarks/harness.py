@@ -567,7 +567,7 @@ CAUSES: list[tuple[str, str, str | None]] = [
     ("ASL definition parse (antlr)", "stepfunctions/parser/asl/parse/", None),
     ("boto3 client creation", "botocore/session.py", "create_client"),
     ("boto3 client creation", "boto3/session.py", "client"),
-    ("PNG render/encode (Bedrock stand-in)", "imagegen/renderer.py", None),
+    ("PNG render/encode (Bedrock stand-in)", "imagegen/standin/renderer.py", None),
 ]
 #: Layers: otherwise a sample goes to the layer of its innermost matching frame (a handler's S3 call
 #: is botocore's, not the Powertools decorator's around the handler).
@@ -579,7 +579,7 @@ LAYERS: list[tuple[str, str, str | None]] = [
     ("moto S3", "moto/s3/", None),
     ("moto EventBridge + SQS (event capture)", "moto/events/", None),
     ("moto EventBridge + SQS (event capture)", "moto/sqs/", None),
-    ("engine waiting (status reads)", "imagegen/engine.py", "wait"),
+    ("engine waiting (status reads)", "imagegen/runtime/engine.py", "wait"),
     ("botocore: serialize, sign, parse", "botocore/", None),
     ("urllib3/http.client (HTTP to the stand-in)", "urllib3/", None),
     ("urllib3/http.client (HTTP to the stand-in)", "http/client.py", None),

@@ -157,3 +157,14 @@ def test_manifest_checks_compare_one_at_a_time_with_parallel(results: dict[str, 
             assert wall["min"] >= 0.015  # every build waits for at least one round trip
     assert points[(15, 4)]["max_checks_in_flight"]["parallel"] > 1  # the shipped way overlaps them
     assert "### BuildManifest's S3 checks" in (results["_dir"] / "summary.md").read_text()
+
+
+def test_the_profiler_s_own_code_paths_name_files_that_exist() -> None:
+    # A sample is attributed by a path fragment of its frames' files; a fragment naming a file of this
+    # repository that moved (imagegen/renderer.py -> imagegen/standin/renderer.py) matches nothing.
+    from benchmarks.harness import CAUSES, LAYERS
+
+    ours = [fragment for _, fragment, _ in CAUSES + LAYERS if fragment.startswith("imagegen/")]
+    assert ours, "the profiler names none of imagegen's files"
+    for fragment in ours:
+        assert (ROOT / fragment).is_file(), fragment
