@@ -53,9 +53,12 @@ OPENAI_AUTHORIZER = LambdaFunction(
     "imagegen-openai-authorizer", "image_pipeline.handlers.openai_authorizer.handler"
 )
 
+#: ``GET /links/{token}``: a lasting link followed (no API key: the token is signed).
+FOLLOW_LINK = LambdaFunction("imagegen-follow-link", "image_pipeline.handlers.follow_link.handler")
+
 #: The Task functions of ``statemachine/generate_images.asl.json``.
 WORKFLOW_FUNCTIONS = (VALIDATE_REQUEST, GENERATE_IMAGE, BUILD_MANIFEST)
 #: The Task functions of ``statemachine/batch_generate.asl.json``.
 BATCH_FUNCTIONS = (PREPARE_BATCH, BUILD_BATCH_MANIFEST)
 #: Every function of the app.
-FUNCTIONS = (*WORKFLOW_FUNCTIONS, *BATCH_FUNCTIONS, HTTP_API, OPENAI_AUTHORIZER)
+FUNCTIONS = (*WORKFLOW_FUNCTIONS, *BATCH_FUNCTIONS, HTTP_API, OPENAI_AUTHORIZER, FOLLOW_LINK)
