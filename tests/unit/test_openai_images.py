@@ -57,6 +57,15 @@ def test_a_size_no_model_ratio_fits_is_refused_never_rounded(size: str) -> None:
     assert (raised.value.status, raised.value.param) == (400, "size")
 
 
+@pytest.mark.parametrize("model", ["stable-image-core", "titan-image-v2"])
+@pytest.mark.parametrize("size", ["1024x1024\n", "1024x1024\r", "1024x1024\x00", " 1024x1024", "1024x1024 "])
+def test_a_size_with_a_control_character_or_space_is_refused(model: str, size: str) -> None:
+    # Strict names on every entry point (issue 13, item 9): nothing after the size, not even a final newline.
+    with pytest.raises(OpenAIError) as raised:
+        to_image_request({"prompt": "x", "model": model, "size": size}, SETTINGS)
+    assert (raised.value.status, raised.value.param) == (400, "size")
+
+
 def test_size_with_our_size_fields_is_refused() -> None:
     with pytest.raises(OpenAIError) as raised:
         to_image_request({"prompt": "x", "size": "1024x1024", "aspect_ratio": "1:1"}, SETTINGS)

@@ -61,7 +61,7 @@ RETRY_AFTER_SECONDS = {"ImagesThrottled": 5, "TooManyRequests": 1}
 #: The largest answer with ``b64_json`` images: a Lambda function's synchronous response is at most
 #: 6 MB (API Gateway's own limit is 10 MB); less room for the JSON around the images.
 MAX_B64_RESPONSE_BYTES = 6_000_000
-_SIZE = re.compile(r"^([1-9][0-9]{1,4})x([1-9][0-9]{1,4})$")
+_SIZE = re.compile(r"([1-9][0-9]{1,4})x([1-9][0-9]{1,4})")  # fullmatch: $ also matches before a final \n
 _OPENAI_TYPE = {
     401: "invalid_request_error",
     429: "rate_limit_error",
@@ -210,7 +210,7 @@ def size_fields(size: Any, model: str, described: Mapping[str, Any]) -> dict[str
     pixels itself (the Stability models) gets the ratio ``WxH`` reduces to, when it is one of its ratios
     exactly (``1024x1024`` -> ``1:1``, ``1536x1024`` -> ``3:2``); any other size is refused with the
     ratios it takes. Never the nearest size or ratio."""
-    match = _SIZE.match(size) if isinstance(size, str) else None
+    match = _SIZE.fullmatch(size) if isinstance(size, str) else None
     if match is None:
         raise invalid("size", f"must be WIDTHxHEIGHT (such as 1024x1024) or auto, not {str(size)[:50]!r}")
     width, height = int(match.group(1)), int(match.group(2))
