@@ -70,6 +70,9 @@ class ImagegenConfig(BaseModel):
     max_images_per_request: int = Field(default=40, ge=1, le=40, alias="maxImagesPerRequest")
     presign_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600, alias="presignExpirySeconds")
     image_expiration_days: int = Field(default=30, ge=1, le=3650, alias="imageExpirationDays")
+    #: How long a lasting link (``GET /links/{token}``) lasts from when it is minted; unset: as long as
+    #: the images are kept (``imageExpirationDays``), never longer.
+    link_lifetime_days: int | None = Field(default=None, ge=1, le=3650, alias="linkLifetimeDays")
     cors_origins: tuple[str, ...] = Field(default=(), alias="corsOrigins")
     api_auth: Literal["apiKey", "iam"] = Field(default="apiKey", alias="apiAuth")
     throttle: Throttle = Field(default_factory=Throttle)
@@ -126,6 +129,20 @@ class ImagegenConfig(BaseModel):
                 f"defaultModel {self.default_model} is not one of allowedModels ({', '.join(self.allowed_models)})"
             )
         return self
+
+    @model_validator(mode="after")
+    def _links_last_no_longer_than_images(self) -> ImagegenConfig:
+        if self.link_lifetime_days is not None and self.link_lifetime_days > self.image_expiration_days:
+            raise ValueError(
+                f"linkLifetimeDays {self.link_lifetime_days} is longer than imageExpirationDays "
+                f"{self.image_expiration_days}: a link would outlast its image"
+            )
+        return self
+
+    @property
+    def link_lifetime_seconds(self) -> int:
+        """How long a minted link lasts: ``linkLifetimeDays``, by default ``imageExpirationDays``."""
+        return (self.link_lifetime_days or self.image_expiration_days) * 24 * 3600
 
     @classmethod
     def from_context(cls, node: Node) -> ImagegenConfig:

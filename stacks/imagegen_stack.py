@@ -20,6 +20,7 @@ from stacks.batch import UPLOAD_KEYS, BatchConstruct
 from stacks.config import ImagegenConfig
 from stacks.events import WorkflowEvents
 from stacks.functions import FunctionDefaults
+from stacks.links import LastingLinks
 from stacks.model_access import checked_model_offers
 from stacks.monitoring import MonitoringConstruct
 from stacks.nag import check_with_cdk_nag
@@ -122,6 +123,16 @@ class ImagegenStack(Stack):
             throttle=config.throttle,
             cors_origins=cors_origins,
         )
+        #: Links that last as long as the images (GET /links/{token}); the HTTP API function mints them.
+        self.links = LastingLinks(
+            self,
+            "Links",
+            rest_api=self.api.rest_api,
+            images_bucket=self.storage.images_bucket,
+            defaults=defaults,
+            lifetime_seconds=config.link_lifetime_seconds,
+        )
+        self.links.grant_minting(self.api.http_api)
         #: The OpenAI-compatible API (POST /v1/images/generations): with API keys only, in their usage plan
         #: (the SDK sends its key as a Bearer token; there is no SigV4 in OpenAI's SDKs).
         self.openai_api = (
@@ -172,6 +183,12 @@ class ImagegenStack(Stack):
                 value=self.api.api_key.key_id,
                 description="aws apigateway get-api-key --include-value --api-key <this id>",
             )
+        CfnOutput(
+            self,
+            "LinksSecretArn",
+            value=self.links.secret.secret_arn,
+            description="The HMAC key of the lasting links (GET /links/{token}); changing it revokes them all",
+        )
         CfnOutput(self, "ImagesBucketName", value=self.storage.images_bucket.bucket_name)
         CfnOutput(self, "JobsStateMachineArn", value=self.workflow.standard.state_machine_arn)
         CfnOutput(self, "EventBusName", value=self.events.bus.event_bus_name)

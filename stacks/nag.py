@@ -25,6 +25,7 @@ from constructs import IConstruct
 from stacks.api import ImageApi
 from stacks.batch import REQUEST_MANIFESTS, RESULT_FILES, UPLOADED_FILES, BatchConstruct
 from stacks.events import WorkflowEvents
+from stacks.links import LastingLinks
 from stacks.openai_api import OpenAiImagesApi
 from stacks.storage import ImageStorage
 from stacks.web import WebConstruct
@@ -45,6 +46,7 @@ class ComposedStack(IConstruct, Protocol):
     workflow: ImageWorkflow
     batch: BatchConstruct
     api: ImageApi
+    links: LastingLinks
     openai_api: OpenAiImagesApi | None
     web: WebConstruct | None
 
@@ -142,6 +144,7 @@ def acknowledge_findings(stack: ComposedStack) -> None:
     _workflow(stack)
     _batch(stack)
     _api(stack)
+    _links(stack)
     _openai_api(stack)
     acknowledge(
         stack.events.dead_letters,
@@ -290,12 +293,45 @@ def _api(stack: ComposedStack) -> None:
     )
     reason_preflight = "CORS preflight (OPTIONS) requests carry no credentials by design (Fetch standard)."
     for method in api.rest_api.methods:
+        if method is stack.links.method:
+            continue  # its own reasons: _links
         if method.http_method == "OPTIONS":
             acknowledge(method, reason_preflight, "APIG4", "COG4")
             continue
         acknowledge(method, reason_cognito, "COG4")
         if api.auth == "apiKey":
             acknowledge(method, reason_api_key, "APIG4")
+
+
+def _links(stack: ComposedStack) -> None:
+    links = stack.links
+    bucket = stack.storage.images_bucket
+    acknowledge(links.follower.function, LATEST_RUNTIME, "L1")
+    acknowledge(links.follower.role, XRAY, "IAM5[Resource::*]")
+    acknowledge(
+        links.follower.role,
+        "A lasting link may name any image of any caller (each link is signed for one key, checked by the "
+        "function): the follower reads GetObject on the images bucket's *.png keys only, to check the "
+        "image is still stored and presign its URL, as the HTTP API function does.",
+        iam5(bucket, links.image_objects_arn),
+    )
+    acknowledge(
+        links.method,
+        "GET /links/{token} is authorized by the token itself, an HMAC-SHA256 signature with the "
+        "deployment's secret over one image's key, its caller's namespace and an expiry, checked by the "
+        "function, as a presigned URL's signature is checked by S3: a browser's <img src> or a link "
+        "shared with someone sends no API key or SigV4. It only redirects to one image; it starts and "
+        "reads nothing else, and the stage throttle applies. See docs/decisions.md.",
+        "APIG4",
+        "COG4",
+    )
+    acknowledge(
+        links.secret,
+        "The links' HMAC key is not rotated automatically: rotating it revokes every link issued, which "
+        "would end links before their images, the very thing they are for. Rotate it by hand to revoke "
+        "all links (docs/operations.md).",
+        "SMG4",
+    )
 
 
 def _openai_api(stack: ComposedStack) -> None:

@@ -29,6 +29,7 @@ ROUTES = [
     ("POST", "/jobs"),
     ("GET", "/jobs"),
     ("GET", "/jobs/{id}"),
+    ("GET", "/jobs/{id}/events"),
     ("DELETE", "/jobs/{id}"),
     ("POST", "/jobs/{id}/retry"),
     ("GET", "/models"),
@@ -107,7 +108,10 @@ def test_every_route_is_a_lambda_proxy_integration_of_the_http_api_function(
 def test_only_the_five_routes_and_their_preflights_exist(synthesized: Synthesized) -> None:
     methods = main_api_resources(synthesized, "AWS::ApiGateway::Method").values()
     assert {m["Properties"]["Integration"]["Type"] for m in methods} == {"AWS_PROXY", "MOCK"}
-    assert sum(m["Properties"]["HttpMethod"] != "OPTIONS" for m in methods) == len(ROUTES)
+    routes = [m for m in methods if m["Properties"]["HttpMethod"] != "OPTIONS"]
+    # and GET /links/{token}, a proxy of the follow-link function (test_links_construct.py)
+    assert len(routes) == len(ROUTES) + 1
+    assert sum(m["Properties"].get("OperationName") == "FollowLink" for m in routes) == 1
 
 
 @pytest.mark.parametrize("path", ["/images", "/jobs"])
@@ -230,7 +234,7 @@ def test_variant_uses_iam_auth_without_api_key_and_allows_both_origins(variant: 
     template.resource_count_is("AWS::CloudFront::Distribution", 0)
     for m in variant.resources("AWS::ApiGateway::Method").values():
         props = m["Properties"]
-        if props["HttpMethod"] != "OPTIONS":
+        if props["HttpMethod"] != "OPTIONS" and props.get("OperationName") != "FollowLink":
             assert props["AuthorizationType"] == "AWS_IAM"
             assert props.get("ApiKeyRequired") in (None, False)
     fn = variant.resources("AWS::Lambda::Function")[function_id(variant, "http_api")]["Properties"]

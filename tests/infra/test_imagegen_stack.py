@@ -49,11 +49,7 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
     assert generate.pop("s3:PutObject") == {f"{bucket}/*.png"}
     assert generate.pop("s3:ListBucket") == {bucket}  # under cancellations/ only (a condition)
     # A Stability model's first call subscribes the account through Marketplace (tests/infra/test_model_access.py).
-    assert (
-        generate.pop("aws-marketplace:Subscribe")
-        == generate.pop("aws-marketplace:ViewSubscriptions")
-        == {"*"}
-    )
+    assert generate.pop("aws-marketplace:Subscribe") == generate.pop("aws-marketplace:ViewSubscriptions") == {"*"}
     assert set(generate) == {"bedrock:InvokeModel"}
     assert actions_of("build_manifest") == {
         "s3:GetObject": {f"{bucket}/*.png"},
@@ -61,6 +57,7 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
         "s3:ListBucket": {bucket},
     }
     standard = state_machine_id(synthesized, "STANDARD")
+    (links_secret,) = synthesized.resources("AWS::SecretsManager::Secret")
     executions = {f"arn:aws:states:us-west-2:123456789012:execution:<{standard}.Name>:*"}
     assert actions_of("http_api") == {
         "states:StartExecution": {f"<{standard}>"},
@@ -70,6 +67,9 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
         "s3:GetObject": {f"{bucket}/*.png", f"{bucket}/*/manifest.json"},
         "s3:PutObject": {f"{bucket}/cancellations/*"},
         "s3:ListBucket": {bucket},  # under cancellations/ only (a condition)
+        # it mints lasting links (tests/infra/test_links_construct.py)
+        "secretsmanager:GetSecretValue": {f"<{links_secret}>"},
+        "secretsmanager:DescribeSecret": {f"<{links_secret}>"},
     }
 
 
