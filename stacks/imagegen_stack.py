@@ -183,6 +183,13 @@ class ImagegenStack(Stack):
                 value=self.api.api_key.key_id,
                 description="aws apigateway get-api-key --include-value --api-key <this id>",
             )
+        if self.api.usage_plan is not None:
+            CfnOutput(
+                self,
+                "UsagePlanId",
+                value=self.api.usage_plan.usage_plan_id,
+                description="The clients' usage plan: imagegen keys create|list|revoke manages its keys",
+            )
         CfnOutput(
             self,
             "LinksSecretArn",
