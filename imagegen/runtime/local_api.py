@@ -184,20 +184,17 @@ _PREFER = {
 
 
 def with_local_urls(
-    manifest: dict[str, Any], base_url: str, signer: LinkSigner | None = None, expires_in: int = 3600
+    manifest: dict[str, Any], base_url: str, signer: LinkSigner, expires_in: int
 ) -> dict[str, Any]:
     """A copy of ``manifest`` whose image URLs are served by this server's ``/files`` route (with
     ``download=1``, as an attachment: what S3 does for a presigned ``download_url``), signed by
-    ``signer`` for ``expires_in`` seconds (unsigned links read only the caller's own keys, with its
-    ``x-api-key``)."""
+    ``signer`` for ``expires_in`` seconds, as S3 signs a presigned URL."""
     base = base_url.rstrip("/")
     images = []
     for image in manifest.get("images", []):
         if image.get("key"):
-            query = signer.query(image["key"], expires_in) if signer else ""
-            url = f"{base}/files/{quote(image['key'])}" + (f"?{query}" if query else "")
-            download = f"{url}&download=1" if query else f"{url}?download=1"
-            image = {**image, "url": url, "download_url": download}
+            url = f"{base}/files/{quote(image['key'])}?{signer.query(image['key'], expires_in)}"
+            image = {**image, "url": url, "download_url": f"{url}&download=1"}
         images.append(image)
     return {**manifest, "images": images}
 
