@@ -56,9 +56,14 @@ OPENAI_AUTHORIZER = LambdaFunction(
 #: ``GET /links/{token}``: a lasting link followed (no API key: the token is signed).
 FOLLOW_LINK = LambdaFunction("imagegen-follow-link", "image_pipeline.handlers.follow_link.handler")
 
+#: Webhook deliveries: an SQS event source over the delivery queue (``core/webhooks.py``).
+DELIVER_WEBHOOK = LambdaFunction(
+    "imagegen-deliver-webhook", "image_pipeline.handlers.deliver_webhook.handler"
+)
+
 #: The Task functions of ``statemachine/generate_images.asl.json``.
 WORKFLOW_FUNCTIONS = (VALIDATE_REQUEST, GENERATE_IMAGE, BUILD_MANIFEST)
 #: The Task functions of ``statemachine/batch_generate.asl.json``.
 BATCH_FUNCTIONS = (PREPARE_BATCH, BUILD_BATCH_MANIFEST)
 #: Every function of the app.
-FUNCTIONS = (*WORKFLOW_FUNCTIONS, *BATCH_FUNCTIONS, HTTP_API, OPENAI_AUTHORIZER, FOLLOW_LINK)
+FUNCTIONS = (*WORKFLOW_FUNCTIONS, *BATCH_FUNCTIONS, HTTP_API, OPENAI_AUTHORIZER, FOLLOW_LINK, DELIVER_WEBHOOK)

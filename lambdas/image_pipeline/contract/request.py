@@ -49,6 +49,12 @@ STYLE_PATTERN = rf"^[A-Za-z0-9_-]{{1,64}}{_END}"
 FOLDER_PATTERN = rf"^{_NAME}(?:/{_NAME}){{0,9}}/?{_END}"
 PREFIX_PATTERN = rf"^(?![\s\S]*\.\.){_NAME}{_END}"
 IDEMPOTENCY_KEY_PATTERN = rf"^[A-Za-z0-9_-]{{1,64}}{_END}"
+#: An http(s) URL without spaces or control characters; where it may point is checked by
+#: :func:`image_pipeline.core.webhooks.webhook_problem` (https and a public address deployed).
+WEBHOOK_PATTERN = rf"^[Hh][Tt][Tt][Pp][Ss]?://[^\s{_CONTROL}]{{1,2040}}{_END}"
+MAX_WEBHOOK_CHARS = 2048
+#: What a webhook may be told about: the job's end, and each image.
+WebhookEvent = Literal["completed", "image"]
 
 _TEXT_RULE = "without control characters (tab and newlines are allowed)"
 #: What each field takes: every refusal of the field says this ("<field>: must be <this>, not <given>").
@@ -72,6 +78,8 @@ ACCEPTS: dict[str, str] = {
         "1 to 64 letters, digits, '.', '_' or '-' starting with a letter, digit or '_', without '..'"
     ),
     "idempotency_key": "1 to 64 letters, digits, '_' or '-'",
+    "webhook": f"an https URL of at most {MAX_WEBHOOK_CHARS} characters, without spaces",
+    "webhook_events": 'a list of distinct events, "completed" and/or "image"',
 }
 
 
@@ -156,6 +164,20 @@ class ImageRequest(BaseModel):
         pattern=IDEMPOTENCY_KEY_PATTERN,
         description="Same key, same job: a retried request does not generate again (jobs API).",
     )
+    webhook: str | None = Field(
+        default=None,
+        max_length=MAX_WEBHOOK_CHARS,
+        pattern=WEBHOOK_PATTERN,
+        description="URL the job's end (and, with webhook_events, each image) is POSTed to, signed as "
+        "Standard Webhooks says. https and a public address.",
+    )
+    webhook_events: list[WebhookEvent] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2,
+        json_schema_extra={"uniqueItems": True},
+        description='What the webhook is told: "completed" (default) and/or "image". Needs webhook.',
+    )
 
     @field_validator("prompt")
     @classmethod
@@ -168,6 +190,13 @@ class ImageRequest(BaseModel):
     @classmethod
     def _negative(cls, value: str | None) -> str | None:
         return _check_text(value, allow_empty=True)
+
+    @field_validator("webhook_events")
+    @classmethod
+    def _events(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise _refused("a list naming an event twice")
+        return value
 
     @field_validator("output_folder")
     @classmethod

@@ -1,7 +1,8 @@
 """Check a request once, plan it once.
 
 * :func:`check_request` parses a raw request (:class:`~image_pipeline.contract.request.ImageRequest`) and
-  checks it against the deployment (``MAX_IMAGES_PER_REQUEST``, the allowed models), the chosen model's
+  checks it against the deployment (``MAX_IMAGES_PER_REQUEST``, the allowed models, where its webhook
+  may point: ``core/webhooks.py``), the chosen model's
   lifecycle and Regions on the day (``image_pipeline.models.facts``: past its end of life or not offered
   in the deployment's Region is refused, legacy is a warning) and its own limits (its adapter in
   ``image_pipeline.models``). Every problem is one :class:`~image_pipeline.contract.errors.InvalidRequest`
@@ -24,6 +25,7 @@ from image_pipeline.core.execution_input import RetryOf
 from image_pipeline.core.keys import image_key, manifest_key, request_prefix
 from image_pipeline.core.settings import Settings
 from image_pipeline.core.tenancy import Caller
+from image_pipeline.core.webhooks import webhook_problems
 from image_pipeline.models.base import ImageModelAdapter
 from image_pipeline.models.facts import standing, today_utc
 from image_pipeline.models.registry import resolve_model
@@ -64,6 +66,7 @@ def check_request(raw: Any, settings: Settings, *, today: date | None = None) ->
     if judged.problem:  # reported with the request's other problems, all at once
         errors.append(FieldError("model", judged.problem))
     errors.extend(adapter.validate(request))
+    errors.extend(webhook_problems(request.webhook, request.webhook_events))
     if errors:
         raise InvalidRequest(errors)
     return CheckedRequest(request, adapter, settings, (judged.warning,) if judged.warning else ())
