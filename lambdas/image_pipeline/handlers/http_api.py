@@ -73,6 +73,7 @@ from image_pipeline.core.jobs import (
     start_job,
     validate_submission,
 )
+from image_pipeline.core.lasting_links import LinkMinter, deployment_secret, link_settings
 from image_pipeline.core.manifest import with_presigned_urls
 from image_pipeline.core.openai_images import (
     ROUTE as OPENAI_IMAGES_ROUTE,
@@ -244,6 +245,7 @@ def _generate(raw: Any) -> Response:
     if answer.manifest:
         # URLs to show the images (the workflow's, signed anew) and to download them
         body = with_presigned_urls(body, s3=clients.s3(), expires_in=settings.presign_expiry_seconds)
+        body = _with_lasting_links(body, caller)
     logger.info("synchronous request answered", extra={"status": answer.status, "job_id": _request_id()})
     return _json(answer.status, body, answer.headers)
 
@@ -260,6 +262,32 @@ def get_images() -> Response:
     multi = event.multi_value_query_string_parameters or {}
     pairs = [(k, v) for k, values in multi.items() for v in values or [""]]
     return _generate(query_request(pairs or list((event.query_string_parameters or {}).items())))
+
+
+def _api_base_url() -> str:
+    """This API's base URL as the client called it (the stage or a custom domain's base path), ending
+    in ``/``: what a lasting link's ``links/<token>`` is appended to."""
+    context = app.current_event.request_context
+    full = str(context.path or "")
+    path = str(app.current_event.path or "")
+    base = full[: -len(path)] if path and full.endswith(path) else ""
+    return f"https://{context.domain_name}{base.rstrip('/')}/"
+
+
+def _with_lasting_links(manifest: dict[str, Any], caller: Caller) -> dict[str, Any]:
+    """``manifest`` with a lasting link (``link``, ``download_link``) to each of the caller's images,
+    ``GET /links/{token}`` of this API for ``LINK_LIFETIME_SECONDS`` (``core/lasting_links.py``); as it
+    is when the deployment has no link secret."""
+    settings = link_settings()
+    if not settings.secret_arn:
+        return manifest
+    minter = LinkMinter(
+        secret=deployment_secret(),
+        lifetime_seconds=settings.lifetime_seconds,
+        base_url=_api_base_url(),
+        namespace=caller.namespace,
+    )
+    return minter.with_links(manifest)
 
 
 def _location(job_id: str) -> str:
@@ -292,15 +320,18 @@ def post_jobs() -> Response:
 
 @app.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response:
+    caller = current_caller()
     job = describe_job(
         clients.stepfunctions(),
         environment().jobs_state_machine_arn,
         job_id,
-        caller=current_caller(),
+        caller=caller,
         s3=clients.s3(),
         expires_in=get_settings().presign_expiry_seconds,
         bucket=get_settings().images_bucket,
     )
+    if job.get("manifest"):
+        job["manifest"] = _with_lasting_links(job["manifest"], caller)
     logger.info("job described", extra={"job_id": job_id, "status": job["status"]})
     return _json(200, job)
 
