@@ -11,7 +11,10 @@ offline:
   after that); ``POST /jobs`` starts one and returns at once;
 * image URLs point at this server (``GET /files/{key}``, read from moto's S3), because moto's
   presigned URLs cannot be fetched by a browser; like presigned URLs they are signed
-  (:class:`~imagegen.runtime.local_auth.LinkSigner`), so a link reads one key until it expires;
+  (:class:`~imagegen.runtime.local_auth.LinkSigner`), so a link reads one key until it expires
+  (``link_lifetime_seconds``, as long as a deployment's lasting links); each image also has the
+  lasting ``link``/``download_link`` of ``GET /links/{token}``, as deployed
+  (:mod:`imagegen.runtime.local_links`);
 * the caller is the ``x-api-key`` of ``imagegen serve --api-key NAME=SECRET`` (401 without a known
   key), or, on a server started without keys, one anonymous caller
   (:class:`~imagegen.runtime.local_auth.ApiKeys`, :func:`caller_of`);
@@ -25,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -81,6 +85,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imagegen.runtime.engine import ACCOUNT, EVENT_BUS, REGION, OfflineEngine
 from imagegen.runtime.local_auth import API_KEY_HEADER, ApiKeys, LinkSigner
+from imagegen.runtime.local_links import (
+    DEFAULT_LINK_LIFETIME_SECONDS,
+    add_link_routes,
+    object_exists,
+    with_lasting_links,
+)
 from imagegen.runtime.local_openai import add_openai_routes
 
 #: Longest wait of ``POST /images``: what the deployed API waits at most (API Gateway's integration
@@ -216,6 +226,8 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     workers: int = 32,
     api_keys: Mapping[str, str] | None = None,
+    link_lifetime_seconds: int = DEFAULT_LINK_LIFETIME_SECONDS,
+    clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """The API over a started engine. ``web_dir`` (or ``IMAGEGEN_WEB_DIR``) is served at ``/``;
     ``cors_origins`` (or comma-separated ``IMAGEGEN_CORS_ORIGINS``) may call it from elsewhere;
@@ -223,7 +235,7 @@ def create_app(
     ``x-api-key`` and gives each key its own caller (none: the server is open, one anonymous caller)."""
     settings = engine.config.handler_settings()
     keys = ApiKeys(dict(api_keys or {}))
-    signer = LinkSigner()
+    signer = LinkSigner(clock=clock)  # ``clock``: tests see links expire
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imagegen-api")
 
     @asynccontextmanager
@@ -242,7 +254,8 @@ def create_app(
 
     def local_urls(manifest: dict[str, Any], base_url: str) -> dict[str, Any]:
         """``manifest`` with this server's signed image links (see :func:`with_local_urls`)."""
-        return with_local_urls(manifest, base_url, signer, settings.presign_expiry_seconds)
+        signed = with_local_urls(manifest, base_url, signer, link_lifetime_seconds)
+        return with_lasting_links(signed, base_url, signer, link_lifetime_seconds)
 
     async def blocking(func: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(pool, func, *args)
@@ -512,6 +525,11 @@ def create_app(
         if download:
             headers["Content-Disposition"] = attachment(key)
         return Response(body, media_type=content_type, headers=headers)
+
+    # GET /links/{token}: lasting links, as deployed (imagegen/runtime/local_links.py)
+    add_link_routes(
+        app, signer=signer, exists=object_exists(engine.s3, engine.config.bucket), blocking=blocking
+    )
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 

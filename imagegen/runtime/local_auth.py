@@ -19,10 +19,11 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from image_pipeline.core.jobs import ApiError
+from image_pipeline.core.lasting_links import LinkClaims, LinkMinter, verify_token
 from image_pipeline.core.tenancy import Caller, anonymous_caller
 
 API_KEY_HEADER = "x-api-key"
@@ -82,10 +83,21 @@ class ApiKeys:
 
 class LinkSigner:
     """Signs and checks ``/files/<key>`` links: ``expires`` (Unix time) and an HMAC-SHA256 of the key
-    and that time, with a secret of this server."""
+    and that time, with a secret of this server; and the lasting ``/links/<token>`` links, in the
+    deployed API's token format (:mod:`image_pipeline.core.lasting_links`), with the same secret.
+    ``clock`` is the time now in Unix seconds (tests pass their own to see links expire)."""
 
-    def __init__(self, secret: bytes | None = None) -> None:
+    def __init__(self, secret: bytes | None = None, clock: Callable[[], float] = time.time) -> None:
         self._secret = secret or secrets.token_bytes(32)
+        self.clock = clock
+
+    def minter(self, namespace: str, lifetime_seconds: int, base_url: str) -> LinkMinter:
+        """Mints lasting links to the images of ``namespace`` for ``lifetime_seconds``."""
+        return LinkMinter(self._secret, lifetime_seconds, base_url, namespace, self.clock)
+
+    def claims(self, token: str) -> LinkClaims:
+        """What a lasting link's token says; :class:`LinkRefused` (403) when changed or expired."""
+        return verify_token(self._secret, token, now=self.clock())
 
     def _signature(self, key: str, expires: int) -> str:
         message = f"{expires}\n{key}".encode()
@@ -93,11 +105,11 @@ class LinkSigner:
 
     def query(self, key: str, expires_in: int, now: float | None = None) -> str:
         """The query string that lets its holder read ``key`` for ``expires_in`` seconds."""
-        expires = int((now if now is not None else time.time()) + expires_in)
+        expires = int((now if now is not None else self.clock()) + expires_in)
         return f"expires={expires}&signature={self._signature(key, expires)}"
 
     def valid(self, key: str, expires: int, signature: str, now: float | None = None) -> bool:
         """Whether ``signature`` was made by :meth:`query` for ``key`` and has not expired."""
-        if expires < (now if now is not None else time.time()):
+        if expires < (now if now is not None else self.clock()):
             return False
         return hmac.compare_digest(self._signature(key, expires), signature)
