@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from constructs import Node
+from image_pipeline.core.admission import parse_quotas
 from image_pipeline.core.settings import Settings, handler_environment
 from image_pipeline.models.facts import Offer, model_facts, registry_model_facts, standing
 from image_pipeline.models.ids import BEDROCK_MODEL_IDS
@@ -76,7 +77,10 @@ class ImagegenConfig(BaseModel):
     cors_origins: tuple[str, ...] = Field(default=(), alias="corsOrigins")
     api_auth: Literal["apiKey", "iam"] = Field(default="apiKey", alias="apiAuth")
     throttle: Throttle = Field(default_factory=Throttle)
-    map_max_concurrency: int = Field(default=10, ge=0, le=40, alias="mapMaxConcurrency")
+    map_max_concurrency: int = Field(default=40, ge=0, le=40, alias="mapMaxConcurrency")
+    #: Calls in flight per model for admission control (``stacks/admission.py``); unset models: the
+    #: conservative default of their documented quota.
+    model_concurrency: dict[str, int] = Field(default_factory=dict, alias="modelConcurrency")
     bedrock_max_attempts: int = Field(default=3, ge=1, le=10, alias="bedrockMaxAttempts")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", alias="logLevel")
     bucket_versioning: bool = Field(default=False, alias="bucketVersioning")
@@ -111,6 +115,17 @@ class ImagegenConfig(BaseModel):
         if unknown:
             raise ValueError(f"unknown model(s) {', '.join(unknown)}; the registry has {', '.join(known)}")
         return tuple(dict.fromkeys(value))
+
+    @field_validator("model_concurrency", mode="before")
+    @classmethod
+    def _quotas(cls, value: Any) -> Any:
+        quotas = parse_quotas(value, source=f"{PREFIX}modelConcurrency")
+        unknown = [m for m in quotas if m not in BEDROCK_MODEL_IDS]
+        if unknown:
+            raise ValueError(
+                f"unknown model(s) {', '.join(unknown)}; the registry has {', '.join(BEDROCK_MODEL_IDS)}"
+            )
+        return quotas
 
     @field_validator("cors_origins")
     @classmethod

@@ -15,6 +15,7 @@ import jsii
 from aws_cdk import CfnOutput, IStableStringProducer, Lazy, Stack, Tags
 from constructs import Construct
 
+from stacks.admission import AdmissionControl
 from stacks.api import ImageApi
 from stacks.batch import UPLOAD_KEYS, BatchConstruct
 from stacks.config import ImagegenConfig
@@ -85,6 +86,9 @@ class ImagegenStack(Stack):
             defaults=defaults,
             marketplace_first_use=config.marketplace_first_use if config.marketplace_models else "off",
         )
+        #: One admission control per model, shared by every execution (issue 15).
+        self.admission = AdmissionControl(self, "Admission", model_concurrency=config.model_concurrency)
+        self.admission.connect(self.workflow.admission.function)
         self.events.start_on_request(self.workflow.standard)
         self.batch = BatchConstruct(
             self,

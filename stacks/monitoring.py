@@ -14,7 +14,8 @@ The topic is encrypted with a customer managed KMS key (rotation on) whose polic
 it (alarms cannot publish to a topic under the AWS managed ``aws/sns`` key), and takes HTTPS only.
 
 The dashboard: executions per state machine; images generated / filtered / failed / throttled; model
-latency p50 / p99 (all models, and per model when ``models`` is given); Lambda errors, throttles and
+latency p50 / p99 (all models, and per model when ``models`` is given); admission control per model
+(slots in use, branches waiting, time waited, takes refused); Lambda errors, throttles and
 duration per function; API requests, errors and latency; and the alarms' states.
 
 Image metrics are the handlers' EMF metrics (``image_pipeline.core.observability``, named in
@@ -38,6 +39,10 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 from image_pipeline.core.metric_names import (
+    ADMISSION_NO_SLOT,
+    ADMISSION_SLOTS_IN_USE,
+    ADMISSION_WAIT_SECONDS,
+    ADMISSION_WAITING,
     IMAGES_FAILED,
     IMAGES_FILTERED,
     IMAGES_GENERATED,
@@ -297,6 +302,44 @@ class MonitoringConstruct(Construct):
                     left=[api.metric_latency(period=period, statistic=s) for s in ("p50", "p99")],
                 ),
             )
+        if models:
+            self.dashboard.add_widgets(*self._admission_widgets(models))
         self.dashboard.add_widgets(
             cw.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values()), width=24)
         )
+
+    def _admission_widgets(self, models: Sequence[str]) -> list[cw.GraphWidget]:
+        """Admission control per model (``handlers/admission.py``'s metrics): slots in use and branches
+        waiting (maximum), the seconds a branch waited for its slot (p50 / p99), takes refused."""
+        return [
+            cw.GraphWidget(
+                title="Admission: slots in use / branches waiting (max)",
+                width=8,
+                left=[
+                    self.image_metric(ADMISSION_SLOTS_IN_USE, statistic="Maximum", model=m).with_(
+                        label=f"{m} in use"
+                    )
+                    for m in models
+                ],
+                right=[
+                    self.image_metric(ADMISSION_WAITING, statistic="Maximum", model=m).with_(
+                        label=f"{m} waiting"
+                    )
+                    for m in models
+                ],
+            ),
+            cw.GraphWidget(
+                title="Admission: time waited for a slot (s)",
+                width=8,
+                left=[
+                    self.image_metric(ADMISSION_WAIT_SECONDS, statistic=s, model=m, labelled=True)
+                    for m in models
+                    for s in ("p50", "p99")
+                ],
+            ),
+            cw.GraphWidget(
+                title="Admission: takes refused (NoSlot, each a retry)",
+                width=8,
+                left=[self.image_metric(ADMISSION_NO_SLOT, model=m, labelled=True) for m in models],
+            ),
+        ]

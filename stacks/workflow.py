@@ -18,6 +18,7 @@ function gets only what its step does:
   third-party model's first call when an allowed model is one,
   ``s3:PutObject`` on ``*.png`` keys of the images bucket, and ``s3:ListBucket`` under
   ``cancellations/`` (it looks for its job's cancellation before calling the model);
+* ``admission``: nothing here; ``stacks/admission.py`` grants it its table where the stack composes them;
 * ``build_manifest``: ``s3:GetObject`` on ``*.png`` keys (check images, presign URLs), ``s3:PutObject``
   on ``*/manifest.json`` keys, and ``s3:ListBucket`` (a missing image is then a 404, not a 403).
 """
@@ -37,7 +38,13 @@ from constructs import Construct
 from image_pipeline.core import time_budget
 from image_pipeline.core.keys import CANCELLATIONS_PREFIX
 from image_pipeline.core.settings import Settings
-from image_pipeline.functions import BUILD_MANIFEST, GENERATE_IMAGE, VALIDATE_REQUEST, WORKFLOW_FUNCTIONS
+from image_pipeline.functions import (
+    ADMISSION,
+    BUILD_MANIFEST,
+    GENERATE_IMAGE,
+    VALIDATE_REQUEST,
+    WORKFLOW_FUNCTIONS,
+)
 from image_pipeline.models.facts import Offer
 
 from stacks.functions import LOG_RETENTION, FunctionDefaults, PipelineFunction, arn_substitutions
@@ -65,6 +72,7 @@ VENDED_LOGS_PREFIX = "/aws/vendedlogs/states/"
 VALIDATE_REQUEST_TIMEOUT = Duration.seconds(20)  # the Task state allows 30 s
 GENERATE_IMAGE_TIMEOUT = Duration.seconds(330)  # the Task state allows 340 s
 BUILD_MANIFEST_TIMEOUT = Duration.seconds(420)  # the Task state allows 430 s
+ADMISSION_TIMEOUT = Duration.seconds(20)  # AcquireSlot / ReleaseSlot allow 30 s
 
 
 def vended_log_group(scope: Construct, construct_id: str) -> logs.LogGroup:
@@ -149,7 +157,17 @@ class ImageWorkflow(Construct):
             defaults=defaults,
             timeout=BUILD_MANIFEST_TIMEOUT,
         )
-        self.functions = (self.validate_request, self.generate_image, self.build_manifest)
+        #: AcquireSlot / ReleaseSlot: a slot of the model's admission control (``stacks/admission.py``
+        #: grants it the table where the stack composes them).
+        self.admission = PipelineFunction(
+            self,
+            "Admission",
+            spec=ADMISSION,
+            description="imagegen: take or give back a slot of the model's calls in flight",
+            defaults=defaults,
+            timeout=ADMISSION_TIMEOUT,
+        )
+        self.functions = (self.validate_request, self.admission, self.generate_image, self.build_manifest)
 
         grant_model_invocation(self.generate_image.role, models)
         #: The Marketplace grant of a third-party model's first call (None: not granted).

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from imagegen.cli.options import EXIT_FAILED, EXIT_INVALID, EXIT_OK
+from imagegen.cli.options import EXIT_FAILED, EXIT_INVALID, EXIT_OK, add_quota_options, apply_quota_options
 from imagegen.runtime.batch import BatchProgress, download_batch
 from imagegen.runtime.engine import EngineConfig, OfflineEngine
 
@@ -41,6 +41,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
     config = EngineConfig(log_level="DEBUG" if args.verbose else "WARNING")
     if args.latency:
         config.faults.latency_seconds = args.latency
+    quota_error = apply_quota_options(config, args)
+    if quota_error:
+        print(f"imagegen batch: {quota_error}", file=sys.stderr)
+        return EXIT_INVALID
     with OfflineEngine(config) as engine:
         run = engine.run_batch(
             source,
@@ -86,6 +90,7 @@ def add_commands(subparsers: Any) -> None:
         help="share of lines that may fail before the batch fails (default 10)",
     )
     parser.add_argument("--latency", type=float, default=0.0, help="simulated model latency in seconds")
+    add_quota_options(parser)
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress or summary on stderr")
     parser.add_argument("--verbose", "-v", action="store_true", help="handler logs at DEBUG level")
     parser.set_defaults(func=cmd_batch)

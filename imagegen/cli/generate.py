@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from imagegen.cli.options import EXIT_FAILED, EXIT_INVALID, EXIT_OK, add_request_options, request_from_args
+from imagegen.cli.options import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    add_quota_options,
+    add_request_options,
+    apply_quota_options,
+    request_from_args,
+)
 from imagegen.cli.outputs import local_folder, write_local_manifest
 from imagegen.runtime.engine import EngineConfig, ExecutionResult, OfflineEngine, Progress
 
@@ -41,6 +49,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     config = EngineConfig(log_level="DEBUG" if args.verbose else "WARNING")
     if args.latency:
         config.faults.latency_seconds = args.latency
+    quota_error = apply_quota_options(config, args)
+    if quota_error:
+        print(f"imagegen generate: {quota_error}", file=sys.stderr)
+        return EXIT_INVALID
     with OfflineEngine(config) as engine:
         result = engine.run(request, kind="jobs", on_progress=None if args.quiet else print_progress)
         if result.status != "SUCCEEDED" or result.output is None:
@@ -70,6 +82,7 @@ def add_commands(subparsers: Any) -> None:
     add_request_options(gen)
     gen.add_argument("--out", "-o", default="out", help="output directory (default: out)")
     gen.add_argument("--latency", type=float, default=0.0, help="simulated model latency in seconds")
+    add_quota_options(gen)
     gen.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     gen.add_argument("--verbose", "-v", action="store_true", help="handler logs at DEBUG level")
     gen.set_defaults(func=cmd_generate)

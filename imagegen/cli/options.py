@@ -56,3 +56,43 @@ def add_request_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-folder", help="S3 folder, e.g. 000/111")
     parser.add_argument("--prefix", help="file name prefix")
     parser.add_argument("--idempotency-key", help="same key, same job")
+
+
+def add_quota_options(parser: argparse.ArgumentParser) -> None:
+    """``--quota MODEL=N`` (the stand-in answers at most N calls of MODEL at once, the rest
+    ThrottlingException, as Bedrock does; admission control is told the same N) and ``--no-admission``."""
+    parser.add_argument(
+        "--quota",
+        action="append",
+        default=[],
+        metavar="MODEL=N",
+        help="at most N calls of MODEL in flight at the Bedrock stand-in (admission control uses N too)",
+    )
+    parser.add_argument(
+        "--no-admission",
+        action="store_true",
+        help="turn admission control off: every branch calls its model at once",
+    )
+
+
+def apply_quota_options(config: Any, args: argparse.Namespace) -> str | None:
+    """Put ``--quota`` and ``--no-admission`` into an ``EngineConfig``; the error to print, if any."""
+    from image_pipeline.core.admission import InvalidQuota, check_quota
+    from image_pipeline.models.ids import BEDROCK_MODEL_IDS
+
+    quotas: dict[str, int] = {}
+    for given in args.quota:
+        model, sep, value = given.partition("=")
+        model = model.strip()
+        if not sep or not model:
+            return f"--quota {given!r}: give MODEL=N, such as stable-image-core=4"
+        if model not in BEDROCK_MODEL_IDS:
+            return f"--quota {model}: unknown model; the registry has {', '.join(BEDROCK_MODEL_IDS)}"
+        try:
+            quotas[model] = check_quota(value, what=f"--quota {model}")
+        except InvalidQuota as exc:
+            return str(exc)
+    config.bedrock_quotas = quotas
+    config.model_concurrency = dict(quotas)
+    config.admission = not args.no_admission
+    return None

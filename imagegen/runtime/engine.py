@@ -2,7 +2,7 @@
 
 * moto's Step Functions interpreter executes ``statemachine/generate_images.asl.json`` (the same file
   the CDK stack deploys, with the same ``${...}`` substitutions filled in);
-* moto provides S3 (the images bucket);
+* moto provides S3 (the images bucket) and DynamoDB (admission control's slots, one item per model);
 * :class:`~imagegen.runtime.lambda_router.LambdaRouter` answers the interpreter's Lambda ``Invoke`` calls
   with the handler modules, in-process and unchanged;
 * :class:`~imagegen.standin.bedrock_server.LocalBedrockServer` speaks the Bedrock Runtime InvokeModel
@@ -33,6 +33,7 @@ from image_pipeline.functions import BATCH_FUNCTIONS, WORKFLOW_FUNCTIONS
 from imagegen.runtime import moto_speedups
 from imagegen.runtime.batch import BatchRun, BatchSource, create_batch_state_machine, run_batch
 from imagegen.runtime.lambda_router import LambdaRouter
+from imagegen.runtime.moto_atomic_writes import atomic_writes
 from imagegen.runtime.offline_account import (
     ACCOUNT,
     DEFAULT_BUCKET,
@@ -69,6 +70,14 @@ class EngineConfig:
     log_level: str = "WARNING"
     bedrock_endpoint: str | None = None
     faults: FaultPlan = field(default_factory=FaultPlan)
+    #: Admission control (``image_pipeline.core.admission``) on a moto DynamoDB table; False: off
+    #: (every branch calls its model at once, as before issue 15).
+    admission: bool = True
+    #: Calls in flight per model for admission control (a model not named: its default).
+    model_concurrency: dict[str, int] = field(default_factory=dict)
+    #: Calls in flight per model the Bedrock stand-in answers; the rest get ThrottlingException.
+    bedrock_quotas: dict[str, int] = field(default_factory=dict)
+    admission_lease_seconds: int = 1500
     #: Apply ``imagegen.runtime.moto_speedups`` (also off with ``IMAGEGEN_MOTO_SPEEDUPS=0``).
     moto_speedups: bool = True
 
@@ -83,6 +92,9 @@ class EngineConfig:
                 "map_max_concurrency": self.map_max_concurrency,
                 "bedrock_max_attempts": self.bedrock_max_attempts,
                 "presign_expiry_seconds": self.presign_expiry_seconds,
+                "admission_table": ADMISSION_TABLE if self.admission else "",
+                "model_concurrency": self.model_concurrency,
+                "admission_lease_seconds": self.admission_lease_seconds,
                 "region": REGION,  # not written to the environment (AWS_REGION is _FAKE_AWS's)
             }
         )
@@ -172,6 +184,20 @@ def _settled(record: Any) -> bool:
     return True
 
 
+#: The offline table of admission control's slots (deployed: ``stacks/admission.py`` names it).
+ADMISSION_TABLE = "imagegen-admission"
+
+
+def create_admission_table(dynamodb: Any) -> None:
+    """The slots table as ``stacks/admission.py`` deploys it: partition key ``model``, on demand."""
+    dynamodb.create_table(
+        TableName=ADMISSION_TABLE,
+        AttributeDefinitions=[{"AttributeName": "model", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "model", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 class OfflineEngine:
     """Runs the workflow offline. Use as a context manager; one engine per process at a time."""
 
@@ -217,7 +243,7 @@ class OfflineEngine:
         self._quota = _ContainersQuota(CONTAINERS_PER_CLIENT)
         endpoint = self.config.bedrock_endpoint
         if endpoint is None:
-            self.bedrock = LocalBedrockServer(faults=self.config.faults)
+            self.bedrock = LocalBedrockServer(faults=self.config.faults, quotas=self.config.bedrock_quotas)
             endpoint = self.bedrock.start()
         self._set_env({**_FAKE_AWS, **self.config.lambda_environment(endpoint)})
         boto3.setup_default_session()
@@ -235,6 +261,9 @@ class OfflineEngine:
         self._events = boto3.client("events", region_name=REGION)
         self._events.create_event_bus(Name=EVENT_BUS)
         self._capture_events()
+        if self.config.admission:
+            self._moto_patches.enter_context(atomic_writes())
+            create_admission_table(boto3.client("dynamodb", region_name=REGION))
         values = {k: function_arn(v) for k, v in SUBSTITUTIONS.items()}
         definition = substitute(asl_path().read_text(), {**values, "EventBusName": EVENT_BUS})
         role = f"arn:aws:iam::{ACCOUNT}:role/imagegen-offline"
@@ -313,6 +342,18 @@ class OfflineEngine:
             for message in messages:
                 events.append(json.loads(message["Body"]))
                 self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def set_quotas(self, *, model_concurrency: dict[str, int], bedrock: dict[str, int]) -> None:
+        """Change admission control's calls in flight per model (the handlers' ``MODEL_CONCURRENCY``)
+        and the stand-in's quotas while the engine runs (tests; one request at a time should do it)."""
+        from image_pipeline.core.admission import parse_quotas
+        from image_pipeline.core.settings import get_settings
+
+        self.config.model_concurrency = parse_quotas(model_concurrency, source="model_concurrency")
+        self._set_env({"MODEL_CONCURRENCY": json.dumps(self.config.model_concurrency, sort_keys=True)})
+        get_settings.cache_clear()
+        if self.bedrock is not None:
+            self.bedrock.set_quotas(bedrock)
 
     # -- clients ---------------------------------------------------------------------------------
     @property

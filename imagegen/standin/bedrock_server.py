@@ -88,6 +88,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -96,12 +97,15 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
+from image_pipeline.models.ids import BEDROCK_MODEL_IDS
+
 from imagegen.standin.availability import ModelAvailability, parse_identifier, signed_region
 from imagegen.standin.body_schemas import BodySchemas, image_size
 from imagegen.standin.errors import (
     INVALID_MODEL_IDENTIFIER,
     MARKETPLACE_DENIED,
     MESSAGES,
+    QUOTA_THROTTLED,
     BedrockError,
     malformed,
 )
@@ -379,8 +383,13 @@ class LocalBedrockServer:
         check_availability: bool = True,
         schema_dir: str | Path | None = None,
         unconfirmed: bool = False,
+        quotas: Mapping[str, int] | None = None,
     ) -> None:
         self.host = host
+        #: Calls in flight per model (registry id or Bedrock model id) answered at once; the call
+        #: beyond them gets ThrottlingException, as Bedrock answers a call over its quota.
+        self.quotas: dict[str, int] = {}
+        self.set_quotas(quotas or {})
         self.port = port
         self.verbose = verbose
         self.availability = ModelAvailability(region=region, today=today, enforce=check_availability)
@@ -393,6 +402,10 @@ class LocalBedrockServer:
         self._history: deque[dict[str, Any]] = deque(maxlen=history)
         self._reset_fault_state()
         self._reset_stats()
+
+    def set_quotas(self, quotas: Mapping[str, int]) -> None:
+        """Calls in flight per model (a registry id or a Bedrock model id) from now on."""
+        self.quotas = {canonical_model_id(BEDROCK_MODEL_IDS.get(m, m)): n for m, n in quotas.items()}
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -530,14 +543,17 @@ class LocalBedrockServer:
         self._images = 0
         self._in_flight = 0
         self._max_in_flight = 0
+        self._model_in_flight: Counter[str] = Counter()
+        self._max_model_in_flight: Counter[str] = Counter()
+        self._over_quota = 0
         self._history.clear()
 
     def reset_counters(self) -> None:
         """Zero the invocation counters and forget the recent requests (the fault plan stays)."""
         with self._lock:
-            in_flight = self._in_flight
+            in_flight, per_model = self._in_flight, self._model_in_flight
             self._reset_stats()
-            self._in_flight = in_flight
+            self._in_flight, self._model_in_flight = in_flight, per_model
 
     @property
     def invocations(self) -> int:
@@ -573,6 +589,9 @@ class LocalBedrockServer:
                 "images": self._images,
                 "in_flight": self._in_flight,
                 "max_in_flight": self._max_in_flight,
+                "max_in_flight_by_model": dict(self._max_model_in_flight),
+                "over_quota": self._over_quota,
+                "quotas": dict(self.quotas),
                 "faults": self._faults.to_dict(),
             }
 
@@ -588,9 +607,22 @@ class LocalBedrockServer:
         with self._lock:
             self._invocations += 1
             self._by_model[model_id] += 1
-            self._in_flight += 1
-            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+            quota = self.quotas.get(model_id)
+            over_quota = quota is not None and self._model_in_flight[model_id] >= quota
+            if over_quota:
+                self._over_quota += 1
+            else:
+                self._in_flight += 1
+                self._max_in_flight = max(self._max_in_flight, self._in_flight)
+                self._model_in_flight[model_id] += 1
+                self._max_model_in_flight[model_id] = max(
+                    self._max_model_in_flight[model_id], self._model_in_flight[model_id]
+                )
             plan = self._faults
+        if over_quota:
+            with self._lock:
+                self._outcomes["ThrottlingException"] += 1
+            return _Reply(429, {"message": QUOTA_THROTTLED}, "ThrottlingException", "ThrottlingException")
         call: _Call | None = None
         try:
             call = self._parse(raw_model_id, body, plan, signed_region(authorization))
@@ -603,6 +635,7 @@ class LocalBedrockServer:
             )
         with self._lock:
             self._in_flight -= 1
+            self._model_in_flight[model_id] -= 1
             self._outcomes[reply.outcome] += 1
             self._images += len(reply.payload.get("images") or ()) if reply.status == 200 else 0
             if call is not None and call.marketplace and reply.status == 200:

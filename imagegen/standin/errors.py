@@ -56,6 +56,9 @@ MESSAGES: dict[str, str] = {
 }
 """A generic message per error code (for injected faults)."""
 
+#: A call over the model's quota (``LocalBedrockServer(quotas=...)``, ``--quota MODEL=N``): the
+#: ThrottlingException text Bedrock Runtime answers (seen in issue threads, not in AWS's pages).
+QUOTA_THROTTLED = "Too many requests, please wait before trying again."
 INVALID_MODEL_IDENTIFIER = "The provided model identifier is invalid."
 END_OF_LIFE = "This model version has reached the end of its life. Please refer to the AWS documentation for more details."
 ON_DEMAND_NOT_SUPPORTED = (

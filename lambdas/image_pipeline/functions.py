@@ -36,6 +36,10 @@ VALIDATE_REQUEST = LambdaFunction(
 GENERATE_IMAGE = LambdaFunction(
     "imagegen-generate-image", "image_pipeline.handlers.generate_image.handler", "GenerateImageFunctionArn"
 )
+#: Admission control: a Map branch takes a slot of its model before the call and gives it back after.
+ADMISSION = LambdaFunction(
+    "imagegen-admission", "image_pipeline.handlers.admission.handler", "AdmissionFunctionArn"
+)
 BUILD_MANIFEST = LambdaFunction(
     "imagegen-build-manifest", "image_pipeline.handlers.build_manifest.handler", "BuildManifestFunctionArn"
 )
@@ -62,7 +66,7 @@ DELIVER_WEBHOOK = LambdaFunction(
 )
 
 #: The Task functions of ``statemachine/generate_images.asl.json``.
-WORKFLOW_FUNCTIONS = (VALIDATE_REQUEST, GENERATE_IMAGE, BUILD_MANIFEST)
+WORKFLOW_FUNCTIONS = (VALIDATE_REQUEST, ADMISSION, GENERATE_IMAGE, BUILD_MANIFEST)
 #: The Task functions of ``statemachine/batch_generate.asl.json``.
 BATCH_FUNCTIONS = (PREPARE_BATCH, BUILD_BATCH_MANIFEST)
 #: Every function of the app.

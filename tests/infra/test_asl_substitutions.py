@@ -100,6 +100,9 @@ def test_task_states_invoke_lambda_through_the_placeholders(asl: dict[str, Any])
                 functions[name] = state["Parameters"]["FunctionName"]
     assert functions == {
         "ValidateRequest": "${ValidateRequestFunctionArn}",
+        "AcquireSlot": "${AdmissionFunctionArn}",
         "GenerateImage": "${GenerateImageFunctionArn}",
+        "ReleaseSlot": "${AdmissionFunctionArn}",
+        "ReleaseSlotAfterFailure": "${AdmissionFunctionArn}",
         "BuildManifest": "${BuildManifestFunctionArn}",
     }

@@ -97,6 +97,9 @@ def test_each_task_state_allows_its_function_timeout_and_lambdas_init(
     found = list(lambda_tasks(synth))
     assert {state for _m, state, _s, _f in found} == {
         "ValidateRequest",
+        "AcquireSlot",
+        "ReleaseSlot",
+        "ReleaseSlotAfterFailure",
         "GenerateImage",
         "BuildManifest",
         "PrepareBatch",

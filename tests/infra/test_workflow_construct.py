@@ -42,6 +42,7 @@ def test_the_state_machine_substitutes_the_real_function_arns(synthesized: Synth
     expected = {
         "ValidateRequestFunctionArn": {"Fn::GetAtt": [function_id(synthesized, "validate_request"), "Arn"]},
         "GenerateImageFunctionArn": {"Fn::GetAtt": [function_id(synthesized, "generate_image"), "Arn"]},
+        "AdmissionFunctionArn": {"Fn::GetAtt": [function_id(synthesized, "admission"), "Arn"]},
         "BuildManifestFunctionArn": {"Fn::GetAtt": [function_id(synthesized, "build_manifest"), "Arn"]},
         "EventBusName": {"Ref": bus},
     }
@@ -117,6 +118,7 @@ def test_the_manifests_cost_estimate_uses_the_functions_memory(synthesized: Synt
     }
     assert memory == {
         "validate_request": STEP_MEMORY_MB,
+        "admission": STEP_MEMORY_MB,
         "generate_image": GENERATE_IMAGE_MEMORY_MB,
         "build_manifest": STEP_MEMORY_MB,
     }

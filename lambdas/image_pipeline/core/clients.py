@@ -91,8 +91,15 @@ def stepfunctions_poll() -> Any:
     return boto3.client("stepfunctions", config=client_config(time_budget.STEPFUNCTIONS_POLL))
 
 
+@cache
+def admission_dynamodb() -> Any:
+    """The DynamoDB client of admission control (``core/admission.py``): short timeouts, standard
+    retries (a retried conditional write is safe: takes are idempotent by holder, releases too)."""
+    return boto3.client("dynamodb", config=client_config(time_budget.ADMISSION_DYNAMODB))
+
+
 def reset_clients() -> None:
     """Forget the cached clients and settings (after the environment changed: tests, offline engine)."""
-    for factory in (bedrock_runtime, s3, stepfunctions, stepfunctions_poll):
+    for factory in (bedrock_runtime, s3, stepfunctions, stepfunctions_poll, admission_dynamodb):
         factory.cache_clear()
     get_settings.cache_clear()

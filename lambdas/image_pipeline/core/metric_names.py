@@ -16,3 +16,9 @@ IMAGES_FILTERED = "ImagesFiltered"
 IMAGES_FAILED = "ImagesFailed"
 IMAGES_THROTTLED = "ImagesThrottled"
 MODEL_LATENCY = "ModelLatency"
+#: Admission control (``core/admission.py``, per model): slots held after a take, branches waiting at
+#: the last read, seconds a branch waited for its slot, and takes refused (each one a ``NoSlot`` retry).
+ADMISSION_SLOTS_IN_USE = "AdmissionSlotsInUse"
+ADMISSION_WAITING = "AdmissionWaitingBranches"
+ADMISSION_WAIT_SECONDS = "AdmissionWaitSeconds"
+ADMISSION_NO_SLOT = "AdmissionNoSlot"

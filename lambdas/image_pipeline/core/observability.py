@@ -30,6 +30,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from image_pipeline.core.metric_names import (
+    ADMISSION_NO_SLOT,
+    ADMISSION_SLOTS_IN_USE,
+    ADMISSION_WAIT_SECONDS,
+    ADMISSION_WAITING,
     IMAGES_FAILED,
     IMAGES_FILTERED,
     IMAGES_GENERATED,
@@ -117,3 +121,24 @@ def record_outcomes(counts: Mapping[str, int], model: str) -> None:
     """One data point per image metric of a request (zeros included, so sums and alarms see them)."""
     names = (IMAGES_GENERATED, IMAGES_FILTERED, IMAGES_FAILED, IMAGES_THROTTLED)
     _record([(name, MetricUnit.Count, float(counts.get(name, 0))) for name in names], model)
+
+
+def record_admission(
+    model: str,
+    *,
+    in_use: int | None = None,
+    waited_seconds: float | None = None,
+    waiting: int | None = None,
+    no_slot: bool = False,
+) -> None:
+    """Admission control's metrics of one take (``handlers/admission.py``): the slots in use after it,
+    the seconds its branch waited, the branches waiting, or a refusal (``NoSlot``)."""
+    values: list[tuple[str, MetricUnit, float]] = []
+    if in_use is not None:
+        values.append((ADMISSION_SLOTS_IN_USE, MetricUnit.Count, float(in_use)))
+    if waited_seconds is not None:
+        values.append((ADMISSION_WAIT_SECONDS, MetricUnit.Seconds, waited_seconds))
+    if waiting is not None:
+        values.append((ADMISSION_WAITING, MetricUnit.Count, float(waiting)))
+    values.append((ADMISSION_NO_SLOT, MetricUnit.Count, 1.0 if no_slot else 0.0))
+    _record(values, model)

@@ -8,6 +8,7 @@ through :func:`handler_environment` (and, for the batch functions, :class:`Batch
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from functools import lru_cache
@@ -15,6 +16,7 @@ from typing import ClassVar, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from image_pipeline.core.admission import parse_quotas
 from image_pipeline.core.metric_names import SERVICE
 
 M = TypeVar("M", bound=BaseModel)
@@ -47,6 +49,8 @@ def model_to_environ(model: BaseModel, names: Mapping[str, str]) -> dict[str, st
 def _environ_text(value: object) -> str:
     if isinstance(value, tuple | list):
         return ",".join(str(v) for v in value)
+    if isinstance(value, Mapping):
+        return json.dumps(dict(value), sort_keys=True)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -68,6 +72,9 @@ class Settings(BaseModel):
         "map_max_concurrency": "MAP_MAX_CONCURRENCY",
         "bedrock_max_attempts": "BEDROCK_MAX_ATTEMPTS",
         "bedrock_read_timeout_seconds": "BEDROCK_READ_TIMEOUT_SECONDS",
+        "admission_table": "ADMISSION_TABLE",
+        "model_concurrency": "MODEL_CONCURRENCY",
+        "admission_lease_seconds": "ADMISSION_LEASE_SECONDS",
         "region": "AWS_REGION",
     }
     #: Fields read but never written: Lambda sets AWS_REGION itself (a function may not set it).
@@ -80,7 +87,7 @@ class Settings(BaseModel):
     )
     max_images_per_request: int = Field(default=40, ge=1, le=40)
     presign_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
-    map_max_concurrency: int = Field(default=10, ge=0, le=40)
+    map_max_concurrency: int = Field(default=40, ge=0, le=40)
     bedrock_max_attempts: int = Field(default=3, ge=1, le=10)
     bedrock_read_timeout_seconds: int = Field(
         default=60,
@@ -94,6 +101,22 @@ class Settings(BaseModel):
         description="The deployment's Region (AWS_REGION, set by Lambda): a request's model must be offered "
         "here. Empty: not checked.",
     )
+    admission_table: str = Field(
+        default="",
+        description="DynamoDB table of the models' slots (ADMISSION_TABLE, core/admission.py); empty: "
+        "admission control off, every branch calls its model at once.",
+    )
+    model_concurrency: dict[str, int] = Field(
+        default_factory=dict,
+        description="Calls in flight per model (MODEL_CONCURRENCY, JSON); a model not named gets "
+        "core/admission.default_quota of its documented requests per minute.",
+    )
+    admission_lease_seconds: int = Field(default=1500, ge=60, le=86_400)
+
+    @field_validator("model_concurrency", mode="before")
+    @classmethod
+    def _quotas(cls, value: object) -> object:
+        return parse_quotas(value, source="MODEL_CONCURRENCY")
 
     @field_validator("allowed_models", mode="before")
     @classmethod

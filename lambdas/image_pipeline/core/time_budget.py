@@ -95,6 +95,9 @@ STEPFUNCTIONS = ClientTimeouts(connect=2, read=5, attempts=2)
 #: DescribeExecution while a synchronous route waits for its job: one short attempt (a poll that fails
 #: is simply made again at the wait's next step, ``image_pipeline.core.job_control``).
 STEPFUNCTIONS_POLL = ClientTimeouts(connect=1, read=2, attempts=1)
+#: DynamoDB's conditional writes of admission control (``image_pipeline.core.admission``): a few
+#: quick attempts; the Admission function's worst case is well inside its 10 s timeout.
+ADMISSION_DYNAMODB = ClientTimeouts(connect=1, read=2, attempts=3)
 #: Bedrock Runtime's connect timeout; its read timeout and attempts are settings.
 BEDROCK_CONNECT_SECONDS = 5
 
