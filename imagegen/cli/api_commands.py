@@ -14,15 +14,7 @@ from typing import Any
 import httpx
 
 from imagegen.cli.client import DEFAULT_API_URL, ClientApiError, ImagegenClient
-from imagegen.cli.options import (
-    EXIT_FAILED,
-    EXIT_INVALID,
-    EXIT_OK,
-    add_quota_options,
-    add_request_options,
-    apply_quota_options,
-    request_from_args,
-)
+from imagegen.cli.options import EXIT_FAILED, EXIT_INVALID, EXIT_OK, add_request_options, request_from_args
 from imagegen.cli.outputs import local_folder
 
 #: Job errors that mean "change the request", as the CLI's ``generate`` reports them.
@@ -39,7 +31,6 @@ def add_commands(subparsers: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--latency", type=float, default=0.0, help="simulated model latency in seconds")
-    add_quota_options(serve)
     serve.add_argument("--web-dir", help="a static web page to serve at / (e.g. web)")
     serve.add_argument(
         "--cors-origin", action="append", help="an origin allowed to call the API from a browser (repeat)"
@@ -51,6 +42,14 @@ def add_commands(subparsers: Any) -> None:
         metavar="NAME=SECRET",
         help="require x-api-key: SECRET is the key of caller NAME, who sees only its own jobs and images "
         "(repeat for more callers; without it the server is open to one anonymous caller)",
+    )
+    serve.add_argument(
+        "--link-lifetime-days",
+        type=int,
+        default=30,
+        metavar="DAYS",
+        help="how long image links (url, download_url, link) last, as imagegen:linkLifetimeDays deployed "
+        "(default 30, imagegen:imageExpirationDays' default)",
     )
     serve.set_defaults(func=cmd_serve)
 
@@ -197,15 +196,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"imagegen serve: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    if not 1 <= args.link_lifetime_days <= 3650:
+        print("imagegen serve: --link-lifetime-days takes 1 to 3650 days", file=sys.stderr)
+        return EXIT_INVALID
     config = EngineConfig()
     if args.latency:
         config.faults.latency_seconds = args.latency
-    quota_error = apply_quota_options(config, args)
-    if quota_error:
-        print(f"imagegen serve: {quota_error}", file=sys.stderr)
-        return EXIT_INVALID
     with OfflineEngine(config) as engine:
-        app = create_app(engine, web_dir=args.web_dir, cors_origins=args.cors_origin, api_keys=keys)
+        app = create_app(
+            engine,
+            web_dir=args.web_dir,
+            cors_origins=args.cors_origin,
+            api_keys=keys,
+            link_lifetime_seconds=args.link_lifetime_days * 24 * 3600,
+        )
         print(
             f"imagegen API (offline) on http://{args.host}:{args.port}  docs: /docs"
             + ("  web page: /" if args.web_dir else "")

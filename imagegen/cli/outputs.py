@@ -17,7 +17,9 @@ def local_folder(manifest: dict[str, Any]) -> str:
 
 def write_local_manifest(manifest: dict[str, Any], files: dict[str, Path], out_dir: Path) -> Path:
     """Write ``out_dir/manifest.json``: a copy of ``manifest`` with its URLs dropped (they expire)
-    and each image stored at ``files[key]`` given that path as ``file``. Returns its path."""
+    and each image stored at ``files[key]`` given that path as ``file``; the lasting ``link`` and
+    ``download_link`` (and ``links_expire_at``) are kept: they work for as long as the deployment
+    keeps the images. Returns its path."""
     local = json.loads(json.dumps(manifest))
     local.pop("urls_expire_at", None)
     for image in local.get("images", []):

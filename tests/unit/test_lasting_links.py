@@ -251,3 +251,29 @@ def test_links_not_honoured_are_refused_with_error_and_message(
     body = json.loads(answer["body"])
     assert body["error"] == error and body["message"]
     assert "Location" not in answer["headers"]
+
+
+# -- what the CLI keeps ------------------------------------------------------------------------------
+
+
+def test_the_cli_keeps_lasting_links_in_the_manifest_it_writes(tmp_path: Any) -> None:
+    from imagegen.cli.outputs import write_local_manifest
+
+    manifest = {
+        "links_expire_at": "2027-01-01T00:00:00+00:00",
+        "urls_expire_at": "2026-12-01T00:00:00+00:00",
+        "images": [
+            {"key": KEY, "url": "presigned", "download_url": "presigned", "link": "L", "download_link": "D"}
+        ],
+    }
+    written = json.loads(write_local_manifest(manifest, {KEY: tmp_path / "a.png"}, tmp_path).read_text())
+    (image,) = written["images"]
+    assert (image["link"], image["download_link"]) == ("L", "D") and "url" not in image
+    assert written["links_expire_at"] and "urls_expire_at" not in written
+
+
+def test_serve_refuses_a_link_lifetime_out_of_range(capsys: pytest.CaptureFixture[str]) -> None:
+    from imagegen.cli.main import main
+
+    assert main(["serve", "--link-lifetime-days", "0"]) != 0
+    assert "--link-lifetime-days takes 1 to 3650 days" in capsys.readouterr().err
