@@ -7,6 +7,7 @@
 ``POST /jobs``              validate, ``StartExecution`` (Standard): ``202 {"job_id", "status", "status_url"}``
 ``GET /jobs``               the caller's jobs, newest first (``ListExecutions``)
 ``GET /jobs/{id}``          status, progress, manifest with fresh presigned URLs
+``GET /jobs/{id}/events``   Server-Sent Events: images as they are stored, then the job's end
 ``DELETE /jobs/{id}``       cancel a running job (a marker in S3 its steps look for)
 ``POST /jobs/{id}/retry``   a new job of the images that failed
 ``GET /models``             the models this deployment offers
@@ -71,6 +72,7 @@ CORS_ALLOW_HEADERS = [
     "X-Api-Key",
     "Idempotency-Key",
     "Prefer",
+    "Last-Event-ID",
     "Authorization",
     "X-Amz-Date",
     "X-Amz-Security-Token",
@@ -313,6 +315,19 @@ class ImageApi(Construct):
             request_parameters={"method.request.path.id": True},
             method_responses=self._method_responses(CANCEL_STATUSES),
             operation_name="CancelJob",
+            **self._auth_options(),
+        )
+        # Server-Sent Events, one batch per request (API Gateway buffers a Lambda proxy answer; the
+        # client asks again after the batch's retry:): core/job_events.py, docs/decisions.md.
+        job.add_resource("events").add_method(
+            "GET",
+            integration,
+            request_parameters={
+                "method.request.path.id": True,
+                "method.request.header.Last-Event-ID": False,
+                "method.request.querystring.last_event_id": False,
+            },
+            operation_name="GetJobEvents",
             **self._auth_options(),
         )
         job.add_resource("retry").add_method(

@@ -85,6 +85,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imagegen.runtime.engine import ACCOUNT, EVENT_BUS, REGION, OfflineEngine
 from imagegen.runtime.local_auth import API_KEY_HEADER, ApiKeys, LinkSigner
+from imagegen.runtime.local_events import add_event_routes
 from imagegen.runtime.local_links import (
     DEFAULT_LINK_LIFETIME_SECONDS,
     add_link_routes,
@@ -150,6 +151,9 @@ class Job(BaseModel):
     started_at: str | None
     stopped_at: str | None
     progress: JobProgress | None = None
+    images_so_far: list[dict[str, Any]] | None = Field(
+        default=None, description="While it runs: each image stored, filtered or failed so far, first first."
+    )
     manifest: dict[str, Any] | None = Field(default=None, description="When succeeded; fresh URLs.")
     error: ErrorBody | None = Field(default=None, description="When failed.")
 
@@ -388,6 +392,8 @@ def create_app(
         )
         if "manifest" in job:
             job["manifest"] = local_urls(job["manifest"], base_url)
+        if "images_so_far" in job:
+            job["images_so_far"] = local_urls({"images": job["images_so_far"]}, base_url)["images"]
         return job
 
     @app.get(
@@ -480,6 +486,11 @@ def create_app(
         caller_of(request)  # deployed, API Gateway asks for the key on every route
         return JSONResponse(model_catalog(settings))
 
+    # GET /jobs/{id}/events: Server-Sent Events, one open stream (imagegen/runtime/local_events.py)
+    add_event_routes(
+        app, engine=engine, settings=settings, caller_of=caller_of, blocking=blocking, local_urls=local_urls
+    )
+
     # POST /v1/images/generations, the OpenAI Images API shape (Authorization: Bearer on it alone)
     add_openai_routes(
         app,
@@ -541,7 +552,7 @@ def create_app(
             CORSMiddleware,
             allow_origins=origins,
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["Content-Type", "X-Api-Key", IDEMPOTENCY_HEADER, PREFER_HEADER],
+            allow_headers=["Content-Type", "X-Api-Key", IDEMPOTENCY_HEADER, PREFER_HEADER, "Last-Event-ID"],
             expose_headers=["Location", PREFERENCE_APPLIED_HEADER],
         )
 

@@ -694,6 +694,8 @@ class LocalBedrockServer:
         with self._lock:
             jitter = self._rng.uniform(0, plan.latency_jitter_seconds) if plan.latency_jitter_seconds else 0.0
         delay = plan.latency_seconds + jitter + sum(d.latency or 0.0 for d in call.directives)
+        if isinstance(call.seed_hint, int) and not isinstance(call.seed_hint, bool):
+            delay += plan.latency_by_seed.get(call.seed_hint, 0.0)
         try:
             self._inject_errors(call, plan)
             violations = self.schemas.check(call.model_id, call.body)

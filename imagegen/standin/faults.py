@@ -7,7 +7,8 @@ out through ``from_dict``/``to_dict``, so it can be sent to the server's ``PUT /
 Server-wide faults, checked for every InvokeModel call in this order:
 
 1. ``latency_seconds`` + a uniform draw from ``[0, latency_jitter_seconds]`` of sleep (every call to a
-   known model, including the calls that then fail);
+   known model, including the calls that then fail), plus ``latency_by_seed[seed]`` for a call whose
+   body asks for that seed (so the images of one request can finish one after the other);
 2. "first k" faults, as consecutive budgets shared by all threads: the first ``throttle_first``
    calls get ThrottlingException, the next ``timeout_first`` get ModelTimeoutException, the next
    ``fail_first`` get the error of ``fail_status``;
@@ -195,6 +196,7 @@ class FaultPlan:
 
     latency_seconds: float = 0.0
     latency_jitter_seconds: float = 0.0
+    latency_by_seed: dict[int, float] = field(default_factory=dict)
     throttle_first: int = 0
     throttle_rate: float = 0.0
     timeout_first: int = 0
@@ -215,6 +217,17 @@ class FaultPlan:
             if not 0.0 <= value <= _MAX_LATENCY:
                 raise ValueError(f"{name} must be from 0 to {_MAX_LATENCY:g} seconds, got {value!r}")
             setattr(self, name, value)
+        if not isinstance(self.latency_by_seed, dict):
+            raise ValueError("latency_by_seed must be an object of seed -> seconds")
+        by_seed: dict[int, float] = {}
+        for seed, seconds in self.latency_by_seed.items():
+            number = _as_float("latency_by_seed", seconds)
+            if not 0.0 <= number <= _MAX_LATENCY:
+                raise ValueError(
+                    f"latency_by_seed must be from 0 to {_MAX_LATENCY:g} seconds, got {seconds!r}"
+                )
+            by_seed[int(seed) if str(seed).isdigit() else _as_int("latency_by_seed", seed)] = number
+        self.latency_by_seed = by_seed
         for name in ("throttle_first", "timeout_first", "fail_first", "random_seed"):
             value = _as_int(name, getattr(self, name))
             if name != "random_seed" and value < 0:

@@ -8,7 +8,8 @@
 * Jobs: a job id is the execution name of the Standard workflow without the caller's namespace
   (``<namespace>-<job id>``, :func:`image_pipeline.core.tenancy.execution_name`), so a caller reaches
   only its own jobs; :func:`describe_job` answers ``GET /jobs/{id}`` from DescribeExecution (and, while
-  it runs, the progress counted from its history by :func:`progress_from_history`), with presigned URLs
+  it runs, the progress counted from its history by :func:`progress_from_history` and the images stored
+  so far, ``images_so_far``, from the same history: ``core/job_history.py``), with presigned URLs
   re-issued on every call. Another caller's job is 404 exactly like one that does not exist.
 * Failures: :data:`WORKFLOW_ERROR_HTTP_STATUS` maps the workflow's named errors to HTTP statuses.
 
@@ -31,10 +32,12 @@ from image_pipeline.contract.errors import FieldError, InvalidRequest, cause_mes
 from image_pipeline.contract.request import request_from_query
 from image_pipeline.core.cancellation import is_cancelled
 from image_pipeline.core.execution_input import ExecutionInput, read_execution_input
+from image_pipeline.core.job_history import images_from_history, read_history, signed_images
 from image_pipeline.core.manifest import with_presigned_urls
 from image_pipeline.core.planning import check_request
 from image_pipeline.core.settings import Settings
 from image_pipeline.core.tenancy import MAX_JOB_ID_LENGTH, Caller, execution_name
+from image_pipeline.core.webhooks import job_webhooks
 from image_pipeline.models.facts import standing, today_utc
 from image_pipeline.models.prices import model_price_document
 from image_pipeline.models.registry import list_adapters
@@ -481,9 +484,10 @@ def describe_job(
     described = describe_own_execution(sfn, state_machine_arn, caller, job_id)
     arn = str(described["executionArn"])
     running = described["status"] == "RUNNING"
-    progress = execution_progress(sfn, arn) if running else None
+    history = read_history(sfn, arn) if running else []
+    progress = progress_from_history(history) if running else None
     cancel_requested = running and bucket is not None and is_cancelled(s3, bucket, str(described["name"]))
-    return job_from_execution(
+    job = job_from_execution(
         described,
         s3=s3,
         expires_in=expires_in,
@@ -491,6 +495,16 @@ def describe_job(
         job_id=job_id,
         cancel_requested=cancel_requested,
     )
+    if running and bucket is not None:  # what is stored so far, from the same history (no extra call)
+        images = images_from_history(history)
+        job["images_so_far"] = signed_images(
+            images, s3=s3, bucket=bucket, namespace=caller.namespace, expires_in=expires_in
+        )
+    if bucket is not None:  # each webhook delivery's attempts and last status (core/webhooks.py)
+        deliveries = job_webhooks(s3, bucket, str(described["name"]))
+        if deliveries:
+            job["webhooks"] = deliveries
+    return job
 
 
 # -- models --------------------------------------------------------------------------------------

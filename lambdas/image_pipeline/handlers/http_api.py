@@ -7,6 +7,7 @@
 ``POST /jobs``              validate, ``StartExecution`` (Standard): ``202`` + ``Location``; idempotent
 ``GET /jobs``               the caller's jobs, newest first (``status``, ``limit``, ``next_token``)
 ``GET /jobs/{id}``          the job: status, progress, manifest with fresh presigned URLs, or error
+``GET /jobs/{id}/events``   its images as they are stored, then its end (Server-Sent Events, one batch)
 ``DELETE /jobs/{id}``       cancel a running job (``202``; it ends with a complete manifest)
 ``POST /jobs/{id}/retry``   a new job of the images that failed (``{"include_filtered": true}``)
 ``GET /models``             the models this deployment offers
@@ -60,6 +61,14 @@ from image_pipeline.core.job_control import (
     retry_job,
     run_and_wait,
     wait_preference,
+)
+from image_pipeline.core.job_events import (
+    EVENT_HEADERS,
+    EVENT_STREAM,
+    LAST_EVENT_ID_HEADER,
+    event_batch,
+    job_events,
+    last_event_id,
 )
 from image_pipeline.core.jobs import (
     IDEMPOTENCY_HEADER,
@@ -125,7 +134,7 @@ def cors_config(origins: str | None) -> CORSConfig | None:
     return CORSConfig(
         allow_origin=allowed[0],
         extra_origins=allowed[1:],
-        allow_headers=["Content-Type", "X-Api-Key", IDEMPOTENCY_HEADER, PREFER_HEADER],
+        allow_headers=["Content-Type", "X-Api-Key", IDEMPOTENCY_HEADER, PREFER_HEADER, LAST_EVENT_ID_HEADER],
         expose_headers=["Location", PREFERENCE_APPLIED_HEADER],
     )
 
@@ -334,6 +343,34 @@ def get_job(job_id: str) -> Response:
         job["manifest"] = _with_lasting_links(job["manifest"], caller)
     logger.info("job described", extra={"job_id": job_id, "status": job["status"]})
     return _json(200, job)
+
+
+@app.get("/jobs/<job_id>/events")
+def get_job_events(job_id: str) -> Response:
+    """The job's events as Server-Sent Events, one batch per request: those after ``Last-Event-ID``
+    stored so far, and ``retry:`` so the client asks again (API Gateway buffers a Lambda proxy answer:
+    ``core/job_events.py``); ``204`` once the client has the end event."""
+    event = app.current_event
+    after = last_event_id(
+        event.headers.get(LAST_EVENT_ID_HEADER), (event.query_string_parameters or {}).get("last_event_id")
+    )
+    read = job_events(
+        clients.stepfunctions(),
+        environment().jobs_state_machine_arn,
+        job_id,
+        caller=current_caller(),
+        s3=clients.s3(),
+        bucket=get_settings().images_bucket,
+        expires_in=get_settings().presign_expiry_seconds,
+        after=after,
+    )
+    logger.info("job events read", extra={"job_id": job_id, "events": len(read.events), "ended": read.ended})
+    headers = {**EVENT_HEADERS, **({"Vary": "Origin"} if CORS is not None else {})}
+    if read.nothing_left:
+        return Response(status_code=204, body="", headers=headers)
+    return Response(
+        status_code=200, content_type=EVENT_STREAM, body=event_batch(read.events), headers=headers
+    )
 
 
 @app.get("/jobs")
