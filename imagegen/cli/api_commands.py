@@ -14,7 +14,15 @@ from typing import Any
 import httpx
 
 from imagegen.cli.client import DEFAULT_API_URL, ClientApiError, ImagegenClient
-from imagegen.cli.options import EXIT_FAILED, EXIT_INVALID, EXIT_OK, add_request_options, request_from_args
+from imagegen.cli.options import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    add_quota_options,
+    add_request_options,
+    apply_quota_options,
+    request_from_args,
+)
 from imagegen.cli.outputs import local_folder
 
 #: Job errors that mean "change the request", as the CLI's ``generate`` reports them.
@@ -31,6 +39,7 @@ def add_commands(subparsers: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--latency", type=float, default=0.0, help="simulated model latency in seconds")
+    add_quota_options(serve)
     serve.add_argument("--web-dir", help="a static web page to serve at / (e.g. web)")
     serve.add_argument(
         "--cors-origin", action="append", help="an origin allowed to call the API from a browser (repeat)"
@@ -202,6 +211,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = EngineConfig()
     if args.latency:
         config.faults.latency_seconds = args.latency
+    quota_error = apply_quota_options(config, args)
+    if quota_error:
+        print(f"imagegen serve: {quota_error}", file=sys.stderr)
+        return EXIT_INVALID
     with OfflineEngine(config) as engine:
         app = create_app(
             engine,
