@@ -49,7 +49,11 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
     assert generate.pop("s3:PutObject") == {f"{bucket}/*.png"}
     assert generate.pop("s3:ListBucket") == {bucket}  # under cancellations/ only (a condition)
     # A Stability model's first call subscribes the account through Marketplace (tests/infra/test_model_access.py).
-    assert generate.pop("aws-marketplace:Subscribe") == generate.pop("aws-marketplace:ViewSubscriptions") == {"*"}
+    assert (
+        generate.pop("aws-marketplace:Subscribe")
+        == generate.pop("aws-marketplace:ViewSubscriptions")
+        == {"*"}
+    )
     assert set(generate) == {"bedrock:InvokeModel"}
     assert actions_of("build_manifest") == {
         "s3:GetObject": {f"{bucket}/*.png"},
