@@ -4,6 +4,9 @@
 //   GET /models          -> the models this deployment offers
 //   POST /jobs           -> 202 {job_id, status, status_url}, or 400 {error, message, details[]}
 //   GET /jobs/{id}       -> {job_id, status, progress?, manifest? | error?}
+//   GET /jobs/{id}/events -> Server-Sent Events: one `image` event per image as it is stored, then the
+//                            end; read with fetch (an EventSource cannot send x-api-key), resumed with
+//                            Last-Event-ID after each batch (the deployed API answers one batch a request)
 // Configuration comes from config.js: window.IMAGEGEN_CONFIG = {apiUrl, apiKey, apiKeyRequired}.
 
 // Stability models take an aspect ratio, not a size (image_pipeline/models/stability.py). Used when
@@ -424,20 +427,102 @@ async function startJob(request) {
     return;
   }
   const statusUrl = /^https?:/i.test(created.status_url || "") ? created.status_url : apiUrl(`jobs/${encodeURIComponent(jobId)}`);
+  // Images appear as they are stored (GET /jobs/{id}/events) while the polls below give the job's
+  // status, progress and, at its end, the manifest that replaces them.
+  const live = new AbortController();
   let job;
   try {
-    job = await pollJob(statusUrl);
+    job = await pollJob(statusUrl, () => followEvents(jobId, live.signal, showLiveImage));
   } catch (error) {
     setBusy(false);
     showFailure(error.message, `Job ${jobId}`);
     return;
+  } finally {
+    live.abort();
   }
   setBusy(false);
   showJob(job, request);
 }
 
-/** Poll a job until it succeeds or fails, showing its progress; gives up after 15 minutes. */
-async function pollJob(url) {
+/** One event of a `text/event-stream` block: {id, name, data, retry}. */
+function parseEvent(block) {
+  const event = { id: null, name: null, data: null, retry: null };
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (!line || line.startsWith(":")) continue;
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+    if (field === "id") event.id = value;
+    else if (field === "event") event.name = value;
+    else if (field === "data") data.push(value);
+    else if (field === "retry" && /^\d+$/.test(value)) event.retry = Number(value);
+  }
+  if (data.length) {
+    try {
+      event.data = JSON.parse(data.join("\n"));
+    } catch {
+      event.data = null;
+    }
+  }
+  return event;
+}
+
+/**
+ * Follow a job's events until its end event, calling onImage(image) for each image event; reconnects
+ * after `retry:` ms with Last-Event-ID (the deployed API answers one batch per request). Quietly stops
+ * on any error: the polls still bring the job to its end.
+ */
+async function followEvents(jobId, signal, onImage) {
+  const url = apiUrl(`jobs/${encodeURIComponent(jobId)}/events`);
+  let last = 0;
+  let retry = 2000;
+  while (!signal.aborted) {
+    const headers = { accept: "text/event-stream" };
+    const key = apiKey();
+    if (key) headers["x-api-key"] = key;
+    if (last) headers["last-event-id"] = String(last);
+    try {
+      const response = await fetch(url, { headers, cache: "no-store", signal });
+      if (!response.ok || response.status === 204 || !response.body) return;
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value.replace(/\r\n?/g, "\n");
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const event = parseEvent(buffer.slice(0, cut));
+          buffer = buffer.slice(cut + 2);
+          if (event.retry !== null) retry = event.retry;
+          if (event.id !== null && /^\d+$/.test(event.id)) last = Number(event.id);
+          if (event.name === "image" && event.data) onImage(event.data);
+          else if (event.name) return; // completed, cancelled or failed: the polls show it
+        }
+      }
+    } catch {
+      return;
+    }
+    await sleep(retry);
+  }
+}
+
+/** Put an image that has just been stored (or filtered, or failed) in place of its placeholder. */
+function showLiveImage(image) {
+  const tiles = dom.grid.children;
+  const index = Number(image.index);
+  if (!Number.isInteger(index) || index < 0 || index >= tiles.length) return;
+  if (!tiles[index].classList.contains("tile-pending")) return;
+  tiles[index].replaceWith(imageTile(image, tiles.length, "image"));
+}
+
+/**
+ * Poll a job until it succeeds or fails, showing its progress; gives up after 15 minutes.
+ * onRunning() is called once, when the job is first seen queued or running.
+ */
+async function pollJob(url, onRunning = () => {}) {
+  let running = false;
   const deadline = performance.now() + POLL_GIVE_UP_MS;
   let delay = POLL_FIRST_MS;
   let failures = 0;
@@ -454,6 +539,10 @@ async function pollJob(url) {
     }
     // A job cancelled elsewhere (DELETE /jobs/{id}) ends too, with the images it made.
     if (job.status === "succeeded" || job.status === "failed" || job.status === "cancelled") return job;
+    if (!running) {
+      running = true;
+      onRunning();
+    }
     showProgress(job.progress, job.status === "queued" ? "Queued…" : null);
     if (performance.now() > deadline) throw new Error("The job is still running after 15 minutes; stopped waiting.");
     await sleep(delay);

@@ -238,6 +238,22 @@ def test_prompt_progress_four_images_pick_download_and_rerun(watch: PageWatch, s
 # -- bad input -------------------------------------------------------------------------------------
 
 
+def test_the_first_image_shows_while_the_others_are_made(watch: PageWatch, server: Any) -> None:
+    """Live progress: image 0 (seed 1) is made at once, the other three 4 s later; the page shows the
+    first picture (from GET /jobs/{id}/events) while the job still runs, the others as placeholders."""
+    server.engine.bedrock.faults = FaultPlan(latency_by_seed={2: 4.0, 3: 4.0, 4: 4.0})
+    page = open_page(watch, server)
+    fill_request(page, PROMPT, seed=1)
+    page.click("#generate")
+    wait_for_images(page, 1)
+    expect(page.locator("#generate")).to_be_disabled()  # the job has not ended
+    expect(page.locator(".tile-pending")).to_have_count(3)
+    expect(page.locator(".tile-image[data-index='0'] .seed")).to_have_text("1")
+    wait_for_images(page, 4)
+    expect(page.locator("#status-text")).to_have_text("4 images ready. Pick one.")
+    assert seeds_shown(page) == ["1", "2", "3", "4"]
+
+
 def test_empty_prompt_is_flagged_and_starts_no_job(watch: PageWatch, server: Any) -> None:
     page = open_page(watch, server)
     page.fill("#prompt", "   ")
