@@ -67,7 +67,11 @@ def add_commands(subparsers: Any) -> None:
     )
     add_request_options(submit)
     _add_api_options(submit)
-    submit.add_argument("--wait", action="store_true", help="wait for the job and download its images")
+    submit.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the job (a line per image as it arrives), then download its images",
+    )
     submit.add_argument("--out", "-o", default="out", help="output directory with --wait (default: out)")
     submit.set_defaults(func=cmd_submit)
 
@@ -76,7 +80,9 @@ def add_commands(subparsers: Any) -> None:
     _add_api_options(status)
     status.set_defaults(func=cmd_status)
 
-    wait = subparsers.add_parser("wait", help="wait for a job, then download its images")
+    wait = subparsers.add_parser(
+        "wait", help="wait for a job (a line per image as it arrives), then download its images"
+    )
     wait.add_argument("job_id")
     wait.add_argument("--out", "-o", default="out", help="output directory (default: out)")
     _add_api_options(wait)
@@ -130,8 +136,35 @@ def _fail(exc: Exception) -> int:
     return EXIT_FAILED
 
 
+def _image_printer(job_id: str, quiet: bool) -> Any:
+    """A line on stderr for each image as it arrives (stored, filtered or failed)."""
+    arrived = 0
+
+    def show(image: dict[str, Any]) -> None:
+        nonlocal arrived
+        arrived += 1
+        if quiet:
+            return
+        total = (image.get("progress") or {}).get("total") or arrived
+        bar = "#" * arrived + "." * max(total - arrived, 0)
+        said = image.get("url") or image.get("reason_code") or ""
+        print(
+            f"{job_id} images [{bar}] {arrived}/{total}: #{image['index']} seed {image.get('seed')} "
+            f"{image['status']} {said}".rstrip(),
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
 def _wait_and_download(api: ImagegenClient, job_id: str, args: argparse.Namespace) -> int:
-    job = api.wait(job_id, on_progress=_progress_printer(args.quiet), poll=args.poll)
+    job = api.follow(
+        job_id,
+        on_image=_image_printer(job_id, args.quiet),
+        on_progress=_progress_printer(args.quiet),
+        poll=args.poll,
+    )
     if job["status"] == "cancelled" and not args.quiet:  # what it made is kept: download that
         print(f"job {job_id} was cancelled; writing the images it made", file=sys.stderr)
     if job["status"] not in {"succeeded", "cancelled"}:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any
@@ -156,6 +156,62 @@ class ImagegenClient:
                 raise TimeoutError(f"job {job_id} still {job.get('status')} after {timeout} s")
             time.sleep(poll)
 
+    def events(
+        self, job_id: str, *, last_event_id: int = 0, timeout: float = 900.0
+    ) -> Iterator[dict[str, Any]]:
+        """``GET /jobs/{id}/events``: the job's Server-Sent Events as ``{"id", "event", "data"}``, to its
+        end event (``completed``, ``cancelled`` or ``failed``, whose data is the job document). The local
+        server keeps one stream open; the deployed API answers a batch at a time, so this asks again
+        after the batch's ``retry:`` with ``Last-Event-ID``. TimeoutError after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        last, retry = last_event_id, 2.0
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last:
+                headers["Last-Event-ID"] = str(last)
+            with self._http.stream("GET", f"jobs/{job_id}/events", headers=headers, timeout=None) as response:
+                if response.status_code == 204:
+                    return
+                if response.status_code != 200:
+                    response.read()
+                    raise ClientApiError.from_response(response)
+                for event in _server_sent_events(response.iter_lines()):
+                    if "retry" in event and str(event["retry"]).isdigit():
+                        retry = int(event["retry"]) / 1000
+                    if "event" not in event:
+                        continue
+                    if str(event.get("id", "")).isdigit():
+                        last = int(event["id"])
+                    yield event
+                    if event["event"] != "image":
+                        return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} has not ended after {timeout} s")
+            time.sleep(retry)
+
+    def follow(
+        self,
+        job_id: str,
+        *,
+        on_image: Callable[[dict[str, Any]], None],
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        poll: float = 1.0,
+        timeout: float = 900.0,
+    ) -> dict[str, Any]:
+        """Wait for a job as its images arrive: ``on_image(image)`` for each image as it is stored (or
+        filtered, or failed), from ``GET /jobs/{id}/events``; returns the job document of its end. An API
+        without the events route (an older deployment) is polled instead (:meth:`wait`)."""
+        try:
+            for event in self.events(job_id, timeout=timeout):
+                if event["event"] == "image":
+                    on_image(event["data"])
+                else:
+                    return dict(event["data"])
+        except ClientApiError as exc:
+            if exc.error == "JobNotFound" or exc.status not in {403, 404, 405}:
+                raise
+        return self.wait(job_id, on_progress=on_progress, poll=poll, timeout=timeout)
+
     def download(self, manifest: dict[str, Any], out_dir: Path) -> list[Path]:
         """Fetch each image of ``manifest`` from its URL into ``out_dir``, and write a local
         ``manifest.json`` beside them (:func:`write_local_manifest`). Returns the images."""
@@ -176,3 +232,19 @@ class ImagegenClient:
             files[image["key"]] = target
         write_local_manifest(manifest, files, out_dir)
         return list(files.values())
+
+
+def _server_sent_events(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The events of a ``text/event-stream``, one dict of fields each (``data`` parsed as JSON)."""
+    fields: dict[str, Any] = {}
+    for line in lines:
+        if not line:
+            if fields:
+                yield fields
+            fields = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            fields[name] = json.loads(value) if name == "data" else value
+    if fields:
+        yield fields

@@ -39,6 +39,19 @@ def test_submit_wait_writes_the_images(local_server: LocalServer, engine: Any, t
     assert "images [" in done.stderr and "2 of 2 images written" in done.stderr
 
 
+def test_submit_wait_shows_each_image_as_it_arrives(
+    local_server: LocalServer, engine: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Image 0 (seed 1) is made at once, image 1 two seconds later: a line for each, as they arrive."""
+    engine.bedrock.faults = FaultPlan(latency_by_seed={2: 2.0})
+    api = ["--api", local_server.url, "--out", str(tmp_path)]
+    assert main(["submit", "a lighthouse", "--count", "2", "--seed", "1", "--wait", *api]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if " images [" in line]
+    assert len(lines) == 2
+    assert "images [#.] 1/2: #0 seed 1 SUCCEEDED http" in lines[0]
+    assert "images [##] 2/2: #1 seed 2 SUCCEEDED http" in lines[1]
+
+
 def test_status_wait_and_models_commands(
     local_server: LocalServer, engine: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
