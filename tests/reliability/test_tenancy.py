@@ -61,6 +61,7 @@ LAMBDA_IDENTITIES = ["bob's API key id", "an IAM principal", "a Cognito user", "
 CANCELS = ["alice's running job", "alice's finished job", "alice's execution name"]
 RETRIES = ["alice's failed job", "alice's succeeded job"]
 LISTS = ["all of bob's", "status=succeeded", "status=failed", "with alice's next_token"]
+STREAMS = ["alice's job's events", "alice's job's events after her first"]
 KEY_REUSES = ["alice's key, another request", "alice's key, the same request"]
 SYNC_FOLDERS = ["output_folder naming alice's namespace", "alice's folder, prefix and seed"]
 QUERY_FOLDERS = ["output_folder naming alice's namespace"]
@@ -91,6 +92,7 @@ ATTEMPTS: dict[tuple[str, str], list[str]] = {
     ("local server", "`DELETE /jobs/{id}`"): CANCELS,
     ("local server", "`POST /jobs/{id}/retry`"): RETRIES,
     ("local server", "`GET /jobs`"): LISTS,
+    ("local server", "`GET /jobs/{id}/events`"): STREAMS,
     ("local server", "`POST /jobs` with another's `Idempotency-Key`"): KEY_REUSES,
     ("local server", "`POST /images`"): SYNC_FOLDERS,
     ("local server", "`GET /images`"): QUERY_FOLDERS,
@@ -100,6 +102,7 @@ ATTEMPTS: dict[tuple[str, str], list[str]] = {
     ("Lambda", "`DELETE /jobs/{id}`"): CANCELS,
     ("Lambda", "`POST /jobs/{id}/retry`"): RETRIES,
     ("Lambda", "`GET /jobs`"): LISTS,
+    ("Lambda", "`GET /jobs/{id}/events`"): STREAMS,
     ("Lambda", "`POST /jobs` with another's `Idempotency-Key`"): KEY_REUSES,
     ("Lambda", "`POST /images`"): SYNC_FOLDERS,
     ("Lambda", "`GET /images`"): QUERY_FOLDERS,
@@ -211,8 +214,9 @@ class LambdaCaller(Api):
             event["headers"].pop("Idempotency-Key", None)
             event["multiValueHeaders"].pop("Idempotency-Key", None)
         response = self.module.handler(event, LambdaContext(function_name="imagegen-http-api"))
-        answered = json.loads(response["body"]) if response.get("body") else None
         flat = {k.lower(): v[-1] for k, v in (response.get("multiValueHeaders") or {}).items()}
+        is_json = flat.get("content-type", "").startswith("application/json") and response.get("body")
+        answered = json.loads(response["body"]) if is_json else response.get("body")
         return Answer(response["statusCode"], answered, flat)
 
 
@@ -439,6 +443,20 @@ def test_the_list_shows_only_ones_own(world: World, attempt: str) -> None:
     listed = {job["job_id"] for job in answer.body.get("jobs", [])}
     assert not listed & alice_jobs
     assert alice_jobs <= {job["job_id"] for job in world.alice.get("/jobs?limit=100").body["jobs"]}
+
+
+# -- GET /jobs/{id}/events -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("attempt", STREAMS)
+def test_the_events_of_anothers_job_are_404_like_a_missing_one(world: World, attempt: str) -> None:
+    """Not a stream of someone else's images: the same 404 as for a job that does not exist, before
+    any event is sent (``Last-Event-ID`` or not)."""
+    headers = {"Last-Event-ID": "1"} if attempt == STREAMS[1] else None
+    assert world.alice.get(f"/jobs/{world.keyed}/events", headers=headers).status in {200, 204}
+    with nothing_of_alices_changes(world):
+        answer = world.bob.get(f"/jobs/{world.keyed}/events", headers=headers)
+        assert_not_found_like_missing(world, "GET", f"/jobs/{world.keyed}/events", answer, headers=headers)
 
 
 # -- POST /jobs with another's idempotency key -------------------------------------------------------
