@@ -90,6 +90,8 @@ class ImagegenConfig(BaseModel):
     batch_tolerated_failure_percentage: float = Field(
         default=10.0, ge=0, le=100, alias="batchToleratedFailurePercentage"
     )
+    #: The prompt cache serves any caller's earlier image of the same request (off: each caller's own).
+    share_cache: bool = Field(default=False, alias="shareCache")
     alarm_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", alias="alarmEmail")
 
     @field_validator("allowed_models", "cors_origins", mode="before")
@@ -224,10 +226,13 @@ class ImagegenConfig(BaseModel):
         """The Bedrock model ids of the allowed models (what IAM lets the functions invoke)."""
         return tuple(BEDROCK_MODEL_IDS[m] for m in self.allowed_models)
 
-    def handler_settings(self, *, images_bucket: str) -> Settings:
+    def handler_settings(self, *, images_bucket: str, index_table: str = "") -> Settings:
         """The handlers' settings of this deployment (``image_pipeline.core.settings``)."""
         return Settings(
             images_bucket=images_bucket,
+            index_table=index_table,
+            image_expiration_days=self.image_expiration_days,
+            share_cache=self.share_cache,
             default_model=self.default_model,
             allowed_models=self.allowed_models,
             max_images_per_request=self.max_images_per_request,
@@ -236,10 +241,11 @@ class ImagegenConfig(BaseModel):
             bedrock_max_attempts=self.bedrock_max_attempts,
         )
 
-    def lambda_environment(self, *, images_bucket: str) -> dict[str, str]:
+    def lambda_environment(self, *, images_bucket: str, index_table: str = "") -> dict[str, str]:
         """The environment every handler reads, written by ``image_pipeline.core.settings``."""
         return handler_environment(
-            self.handler_settings(images_bucket=images_bucket), log_level=self.log_level
+            self.handler_settings(images_bucket=images_bucket, index_table=index_table),
+            log_level=self.log_level,
         )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import jsii
 from aws_cdk import CfnOutput, IStableStringProducer, Lazy, Stack, Tags
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from stacks.admission import AdmissionControl
@@ -21,6 +22,7 @@ from stacks.batch import UPLOAD_KEYS, BatchConstruct
 from stacks.config import ImagegenConfig
 from stacks.events import WorkflowEvents
 from stacks.functions import FunctionDefaults
+from stacks.index import ImageIndexTable
 from stacks.links import LastingLinks
 from stacks.model_access import checked_model_offers
 from stacks.monitoring import MonitoringConstruct
@@ -29,7 +31,7 @@ from stacks.openai_api import OpenAiImagesApi
 from stacks.request_schema import image_request_schema
 from stacks.storage import ImageStorage
 from stacks.web import WebConstruct
-from stacks.workflow import ImageWorkflow
+from stacks.workflow import IMAGE_KEYS, ImageWorkflow
 
 
 @jsii.implements(IStableStringProducer)
@@ -73,9 +75,15 @@ class ImagegenStack(Stack):
             versioned=config.bucket_versioning,
             destroy_on_removal=config.destroy_on_removal,
         )
+        #: The image index (jobs and images as they are made; the prompt cache), same retention as images.
+        self.index = ImageIndexTable(self, "Index", destroy_on_removal=config.destroy_on_removal)
         self.events = WorkflowEvents(self, "Events")
         defaults = FunctionDefaults.create(
-            self, environment=config.lambda_environment(images_bucket=self.storage.images_bucket.bucket_name)
+            self,
+            environment=config.lambda_environment(
+                images_bucket=self.storage.images_bucket.bucket_name,
+                index_table=self.index.table.table_name,
+            ),
         )
         self.workflow = ImageWorkflow(
             self,
@@ -152,6 +160,8 @@ class ImagegenStack(Stack):
             else None
         )
 
+        self._grant_index()
+
         self.monitoring = MonitoringConstruct(
             self,
             "Monitoring",
@@ -170,6 +180,36 @@ class ImagegenStack(Stack):
         Tags.of(self).add("project", "imagegen")
         self._outputs()
         check_with_cdk_nag(self)
+
+    def _grant_index(self) -> None:
+        """Where the image index meets the functions: the workflow writes its items (the job's by
+        ValidateRequest and BuildManifest, each image's by GenerateImage), the image branch reads the
+        cache's index and copies a cached PNG (GetObject of the source), the HTTP API function reads
+        its caller's items (GET /images/search)."""
+        table = self.index.table
+        workflow = self.workflow
+        # Statements of their own, not TableV2.grant (which adds <table>/index/* to every action).
+        for step, action in (
+            (workflow.validate_request, "dynamodb:PutItem"),
+            (workflow.generate_image, "dynamodb:PutItem"),
+            (workflow.build_manifest, "dynamodb:UpdateItem"),
+        ):
+            step.function.add_to_role_policy(
+                iam.PolicyStatement(sid="WriteImageIndex", actions=[action], resources=[table.table_arn])
+            )
+        for function in (workflow.generate_image.function, self.api.http_api.function):
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="QueryImageIndex", actions=["dynamodb:Query"], resources=[self.index.indexes_arn]
+                )
+            )
+        workflow.generate_image.function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="CopyCachedImages",
+                actions=["s3:GetObject"],
+                resources=[self.storage.images_bucket.arn_for_objects(IMAGE_KEYS)],
+            )
+        )
 
     def _outputs(self) -> None:
         CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the API")
@@ -201,6 +241,7 @@ class ImagegenStack(Stack):
             description="The HMAC key of the lasting links (GET /links/{token}); changing it revokes them all",
         )
         CfnOutput(self, "ImagesBucketName", value=self.storage.images_bucket.bucket_name)
+        CfnOutput(self, "ImageIndexTableName", value=self.index.table.table_name)
         CfnOutput(self, "JobsStateMachineArn", value=self.workflow.standard.state_machine_arn)
         CfnOutput(self, "EventBusName", value=self.events.bus.event_bus_name)
         CfnOutput(self, "BatchStateMachineArn", value=self.batch.state_machine.state_machine_arn)

@@ -25,6 +25,7 @@ from constructs import IConstruct
 from stacks.api import ImageApi
 from stacks.batch import REQUEST_MANIFESTS, RESULT_FILES, UPLOADED_FILES, BatchConstruct
 from stacks.events import WorkflowEvents
+from stacks.index import ImageIndexTable
 from stacks.links import LastingLinks
 from stacks.openai_api import OpenAiImagesApi
 from stacks.storage import ImageStorage
@@ -49,6 +50,7 @@ class ComposedStack(IConstruct, Protocol):
     links: LastingLinks
     openai_api: OpenAiImagesApi | None
     web: WebConstruct | None
+    index: ImageIndexTable
 
 
 def check_with_cdk_nag(stack: ComposedStack) -> None:
@@ -146,6 +148,7 @@ def acknowledge_findings(stack: ComposedStack) -> None:
     _api(stack)
     _links(stack)
     _openai_api(stack)
+    _index(stack)
     acknowledge(
         stack.events.dead_letters,
         "This queue is the dead-letter queue of the EventBridge rule's target; a DLQ of a DLQ would "
@@ -398,3 +401,15 @@ def _children_named(scope: IConstruct, prefix: str) -> list[IConstruct]:
 
 def _policies(scope: IConstruct) -> Iterable[iam.Policy]:
     return [c for c in scope.node.find_all() if isinstance(c, iam.Policy)]
+
+
+def _index(stack: ComposedStack) -> None:
+    """The image index's queries: every one goes through a global secondary index of the one table."""
+    index = stack.index
+    reason = (
+        "The image index is queried through its global secondary indexes (by caller, by caller and "
+        "model, by key, by cache key: stacks/index.py), whose ARNs are <table>/index/<name>: the grant is "
+        "dynamodb:Query on this one table's indexes, nothing else."
+    )
+    for role in (stack.workflow.generate_image.role, stack.api.http_api.role):
+        acknowledge(role, reason, iam5(index, index.indexes_arn))

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from image_pipeline.core.image_index import TTL_ATTRIBUTE, table_definition
 from image_pipeline.core.jobs import execution_progress
 from image_pipeline.core.metric_names import NAMESPACE
 from image_pipeline.core.settings import Settings, handler_environment
@@ -78,6 +79,11 @@ class EngineConfig:
     #: Calls in flight per model the Bedrock stand-in answers; the rest get ThrottlingException.
     bedrock_quotas: dict[str, int] = field(default_factory=dict)
     admission_lease_seconds: int = 1500
+    #: The image index's table in moto's DynamoDB (``image_pipeline.core.image_index``); empty: none.
+    index_table: str = "imagegen-index"
+    #: The prompt cache serves any caller's earlier image (CDK context ``imagegen:shareCache``).
+    share_cache: bool = False
+    image_expiration_days: int = 30
     #: Apply ``imagegen.runtime.moto_speedups`` (also off with ``IMAGEGEN_MOTO_SPEEDUPS=0``).
     moto_speedups: bool = True
 
@@ -95,6 +101,9 @@ class EngineConfig:
                 "admission_table": ADMISSION_TABLE if self.admission else "",
                 "model_concurrency": self.model_concurrency,
                 "admission_lease_seconds": self.admission_lease_seconds,
+                "index_table": self.index_table,
+                "share_cache": self.share_cache,
+                "image_expiration_days": self.image_expiration_days,
                 "region": REGION,  # not written to the environment (AWS_REGION is _FAKE_AWS's)
             }
         )
@@ -258,6 +267,13 @@ class OfflineEngine:
         self._s3 = boto3.client("s3", region_name=REGION)
         self._sfn = boto3.client("stepfunctions", region_name=REGION)
         self._s3.create_bucket(Bucket=self.config.bucket, **bucket_location(REGION))
+        if self.config.index_table:  # the image index, as stacks/index.py declares it
+            dynamodb = boto3.client("dynamodb", region_name=REGION)
+            dynamodb.create_table(TableName=self.config.index_table, **table_definition())
+            dynamodb.update_time_to_live(
+                TableName=self.config.index_table,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+            )
         self._events = boto3.client("events", region_name=REGION)
         self._events.create_event_bus(Name=EVENT_BUS)
         self._capture_events()
@@ -360,6 +376,23 @@ class OfflineEngine:
     def s3(self) -> Any:
         """A boto3 S3 client on the engine's (moto) S3."""
         return self._s3
+
+    @property
+    def index_table(self) -> Any:
+        """The image index (a boto3 ``Table`` on moto's DynamoDB), or None without one."""
+        if not self.config.index_table:
+            return None
+        return boto3.resource("dynamodb", region_name=REGION).Table(self.config.index_table)
+
+    @property
+    def image_index(self) -> ImageIndex | None:
+        """The image index as the handlers see it (retention, cache sharing), or None without one."""
+        table = self.index_table
+        if table is None:
+            return None
+        return ImageIndex(
+            table, expiration_days=self.config.image_expiration_days, share_cache=self.config.share_cache
+        )
 
     @property
     def sfn(self) -> Any:

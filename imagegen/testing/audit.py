@@ -15,6 +15,10 @@ these rules as a problem (an empty list means the run lost nothing and invented 
 5. a manifest a caller received (an execution's output, ``GET /jobs/{id}``) is the stored one, image
    by image (status, key, seed, reason code).
 
+:func:`audit_index` checks the image index (``image_pipeline.core.image_index``) against the bucket, both
+ways: every image the index says is stored exists in S3, and every stored image is indexed. An index
+write that failed (logged and counted, never failing its job) shows here as an unindexed image.
+
 A cancelled job's manifest (``"cancelled": true``) is audited like any other: what it stored is listed,
 and the images it did not start are ``FAILED`` with reason ``CANCELLED`` and no key. Cancellation
 markers (``cancellations/<execution name>``) are records of jobs, not images: they are not counted.
@@ -34,7 +38,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from image_pipeline.core.keys import CANCELLATIONS_PREFIX
 
-__all__ = ["AuditReport", "audit_bucket", "audit_manifest", "list_objects"]
+__all__ = ["AuditReport", "IndexAudit", "audit_bucket", "audit_index", "audit_manifest", "list_objects"]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MANIFEST_NAME = "manifest.json"
@@ -259,3 +263,52 @@ def audit_bucket(
         for difference in _same_images(manifest, stored):
             report.problem(f"{key}: returned and stored manifests differ: {difference}")
     return report
+
+
+@dataclass
+class IndexAudit:
+    """The image index against the bucket: stored images it lacks, indexed images S3 lacks."""
+
+    indexed_images: int = 0
+    stored_images: int = 0
+    #: Stored PNGs no index item names (an index write that failed, or no index then).
+    unindexed: list[str] = field(default_factory=list)
+    #: Index items of stored images whose object is not in the bucket.
+    missing_from_s3: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.unindexed and not self.missing_from_s3
+
+    @property
+    def problems(self) -> list[str]:
+        return [f"{k}: stored but not in the index" for k in self.unindexed] + [
+            f"{k}: in the index but not in the bucket" for k in self.missing_from_s3
+        ]
+
+
+def audit_index(s3: Any, bucket: str, table: Any, *, prefix: str = "") -> IndexAudit:
+    """Compare the index's stored images (a boto3 ``Table``, read with Scan: an audit, not a query)
+    with the ``*.png`` objects under ``prefix``."""
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {}
+    while True:
+        page = table.scan(**kwargs)
+        items.extend(page.get("Items") or [])
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    indexed = {
+        str(i["key"])
+        for i in items
+        if i.get("kind") == "image"
+        and i.get("status") == "SUCCEEDED"
+        and str(i.get("key") or "").startswith(prefix)
+    }
+    stored = {k for k in list_objects(s3, bucket, prefix) if k.endswith(".png")}
+    return IndexAudit(
+        indexed_images=len(indexed),
+        stored_images=len(stored),
+        unindexed=sorted(stored - indexed),
+        missing_from_s3=sorted(indexed - stored),
+    )

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from image_pipeline.core.image_index import GSIS
+
 from stacks.nag import flatten_cfn_reference
 from stacks.workflow import HANDLERS
 from tests.infra.synthesis import Synthesized
@@ -143,3 +145,14 @@ def main_api_resources(synth: Synthesized, resource_type: str) -> dict[str, dict
             continue
         kept[logical_id] = resource
     return kept
+
+
+def index_table_id(synth: Synthesized) -> str:
+    """The image index's table (``stacks/index.py``): the table with the index's GSIs."""
+    found = [
+        k
+        for k, v in synth.resources("AWS::DynamoDB::GlobalTable").items()
+        if {g["IndexName"] for g in v["Properties"].get("GlobalSecondaryIndexes", [])} == set(GSIS)
+    ]
+    assert len(found) == 1, found
+    return found[0]

@@ -9,6 +9,7 @@ from tests.infra.stack_template import (
     as_list,
     granted,
     images_bucket_id,
+    index_table_id,
     join_text,
     role_of,
     state_machine_id,
@@ -44,9 +45,15 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
             if a not in own_logs | xray
         }
 
-    assert actions_of("validate_request") == {}
+    # The image index's writes and queries: tests/infra/test_index.py.
+    index = f"<{index_table_id(synthesized)}.Arn>"
+    assert actions_of("validate_request") == {"dynamodb:PutItem": {index}}
     generate = actions_of("generate_image")
+    assert generate.pop("dynamodb:PutItem") == {index}
+    assert generate.pop("dynamodb:Query") == {f"{index}/index/*"}
+    assert generate.pop("s3:GetObject") == {f"{bucket}/*.png"}  # a cache hit's CopyObject source
     assert generate.pop("s3:PutObject") == {f"{bucket}/*.png"}
+
     assert generate.pop("s3:ListBucket") == {bucket}  # under cancellations/ only (a condition)
     # A Stability model's first call subscribes the account through Marketplace (tests/infra/test_model_access.py).
     assert (
@@ -59,6 +66,7 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
         "s3:GetObject": {f"{bucket}/*.png"},
         "s3:PutObject": {f"{bucket}/*/manifest.json"},
         "s3:ListBucket": {bucket},
+        "dynamodb:UpdateItem": {index},  # the job's final status
     }
     standard = state_machine_id(synthesized, "STANDARD")
     (links_secret,) = synthesized.resources("AWS::SecretsManager::Secret")
@@ -74,6 +82,7 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
         # it mints lasting links (tests/infra/test_links_construct.py)
         "secretsmanager:GetSecretValue": {f"<{links_secret}>"},
         "secretsmanager:DescribeSecret": {f"<{links_secret}>"},
+        "dynamodb:Query": {f"{index}/index/*"},  # GET /images/search
     }
 
 

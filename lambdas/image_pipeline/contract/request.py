@@ -80,6 +80,7 @@ ACCEPTS: dict[str, str] = {
     "idempotency_key": "1 to 64 letters, digits, '_' or '-'",
     "webhook": f"an https URL of at most {MAX_WEBHOOK_CHARS} characters, without spaces",
     "webhook_events": 'a list of distinct events, "completed" and/or "image"',
+    "cache": "true or false",
 }
 
 
@@ -177,6 +178,12 @@ class ImageRequest(BaseModel):
         max_length=2,
         json_schema_extra={"uniqueItems": True},
         description='What the webhook is told: "completed" (default) and/or "image". Needs webhook.',
+    )
+
+    cache: bool = Field(
+        default=True,
+        description="false: never serve an image of this request from the prompt cache (an earlier image "
+        "of the same model, parameters and seed); requests without a seed never are.",
     )
 
     @field_validator("prompt")

@@ -30,6 +30,7 @@ import boto3
 from botocore.config import Config
 
 from image_pipeline.core import time_budget
+from image_pipeline.core.image_index import ImageIndex
 from image_pipeline.core.settings import get_settings
 from image_pipeline.core.time_budget import ClientTimeouts
 
@@ -98,8 +99,33 @@ def admission_dynamodb() -> Any:
     return boto3.client("dynamodb", config=client_config(time_budget.ADMISSION_DYNAMODB))
 
 
+@cache
+def index_dynamodb() -> Any:
+    """The DynamoDB resource of the image index (one short attempt: ``time_budget.INDEX_DYNAMODB``)."""
+    return boto3.resource("dynamodb", config=client_config(time_budget.INDEX_DYNAMODB))
+
+
+def image_index() -> ImageIndex | None:
+    """The image index of this deployment (``core/image_index.py``), or None when it has none."""
+    settings = get_settings()
+    if not settings.index_table:
+        return None
+    return ImageIndex(
+        index_dynamodb().Table(settings.index_table),
+        expiration_days=settings.image_expiration_days,
+        share_cache=settings.share_cache,
+    )
+
+
 def reset_clients() -> None:
     """Forget the cached clients and settings (after the environment changed: tests, offline engine)."""
-    for factory in (bedrock_runtime, s3, stepfunctions, stepfunctions_poll, admission_dynamodb):
+    for factory in (
+        bedrock_runtime,
+        s3,
+        stepfunctions,
+        stepfunctions_poll,
+        index_dynamodb,
+        admission_dynamodb,
+    ):
         factory.cache_clear()
     get_settings.cache_clear()

@@ -38,7 +38,10 @@ MADE_BUT_WITHHELD = frozenset({"CONTENT_FILTERED_OUTPUT"})
 
 
 def model_billed(image: Mapping[str, Any]) -> bool:
-    """Whether the model answered for this image (and its price applies)."""
+    """Whether the model answered for this image (and its price applies): not for an image the prompt
+    cache served (``cached``), which is a copy of an earlier one."""
+    if image.get("cached"):
+        return False
     return image.get("status") == "SUCCEEDED" or (
         image.get("status") == "FILTERED" and image.get("reason_code") in MADE_BUT_WITHHELD
     )
@@ -96,3 +99,9 @@ def request_cost(
         "estimate (state transitions without retries, Lambda at the model's measured latency, S3, "
         "EventBridge), not the API's own calls; prices marked verify are not confirmed on an AWS page",
     }
+
+
+def image_price(registry_id: str, quality: str | None) -> float | None:
+    """The model's price of one image at ``quality`` (None: not priced)."""
+    model = model_price_document(registry_id, quality)
+    return float(model["usd_per_image"]) if model is not None else None  # type: ignore[arg-type]

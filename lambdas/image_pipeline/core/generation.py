@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from botocore.exceptions import (
+    BotoCoreError,
     ClientError,
     ConnectTimeoutError,
     HTTPClientError,
@@ -15,8 +16,15 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
-from image_pipeline.contract.errors import ModelResponseInvalid, ModelTimeout, ModelUnavailable, StorageError
+from image_pipeline.contract.errors import (
+    ModelResponseInvalid,
+    ModelTimeout,
+    ModelUnavailable,
+    StorageError,
+    is_not_found,
+)
 from image_pipeline.core.cancellation import cancelled_record, is_cancelled
+from image_pipeline.core.image_index import ImageIndex, cache_key
 from image_pipeline.models.base import Outcome, error_for_client_error, png_size
 from image_pipeline.models.registry import get_adapter
 
@@ -61,8 +69,53 @@ def invoke_model(bedrock: Any, model_id: str, body: dict[str, Any]) -> dict[str,
     return payload
 
 
+def copy_cached(
+    s3: Any, bucket: str, source: dict[str, Any], key: str, event: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Copy a cached image (an index item) to ``key`` with CopyObject; None when its object is gone
+    (expired or deleted before its item): then the model makes the image."""
+    source_key = str(source["key"])
+    try:
+        s3.copy_object(
+            Bucket=bucket,
+            Key=key,
+            CopySource={"Bucket": bucket, "Key": source_key},
+            MetadataDirective="REPLACE",
+            ContentType="image/png",
+            Metadata={
+                "request-id": str(event.get("request_id", "")),
+                "model-id": str(source.get("model_id") or ""),
+                "seed": str(source.get("seed")),
+                "index": str(event["image"]["index"]),
+                "cached-from": source_key,
+            },
+        )
+    except ClientError as exc:
+        if is_not_found(exc):
+            return None
+        raise StorageError(f"could not copy s3://{bucket}/{source_key} to {key}: {exc}") from None
+    return {
+        "seed": source.get("seed"),
+        "status": "SUCCEEDED",
+        "content_type": "image/png",
+        "size_bytes": source.get("size_bytes"),
+        "width": source.get("width"),
+        "height": source.get("height"),
+        "model_latency_ms": None,
+        "cached": True,
+        "cached_from": source_key,
+    }
+
+
 def generate_image(
-    event: dict[str, Any], *, bedrock: Any, s3: Any, bucket: str, region: str = ""
+    event: dict[str, Any],
+    *,
+    bedrock: Any,
+    s3: Any,
+    bucket: str,
+    region: str = "",
+    catalog: ImageIndex | None = None,
+    price: float | None = None,
 ) -> dict[str, Any]:
     """Generate and store image ``event['image']`` of a planned request.
 
@@ -73,6 +126,13 @@ def generate_image(
     model facts say it is reached through one (``ImageModelAdapter.invoke_id``).
     Content-filter outcomes are returned (status FILTERED, never retried); every other failure is
     raised as a named error, which the state machine retries if transient and records if not.
+
+    With the image index (``catalog``, ``core/image_index.py``), a request whose plan allows the prompt cache
+    (``event["cache"]``: an explicit seed, a model whose seed reproduces its image, not opted out) is
+    first looked up by the hash of the body the model would get: a hit is copied (CopyObject) to this
+    image's key and marked ``cached`` with the key it came from, and the model is not called. Every
+    image gets its index item once its outcome is known (a failed write is logged, never raised);
+    ``price`` is the model's price of one image (its item's cost; 0 for a cached one).
     """
     adapter = get_adapter(event["model"])
     image = event["image"]
@@ -81,12 +141,29 @@ def generate_image(
     if is_cancelled(s3, bucket, event.get("execution_name")):
         return cancelled_record(index, seed, adapter.model_id)
 
+    body = adapter.build_body(event["request"], seed)
+    key_of_cache = None
+    if catalog is not None and adapter.seed_reproducible:
+        key_of_cache = cache_key(
+            adapter.model_id,
+            body,
+            namespace=str(event.get("caller_namespace") or ""),
+            shared=catalog.share_cache,
+        )
+    if catalog is not None and key_of_cache and event.get("cache"):
+        hit = _cached(catalog, key_of_cache)
+        copied = copy_cached(s3, bucket, hit, key, event) if hit else None
+        if copied is not None:
+            cached_record = {**record, **copied}
+            catalog.put_image(event, cached_record, cost_usd=0.0, cache_key=key_of_cache)
+            return cached_record
+
     started = time.perf_counter()
-    payload = invoke_model(bedrock, adapter.invoke_id(region), adapter.build_body(event["request"], seed))
+    payload = invoke_model(bedrock, adapter.invoke_id(region), body)
     model_ms = round((time.perf_counter() - started) * 1000)
     outcome = payload.get("__outcome__") or adapter.parse_response(payload, seed)
     if outcome.image is None:
-        return {
+        filtered = {
             **record,
             "seed": outcome.seed if outcome.seed is not None else seed,
             "key": None,
@@ -95,6 +172,10 @@ def generate_image(
             "message": outcome.message,
             "model_latency_ms": model_ms,
         }
+        if catalog is not None:
+            billed = outcome.reason_code == "CONTENT_FILTERED_OUTPUT"
+            catalog.put_image(event, filtered, cost_usd=price if billed else 0.0, cache_key=None)
+        return filtered
 
     width, height = png_size(outcome.image)
     used_seed = outcome.seed if outcome.seed is not None else seed
@@ -113,7 +194,7 @@ def generate_image(
         )
     except ClientError as exc:
         raise StorageError(f"could not write s3://{bucket}/{key}: {exc}") from None
-    return {
+    stored = {
         **record,
         "seed": used_seed,
         "status": "SUCCEEDED",
@@ -123,3 +204,16 @@ def generate_image(
         "height": height,
         "model_latency_ms": model_ms,
     }
+    if catalog is not None:
+        catalog.put_image(
+            event, stored, cost_usd=price, cache_key=key_of_cache if used_seed == seed else None
+        )
+    return stored
+
+
+def _cached(index: ImageIndex, key: str) -> dict[str, Any] | None:
+    """The cache's image of ``key``; a failed lookup is a miss (the model is called)."""
+    try:
+        return index.find_cached(key)
+    except (ClientError, BotoCoreError):
+        return None

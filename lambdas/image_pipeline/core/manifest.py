@@ -75,6 +75,8 @@ def _image_record(planned: dict[str, Any], result: dict[str, Any] | None, s3: An
             "size_bytes": head["ContentLength"],
             "width": result.get("width"),
             "height": result.get("height"),
+            # served by the prompt cache: a copy of an earlier image (core/image_index.py), cost 0
+            **({"cached": True, "cached_from": result.get("cached_from")} if result.get("cached") else {}),
         }
     if status == "SUCCEEDED":
         return {

@@ -16,6 +16,8 @@ IMAGES_FILTERED = "ImagesFiltered"
 IMAGES_FAILED = "ImagesFailed"
 IMAGES_THROTTLED = "ImagesThrottled"
 MODEL_LATENCY = "ModelLatency"
+#: Index writes that failed (logged; the job goes on): ``image_pipeline.core.image_index``.
+INDEX_WRITE_FAILED = "IndexWriteFailed"
 #: Admission control (``core/admission.py``, per model): slots held after a take, branches waiting at
 #: the last read, seconds a branch waited for its slot, and takes refused (each one a ``NoSlot`` retry).
 ADMISSION_SLOTS_IN_USE = "AdmissionSlotsInUse"

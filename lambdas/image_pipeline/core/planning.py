@@ -155,4 +155,7 @@ def plan(
         "warnings": list(checked.warnings),
         "execution_name": execution_name,
         "retry_of": retry.job_id if retry is not None else None,
+        # The prompt cache (core/image_index.py) may serve this request's images: its result is fully
+        # determined (an explicit seed, a model whose seed reproduces its image) and it did not opt out.
+        "cache": request.seed is not None and request.cache and adapter.seed_reproducible,
     }

@@ -76,6 +76,9 @@ class Settings(BaseModel):
         "model_concurrency": "MODEL_CONCURRENCY",
         "admission_lease_seconds": "ADMISSION_LEASE_SECONDS",
         "region": "AWS_REGION",
+        "index_table": "INDEX_TABLE",
+        "image_expiration_days": "IMAGE_EXPIRATION_DAYS",
+        "share_cache": "SHARE_CACHE",
     }
     #: Fields read but never written: Lambda sets AWS_REGION itself (a function may not set it).
     READ_ONLY: ClassVar[frozenset[str]] = frozenset({"region"})
@@ -117,6 +120,23 @@ class Settings(BaseModel):
     @classmethod
     def _quotas(cls, value: object) -> object:
         return parse_quotas(value, source="MODEL_CONCURRENCY")
+
+    index_table: str = Field(
+        default="",
+        description="The image index's DynamoDB table (INDEX_TABLE, core/image_index.py); empty: no index "
+        "and no prompt cache.",
+    )
+    image_expiration_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="Days an image is kept (the bucket's lifecycle, the index's TTL).",
+    )
+    share_cache: bool = Field(
+        default=False,
+        description="SHARE_CACHE: the prompt cache serves any caller's earlier image (imagegen:shareCache); "
+        "off: only the caller's own.",
+    )
 
     @field_validator("allowed_models", mode="before")
     @classmethod

@@ -98,6 +98,10 @@ STEPFUNCTIONS_POLL = ClientTimeouts(connect=1, read=2, attempts=1)
 #: DynamoDB's conditional writes of admission control (``image_pipeline.core.admission``): a few
 #: quick attempts; the Admission function's worst case is well inside its 10 s timeout.
 ADMISSION_DYNAMODB = ClientTimeouts(connect=1, read=2, attempts=3)
+#: DynamoDB (the image index, core/image_index.py): one short attempt. A failed index write is logged and
+#: counted, a failed cache lookup is a cache miss: neither is worth the image's time budget.
+INDEX_DYNAMODB = ClientTimeouts(connect=1, read=1, attempts=1)
+
 #: Bedrock Runtime's connect timeout; its read timeout and attempts are settings.
 BEDROCK_CONNECT_SECONDS = 5
 
@@ -112,8 +116,14 @@ def bedrock(settings: Settings) -> ClientTimeouts:
 
 
 def generate_image_bound(settings: Settings) -> float:
-    """``generate_image``: one InvokeModel, one PutObject, its own code."""
-    return bedrock(settings).worst_case_seconds + S3.worst_case_seconds + CODE_SECONDS
+    """``generate_image``: a cache lookup, one InvokeModel (or none: a cache hit), one PutObject (or
+    CopyObject), its index item, its own code."""
+    return (
+        bedrock(settings).worst_case_seconds
+        + S3.worst_case_seconds
+        + 2 * INDEX_DYNAMODB.worst_case_seconds
+        + CODE_SECONDS
+    )
 
 
 def build_manifest_bound(settings: Settings, *, head_workers: int) -> float:

@@ -32,12 +32,21 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         manifest = build_manifest(
             event, s3=clients.s3(), bucket=settings.images_bucket, expires_in=settings.presign_expiry_seconds
         )
-    except (AllImagesFiltered, ImagesThrottled, ImagesFailed):
+    except (AllImagesFiltered, ImagesThrottled, ImagesFailed) as exc:
         record_outcomes(outcomes_of_failed_request(event), event["model"])
+        _index_outcome(event, {"status": type(exc).__name__})
         raise
     record_outcomes(outcomes_of_manifest(manifest), event["model"])
+    _index_outcome(event, manifest)
     logger.info(
         "manifest built",
         extra={k: manifest[k] for k in ("status", "requested", "succeeded", "filtered", "failed")},
     )
     return manifest
+
+
+def _index_outcome(event: dict[str, Any], outcome: dict[str, Any]) -> None:
+    """The job's final status in the image index (a failed write is logged and counted, not raised)."""
+    index = clients.image_index()
+    if index is not None:
+        index.finish_job(event, outcome)

@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from image_pipeline.core import clients
 from image_pipeline.core.execution_input import read_execution_input
 from image_pipeline.core.observability import tracer
 from image_pipeline.core.planning import check_request, plan
@@ -32,6 +33,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         retry=execution.retry,
         execution_name=name,
     )
+    index = clients.image_index()
+    if index is not None:
+        index.put_job(planned)  # a failed write is logged and counted, never raised
     logger.info("request planned", extra={"model": planned["model"], "count": len(planned["images"])})
     logger.debug("prompt", extra={"prompt": planned["request"]["prompt"]})
     return planned

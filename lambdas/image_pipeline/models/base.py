@@ -85,6 +85,9 @@ class ImageModelAdapter(ABC):
     seed_note: ClassVar[str] = ""
     prompt_max_chars: ClassVar[int]
     negative_max_chars: ClassVar[int]
+    #: Whether the model's documentation has a seed reproduce its image (same body, same image), so
+    #: the prompt cache (``core/image_index.py``) may serve an earlier one; each adapter says why.
+    seed_reproducible: ClassVar[bool] = False
 
     @abstractmethod
     def validate(self, request: ImageRequest) -> list[FieldError]:

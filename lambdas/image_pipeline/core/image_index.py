@@ -1,0 +1,540 @@
+"""The image index: one DynamoDB table of every job and every image, written as they are made.
+
+Access patterns (docs/decisions.md, "An image index in one DynamoDB table"), each one Query:
+
+=====================================  ==========================================================
+a caller's jobs, newest first          table: ``pk = CALLER#<ns>``, ``sk = JOB#<received>#<job>``
+a job's images                         table: ``pk = JOB#<ns>#<job>``, ``sk = IMAGE#<index>``
+a caller's images by time range        ``by-caller``: ``caller = CALLER#<ns>``, ``made = <created>#<job>#<index>``
+... by model and time range            ``by-caller-model``: ``caller_model = CALLER#<ns>#MODEL#<model>``, ``made``
+... by prompt words                    either of the two above, filtered on ``words`` (a string set),
+                                       reading at most :data:`SEARCH_MAX_READ` items per call
+an image by key                        ``by-key``: ``image_key``
+the prompt cache                       ``by-cache-key``: ``cache_key = <scope>#<sha256 of the model body>``
+=====================================  ==========================================================
+
+The GSIs are sparse: only stored (``SUCCEEDED``) images carry their keys, so a search and the cache
+never see a filtered image. Items expire with their images: ``expires_at`` (epoch seconds, the table's
+TTL attribute) is their creation time plus the bucket's ``imagegen:imageExpirationDays``.
+
+A write to the index never fails a job: :meth:`ImageIndex.write` logs the failure, counts it as the
+``IndexWriteFailed`` metric and returns False. The reliability audit (``imagegen.testing.audit``)
+finds what such a failure left out.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import time
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+from botocore.exceptions import BotoCoreError, ClientError
+
+from image_pipeline.contract.errors import FieldError, InvalidRequest
+from image_pipeline.core.metric_names import INDEX_WRITE_FAILED, SERVICE
+from image_pipeline.core.observability import metrics
+from image_pipeline.models.registry import resolve_model
+
+logger = Logger(child=True)
+
+# -- the table's shape: read by the CDK construct (stacks/index.py) and the offline engine --------
+PK, SK = "pk", "sk"
+TTL_ATTRIBUTE = "expires_at"
+BY_CALLER = "by-caller"
+BY_CALLER_MODEL = "by-caller-model"
+BY_KEY = "by-key"
+BY_CACHE_KEY = "by-cache-key"
+#: GSI name -> (partition key attribute, sort key attribute or None). All string keys, ALL projected.
+GSIS: dict[str, tuple[str, str | None]] = {
+    BY_CALLER: ("caller", "made"),
+    BY_CALLER_MODEL: ("caller_model", "made"),
+    BY_KEY: ("image_key", None),
+    BY_CACHE_KEY: ("cache_key", "made"),
+}
+
+#: A search returns at most this many images per call (``limit``), 20 when not given.
+SEARCH_MAX_LIMIT = 100
+SEARCH_DEFAULT_LIMIT = 20
+#: A search reads at most this many index items per call; a page that stops there has a next_token.
+SEARCH_MAX_READ = 1000
+#: At most this many distinct words of a prompt are indexed (and searched for).
+MAX_WORDS = 64
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def table_definition() -> dict[str, Any]:
+    """``CreateTable`` arguments without the name: on-demand, the keys and GSIs above (offline engine,
+    tests; ``stacks/index.py`` declares the same from :data:`GSIS`)."""
+    attributes = {PK, SK} | {a for keys in GSIS.values() for a in keys if a}
+    return {
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a in sorted(attributes)],
+        "KeySchema": [{"AttributeName": PK, "KeyType": "HASH"}, {"AttributeName": SK, "KeyType": "RANGE"}],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": name,
+                "KeySchema": [{"AttributeName": pk, "KeyType": "HASH"}]
+                + ([{"AttributeName": sk, "KeyType": "RANGE"}] if sk else []),
+                "Projection": {"ProjectionType": "ALL"},
+            }
+            for name, (pk, sk) in GSIS.items()
+        ],
+    }
+
+
+# -- values -----------------------------------------------------------------------------------------
+
+
+def words_of(text: str | None) -> list[str]:
+    """The distinct words of ``text``, case-folded and NFKC-normalized, in order (at most
+    :data:`MAX_WORDS`): what a prompt is indexed and searched by."""
+    if not text:
+        return []
+    found = _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+    return list(dict.fromkeys(found))[:MAX_WORDS]
+
+
+def timestamp(moment: datetime) -> str:
+    """The index's time: UTC, milliseconds, ``Z`` (sorts as text)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def cache_key(model_id: str, body: Mapping[str, Any], *, namespace: str, shared: bool) -> str:
+    """The prompt cache's key of one image: a hash of what the adapter sends the model (every parameter,
+    the seed included) and the model id, scoped to the caller unless the deployment shares the cache."""
+    canonical = json.dumps(
+        {"model_id": model_id, "body": body}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    scope = "shared" if shared else f"ns:{namespace}"
+    return f"{scope}#{hashlib.sha256(canonical.encode()).hexdigest()}"
+
+
+def _to_item(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _to_item(v) for k, v in value.items() if v is not None and v != ""}
+    if isinstance(value, list | tuple):
+        return [_to_item(v) for v in value]
+    return value
+
+
+def _from_item(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _from_item(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_item(v) for v in value]
+    if isinstance(value, set):
+        return sorted(_from_item(v) for v in value)
+    return value
+
+
+def job_pk(namespace: str, job_id: str) -> str:
+    return f"JOB#{namespace}#{job_id}"
+
+
+def image_sk(index: int) -> str:
+    return f"IMAGE#{index:04d}"
+
+
+# -- the index ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageIndex:
+    """The index table (a boto3 ``Table``) and the deployment's retention and cache sharing."""
+
+    table: Any
+    expiration_days: int = 30
+    share_cache: bool = False
+
+    def expires_at(self, moment: datetime) -> int:
+        return int((moment + timedelta(days=self.expiration_days)).timestamp())
+
+    def write(self, what: str, call: Callable[[], Any]) -> bool:
+        """Run one write; a failure is logged and counted (``IndexWriteFailed``), never raised."""
+        try:
+            call()
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("index write failed", extra={"write": what, "error": str(exc)})
+            if not is_metrics_disabled():
+                metrics.add_dimensions(service=SERVICE)
+                metrics.add_metric(name=INDEX_WRITE_FAILED, unit=MetricUnit.Count, value=1)
+            return False
+        return True
+
+    # -- writes ----------------------------------------------------------------------------------
+    def put_job(self, planned: Mapping[str, Any], now: datetime | None = None) -> bool:
+        """The job's item, from ValidateRequest's plan: RUNNING until BuildManifest says more."""
+        now = now or datetime.now(UTC)
+        request = planned["request"]
+        namespace, job_id = planned["caller_namespace"], planned["request_id"]
+        item = {
+            PK: f"CALLER#{namespace}",
+            SK: f"JOB#{planned['received_at']}#{job_id}",
+            "kind": "job",
+            "caller_namespace": namespace,
+            "job_id": job_id,
+            "model": planned["model"],
+            "prompt": request.get("prompt"),
+            "negative_prompt": request.get("negative_prompt"),
+            "parameters": {k: v for k, v in request.items() if k not in {"prompt", "negative_prompt"}},
+            "count": len(planned["images"]),
+            "prefix": planned["prefix"],
+            "manifest_key": planned["manifest_key"],
+            "retry_of": planned.get("retry_of"),
+            "status": "RUNNING",
+            "created_at": timestamp(now),
+            TTL_ATTRIBUTE: self.expires_at(now),
+        }
+        return self.write("job", lambda: self.table.put_item(Item=_to_item(item)))
+
+    def put_image(
+        self,
+        event: Mapping[str, Any],
+        record: Mapping[str, Any],
+        *,
+        cost_usd: float | None,
+        cache_key: str | None,
+        now: datetime | None = None,
+    ) -> bool:
+        """One image's item, written by its Map branch once its PNG is stored (or its outcome known)."""
+        now = now or datetime.now(UTC)
+        request = event["request"]
+        namespace, job_id = str(event.get("caller_namespace") or ""), str(event["request_id"])
+        index = int(record["index"])
+        made = f"{timestamp(now)}#{job_id}#{index:04d}"
+        stored = record.get("status") == "SUCCEEDED" and bool(record.get("key"))
+        item: dict[str, Any] = {
+            PK: job_pk(namespace, job_id),
+            SK: image_sk(index),
+            "kind": "image",
+            "caller_namespace": namespace,
+            "job_id": job_id,
+            "index": index,
+            "key": record.get("key"),
+            "prompt": request.get("prompt"),
+            "negative_prompt": request.get("negative_prompt"),
+            "model": event["model"],
+            "model_id": record.get("model_id"),
+            "parameters": {k: v for k, v in request.items() if k not in {"prompt", "negative_prompt"}},
+            "seed": record.get("seed"),
+            "status": record.get("status"),
+            "reason_code": record.get("reason_code"),
+            "size_bytes": record.get("size_bytes"),
+            "width": record.get("width"),
+            "height": record.get("height"),
+            "cost_usd": cost_usd,
+            "cached": bool(record.get("cached")),
+            "cached_from": record.get("cached_from"),
+            #: Lineage: the image this one was made from (refinements, later); a cache copy's source.
+            "parent_key": record.get("cached_from"),
+            "created_at": timestamp(now),
+            TTL_ATTRIBUTE: self.expires_at(now),
+        }
+        if stored:
+            words = words_of(" ".join(filter(None, [request.get("prompt")])))
+            item.update(
+                caller=f"CALLER#{namespace}",
+                caller_model=f"CALLER#{namespace}#MODEL#{event['model']}",
+                made=made,
+                image_key=record["key"],
+            )
+            if words:
+                item["words"] = set(words)
+            if cache_key:
+                item["cache_key"] = cache_key
+        return self.write("image", lambda: self.table.put_item(Item=_to_item(item)))
+
+    def finish_job(
+        self, state: Mapping[str, Any], outcome: Mapping[str, Any], now: datetime | None = None
+    ) -> bool:
+        """The job's final status (BuildManifest): its manifest's status and counts, or the error."""
+        now = now or datetime.now(UTC)
+        namespace, job_id = state.get("caller_namespace"), state.get("request_id")
+        if not namespace or not job_id or not state.get("received_at"):
+            return False
+        values = {
+            ":status": outcome.get("status"),
+            ":succeeded": outcome.get("succeeded", 0),
+            ":filtered": outcome.get("filtered", 0),
+            ":failed": outcome.get("failed", 0),
+            ":cost": (outcome.get("cost") or {}).get("total_usd"),
+            ":finished": timestamp(now),
+        }
+        return self.write(
+            "job status",
+            lambda: self.table.update_item(
+                Key={PK: f"CALLER#{namespace}", SK: f"JOB#{state['received_at']}#{job_id}"},
+                UpdateExpression="SET #s = :status, succeeded = :succeeded, filtered = :filtered, "
+                "failed = :failed, cost_usd = :cost, finished_at = :finished",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={k: _to_item(v) for k, v in values.items()},
+            ),
+        )
+
+    # -- reads -----------------------------------------------------------------------------------
+    def find_cached(self, key: str, now: float | None = None) -> dict[str, Any] | None:
+        """The newest stored image of ``key`` that has not expired (TTL deletes lazily), or None."""
+        answer = self.table.query(
+            IndexName=BY_CACHE_KEY,
+            KeyConditionExpression="cache_key = :k",
+            FilterExpression=f"{TTL_ATTRIBUTE} > :now",
+            ExpressionAttributeValues={":k": key, ":now": int(now if now is not None else time.time())},
+            ScanIndexForward=False,
+            Limit=10,
+        )
+        items = answer.get("Items") or []
+        return _from_item(items[0]) if items else None
+
+    def jobs(self, namespace: str, limit: int = 20) -> list[dict[str, Any]]:
+        """A caller's jobs, newest first."""
+        answer = self.table.query(
+            KeyConditionExpression=f"{PK} = :pk AND begins_with({SK}, :job)",
+            ExpressionAttributeValues={":pk": f"CALLER#{namespace}", ":job": "JOB#"},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [_from_item(i) for i in answer.get("Items") or []]
+
+    def job_images(self, namespace: str, job_id: str) -> list[dict[str, Any]]:
+        """A job's images, by index."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": f"{PK} = :pk AND begins_with({SK}, :image)",
+            "ExpressionAttributeValues": {":pk": job_pk(namespace, job_id), ":image": "IMAGE#"},
+        }
+        while True:
+            answer = self.table.query(**kwargs)
+            items.extend(_from_item(i) for i in answer.get("Items") or [])
+            if "LastEvaluatedKey" not in answer:
+                return items
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def image_by_key(self, key: str) -> dict[str, Any] | None:
+        answer = self.table.query(
+            IndexName=BY_KEY, KeyConditionExpression="image_key = :k", ExpressionAttributeValues={":k": key}
+        )
+        items = answer.get("Items") or []
+        return _from_item(items[0]) if items else None
+
+    def search(self, namespace: str, query: SearchQuery) -> tuple[list[dict[str, Any]], str | None]:
+        """A caller's stored images matching ``query``, newest first, and the token of the next page.
+
+        One Query of ``by-caller`` (or ``by-caller-model`` with a model) over the time range, filtered
+        on the prompt's words; it reads at most :data:`SEARCH_MAX_READ` items, so a page may hold fewer
+        than ``limit`` images and still have a next token (the range is not all read yet).
+        """
+        if query.model:
+            index, key_attr, key_value = (
+                BY_CALLER_MODEL,
+                "caller_model",
+                f"CALLER#{namespace}#MODEL#{query.model}",
+            )
+        else:
+            index, key_attr, key_value = BY_CALLER, "caller", f"CALLER#{namespace}"
+        values: dict[str, Any] = {
+            ":pk": key_value,
+            ":since": timestamp(query.since) if query.since else "0",
+            ":until": (timestamp(query.until) if query.until else "9") + "~",
+        }
+        filters = []
+        for n, word in enumerate(query.words):
+            values[f":w{n}"] = word
+            filters.append(f"contains(words, :w{n})")
+        kwargs: dict[str, Any] = {
+            "IndexName": index,
+            "KeyConditionExpression": f"{key_attr} = :pk AND made BETWEEN :since AND :until",
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,
+        }
+        if filters:
+            kwargs["FilterExpression"] = " AND ".join(filters)
+        start = decode_token(query.next_token, key_attr, key_value)
+        found: list[dict[str, Any]] = []
+        read = 0
+        while True:
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            kwargs["Limit"] = SEARCH_MAX_READ - read
+            answer = self.table.query(**kwargs)
+            read += int(answer.get("ScannedCount", 0))
+            for item in answer.get("Items") or []:
+                found.append(_from_item(item))
+                if len(found) == query.limit:
+                    last = {a: item[a] for a in (PK, SK, key_attr, "made")}
+                    more = "LastEvaluatedKey" in answer or item is not answer["Items"][-1]
+                    return found, encode_token(last) if more else None
+            start = answer.get("LastEvaluatedKey")
+            if not start:
+                return found, None
+            if read >= SEARCH_MAX_READ:
+                return found, encode_token(start)
+
+
+# -- search parameters -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """``GET /images/search``'s parameters, checked."""
+
+    words: tuple[str, ...] = ()
+    model: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = SEARCH_DEFAULT_LIMIT
+    next_token: str | None = None
+
+
+SEARCH_PARAMETERS = ("q", "model", "since", "until", "limit", "next_token")
+
+
+def _moment(name: str, text: str, *, end: bool) -> datetime | FieldError:
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            return moment + timedelta(days=1, milliseconds=-1) if end else moment
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return FieldError(
+            name, f"must be a date (2026-11-30) or an ISO 8601 time (2026-11-30T15:00:00Z), not {text!r}"
+        )
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_search(
+    params: Mapping[str, str | None], *, resolve_model: Callable[[str], str | FieldError]
+) -> SearchQuery:
+    """Check ``GET /images/search``'s query parameters; every problem is named in one InvalidRequest.
+
+    ``resolve_model`` turns a model name into its registry id (or a FieldError naming ``model``).
+    """
+    errors: list[FieldError] = []
+    unknown = sorted(set(params) - set(SEARCH_PARAMETERS))
+    for name in unknown:
+        errors.append(
+            FieldError(name, f"is not a search parameter (they are {', '.join(SEARCH_PARAMETERS)})")
+        )
+    text = {k: (v or "").strip() for k, v in params.items() if k in SEARCH_PARAMETERS}
+    words = tuple(words_of(text.get("q")))
+    if text.get("q") and not words:
+        errors.append(FieldError("q", f"must hold at least one word, not {text['q']!r}"))
+    model: str | None = None
+    if text.get("model"):
+        resolved = resolve_model(text["model"])
+        if isinstance(resolved, FieldError):
+            errors.append(resolved)
+        else:
+            model = resolved
+    since = _moment("since", text["since"], end=False) if text.get("since") else None
+    until = _moment("until", text["until"], end=True) if text.get("until") else None
+    for value in (since, until):
+        if isinstance(value, FieldError):
+            errors.append(value)
+    if isinstance(since, datetime) and isinstance(until, datetime) and until < since:
+        errors.append(
+            FieldError("until", f"must not end before since ({text['since']}), not {text['until']}")
+        )
+    limit = SEARCH_DEFAULT_LIMIT
+    if text.get("limit"):
+        raw = text["limit"]
+        if not raw.isdigit() or not 1 <= int(raw) <= SEARCH_MAX_LIMIT:
+            errors.append(
+                FieldError("limit", f"must be an integer from 1 to {SEARCH_MAX_LIMIT}, not {raw!r}")
+            )
+        else:
+            limit = int(raw)
+    if not (words or text.get("model") or text.get("since") or text.get("until")) and not errors:
+        errors.append(FieldError("q", "a search needs at least one of q, model, since or until"))
+    if errors:
+        raise InvalidRequest(errors)
+    return SearchQuery(
+        words=words,
+        model=model,
+        since=since if isinstance(since, datetime) else None,
+        until=until if isinstance(until, datetime) else None,
+        limit=limit,
+        next_token=text.get("next_token") or None,
+    )
+
+
+def encode_token(key: Mapping[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(dict(key), sort_keys=True).encode()).decode().rstrip("=")
+
+
+def decode_token(token: str | None, key_attr: str, key_value: str) -> dict[str, Any] | None:
+    """The start key a next_token holds; one of another caller's (or another query's) is refused."""
+    if not token:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, binascii.Error):
+        key = None
+    if not isinstance(key, dict) or key.get(key_attr) != key_value or set(key) != {PK, SK, key_attr, "made"}:
+        raise InvalidRequest([FieldError("next_token", "is not a token this search returned")])
+    return key
+
+
+# -- answers ---------------------------------------------------------------------------------------------
+
+#: What a search answer says of each image.
+SHOWN = (
+    "key", "job_id", "index", "prompt", "negative_prompt", "model", "seed", "parameters", "width", "height",
+    "size_bytes", "cost_usd", "cached", "cached_from", "created_at",
+)  # fmt: skip
+
+
+def search_answer(
+    items: Sequence[Mapping[str, Any]], next_token: str | None, *, presign: Callable[[str], str]
+) -> dict[str, Any]:
+    """The JSON of a search: each image with a fresh presigned URL, and the next page's token."""
+    images = [{**{k: item.get(k) for k in SHOWN}, "url": presign(str(item["key"]))} for item in items]
+    return {"images": images, "count": len(images), "next_token": next_token}
+
+
+def stored_keys(items: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The S3 keys of the stored images among index items."""
+    return {
+        str(i["key"])
+        for i in items
+        if i.get("kind") == "image" and i.get("status") == "SUCCEEDED" and i.get("key")
+    }
+
+
+def search_images(
+    index: ImageIndex | None,
+    namespace: str,
+    params: Mapping[str, str | None],
+    *,
+    allowed_models: Sequence[str],
+    presign: Callable[[str], str],
+) -> dict[str, Any]:
+    """``GET /images/search`` for the caller of ``namespace``, deployed and offline: the checked
+    parameters (InvalidRequest naming each bad one), one search of the caller's own images, each with a
+    fresh URL from ``presign``. Raises LookupError when the deployment has no index."""
+    query = parse_search(params, resolve_model=lambda name: _registry_id(name, allowed_models))
+    if index is None:
+        raise LookupError("this deployment has no image index")
+    items, token = index.search(namespace, query)
+    return search_answer(items, token, presign=presign)
+
+
+def _registry_id(name: str, allowed: Sequence[str]) -> str | FieldError:
+    found = resolve_model(name, allowed=tuple(allowed))
+    return found if isinstance(found, FieldError) else found.registry_id

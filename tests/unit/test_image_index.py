@@ -1,0 +1,332 @@
+"""The image index and the prompt cache (``core/image_index.py``, ``core/generation.py``), on moto's
+DynamoDB and S3: the items written as a job is made, each access pattern, the search's checks and
+tenancy, the cache's key, hit and miss, and writes that fail without failing the image."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from image_pipeline.contract.errors import FieldError, InvalidRequest
+from image_pipeline.core import planning
+from image_pipeline.core.generation import generate_image
+from image_pipeline.core.image_index import (
+    SEARCH_MAX_LIMIT,
+    ImageIndex,
+    SearchQuery,
+    cache_key,
+    parse_search,
+    search_answer,
+    table_definition,
+    words_of,
+)
+from image_pipeline.core.settings import Settings
+from image_pipeline.core.tenancy import Caller
+from image_pipeline.models.registry import get_adapter
+from moto import mock_aws
+
+from tests.support import ALL_MODELS_ACTIVE, empty_bucket
+from tests.unit.test_generation_and_manifest import FakeBedrock, png_b64
+
+BUCKET = "test-bucket"
+TABLE = "test-index"
+ALICE = Caller("apiKey", "alice-key")
+BOB = Caller("apiKey", "bob-key")
+
+
+@pytest.fixture
+def aws(aws_credentials: None) -> Iterator[tuple[Any, Any]]:
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=BUCKET)
+        boto3.client("dynamodb", region_name="us-east-1").create_table(TableName=TABLE, **table_definition())
+        yield s3, boto3.resource("dynamodb", region_name="us-east-1").Table(TABLE)
+        empty_bucket(s3, BUCKET)
+
+
+def plan_of(caller: Caller, job: str, **fields: Any) -> dict[str, Any]:
+    request = {
+        "prompt": "a red lighthouse at dusk",
+        "count": 2,
+        "model": "stable-image-core",
+        "seed": 10,
+        **fields,
+    }
+    checked = planning.check_request(request, Settings(images_bucket=BUCKET), today=ALL_MODELS_ACTIVE)
+    return planning.plan(checked, job, caller=caller)
+
+
+def branch(plan: dict[str, Any], index: int) -> dict[str, Any]:
+    """A Map item as the ASL's ItemSelector makes it."""
+    return {
+        "request_id": plan["request_id"],
+        "execution_name": None,
+        "model": plan["model"],
+        "request": plan["request"],
+        "caller_namespace": plan["caller_namespace"],
+        "cache": plan["cache"],
+        "image": plan["images"][index],
+    }
+
+
+def answers(count: int) -> list[dict[str, Any]]:
+    return [{"seeds": [10 + i], "finish_reasons": [None], "images": [png_b64()]} for i in range(count)]
+
+
+def run_job(s3: Any, index: ImageIndex, plan: dict[str, Any], bedrock: FakeBedrock) -> list[dict[str, Any]]:
+    index.put_job(plan)
+    return [
+        generate_image(branch(plan, i), bedrock=bedrock, s3=s3, bucket=BUCKET, catalog=index, price=0.04)
+        for i in range(len(plan["images"]))
+    ]
+
+
+# -- values -------------------------------------------------------------------------------------------
+
+
+def test_words_are_case_folded_distinct_and_in_order() -> None:
+    assert words_of("A Red, red LIGHTHOUSE at dusk!") == ["a", "red", "lighthouse", "at", "dusk"]
+    assert words_of("\uff2c\uff49\uff47\uff48\uff54") == ["light"]  # fullwidth letters: NFKC
+    assert words_of(None) == []
+
+
+def test_cache_key_covers_every_parameter_and_the_callers_scope() -> None:
+    adapter = get_adapter("stable-image-core")
+    params = plan_of(ALICE, "j")["request"]
+    body = adapter.build_body(params, 10)
+    key = cache_key(adapter.model_id, body, namespace="ns1", shared=False)
+    assert key == cache_key(
+        adapter.model_id, dict(reversed(list(body.items()))), namespace="ns1", shared=False
+    )
+    assert key != cache_key(adapter.model_id, adapter.build_body(params, 11), namespace="ns1", shared=False)
+    other = adapter.build_body({**params, "negative_prompt": "fog"}, 10)
+    assert key != cache_key(adapter.model_id, other, namespace="ns1", shared=False)
+    assert key != cache_key("stability.sd3-5-large-v1:0", body, namespace="ns1", shared=False)
+    assert key != cache_key(adapter.model_id, body, namespace="ns2", shared=False)
+    assert cache_key(adapter.model_id, body, namespace="ns1", shared=True) == cache_key(
+        adapter.model_id, body, namespace="ns2", shared=True
+    )
+
+
+def test_only_a_determined_request_may_be_served_from_the_cache() -> None:
+    assert plan_of(ALICE, "j")["cache"] is True
+    assert plan_of(ALICE, "j", seed=None)["cache"] is False  # random seeds: never
+    assert plan_of(ALICE, "j", cache=False)["cache"] is False  # opted out
+    with pytest.raises(InvalidRequest, match="cache"):
+        plan_of(ALICE, "j", cache="no")
+
+
+def test_models_whose_seed_does_not_reproduce_are_never_cached() -> None:
+    assert get_adapter("stable-image-core").seed_reproducible
+    for model in ("titan-image-v2", "nova-canvas"):
+        assert not get_adapter(model).seed_reproducible
+        checked = planning.check_request(
+            {"prompt": "p", "count": 1, "model": model, "seed": 5},
+            Settings(images_bucket=BUCKET),
+            today=ALL_MODELS_ACTIVE,
+        )
+        assert planning.plan(checked, "j", caller=ALICE)["cache"] is False
+
+
+# -- items as they are made ------------------------------------------------------------------------------
+
+
+def test_items_of_a_job_and_its_images_answer_each_access_pattern(aws: tuple[Any, Any]) -> None:
+    s3, table = aws
+    index = ImageIndex(table, expiration_days=7)
+    plan = plan_of(ALICE, "job-1")
+    records = run_job(s3, index, plan, FakeBedrock(*answers(2)))
+    assert index.finish_job(plan, {"status": "SUCCEEDED", "succeeded": 2, "filtered": 0, "failed": 0})
+
+    (job,) = index.jobs(ALICE.namespace)
+    assert job["job_id"] == "job-1" and job["status"] == "SUCCEEDED" and job["succeeded"] == 2
+    images = index.job_images(ALICE.namespace, "job-1")
+    assert [i["index"] for i in images] == [0, 1]
+    first = images[0]
+    assert first["key"] == records[0]["key"] and first["seed"] == 10 and first["status"] == "SUCCEEDED"
+    assert first["prompt"] == "a red lighthouse at dusk" and first["model"] == "stable-image-core"
+    assert (
+        first["cost_usd"] == 0.04 and first["size_bytes"] > 0 and first["parameters"]["aspect_ratio"] == "1:1"
+    )
+    created = datetime.fromisoformat(first["created_at"].replace("Z", "+00:00"))
+    assert abs(first["expires_at"] - (created + timedelta(days=7)).timestamp()) < 2  # the bucket's retention
+    assert index.image_by_key(records[1]["key"])["index"] == 1
+
+
+def test_a_callers_jobs_come_newest_first(aws: tuple[Any, Any]) -> None:
+    _, table = aws
+    index = ImageIndex(table)
+    for n in range(3):
+        plan = plan_of(ALICE, f"job-{n}")
+        plan["received_at"] = f"2026-11-3{n}T10:00:00+00:00"
+        index.put_job(plan)
+    assert [j["job_id"] for j in index.jobs(ALICE.namespace)] == ["job-2", "job-1", "job-0"]
+
+
+def test_a_failed_index_write_is_counted_never_raised(aws: tuple[Any, Any]) -> None:
+    s3, _ = aws
+    missing = ImageIndex(boto3.resource("dynamodb", region_name="us-east-1").Table("no-such-table"))
+    plan = plan_of(ALICE, "job-1")
+    assert missing.put_job(plan) is False
+    records = run_job(s3, missing, plan, FakeBedrock(*answers(2)))  # the lookup fails too: a miss
+    assert [r["status"] for r in records] == ["SUCCEEDED", "SUCCEEDED"]
+    assert missing.finish_job(plan, {"status": "SUCCEEDED"}) is False
+
+
+# -- the prompt cache ------------------------------------------------------------------------------------------
+
+
+def test_the_same_determined_request_is_copied_not_generated(aws: tuple[Any, Any]) -> None:
+    s3, table = aws
+    index = ImageIndex(table)
+    first = run_job(s3, index, plan_of(ALICE, "job-1"), FakeBedrock(*answers(2)))
+    bedrock = FakeBedrock()  # no answer: a call would fail the test
+    again = run_job(s3, index, plan_of(ALICE, "job-2"), bedrock)
+    assert bedrock.calls == []
+    for before, after in zip(first, again, strict=True):
+        assert (
+            after["cached"] is True
+            and after["cached_from"] == before["key"]
+            and after["key"] != before["key"]
+        )
+        assert after["status"] == "SUCCEEDED" and after["seed"] == before["seed"]
+        copy = s3.get_object(Bucket=BUCKET, Key=after["key"])
+        assert copy["Body"].read() == s3.get_object(Bucket=BUCKET, Key=before["key"])["Body"].read()
+        assert copy["Metadata"]["cached-from"] == before["key"]
+    cached_items = index.job_images(ALICE.namespace, "job-2")
+    assert [i["cost_usd"] for i in cached_items] == [0, 0]
+    assert cached_items[0]["parent_key"] == first[0]["key"]  # lineage
+
+
+def test_no_seed_opt_out_another_caller_or_another_parameter_calls_the_model(aws: tuple[Any, Any]) -> None:
+    s3, table = aws
+    index = ImageIndex(table)
+    run_job(s3, index, plan_of(ALICE, "job-1"), FakeBedrock(*answers(2)))
+    for caller, fields in ((ALICE, {"cache": False}), (BOB, {}), (ALICE, {"negative_prompt": "fog"})):
+        bedrock = FakeBedrock(*answers(2))
+        records = run_job(
+            s3, index, plan_of(caller, f"job-{caller.namespace}-{len(fields)}", **fields), bedrock
+        )
+        assert len(bedrock.calls) == 2 and not any(r.get("cached") for r in records), (caller, fields)
+
+
+def test_a_shared_cache_serves_another_callers_image(aws: tuple[Any, Any]) -> None:
+    s3, table = aws
+    shared = ImageIndex(table, share_cache=True)
+    run_job(s3, shared, plan_of(ALICE, "job-1"), FakeBedrock(*answers(2)))
+    bedrock = FakeBedrock()
+    records = run_job(s3, shared, plan_of(BOB, "job-2"), bedrock)
+    assert bedrock.calls == [] and all(r["cached"] for r in records)
+    assert all(r["key"].startswith(BOB.namespace + "/") for r in records)  # copied into bob's folder
+
+
+def test_a_cached_image_whose_object_is_gone_is_generated_again(aws: tuple[Any, Any]) -> None:
+    s3, table = aws
+    index = ImageIndex(table)
+    first = run_job(s3, index, plan_of(ALICE, "job-1"), FakeBedrock(*answers(2)))
+    s3.delete_object(Bucket=BUCKET, Key=first[0]["key"])
+    bedrock = FakeBedrock(*answers(1))
+    records = run_job(s3, index, plan_of(ALICE, "job-2"), bedrock)
+    assert len(bedrock.calls) == 1
+    assert [bool(r.get("cached")) for r in records] == [False, True]
+
+
+def test_an_expired_item_is_not_served(aws: tuple[Any, Any]) -> None:
+    s3, table = aws
+    index = ImageIndex(table)
+    plan = plan_of(ALICE, "job-1")
+    run_job(s3, index, plan, FakeBedrock(*answers(2)))
+    adapter = get_adapter("stable-image-core")
+    key = cache_key(
+        adapter.model_id, adapter.build_body(plan["request"], 10), namespace=ALICE.namespace, shared=False
+    )
+    assert index.find_cached(key) is not None
+    assert index.find_cached(key, now=(datetime.now(UTC) + timedelta(days=31)).timestamp()) is None
+
+
+# -- search ------------------------------------------------------------------------------------------------------
+
+
+def _resolve(name: str) -> str | FieldError:
+    return (
+        name if name in {"stable-image-core", "sd3-5-large"} else FieldError("model", f"unknown model {name}")
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({}, "q"),
+        ({"limit": "5"}, "q"),
+        ({"q": "!!!"}, "q"),
+        ({"model": "dall-e-3"}, "model"),
+        ({"since": "2026-11-30", "until": "2026-11-01"}, "until"),
+        ({"since": "yesterday"}, "since"),
+        ({"q": "x", "limit": str(SEARCH_MAX_LIMIT + 1)}, "limit"),
+        ({"q": "x", "limit": "0"}, "limit"),
+        ({"q": "x", "caller": "bob"}, "caller"),
+    ],
+)
+def test_bad_searches_name_the_field(params: dict[str, str], field: str) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        parse_search(params, resolve_model=_resolve)
+    assert field in [e.field for e in raised.value.errors]
+
+
+def test_search_finds_a_callers_images_by_words_model_and_time_and_pages(aws: tuple[Any, Any]) -> None:
+    s3, table = aws
+    index = ImageIndex(table)
+    run_job(s3, index, plan_of(ALICE, "job-1", count=3), FakeBedrock(*answers(3)))
+    run_job(s3, index, plan_of(ALICE, "job-2", prompt="a blue boat", seed=50), FakeBedrock(*answers(2)))
+    run_job(s3, index, plan_of(BOB, "job-3", count=3), FakeBedrock(*answers(3)))
+
+    def search(**params: str) -> tuple[list[dict[str, Any]], str | None]:
+        return index.search(ALICE.namespace, parse_search(params, resolve_model=_resolve))
+
+    found, token = search(q="Lighthouse red")
+    assert len(found) == 3 and token is None and {i["job_id"] for i in found} == {"job-1"}
+    assert all(i["caller_namespace"] == ALICE.namespace for i in found)  # bob's images never appear
+    assert [i["job_id"] for i in search(model="stable-image-core")[0]] == ["job-2"] * 2 + ["job-1"] * 3
+    assert search(model="sd3-5-large")[0] == []
+    assert search(q="lighthouse", until="2000-01-01")[0] == []
+    assert len(search(since=datetime.now(UTC).date().isoformat())[0]) == 5
+
+    page, token = search(q="red", limit="2")
+    assert len(page) == 2 and token
+    rest, last = search(q="red", limit="2", next_token=token)
+    assert len(rest) == 1 and last is None
+    assert {i["key"] for i in page} | {rest[0]["key"]} == {i["key"] for i in found}
+    with pytest.raises(InvalidRequest, match="next_token"):  # a token is its caller's only
+        index.search(BOB.namespace, SearchQuery(words=("red",), next_token=token))
+
+    answer = search_answer(found, None, presign=lambda key: f"https://signed/{key}")
+    assert answer["count"] == 3 and answer["images"][0]["url"].startswith("https://signed/")
+    assert json.loads(json.dumps(answer)) == answer
+
+
+def test_filtered_images_are_indexed_but_never_found_or_cached(aws: tuple[Any, Any]) -> None:
+    s3, table = aws
+    index = ImageIndex(table)
+    plan = plan_of(ALICE, "job-1", count=1)
+    filtered = {"seeds": [10], "finish_reasons": ["Filter reason: output image"], "images": [None]}
+    (record,) = run_job(s3, index, plan, FakeBedrock(filtered))
+    assert record["status"] == "FILTERED"
+    (item,) = index.job_images(ALICE.namespace, "job-1")
+    assert item["status"] == "FILTERED" and item["reason_code"] and item["cost_usd"] == 0.04
+    assert index.search(ALICE.namespace, SearchQuery(words=("lighthouse",)))[0] == []
+    bedrock = FakeBedrock(*answers(1))
+    run_job(s3, index, plan_of(ALICE, "job-2", count=1), bedrock)
+    assert len(bedrock.calls) == 1
+
+
+def test_the_stored_image_is_read_back_unchanged(aws: tuple[Any, Any]) -> None:
+    s3, table = aws
+    index = ImageIndex(table)
+    (record,) = run_job(s3, index, plan_of(ALICE, "job-1", count=1), FakeBedrock(*answers(1)))
+    body = s3.get_object(Bucket=BUCKET, Key=record["key"])["Body"].read()
+    assert io.BytesIO(body).read(8) == b"\x89PNG\r\n\x1a\n"
