@@ -52,6 +52,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 from image_pipeline.core import time_budget
+from image_pipeline.core.image_index import SEARCH_PARAMETERS
 from image_pipeline.functions import HTTP_API
 
 from stacks.config import Throttle
@@ -278,6 +279,16 @@ class ImageApi(Construct):
             request_parameters=query_parameters(request_schema),
             method_responses=self._method_responses(SYNC_STATUSES),
             operation_name="GenerateImagesFromQuery",
+            **self._auth_options(),
+        )
+
+        # The caller's images from the image index (stacks/index.py): words, model, time range.
+        images.add_resource("search").add_method(
+            "GET",
+            integration,
+            request_parameters={f"method.request.querystring.{name}": False for name in SEARCH_PARAMETERS},
+            method_responses=self._method_responses(LIST_STATUSES),
+            operation_name="SearchImages",
             **self._auth_options(),
         )
 

@@ -46,11 +46,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from image_pipeline.contract.errors import FieldError, is_not_found
+from image_pipeline.contract.errors import FieldError, InvalidRequest, is_not_found
 from image_pipeline.contract.request import ImageRequest
 from image_pipeline.core import time_budget
 from image_pipeline.core.events import REQUEST_EVENT
 from image_pipeline.core.execution_input import ExecutionInput
+from image_pipeline.core.image_index import search_images
 from image_pipeline.core.job_control import (
     PREFER_HEADER,
     PREFERENCE_APPLIED_HEADER,
@@ -480,6 +481,34 @@ def create_app(
         )
         body = retry_accepted(retry, job_id)
         return JSONResponse(body, status_code=202, headers={"Location": body["status_url"]})
+
+    @app.get(
+        "/images/search",
+        summary="The caller's images by prompt words (q), model and time (since, until), newest first",
+        responses={400: {"model": ErrorBody, "description": "A bad parameter, or none given"}},
+    )
+    async def get_images_search(request: Request) -> JSONResponse:
+        caller = caller_of(request)
+        base = str(request.base_url).rstrip("/")
+
+        def presign(key: str) -> str:
+            return f"{base}/files/{quote(key)}?{signer.query(key, link_lifetime_seconds)}"
+
+        def search() -> dict[str, Any]:
+            try:
+                return search_images(
+                    engine.image_index,
+                    caller.namespace,
+                    dict(request.query_params),
+                    allowed_models=settings.allowed_models,
+                    presign=presign,
+                )
+            except InvalidRequest as exc:
+                raise ApiError.invalid(list(exc.errors)) from None
+            except LookupError as exc:
+                raise ApiError(503, "IndexUnavailable", str(exc)) from None
+
+        return JSONResponse(await blocking(search))
 
     @app.get("/models", summary="The model registry and what this deployment offers")
     async def get_models(request: Request) -> JSONResponse:

@@ -26,6 +26,7 @@ from tests.infra.synthesis import VARIANT, Synthesized
 ROUTES = [
     ("POST", "/images"),
     ("GET", "/images"),
+    ("GET", "/images/search"),
     ("POST", "/jobs"),
     ("GET", "/jobs"),
     ("GET", "/jobs/{id}"),

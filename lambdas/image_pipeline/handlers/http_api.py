@@ -10,6 +10,7 @@
 ``GET /jobs/{id}/events``   its images as they are stored, then its end (Server-Sent Events, one batch)
 ``DELETE /jobs/{id}``       cancel a running job (``202``; it ends with a complete manifest)
 ``POST /jobs/{id}/retry``   a new job of the images that failed (``{"include_filtered": true}``)
+``GET /images/search``     the caller's images by prompt words, model and time (the image index)
 ``GET /models``             the models this deployment offers
 ==========================  ==============================================================================
 
@@ -47,9 +48,10 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field
 
-from image_pipeline.contract.errors import FieldError
+from image_pipeline.contract.errors import FieldError, InvalidRequest
 from image_pipeline.core import clients, time_budget
 from image_pipeline.core.execution_input import ExecutionInput
+from image_pipeline.core.image_index import search_images
 from image_pipeline.core.job_control import (
     PREFER_HEADER,
     PREFERENCE_APPLIED_HEADER,
@@ -423,6 +425,35 @@ def post_retry(job_id: str) -> Response:
     new_id = retry.started.job_id
     logger.info("job retried", extra={"job_id": new_id, "retry_of": job_id, "images": len(retry.images)})
     return _json(202, retry_accepted(retry, job_id), {"Location": _location(new_id)})
+
+
+@app.get("/images/search")
+def get_images_search() -> Response:
+    """The caller's own images by prompt words, model and time range (``core/image_index.py``)."""
+    caller = current_caller()
+    settings = get_settings()
+    s3 = clients.s3()
+
+    def presign(key: str) -> str:
+        params = {"Bucket": settings.images_bucket, "Key": key}
+        return str(
+            s3.generate_presigned_url("get_object", Params=params, ExpiresIn=settings.presign_expiry_seconds)
+        )
+
+    try:
+        found = search_images(
+            clients.image_index(),
+            caller.namespace,
+            app.current_event.query_string_parameters or {},
+            allowed_models=settings.allowed_models,
+            presign=presign,
+        )
+    except InvalidRequest as exc:
+        raise ApiError.invalid(list(exc.errors)) from None
+    except LookupError as exc:
+        raise ApiError(503, "IndexUnavailable", str(exc)) from None
+    logger.info("images searched", extra={"found": found["count"], "more": bool(found["next_token"])})
+    return _json(200, found)
 
 
 @app.get("/models")
