@@ -31,6 +31,7 @@ from stacks.openai_api import OpenAiImagesApi
 from stacks.request_schema import image_request_schema
 from stacks.storage import ImageStorage
 from stacks.web import WebConstruct
+from stacks.webhooks import SignedWebhooks
 from stacks.workflow import IMAGE_KEYS, ImageWorkflow
 
 
@@ -145,6 +146,15 @@ class ImagegenStack(Stack):
             lifetime_seconds=config.link_lifetime_seconds,
         )
         self.links.grant_minting(self.api.http_api)
+        #: Signed webhooks: each ended job with a webhook is POSTed to it, signed, retried for over a day.
+        self.webhooks = SignedWebhooks(
+            self,
+            "Webhooks",
+            jobs_workflow=self.workflow.standard,
+            images_bucket=self.storage.images_bucket,
+            defaults=defaults,
+        )
+        self.webhooks.grant_reading_records(self.api.http_api.role, self.storage.images_bucket)
         #: The OpenAI-compatible API (POST /v1/images/generations): with API keys only, in their usage plan
         #: (the SDK sends its key as a Bearer token; there is no SigV4 in OpenAI's SDKs).
         self.openai_api = (
@@ -170,7 +180,13 @@ class ImagegenStack(Stack):
                 "Batch": self.batch.state_machine,
             },
             functions=[
-                step.function for step in (*self.workflow.functions, self.api.http_api, *self.batch.functions)
+                step.function
+                for step in (
+                    *self.workflow.functions,
+                    self.api.http_api,
+                    *self.batch.functions,
+                    self.webhooks.deliverer,
+                )
             ],
             api=self.api.rest_api,
             alarm_topic_email=config.alarm_email,
@@ -239,6 +255,18 @@ class ImagegenStack(Stack):
             "LinksSecretArn",
             value=self.links.secret.secret_arn,
             description="The HMAC key of the lasting links (GET /links/{token}); changing it revokes them all",
+        )
+        CfnOutput(
+            self,
+            "WebhookSecretArn",
+            value=self.webhooks.secret.secret_arn,
+            description="The webhooks' signing secret: receivers verify with whsec_<its value> (Standard Webhooks)",
+        )
+        CfnOutput(
+            self,
+            "WebhookDeadLetterQueueArn",
+            value=self.webhooks.dead_letters.queue_arn,
+            description="Undelivered webhooks: aws sqs start-message-move-task --source-arn <this> redrives them",
         )
         CfnOutput(self, "ImagesBucketName", value=self.storage.images_bucket.bucket_name)
         CfnOutput(self, "ImageIndexTableName", value=self.index.table.table_name)

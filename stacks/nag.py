@@ -30,6 +30,7 @@ from stacks.links import LastingLinks
 from stacks.openai_api import OpenAiImagesApi
 from stacks.storage import ImageStorage
 from stacks.web import WebConstruct
+from stacks.webhooks import SignedWebhooks
 from stacks.workflow import CANCELLATION_KEYS, IMAGE_KEYS, MANIFEST_KEYS, ImageWorkflow
 
 PACK = "AwsSolutions"
@@ -50,6 +51,7 @@ class ComposedStack(IConstruct, Protocol):
     links: LastingLinks
     openai_api: OpenAiImagesApi | None
     web: WebConstruct | None
+    webhooks: SignedWebhooks
     index: ImageIndexTable
 
 
@@ -148,6 +150,7 @@ def acknowledge_findings(stack: ComposedStack) -> None:
     _api(stack)
     _links(stack)
     _openai_api(stack)
+    _webhooks(stack)
     _index(stack)
     acknowledge(
         stack.events.dead_letters,
@@ -334,6 +337,51 @@ def _links(stack: ComposedStack) -> None:
         "would end links before their images, the very thing they are for. Rotate it by hand to revoke "
         "all links (docs/operations.md).",
         "SMG4",
+    )
+
+
+def _webhooks(stack: ComposedStack) -> None:
+    hooks = stack.webhooks
+    bucket = stack.storage.images_bucket
+    acknowledge(hooks.deliverer.function, LATEST_RUNTIME, "L1")
+    acknowledge(hooks.deliverer.role, XRAY, "IAM5[Resource::*]")
+    acknowledge(
+        hooks.deliverer.role,
+        "The delivery function sends the job document GET /jobs/{id} gives, with presigned links to its "
+        "images: GetObject on the images bucket's *.png keys only, as the HTTP API function has.",
+        iam5(bucket, hooks.image_objects_arn),
+    )
+    acknowledge(
+        hooks.deliverer.role,
+        "Each delivery's attempts are recorded as one object under webhooks/<execution name>/, which "
+        "the function writes and reads, and GET /jobs/{id} lists: that prefix only.",
+        iam5(bucket, hooks.records_arn),
+    )
+    acknowledge(
+        hooks.deliverer.role,
+        "The function reads the ended execution it delivers (its input names the webhook, its output is "
+        "the manifest): DescribeExecution on the executions of the jobs workflow only, whose names are "
+        "not known in advance.",
+        iam5(stack, hooks.job_executions_arn),
+    )
+    acknowledge(
+        stack.api.http_api.role,
+        "GET /jobs/{id} shows each webhook delivery's attempts and last status: the HTTP API function "
+        "reads the delivery records under webhooks/ (GetObject, and ListBucket for that prefix only).",
+        iam5(bucket, hooks.records_arn),
+    )
+    acknowledge(
+        hooks.secret,
+        "The webhooks' signing secret is not rotated automatically: every receiver holds it to verify "
+        "deliveries, and a rotation they did not make would fail every delivery after it. An operator "
+        "rotates it with the receivers (docs/operations.md).",
+        "SMG4",
+    )
+    acknowledge(
+        hooks.dead_letters,
+        "This is the dead-letter queue of the delivery queue and of the rule's target; a DLQ of a DLQ "
+        "would only move the same undelivered messages again. An operator redrives it.",
+        "SQS3",
     )
 
 

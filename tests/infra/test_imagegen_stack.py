@@ -69,14 +69,19 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
         "dynamodb:UpdateItem": {index},  # the job's final status
     }
     standard = state_machine_id(synthesized, "STANDARD")
-    (links_secret,) = synthesized.resources("AWS::SecretsManager::Secret")
+    (links_secret,) = [
+        k
+        for k, v in synthesized.resources("AWS::SecretsManager::Secret").items()
+        if "links" in v["Properties"]["Description"]
+    ]
     executions = {f"arn:aws:states:us-west-2:123456789012:execution:<{standard}.Name>:*"}
     assert actions_of("http_api") == {
         "states:StartExecution": {f"<{standard}>"},
         "states:ListExecutions": {f"<{standard}>"},
         "states:DescribeExecution": executions,
         "states:GetExecutionHistory": executions,
-        "s3:GetObject": {f"{bucket}/*.png", f"{bucket}/*/manifest.json"},
+        # webhooks/*: each webhook delivery's record (tests/infra/test_webhooks_construct.py)
+        "s3:GetObject": {f"{bucket}/*.png", f"{bucket}/*/manifest.json", f"{bucket}/webhooks/*"},
         "s3:PutObject": {f"{bucket}/cancellations/*"},
         "s3:ListBucket": {bucket},  # under cancellations/ only (a condition)
         # it mints lasting links (tests/infra/test_links_construct.py)

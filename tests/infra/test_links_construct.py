@@ -42,7 +42,11 @@ def acknowledgments(synth: Synthesized) -> list[tuple[str, str, str]]:
 
 
 def secret_id(synth: Synthesized) -> str:
-    (found,) = synth.resources("AWS::SecretsManager::Secret")
+    (found,) = [
+        k
+        for k, v in synth.resources("AWS::SecretsManager::Secret").items()
+        if "links" in v["Properties"]["Description"]
+    ]
     return found
 
 
