@@ -16,8 +16,9 @@ equals the number of leases:
 * reclaim an expired lease: ``lease:<holder> = <the expiry read>``: count - 1, lease removed (only the
   lease that was seen expired; a renewed one is left alone).
 
-When the take's condition fails, :func:`decide` (a pure function of the item, the holder, the limit and
-the time; the simulation in ``benchmarks/`` calls the same :class:`Semaphore` over an in-memory store)
+When the take's condition fails, DynamoDB returns the item as the condition saw it
+(``ReturnValuesOnConditionCheckFailure``), and :func:`decide` (a pure function of the item, the holder,
+the limit and the time; the simulation in ``benchmarks/`` calls the same :class:`Semaphore` over an in-memory store)
 says why: the holder already has a lease (its earlier take succeeded and its answer was lost: the
 take is idempotent by holder id), some leases have expired (a branch died holding them: reclaim, then
 try again), or the model is full (wait: ``NoSlot``). A holder id is the execution name and the image
@@ -167,8 +168,9 @@ class SlotStore(Protocol):
     """Where the slots are kept: DynamoDB (:class:`DynamoSlotStore`) or, in the simulation, memory.
     Each method is one atomic conditional write; False means its condition did not hold."""
 
-    def take(self, model: str, holder: str, limit: int, expires: float) -> Taken | None:
-        """Count + 1 and the holder's lease, if under ``limit`` and not held (None: not taken)."""
+    def take(self, model: str, holder: str, limit: int, expires: float) -> Taken | SlotState:
+        """Count + 1 and the holder's lease, if under ``limit`` and not held; when not taken, the item
+        as the failed condition saw it (DynamoDB returns it with the refusal: no second read)."""
         ...
 
     def give_back(self, model: str, holder: str, expected_expiry: float | None) -> bool:
@@ -219,17 +221,18 @@ class Semaphore:
         reclaimed = 0
         for _ in range(self.attempts):
             taken = self.store.take(model, holder, limit, now + self.lease_seconds)
-            if taken is not None:
+            if isinstance(taken, Taken):
                 waited = None if taken.waited_since is None else max(0.0, now - taken.waited_since)
                 return Granted(holder, taken.in_use, waited, reclaimed)
-            state = self.store.read(model)
+            state = taken
             self.last_waiting = len(state.waiting)
             decision = decide(state, holder, limit, now)
             if decision.verdict == "held":
                 return Granted(holder, None, None, reclaimed)
             if decision.verdict == "wait":
                 stale = tuple(h for h, t in state.waiting.items() if now - t > WAIT_RECORD_SECONDS)
-                self.store.note_waiting(model, holder, now, stale)
+                if holder not in state.waiting or stale:  # a branch's first wait (or old ones to forget)
+                    self.store.note_waiting(model, holder, now, stale)
                 self.last_waiting = len(state.waiting) - len(stale) + (holder not in state.waiting)
                 raise NoSlot(f"{model}: all {limit} slots are in use")
             for dead, expiry in decision.expired.items():
@@ -256,7 +259,7 @@ class DynamoSlotStore:
     def _key(self, model: str) -> dict[str, Any]:
         return {"model": {"S": model}}
 
-    def take(self, model: str, holder: str, limit: int, expires: float) -> Taken | None:
+    def take(self, model: str, holder: str, limit: int, expires: float) -> Taken | SlotState:
         try:
             response = self.client.update_item(
                 TableName=self.table,
@@ -275,10 +278,12 @@ class DynamoSlotStore:
                     ":expires": {"N": repr(float(expires))},
                 },
                 ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except Exception as exc:
             if _condition_failed(exc):
-                return None
+                item = getattr(exc, "response", {}).get("Item")
+                return SlotState.from_item(item) if item else self.read(model)
             raise
         old = response.get("Attributes", {})
         waited = old.get(WAIT_PREFIX + holder)

@@ -1,0 +1,52 @@
+"""Smoke run of ``benchmarks/admission.py`` with tiny numbers in a child process: both variants ran,
+every image is accounted for, and with admission control the stand-in refused nothing and no image
+was throttled. No timing thresholds (the machine is shared)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_admission_benchmark_runs_both_variants(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "admission.py",
+            "--jobs",
+            "3",
+            "--images",
+            "2",
+            "--quota",
+            "2",
+            "--latency",
+            "0.1",
+            "--results-dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT / "benchmarks",
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "admission.json").read_text())
+    assert set(result["variants"]) == {"without_admission", "with_admission"}
+    for variant in result["variants"].values():
+        assert (
+            variant["images_requested"]
+            == 6
+            == variant["images_generated"] + variant["images_throttled"] + variant["images_failed_other"]
+        )
+        assert variant["manifests"] == 3
+    with_ = result["variants"]["with_admission"]
+    assert with_["images_throttled"] == 0 and with_["bedrock_refused"] == 0
+    assert with_["bedrock_calls"] == 6
+    assert max(with_["max_in_flight"].values()) <= 2
