@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import RESULTS_DIR, BedrockProcess, RunContext, load_average, summarize, write_result
-from image_pipeline.core.image_index import GSIS
+from image_pipeline.core.index_keys import GSIS
 from image_pipeline.models.prices import price_table
 
 from imagegen.runtime.engine import EngineConfig, OfflineEngine

@@ -52,7 +52,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 from image_pipeline.core import time_budget
-from image_pipeline.core.image_index import SEARCH_PARAMETERS
+from image_pipeline.core.index_keys import SEARCH_PARAMETERS
 from image_pipeline.functions import HTTP_API
 
 from stacks.config import Throttle

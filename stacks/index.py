@@ -15,7 +15,7 @@ from __future__ import annotations
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
-from image_pipeline.core.image_index import GSIS, PK, SK, TTL_ATTRIBUTE
+from image_pipeline.core.index_keys import GSIS, PK, SK, TTL_ATTRIBUTE
 
 
 def _string(name: str) -> dynamodb.Attribute:

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from image_pipeline.core.image_index import TTL_ATTRIBUTE, ImageIndex, table_definition
+from image_pipeline.core.image_index import ImageIndex
+from image_pipeline.core.index_keys import TTL_ATTRIBUTE, table_definition
 from image_pipeline.core.jobs import execution_progress
 from image_pipeline.core.metric_names import NAMESPACE
 from image_pipeline.core.settings import Settings, handler_environment

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from image_pipeline.core.image_index import GSIS
+from image_pipeline.core.index_keys import GSIS
 
 from stacks.nag import flatten_cfn_reference
 from stacks.workflow import HANDLERS

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk.assertions import Match
-from image_pipeline.core.image_index import GSIS, PK, SEARCH_PARAMETERS, SK, TTL_ATTRIBUTE
+from image_pipeline.core.index_keys import GSIS, PK, SEARCH_PARAMETERS, SK, TTL_ATTRIBUTE
 
 from tests.infra.stack_template import function_id, granted, method, role_of, statements_of_role
 from tests.infra.synthesis import Synthesized

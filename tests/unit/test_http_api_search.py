@@ -14,7 +14,8 @@ import boto3
 import pytest
 from image_pipeline.core import clients, planning
 from image_pipeline.core.generation import generate_image
-from image_pipeline.core.image_index import ImageIndex, table_definition
+from image_pipeline.core.image_index import ImageIndex
+from image_pipeline.core.index_keys import table_definition
 from image_pipeline.core.settings import Settings
 from image_pipeline.core.tenancy import Caller
 from moto import mock_aws

@@ -22,9 +22,9 @@ from image_pipeline.core.image_index import (
     cache_key,
     parse_search,
     search_answer,
-    table_definition,
     words_of,
 )
+from image_pipeline.core.index_keys import table_definition
 from image_pipeline.core.settings import Settings
 from image_pipeline.core.tenancy import Caller
 from image_pipeline.models.registry import get_adapter

@@ -13,7 +13,8 @@ an image by key                        ``by-key``: ``image_key``
 the prompt cache                       ``by-cache-key``: ``cache_key = <scope>#<sha256 of the model body>``
 =====================================  ==========================================================
 
-The GSIs are sparse: only stored (``SUCCEEDED``) images carry their keys, so a search and the cache
+The table's shape (keys, GSIs, TTL attribute) is plain data in ``core/index_keys.py``, which the CDK
+app and the offline engine read. The GSIs are sparse: only stored (``SUCCEEDED``) images carry their keys, so a search and the cache
 never see a filtered image. Items expire with their images: ``expires_at`` (epoch seconds, the table's
 TTL attribute) is their creation time plus the bucket's ``imagegen:imageExpirationDays``.
 
@@ -43,26 +44,22 @@ from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from botocore.exceptions import BotoCoreError, ClientError
 
 from image_pipeline.contract.errors import FieldError, InvalidRequest
+from image_pipeline.core.index_keys import (
+    BY_CACHE_KEY,
+    BY_CALLER,
+    BY_CALLER_MODEL,
+    BY_KEY,
+    PK,
+    SEARCH_PARAMETERS,
+    SK,
+    TTL_ATTRIBUTE,
+)
 from image_pipeline.core.metric_names import INDEX_WRITE_FAILED, SERVICE
 from image_pipeline.core.observability import metrics
 from image_pipeline.models.registry import resolve_model
 
 logger = Logger(child=True)
 
-# -- the table's shape: read by the CDK construct (stacks/index.py) and the offline engine --------
-PK, SK = "pk", "sk"
-TTL_ATTRIBUTE = "expires_at"
-BY_CALLER = "by-caller"
-BY_CALLER_MODEL = "by-caller-model"
-BY_KEY = "by-key"
-BY_CACHE_KEY = "by-cache-key"
-#: GSI name -> (partition key attribute, sort key attribute or None). All string keys, ALL projected.
-GSIS: dict[str, tuple[str, str | None]] = {
-    BY_CALLER: ("caller", "made"),
-    BY_CALLER_MODEL: ("caller_model", "made"),
-    BY_KEY: ("image_key", None),
-    BY_CACHE_KEY: ("cache_key", "made"),
-}
 
 #: A search returns at most this many images per call (``limit``), 20 when not given.
 SEARCH_MAX_LIMIT = 100
@@ -72,26 +69,6 @@ SEARCH_MAX_READ = 1000
 #: At most this many distinct words of a prompt are indexed (and searched for).
 MAX_WORDS = 64
 _WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def table_definition() -> dict[str, Any]:
-    """``CreateTable`` arguments without the name: on-demand, the keys and GSIs above (offline engine,
-    tests; ``stacks/index.py`` declares the same from :data:`GSIS`)."""
-    attributes = {PK, SK} | {a for keys in GSIS.values() for a in keys if a}
-    return {
-        "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a in sorted(attributes)],
-        "KeySchema": [{"AttributeName": PK, "KeyType": "HASH"}, {"AttributeName": SK, "KeyType": "RANGE"}],
-        "GlobalSecondaryIndexes": [
-            {
-                "IndexName": name,
-                "KeySchema": [{"AttributeName": pk, "KeyType": "HASH"}]
-                + ([{"AttributeName": sk, "KeyType": "RANGE"}] if sk else []),
-                "Projection": {"ProjectionType": "ALL"},
-            }
-            for name, (pk, sk) in GSIS.items()
-        ],
-    }
 
 
 # -- values -----------------------------------------------------------------------------------------
@@ -399,9 +376,6 @@ class SearchQuery:
     until: datetime | None = None
     limit: int = SEARCH_DEFAULT_LIMIT
     next_token: str | None = None
-
-
-SEARCH_PARAMETERS = ("q", "model", "since", "until", "limit", "next_token")
 
 
 def _moment(name: str, text: str, *, end: bool) -> datetime | FieldError:
