@@ -515,6 +515,10 @@ function showLiveImage(image) {
   if (!Number.isInteger(index) || index < 0 || index >= tiles.length) return;
   if (!tiles[index].classList.contains("tile-pending")) return;
   tiles[index].replaceWith(imageTile(image, tiles.length, "image"));
+  if (image.status === "SUCCEEDED" && dom.actions.hidden) {
+    dom.actions.hidden = false; // a picture may be picked (and downloaded) before the others are made
+    dom.selectionText.textContent = "Select an image to download it or re-run its seed.";
+  }
 }
 
 /**
@@ -720,7 +724,16 @@ function showJob(job, request) {
   dom.grid.dataset.count = String(images.length);
   dom.grid.replaceChildren(...images.map((image) => imageTile(image, images.length, stem)));
   dom.actions.hidden = ok === 0;
-  dom.selectionText.textContent = "Select an image to download it or re-run its seed.";
+  // An image picked while the job ran stays picked, now with the manifest's links.
+  const kept = state.selected && images.find((i) => i.status === "SUCCEEDED" && i.index === state.selected.index);
+  if (kept) {
+    const input = dom.grid.querySelector(`input[value="${kept.index}"]`);
+    if (input) input.checked = true;
+    select(kept, stem);
+  } else {
+    clearSelection();
+    dom.selectionText.textContent = "Select an image to download it or re-run its seed.";
+  }
   dom.results.focus({ preventScroll: true });
 }
 

@@ -249,9 +249,15 @@ def test_the_first_image_shows_while_the_others_are_made(watch: PageWatch, serve
     expect(page.locator("#generate")).to_be_disabled()  # the job has not ended
     expect(page.locator(".tile-pending")).to_have_count(3)
     expect(page.locator(".tile-image[data-index='0'] .seed")).to_have_text("1")
+    page.locator(".tile-image").first.click()  # picked before the others are made: it can be saved now
+    expect(page.locator("#download")).to_have_attribute("aria-disabled", "false")
+    expect(page.locator("#download")).to_be_visible()
     wait_for_images(page, 4)
     expect(page.locator("#status-text")).to_have_text("4 images ready. Pick one.")
     assert seeds_shown(page) == ["1", "2", "3", "4"]
+    expect(page.locator(".tile-image[data-index='0']")).to_have_class(SELECTED)  # still picked
+    expect(page.locator("#selection-text")).to_have_text("Image 1 selected, seed 1.")
+    expect(page.locator("#rerun")).to_be_enabled()
 
 
 def test_empty_prompt_is_flagged_and_starts_no_job(watch: PageWatch, server: Any) -> None:
