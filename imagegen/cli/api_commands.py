@@ -5,6 +5,7 @@ server) with ``--api-key`` (default ``$IMAGEGEN_API_KEY``)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -60,6 +61,12 @@ def add_commands(subparsers: Any) -> None:
         help="how long image links (url, download_url, link) last, as imagegen:linkLifetimeDays deployed "
         "(default 30, imagegen:imageExpirationDays' default)",
     )
+    serve.add_argument(
+        "--webhook-secret",
+        default=None,
+        help="deliver requests' webhooks signed with this Standard Webhooks secret (whsec_<base64>); "
+        "offline a webhook must point to this machine",
+    )
     serve.set_defaults(func=cmd_serve)
 
     submit = subparsers.add_parser(
@@ -73,6 +80,13 @@ def add_commands(subparsers: Any) -> None:
         help="wait for the job (a line per image as it arrives), then download its images",
     )
     submit.add_argument("--out", "-o", default="out", help="output directory with --wait (default: out)")
+    submit.add_argument("--webhook", help="POST the job there when it ends, signed (the request's webhook)")
+    submit.add_argument(
+        "--webhook-event",
+        action="append",
+        choices=["completed", "image"],
+        help="what the webhook is told (repeatable; default completed)",
+    )
     submit.set_defaults(func=cmd_submit)
 
     status = subparsers.add_parser("status", help="a job's status (GET /jobs/{id})")
@@ -187,6 +201,10 @@ def _wait_and_download(api: ImagegenClient, job_id: str, args: argparse.Namespac
 
 def cmd_submit(args: argparse.Namespace) -> int:
     request = request_from_args(args)
+    if args.webhook:
+        request["webhook"] = args.webhook
+    if args.webhook_event:
+        request["webhook_events"] = args.webhook_event
     try:
         with _client(args) as api:
             job = api.submit(request)
@@ -232,6 +250,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from imagegen.runtime.engine import EngineConfig, OfflineEngine
     from imagegen.runtime.local_api import create_app
     from imagegen.runtime.local_auth import parse_api_keys
+    from imagegen.runtime.local_webhooks import LocalWebhooks, secret_problem
 
     try:
         keys = parse_api_keys(args.api_key)
@@ -248,7 +267,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if quota_error:
         print(f"imagegen serve: {quota_error}", file=sys.stderr)
         return EXIT_INVALID
-    with OfflineEngine(config) as engine:
+    secret_error = secret_problem(args.webhook_secret) if args.webhook_secret else None
+    if secret_error:
+        print(f"imagegen serve: --webhook-secret is {secret_error}", file=sys.stderr)
+        return EXIT_INVALID
+    with OfflineEngine(config) as engine, contextlib.ExitStack() as extras:
+        if args.webhook_secret:
+            extras.enter_context(LocalWebhooks(engine, secret=args.webhook_secret))
         app = create_app(
             engine,
             web_dir=args.web_dir,

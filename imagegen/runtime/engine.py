@@ -118,6 +118,7 @@ class EngineConfig:
             "POWERTOOLS_METRICS_DISABLED": "true",  # no EMF lines in the terminal
             "POWERTOOLS_TRACE_DISABLED": "true",
             "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_endpoint,
+            "WEBHOOK_NETWORK": "loopback",  # offline, webhooks may point only to this machine
         }
 
 

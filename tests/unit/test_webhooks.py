@@ -6,6 +6,7 @@ and Secrets Manager)."""
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -199,25 +200,27 @@ def deployed(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Any:
     import boto3
     from moto import mock_aws
 
-    with mock_aws():
+    with mock_aws():  # names of their own: an offline engine's session mock may be running
+        suffix = uuid.uuid4().hex[:8]
+        bucket = f"webhook-records-{suffix}"
         s3 = boto3.client("s3")
-        s3.create_bucket(Bucket="test-bucket", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
         sqs = boto3.client("sqs")
-        dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+        dlq = sqs.create_queue(QueueName=f"dlq-{suffix}")["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
         ]
         queue = sqs.create_queue(
-            QueueName="deliveries",
+            QueueName=f"deliveries-{suffix}",
             Attributes={
                 "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})
             },
         )["QueueUrl"]
         secret = boto3.client("secretsmanager").create_secret(
-            Name="webhook", SecretString=SECRET.removeprefix("whsec_")
+            Name=f"webhook-{suffix}", SecretString=SECRET.removeprefix("whsec_")
         )["ARN"]
         for key, value in {
-            "IMAGES_BUCKET": "test-bucket",
+            "IMAGES_BUCKET": bucket,
             "WEBHOOK_QUEUE_URL": queue,
             "WEBHOOK_SECRET_ARN": secret,
             "WEBHOOK_NETWORK": "loopback",  # the receiver is on 127.0.0.1
@@ -238,6 +241,7 @@ def deployed(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Any:
             "queue": queue,
             "dlq": dlq,
             "s3": s3,
+            "bucket": bucket,
         }
         for cached in (deliver_webhook._settings, deliver_webhook._secret):
             cached.cache_clear()
@@ -306,7 +310,7 @@ def test_the_handler_delivers_signed_job_and_image_events(
     assert sorted(b["image"]["index"] for b in bodies if b["type"] == "job.image") == [0, 1]
     ids = {r.headers["webhook-id"] for r in receiver.received}
     assert len(ids) == 3
-    records = webhooks.job_webhooks(deployed["s3"], "test-bucket", execution_name(CALLER, "job-1"))
+    records = webhooks.job_webhooks(deployed["s3"], deployed["bucket"], execution_name(CALLER, "job-1"))
     assert [(r["event"], r["attempts"], r["last_status"]) for r in records] == [
         ("image", 1, 200),
         ("image", 1, 200),
@@ -337,7 +341,7 @@ def test_a_failed_attempt_is_retried_after_its_backoff_and_recorded(
         Webhook(SECRET).verify(receiver.received[-1].body, receiver.received[-1].headers)
         assert len({r.headers["webhook-id"] for r in receiver.received}) == 1  # one id, three attempts
     assert visibility == [30, 60]  # the deployed schedule: 30 s, then 60 s
-    (record,) = webhooks.job_webhooks(deployed["s3"], "test-bucket", execution_name(CALLER, "job-2"))
+    (record,) = webhooks.job_webhooks(deployed["s3"], deployed["bucket"], execution_name(CALLER, "job-2"))
     assert (record["attempts"], record["last_status"], record["last_error"]) == (3, 200, None)
 
 
@@ -364,7 +368,7 @@ def test_a_webhook_that_always_fails_ends_in_the_dead_letter_queue(
         assert len(receiver.received) == 3
     dead = sqs.receive_message(QueueUrl=deployed["dlq"]).get("Messages", [])
     assert [json.loads(m["Body"]) for m in dead] == [Delivery(arn, "completed").message()]
-    (record,) = webhooks.job_webhooks(deployed["s3"], "test-bucket", execution_name(CALLER, "job-3"))
+    (record,) = webhooks.job_webhooks(deployed["s3"], deployed["bucket"], execution_name(CALLER, "job-3"))
     assert (record["attempts"], record["last_status"], record["dead_lettered"]) == (3, 500, True)
     assert record["delivered_at"] is None
 
