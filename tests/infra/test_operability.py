@@ -116,7 +116,7 @@ def test_every_function_has_error_and_throttle_alarms(which: str, request: pytes
     synth: Synthesized = request.getfixturevalue(which)
     stack = synth.stack
     steps = (*stack.workflow.functions, stack.api.http_api, *stack.batch.functions)
-    assert len(steps) == 6
+    assert len(steps) == 7  # validate, admission (issue 15), generate, manifest, http api, 2 batch
     for step in steps:
         ref = {"Ref": logical_id(synth, step.function)}
         metrics = {
