@@ -16,6 +16,7 @@ import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from image_pipeline.core.clients import s3_config
 from image_pipeline.core.observability import tracer
 from image_pipeline.core.webhook_delivery import handle_message, message_body
 from image_pipeline.core.webhooks import MAX_VISIBILITY_SECONDS, WebhookSettings
@@ -30,7 +31,8 @@ def _settings() -> WebhookSettings:
 
 @cache
 def _clients() -> tuple[Any, Any, Any]:
-    return boto3.client("stepfunctions"), boto3.client("s3"), boto3.client("sqs")
+    # S3 as the other functions make it (SigV4, the Regional endpoint): the job's presigned links work.
+    return boto3.client("stepfunctions"), boto3.client("s3", config=s3_config()), boto3.client("sqs")
 
 
 @cache
