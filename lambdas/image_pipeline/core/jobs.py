@@ -32,7 +32,12 @@ from image_pipeline.contract.errors import FieldError, InvalidRequest, cause_mes
 from image_pipeline.contract.request import request_from_query
 from image_pipeline.core.cancellation import is_cancelled
 from image_pipeline.core.execution_input import ExecutionInput, read_execution_input
-from image_pipeline.core.job_history import images_from_history, read_history, signed_images
+from image_pipeline.core.job_history import (
+    MAX_HISTORY_PAGES,
+    images_from_history,
+    read_history,
+    signed_images,
+)
 from image_pipeline.core.manifest import with_presigned_urls
 from image_pipeline.core.planning import check_request
 from image_pipeline.core.settings import Settings
@@ -51,8 +56,6 @@ JOB_ID = re.compile(rf"^[A-Za-z0-9_-]{{1,{MAX_JOB_ID_LENGTH}}}$")
 EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-#: Pages of execution history read for the progress of a running job (1000 events each).
-MAX_HISTORY_PAGES = 5
 _STATE_MACHINE_ARN = re.compile(r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$")
 
 #: Execution status -> job status.
@@ -410,15 +413,7 @@ def progress_from_history(events: Iterable[Mapping[str, Any]]) -> dict[str, int 
 
 def execution_progress(sfn: Any, arn: str, *, max_pages: int = MAX_HISTORY_PAGES) -> dict[str, int | None]:
     """:func:`progress_from_history` of an execution, from at most ``max_pages`` pages of its history."""
-    events: list[Mapping[str, Any]] = []
-    kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
-    for _ in range(max_pages):
-        page = sfn.get_execution_history(**kwargs)
-        events.extend(page.get("events", []))
-        if not page.get("nextToken"):
-            break
-        kwargs["nextToken"] = page["nextToken"]
-    return progress_from_history(events)
+    return progress_from_history(read_history(sfn, arn, max_pages=max_pages))
 
 
 def _iso(value: Any) -> str | None:
