@@ -55,6 +55,8 @@ from image_pipeline.core.image_index import search_images
 from image_pipeline.core.job_control import (
     PREFER_HEADER,
     PREFERENCE_APPLIED_HEADER,
+    SyncAnswer,
+    WaitPreference,
     cancel_job,
     list_jobs,
     list_query,
@@ -233,6 +235,22 @@ def _longest_wait() -> float:
     return min(environment().sync_max_wait_seconds, time_budget.longest_sync_wait(remaining))
 
 
+def _start_and_wait(execution_input: dict[str, Any], caller: Caller, wait: WaitPreference) -> SyncAnswer:
+    """Start the caller's job of ``execution_input`` (named by API Gateway's request id) and wait for it
+    as ``wait`` asks: the answer of :func:`run_and_wait` (the manifest, a failure, or the job's 202)."""
+    return run_and_wait(
+        clients.stepfunctions(),
+        environment().jobs_state_machine_arn,
+        ExecutionInput(execution_input, caller),
+        _request_id(),
+        wait,
+        s3=clients.s3(),
+        expires_in=get_settings().presign_expiry_seconds,
+        location=_location,
+        poll_sfn=clients.stepfunctions_poll(),
+    )
+
+
 def _generate(raw: Any) -> Response:
     """Validate, start the request as a job and wait for it as ``Prefer`` asks: the manifest (200), the
     failure's status, or the job (202, ``Location``) when it is not done in time."""
@@ -241,17 +259,7 @@ def _generate(raw: Any) -> Response:
     wait = wait_preference(_prefer(), _longest_wait())
     settings = get_settings()
     _log_submission("starting a synchronous request", execution_input, wait_seconds=wait.seconds)
-    answer = run_and_wait(
-        clients.stepfunctions(),
-        environment().jobs_state_machine_arn,
-        ExecutionInput(execution_input, caller),
-        _request_id(),
-        wait,
-        s3=clients.s3(),
-        expires_in=settings.presign_expiry_seconds,
-        location=_location,
-        poll_sfn=clients.stepfunctions_poll(),
-    )
+    answer = _start_and_wait(execution_input, caller, wait)
     body = answer.body
     if answer.manifest:
         # URLs to show the images (the workflow's, signed anew) and to download them
@@ -484,17 +492,7 @@ def _openai_generate() -> Response:
     # ``user`` is recorded here (OpenAI's end-user id, for abuse tracing), never used as the caller.
     _log_submission("starting an OpenAI images request", execution_input, openai_user=generation.user)
     try:
-        answer = run_and_wait(
-            clients.stepfunctions(),
-            environment().jobs_state_machine_arn,
-            ExecutionInput(execution_input, caller),
-            _request_id(),
-            wait,
-            s3=clients.s3(),
-            expires_in=settings.presign_expiry_seconds,
-            location=_location,
-            poll_sfn=clients.stepfunctions_poll(),
-        )
+        answer = _start_and_wait(execution_input, caller, wait)
     except ApiError as exc:  # not started: Step Functions busy or unavailable
         raise openai_error(exc) from None
     if answer.manifest:
