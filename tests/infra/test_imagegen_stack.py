@@ -53,7 +53,6 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
     assert generate.pop("dynamodb:Query") == {f"{index}/index/*"}
     assert generate.pop("s3:GetObject") == {f"{bucket}/*.png"}  # a cache hit's CopyObject source
     assert generate.pop("s3:PutObject") == {f"{bucket}/*.png"}
-
     assert generate.pop("s3:ListBucket") == {bucket}  # under cancellations/ only (a condition)
     # A Stability model's first call subscribes the account through Marketplace (tests/infra/test_model_access.py).
     assert (
