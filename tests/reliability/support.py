@@ -39,11 +39,15 @@ def history(engine: Any, arn: str) -> list[dict[str, Any]]:
 
 def retry_waits(engine: Any, arn: str) -> list[float]:
     """Seconds between each failed task of an execution and the next scheduling of a task: the
-    state machine's retry waits, read from the interpreter's history (one image per execution)."""
+    state machine's retry waits, read from the interpreter's history (one image per execution).
+    A branch's wait for its model's admission slot (AcquireSlot failing with ``NoSlot``, retried by
+    the state machine) is not one of them."""
     waits: list[float] = []
     failed_at: datetime | None = None
     for event in history(engine, arn):
         if event["type"] == "TaskFailed":
+            if event.get("taskFailedEventDetails", {}).get("error") == "NoSlot":
+                continue
             failed_at = event["timestamp"]
         elif event["type"] == "TaskScheduled" and failed_at is not None:
             waits.append((event["timestamp"] - failed_at).total_seconds())
