@@ -7,14 +7,28 @@
 //   GET /jobs/{id}/events -> Server-Sent Events: one `image` event per image as it is stored, then the
 //                            end; read with fetch (an EventSource cannot send x-api-key), resumed with
 //                            Last-Event-ID after each batch (the deployed API answers one batch a request)
+//   DELETE /jobs/{id}    -> cancels a running job (it ends `cancelled`, keeping what it made)
+//   POST /jobs/{id}/retry -> a new job of the images that failed, same indexes and seeds
+//   GET /jobs?limit=     -> the caller's jobs, newest first: the page's history
 // Configuration comes from config.js: window.IMAGEGEN_CONFIG = {apiUrl, apiKey, apiKeyRequired}.
 
-// Stability models take an aspect ratio, not a size (image_pipeline/models/stability.py). Used when
 const POLL_FIRST_MS = 400;
 const POLL_MAX_MS = 1500;
 const POLL_GIVE_UP_MS = 15 * 60 * 1000;
 const POLL_RETRIES = 4;
 const KEY_STORAGE = "imagegen.apiKey";
+/** The requests this browser sent, by job id (localStorage): a failed job's prompt is in no manifest. */
+const REQUESTS_STORAGE = "imagegen.requests";
+const REQUESTS_KEPT = 50;
+const HISTORY_LIMIT = 12;
+/** Job documents read at once for the history (each GET /jobs/{id} of an ended job signs its links). */
+const HISTORY_READS_AT_ONCE = 3;
+
+/** The request's fields (contract/request.py's ImageRequest) a request is rebuilt from, from a manifest. */
+const REQUEST_FIELDS = [
+  "prompt", "negative_prompt", "count", "model", "width", "height", "aspect_ratio", "quality", "cfg_scale",
+  "seed", "style", "output_folder", "file_name_prefix",
+];
 
 /** Fields of the form that an API error can point at (the request's field names). */
 const FORM_FIELDS = ["prompt", "negative_prompt", "model", "aspect_ratio", "width", "height", "count", "seed"];
@@ -36,15 +50,28 @@ const REASONS = {
   LAMBDA_ERROR: ["Failed", "An internal step failed for this image."],
   INTERNAL_ERROR: ["Failed", "An internal error stopped this image."],
   MISSING_RESULT: ["Failed", "No result came back for this image."],
+  CANCELLED: ["Cancelled", "Not made: the job was cancelled before this image started."],
 };
 
-/** A job-level error name, in words. */
+/**
+ * A job-level error name: [what happened, what to do, whether Retry (the same request again) can help].
+ * The API's own message is not shown: it names reason codes and where the manifest is stored.
+ */
 const JOB_ERRORS = {
-  InvalidRequest: "The request cannot be served.",
-  AllImagesFiltered: "Every image was blocked by the content filter. Try a different prompt.",
-  ImagesThrottled: "The model was too busy to generate any image. Try again in a minute.",
-  ImagesFailed: "No image could be generated.",
+  InvalidRequest: ["The request cannot be served.", "Change the highlighted fields and generate again.", false],
+  AllImagesFiltered: [
+    "Every image was blocked by the content filter.",
+    "Change the prompt (or add a negative prompt) and generate again.",
+    false,
+  ],
+  ImagesThrottled: ["The model was too busy to make any image.", "Wait a minute, then retry.", true],
+  ImagesFailed: ["No image could be made.", "Retry; if it fails again, choose another model.", true],
+  ExecutionTimedOut: ["The job took too long and was stopped.", "Retry, or ask for fewer images.", true],
+  "States.Timeout": ["The job took too long and was stopped.", "Retry, or ask for fewer images.", true],
+  ExecutionAborted: ["The job was stopped before it finished.", "Retry to run it again.", true],
 };
+const JOB_ERROR_OTHER = ["The job failed.", "Retry; if it keeps failing, tell the deployment's operator the job id.", true];
+
 
 // -- configuration ---------------------------------------------------------------------------
 
@@ -133,10 +160,15 @@ function httpErrorMessage(status, body) {
   return said || `Unexpected answer from the API (HTTP ${status}).`;
 }
 
+const jobPath = (jobId) => `jobs/${encodeURIComponent(jobId)}`;
+
 const api = {
   models: () => callApi("GET", apiUrl("models")),
   createJob: (request) => callApi("POST", apiUrl("jobs"), request),
   job: (url) => callApi("GET", url),
+  jobs: (limit) => callApi("GET", apiUrl(`jobs?limit=${limit}`)),
+  cancel: (jobId) => callApi("DELETE", apiUrl(jobPath(jobId))),
+  retry: (jobId) => callApi("POST", apiUrl(`${jobPath(jobId)}/retry`), {}),
 };
 
 // -- small DOM helpers -----------------------------------------------------------------------
@@ -176,6 +208,7 @@ const dom = {
   promptLimit: $("prompt-limit"),
   results: $("results"),
   resultsMeta: $("results-meta"),
+  resultsPrompt: $("results-prompt"),
   status: $("status"),
   statusText: $("status-text"),
   progress: $("progress"),
@@ -184,16 +217,102 @@ const dom = {
   selectionText: $("selection-text"),
   download: $("download"),
   rerun: $("rerun"),
+  cancel: $("cancel"),
+  retry: $("retry"),
+  modelsFailed: $("models-failed"),
+  modelsFailedText: $("models-failed-text"),
+  modelsRetry: $("models-retry"),
+  history: $("history"),
+  historyStatus: $("history-status"),
+  historyList: $("history-list"),
+  historyRetry: $("history-retry"),
+  viewer: $("viewer"),
+  viewerTitle: $("viewer-title"),
+  viewerImage: $("viewer-image"),
+  viewerPrompt: $("viewer-prompt"),
+  viewerNegative: $("viewer-negative"),
+  viewerNegativeTerm: $("viewer-negative-term"),
+  viewerSeed: $("viewer-seed"),
+  viewerModel: $("viewer-model"),
+  viewerSize: $("viewer-size"),
+  viewerDownload: $("viewer-download"),
+  viewerRerun: $("viewer-rerun"),
+  viewerClose: $("viewer-close"),
 };
 
 // -- state -----------------------------------------------------------------------------------
 
 const state = {
   models: [],
-  lastRequest: null,
+  lastRequest: null, // the request the results are of (what Retry and Re-run send again)
+  jobId: null, // the job the results are of
+  images: [], // its images so far, by index (manifest entries)
+  total: 0, // how many it asked for
+  running: false,
+  retrying: false, // a retry of the failed images runs: its images go in place of the failed tiles
   shape: "1 / 1", // CSS aspect-ratio of the images being generated
   selected: null, // the selected manifest image
+  viewing: null, // the image in the full-size view
 };
+
+// -- bringing things into view -------------------------------------------------------------
+
+function prefersReducedMotion() {
+  return window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+}
+
+/**
+ * Scroll so that `node` is in the window, unless it already is: results and errors arrive below the
+ * form on a phone, and the user who pressed Generate should see them without scrolling. Instant when
+ * the user asks for reduced motion.
+ */
+function bringIntoView(node) {
+  if (!node || node.hidden) return;
+  const rect = node.getBoundingClientRect();
+  const height = window.innerHeight || document.documentElement.clientHeight;
+  if (rect.top >= 0 && rect.bottom <= height) return;
+  node.scrollIntoView({
+    behavior: prefersReducedMotion() ? "auto" : "smooth",
+    block: rect.height > height ? "start" : "nearest",
+  });
+}
+
+// -- requests this browser sent --------------------------------------------------------------
+
+function rememberedRequests() {
+  try {
+    const kept = JSON.parse(localStorage.getItem(REQUESTS_STORAGE) || "{}");
+    return kept && typeof kept === "object" ? kept : {};
+  } catch {
+    return {};
+  }
+}
+
+/** Keep the request a job was started with (the last REQUESTS_KEPT), for the history. */
+function rememberRequest(jobId, request) {
+  const kept = rememberedRequests();
+  kept[jobId] = { request, at: new Date().toISOString() };
+  const newest = Object.entries(kept)
+    .sort((a, b) => String(b[1].at).localeCompare(String(a[1].at)))
+    .slice(0, REQUESTS_KEPT);
+  try {
+    localStorage.setItem(REQUESTS_STORAGE, JSON.stringify(Object.fromEntries(newest)));
+  } catch {
+    // storage full or turned off: the history then shows what the API has
+  }
+}
+
+/** The request a manifest was made from (its prompt and parameters), as POST /jobs takes it. */
+function requestOfManifest(manifest) {
+  const params = manifest?.parameters || {};
+  const request = {};
+  for (const field of REQUEST_FIELDS) {
+    const value = field === "prompt" || field === "negative_prompt" ? manifest?.[field] : params[field];
+    if (value !== null && value !== undefined) request[field] = value;
+  }
+  if (!request.model && manifest?.model?.id) request.model = manifest.model.id;
+  return request;
+}
 
 // -- models and sizes ------------------------------------------------------------------------
 
@@ -209,12 +328,17 @@ function currentModel() {
 }
 
 async function loadModels() {
+  dom.modelsFailed.hidden = true;
+  dom.modelsRetry.disabled = true;
   let body;
   try {
     body = await api.models();
   } catch (error) {
-    dom.model.replaceChildren(el("option", { value: "", text: "Server default" }));
-    showFieldError("model", `Could not load the list of models: ${error.message}`);
+    // Said, with a way to try again; the request can still go to the deployment's default model.
+    dom.model.replaceChildren(el("option", { value: "", text: "The deployment's default model" }));
+    dom.modelsFailedText.textContent = `The list of models could not be loaded. ${error.message} Until it loads, images are made by the deployment's default model.`;
+    dom.modelsFailed.hidden = false;
+    dom.modelsRetry.disabled = false;
     onModelChange();
     return;
   }
@@ -396,12 +520,32 @@ async function onSubmit(event) {
   await startJob(request);
 }
 
-async function startJob(request) {
+/** Ctrl+Enter (Cmd+Enter on a Mac) in the prompt or the negative prompt generates. */
+function onPromptKey(event) {
+  if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey) || event.isComposing) return;
+  event.preventDefault();
+  if (!dom.generate.disabled) dom.form.requestSubmit(dom.generate);
+}
+
+/** The results show `request`, nothing of an earlier job. */
+function beginResults(request) {
+  stopFollowing();
   state.lastRequest = request;
   state.shape = shapeOf(request);
-  setBusy(true);
+  state.jobId = null;
+  state.images = [];
+  state.total = request.count || 4;
+  state.retrying = false;
+  state.cancelRequested = false;
   clearSelection();
+}
+
+/** Start a job of `request` and follow it to its end. */
+async function startJob(request) {
+  beginResults(request);
+  setBusy(true);
   showPending(request.count, "Sending the request…");
+  bringIntoView(dom.results);
   let created;
   try {
     created = await api.createJob(request);
@@ -416,32 +560,119 @@ async function startJob(request) {
       showFieldError("api_key", error.message);
       dom.apiKey.focus();
     } else {
-      showFailure(error.message);
+      showFailure(error.message, "", error.retryable ? "request" : null);
     }
     return;
   }
   const jobId = created?.job_id;
   if (!jobId) {
     setBusy(false);
-    showFailure("The API accepted the request but returned no job id.");
+    showFailure("The API accepted the request but returned no job id.", "", "request");
     return;
   }
-  const statusUrl = /^https?:/i.test(created.status_url || "") ? created.status_url : apiUrl(`jobs/${encodeURIComponent(jobId)}`);
-  // Images appear as they are stored (GET /jobs/{id}/events) while the polls below give the job's
-  // status, progress and, at its end, the manifest that replaces them.
-  const live = new AbortController();
+  rememberRequest(jobId, request);
+  await followJob(jobId, request, created.status_url);
+}
+
+/** Stop following the job shown (it goes on running: the history has it). */
+function stopFollowing() {
+  state.follow?.abort();
+  state.follow = null;
+}
+
+/**
+ * Follow a job to its end: placeholders and progress while it runs, each image as it is stored
+ * (GET /jobs/{id}/events), then the manifest (or the failure). The polls of GET /jobs/{id} give the
+ * status, the progress and the end.
+ */
+async function followJob(jobId, request, statusUrl = null) {
+  const follow = new AbortController();
+  state.follow = follow;
+  state.jobId = jobId;
+  state.running = true;
+  setBusy(true);
+  dom.retry.hidden = true;
+  dom.cancel.hidden = false;
+  dom.cancel.disabled = false;
+  markCurrentHistory();
+  const url = /^https?:/i.test(statusUrl || "") ? statusUrl : apiUrl(jobPath(jobId));
   let job;
   try {
-    job = await pollJob(statusUrl, () => followEvents(jobId, live.signal, showLiveImage));
+    job = await pollJob(url, follow.signal, () => followEvents(jobId, follow.signal, showLiveImage));
   } catch (error) {
-    setBusy(false);
-    showFailure(error.message, `Job ${jobId}`);
+    if (follow.signal.aborted) return; // another job is shown now
+    endRunning();
+    showFailure(error.message, `Job ${jobId}`, error.retryable ? "request" : null);
     return;
   } finally {
-    live.abort();
+    follow.abort(); // ends the event stream
   }
-  setBusy(false);
+  if (state.follow !== follow) return;
+  state.follow = null;
+  endRunning();
   showJob(job, request);
+  refreshHistory();
+}
+
+function endRunning() {
+  state.running = false;
+  dom.cancel.hidden = true;
+  setBusy(false);
+}
+
+/** Cancel the job shown: it stops starting images and ends with what it made (DELETE /jobs/{id}). */
+async function onCancel() {
+  if (!state.jobId || !state.running) return;
+  dom.cancel.disabled = true;
+  state.cancelRequested = true;
+  dom.statusText.textContent = CANCELLING_TEXT;
+  try {
+    await api.cancel(state.jobId);
+  } catch (error) {
+    if (error.status === 409) return; // it had just ended, or was already being cancelled: the polls show it
+    state.cancelRequested = false;
+    dom.cancel.disabled = false;
+    dom.statusText.textContent = `The job could not be cancelled: ${error.message}`;
+  }
+}
+
+const CANCELLING_TEXT = "Cancelling: the images being made are kept, the others are not started…";
+
+/** Retry: the same request again, or (POST /jobs/{id}/retry) only the images that failed. */
+async function onRetry() {
+  if (state.retryAction === "failed-images") await retryFailedImages();
+  else if (state.lastRequest) {
+    fillForm(state.lastRequest);
+    clearErrors();
+    await startJob(state.lastRequest);
+  }
+}
+
+/** Make the failed (or cancelled) images of the job shown again, in place of their tiles. */
+async function retryFailedImages() {
+  const jobId = state.jobId;
+  dom.retry.disabled = true;
+  let started;
+  try {
+    started = await api.retry(jobId);
+  } catch (error) {
+    dom.retry.disabled = false;
+    dom.statusText.textContent = `The images could not be retried: ${error.message}`;
+    return;
+  } finally {
+    dom.retry.disabled = false;
+  }
+  state.retrying = true;
+  state.cancelRequested = false;
+  for (const { index } of started.images || []) {
+    const tile = dom.grid.querySelector(`.tile[data-index="${index}"]`);
+    if (tile) tile.replaceWith(placeholder(Number(index)));
+  }
+  dom.status.classList.remove("is-error");
+  dom.status.classList.add("is-running");
+  dom.statusText.textContent = "Making the missing images again…";
+  rememberRequest(started.job_id, state.lastRequest);
+  await followJob(started.job_id, state.lastRequest, started.status_url);
 }
 
 /** One event of a `text/event-stream` block: {id, name, data, retry}. */
@@ -508,46 +739,54 @@ async function followEvents(jobId, signal, onImage) {
   }
 }
 
+
 /** Put an image that has just been stored (or filtered, or failed) in place of its placeholder. */
 function showLiveImage(image) {
-  const tiles = dom.grid.children;
   const index = Number(image.index);
-  if (!Number.isInteger(index) || index < 0 || index >= tiles.length) return;
-  if (!tiles[index].classList.contains("tile-pending")) return;
-  tiles[index].replaceWith(imageTile(image, tiles.length, "image"));
+  if (!Number.isInteger(index) || index < 0) return;
+  const pending = dom.grid.querySelector(`.tile-pending[data-index="${index}"]`);
+  if (!pending) return;
+  const first = !dom.grid.querySelector(".tile-image, .tile-problem");
+  state.images[index] = image;
+  pending.replaceWith(imageTile(image, state.total, "image"));
   if (image.status === "SUCCEEDED" && dom.actions.hidden) {
     dom.actions.hidden = false; // a picture may be picked (and downloaded) before the others are made
     dom.selectionText.textContent = "Select an image to download it or re-run its seed.";
   }
+  if (first) bringIntoView(dom.results);
 }
 
 /**
- * Poll a job until it succeeds or fails, showing its progress; gives up after 15 minutes.
- * onRunning() is called once, when the job is first seen queued or running.
+ * Poll a job until it ends, showing its progress; gives up after 15 minutes, and stops (AbortError)
+ * when `signal` aborts. onRunning() is called once, when the job is first seen queued or running.
  */
-async function pollJob(url, onRunning = () => {}) {
+async function pollJob(url, signal, onRunning = () => {}) {
   let running = false;
   const deadline = performance.now() + POLL_GIVE_UP_MS;
   let delay = POLL_FIRST_MS;
   let failures = 0;
   for (;;) {
+    if (signal.aborted) throw new DOMException("No longer shown", "AbortError");
     let job;
     try {
       job = await api.job(url);
       failures = 0;
     } catch (error) {
-      if (!error.retryable || ++failures > POLL_RETRIES) throw error;
+      if (signal.aborted || !error.retryable || ++failures > POLL_RETRIES) throw error;
       showProgress(null, `Connection trouble, retrying (${failures} of ${POLL_RETRIES})…`);
       await sleep(delay * 2 ** failures);
       continue;
     }
-    // A job cancelled elsewhere (DELETE /jobs/{id}) ends too, with the images it made.
+    if (signal.aborted) throw new DOMException("No longer shown", "AbortError");
+    // A job cancelled here or elsewhere (DELETE /jobs/{id}) ends too, with the images it made.
     if (job.status === "succeeded" || job.status === "failed" || job.status === "cancelled") return job;
     if (!running) {
       running = true;
       onRunning();
     }
-    showProgress(job.progress, job.status === "queued" ? "Queued…" : null);
+    const cancelling = job.status === "cancelling" || state.cancelRequested;
+    if (job.status === "cancelling") dom.cancel.disabled = true;
+    showProgress(job.progress, cancelling ? CANCELLING_TEXT : job.status === "queued" ? "Queued…" : null);
     if (performance.now() > deadline) throw new Error("The job is still running after 15 minutes; stopped waiting.");
     await sleep(delay);
     delay = Math.min(POLL_MAX_MS, delay * 1.3);
@@ -576,7 +815,18 @@ function resetResults() {
   dom.status.classList.remove("is-error", "is-running");
   dom.statusText.textContent = "Your images will appear here.";
   dom.resultsMeta.textContent = "";
+  dom.resultsPrompt.textContent = "";
   dom.actions.hidden = true;
+  dom.retry.hidden = true;
+  dom.cancel.hidden = true;
+}
+
+/** The tile of an image not made yet; hidden from screen readers (the status says how far it is). */
+function placeholder(index) {
+  const frame = el("span", { class: "frame" });
+  frame.style.aspectRatio = state.shape; // CSSOM, not a style attribute: allowed by the page's CSP
+  const caption = el("span", { class: "caption" }, el("span", { class: "caption-index", text: `#${index + 1}` }));
+  return el("div", { class: "tile tile-pending", "data-index": index, "aria-hidden": "true" }, frame, caption);
 }
 
 function showPending(count, text) {
@@ -586,15 +836,12 @@ function showPending(count, text) {
   dom.progress.hidden = false;
   dom.progress.removeAttribute("value"); // indeterminate until the total is known
   dom.resultsMeta.textContent = "";
+  dom.resultsPrompt.textContent = state.lastRequest?.prompt || "";
   dom.actions.hidden = true;
+  dom.retry.hidden = true;
   const n = Math.max(1, Math.min(count || 4, 40));
+  state.total = n;
   dom.grid.dataset.count = String(n);
-  const placeholder = (i) => {
-    const frame = el("span", { class: "frame" });
-    frame.style.aspectRatio = state.shape; // CSSOM, not a style attribute: allowed by the page's CSP
-    const caption = el("span", { class: "caption" }, el("span", { class: "caption-index", text: `#${i + 1}` }));
-    return el("div", { class: "tile tile-pending", "aria-hidden": "true" }, frame, caption);
-  };
   dom.grid.replaceChildren(...Array.from({ length: n }, (_, i) => placeholder(i)));
 }
 
@@ -605,7 +852,8 @@ function showProgress(progress, text) {
   if (total > 0) {
     dom.progress.max = total;
     dom.progress.value = done + failed;
-    if (dom.grid.children.length !== total) showPending(total, "");
+    // A retry makes some of the images again, in place: its total is not the grid's.
+    if (!state.retrying && dom.grid.children.length !== total) showPending(total, "");
   }
   dom.progress.hidden = false;
   if (text) dom.statusText.textContent = text;
@@ -614,15 +862,23 @@ function showProgress(progress, text) {
   } else dom.statusText.textContent = "Checking the request…";
 }
 
-/** An error in the results area: what happened, and optionally the API's own words below it. */
-function showFailure(message, detail = "") {
+/**
+ * A failure in the results area: what happened, what to do (`advice`), and Retry when it can help
+ * (`retry`: "request" sends the same request again). Brought into view.
+ */
+function showFailure(message, advice = "", retry = null) {
   dom.grid.replaceChildren();
   dom.progress.hidden = true;
+  dom.cancel.hidden = true;
   dom.status.classList.remove("is-running");
   dom.status.classList.add("is-error");
   dom.statusText.replaceChildren(el("strong", { text: message }));
-  if (detail) dom.statusText.append(el("span", { class: "status-detail", text: detail }));
+  if (advice) dom.statusText.append(el("span", { class: "status-detail", text: advice }));
   dom.actions.hidden = true;
+  state.retryAction = retry;
+  dom.retry.textContent = "Retry";
+  dom.retry.hidden = !(retry && state.lastRequest);
+  bringIntoView(dom.results);
 }
 
 // -- rendering: results ----------------------------------------------------------------------
@@ -630,25 +886,47 @@ function showFailure(message, detail = "") {
 function reasonInWords(image) {
   const known = REASONS[image.reason_code];
   if (known) return known;
-  const code = String(image.reason_code || (image.status === "FILTERED" ? "FILTERED" : "FAILED"));
-  const words = code.toLowerCase().replaceAll("_", " ");
-  return [words.charAt(0).toUpperCase() + words.slice(1), "This image was not generated."];
+  return image.status === "FILTERED"
+    ? ["Blocked by the content filter", "The content filter withheld this image."]
+    : ["Not made", "This image could not be generated."];
+}
+
+/**
+ * What stopped a job's images, in words, from its error message ("No image was generated
+ * (CONTENT_FILTERED_OUTPUT x4). …"): the codes and counts only, never the message itself, which
+ * names where the manifest is stored.
+ */
+function jobReasonsInWords(message) {
+  const found = [...String(message || "").matchAll(/\b([A-Z][A-Z_]+) x(\d+)\b/g)];
+  const parts = found.map(([, code, n]) => {
+    const [title, text] = REASONS[code] || reasonInWords({ status: "FAILED" });
+    return `${n} image${n === "1" ? "" : "s"}: ${title.toLowerCase()}. ${text}`;
+  });
+  return parts.join(" ");
+}
+
+/** What a screen reader says for an image, once: its position, seed and prompt. */
+function imageName(image, total) {
+  const prompt = state.lastRequest?.prompt;
+  return `Image ${Number(image.index) + 1} of ${total}, seed ${image.seed}${prompt ? `: ${prompt}` : ""}`;
 }
 
 function imageTile(image, total, fileStem) {
   const n = Number(image.index) + 1;
   const seedText = image.seed === null || image.seed === undefined ? "" : String(image.seed);
   if (image.status === "SUCCEEDED" && image.url) {
+    // The radio carries the image's name; the picture and the caption say nothing more to a screen
+    // reader, so each image is announced once.
     const input = el("input", {
       type: "radio",
       name: "pick",
       value: String(image.index),
       class: "visually-hidden",
-      "aria-label": `Image ${n} of ${total}, seed ${seedText}`,
+      "aria-label": imageName(image, total),
     });
     const img = el("img", {
       src: image.url,
-      alt: `Image ${n} of ${total}, seed ${seedText}`,
+      alt: "",
       width: image.width || null,
       height: image.height || null,
       decoding: "async",
@@ -656,17 +934,21 @@ function imageTile(image, total, fileStem) {
     const size = image.width && image.height ? `${image.width}×${image.height}` : "";
     const caption = el(
       "span",
-      { class: "caption" },
+      { class: "caption", "aria-hidden": "true" },
       el("span", { class: "caption-index", text: `#${n}` }),
       el("span", { class: "caption-seed" }, "seed ", el("code", { class: "seed", text: seedText })),
+      image.cached ? el("span", { class: "caption-cached", title: "Served from the prompt cache: no model call", text: "cached" }) : null,
       size ? el("span", { class: "caption-size", text: size }) : null,
     );
-    const tile = el("label", { class: "tile tile-image", "data-index": image.index, "data-seed": seedText }, input, el("span", { class: "frame" }, img), caption);
+    const pick = el("label", { class: "tile-pick" }, input, el("span", { class: "frame" }, img), caption);
+    const view = el("button", { type: "button", class: "tile-view", "aria-label": `View image ${n} full size`, title: "View full size" }, "⤢");
+    const tile = el("div", { class: "tile tile-image", "data-index": image.index, "data-seed": seedText }, pick, view);
     img.addEventListener("error", () => {
       tile.classList.add("tile-broken");
       tile.querySelector(".frame").replaceChildren(el("span", { class: "broken-text", text: "The image could not be loaded; its link may have expired." }));
     });
     input.addEventListener("change", () => select(image, fileStem));
+    view.addEventListener("click", () => openViewer(image));
     return tile;
   }
   const [title, text] = reasonInWords(image);
@@ -678,17 +960,16 @@ function imageTile(image, total, fileStem) {
       "div",
       { class: "problem" },
       el("span", { class: "problem-icon", "aria-hidden": "true", text: image.status === "FILTERED" ? "⊘" : "!" }),
-      el("p", { class: "problem-title", text: title }),
+      el("p", { class: "problem-title", text: `Image ${n}: ${title}` }),
       el("p", { class: "problem-text", text }),
-      image.message && image.message !== text ? el("p", { class: "problem-message", text: image.message }) : null,
-      image.reason_code ? el("p", { class: "problem-code" }, el("code", { text: image.reason_code })) : null,
     ),
-    el("span", { class: "caption" }, el("span", { class: "caption-index", text: `#${n}` }), seedText ? el("span", { class: "caption-seed" }, "seed ", el("code", { class: "seed", text: seedText })) : null),
+    el("span", { class: "caption", "aria-hidden": "true" }, el("span", { class: "caption-index", text: `#${n}` }), seedText ? el("span", { class: "caption-seed" }, "seed ", el("code", { class: "seed", text: seedText })) : null),
   );
 }
 
 function modelName(id) {
-  return state.models.find((m) => m.id === id)?.name || id || "";
+  const key = typeof id === "object" && id ? id.id : id;
+  return state.models.find((m) => m.id === key)?.name || key || "";
 }
 
 function showJob(job, request) {
@@ -696,34 +977,55 @@ function showJob(job, request) {
   if (job.status === "failed") {
     const error = job.error || {};
     if (error.error === "InvalidRequest" && Array.isArray(error.details) && error.details.length) {
-      showRequestErrors(error.message || JOB_ERRORS.InvalidRequest, error.details);
+      showRequestErrors(error.message || JOB_ERRORS.InvalidRequest[0], error.details);
     }
-    const words = JOB_ERRORS[error.error] || "The job failed.";
-    showFailure(words, error.message && error.message !== words ? error.message : "");
+    const [what, todo, retry] = JOB_ERRORS[error.error] || JOB_ERROR_OTHER;
+    const advice = [jobReasonsInWords(error.message), todo].filter(Boolean).join(" ");
+    showFailure(what, advice, retry ? "request" : null);
     return;
   }
   dom.status.classList.remove("is-running", "is-error");
   dom.progress.hidden = true;
-  const images = [...(manifest?.images || [])].sort((a, b) => a.index - b.index);
+  let images = [...(manifest?.images || [])];
+  if (state.retrying) {
+    // A retry's manifest has the images it made again, with their own index: merged in place.
+    const merged = new Map(state.images.filter(Boolean).map((image) => [Number(image.index), image]));
+    for (const image of images) merged.set(Number(image.index), image);
+    images = [...merged.values()];
+    state.retrying = false;
+  }
+  images.sort((a, b) => a.index - b.index);
+  state.images = images;
+  state.total = images.length;
   if (!images.length) {
-    showFailure("The job finished without a manifest of images.");
+    showFailure("The job ended without any image.", "Generate again.", manifest?.cancelled ? null : "request");
     return;
   }
   const ok = images.filter((i) => i.status === "SUCCEEDED").length;
   const filtered = images.filter((i) => i.status === "FILTERED").length;
   const failed = images.length - ok - filtered;
-  const extra = [filtered ? `${filtered} filtered` : "", failed ? `${failed} failed` : ""].filter(Boolean).join(", ");
-  dom.statusText.textContent =
-    ok === images.length
-      ? `${ok} image${ok === 1 ? "" : "s"} ready. Pick one.`
-      : `${ok} of ${images.length} images generated${extra ? ` (${extra})` : ""}.${ok ? " Pick one." : ""}`;
-  const params = manifest.parameters || {};
+  const extra = [filtered ? `${filtered} filtered` : "", failed ? `${failed} ${manifest?.cancelled ? "not made" : "failed"}` : ""].filter(Boolean).join(", ");
+  if (manifest?.cancelled) {
+    dom.statusText.textContent = `Cancelled: ${ok} of ${images.length} images were made and are kept.${ok ? " Pick one." : ""}`;
+  } else {
+    dom.statusText.textContent =
+      ok === images.length
+        ? `${ok} image${ok === 1 ? "" : "s"} ready. Pick one.`
+        : `${ok} of ${images.length} images generated${extra ? ` (${extra})` : ""}.${ok ? " Pick one." : ""}`;
+  }
+  const params = manifest?.parameters || {};
   const size = params.aspect_ratio || (params.width && params.height ? `${params.width}×${params.height}` : "");
-  dom.resultsMeta.textContent = [modelName(manifest.model?.id || request.model), size].filter(Boolean).join(" · ");
+  dom.resultsMeta.textContent = [modelName(manifest?.model?.id || request.model), size].filter(Boolean).join(" · ");
+  dom.resultsPrompt.textContent = manifest?.prompt || request.prompt || "";
   const stem = params.file_name_prefix || "image";
+  const focused = dom.grid.contains(document.activeElement) ? document.activeElement.closest(".tile")?.dataset.index : null;
   dom.grid.dataset.count = String(images.length);
   dom.grid.replaceChildren(...images.map((image) => imageTile(image, images.length, stem)));
   dom.actions.hidden = ok === 0;
+  // Images that failed (throttled, timed out, cancelled …) can be made again, with their seeds.
+  state.retryAction = failed ? "failed-images" : null;
+  dom.retry.textContent = `Make the ${failed} missing image${failed === 1 ? "" : "s"} again`;
+  dom.retry.hidden = !failed;
   // An image picked while the job ran stays picked, now with the manifest's links.
   const kept = state.selected && images.find((i) => i.status === "SUCCEEDED" && i.index === state.selected.index);
   if (kept) {
@@ -734,7 +1036,12 @@ function showJob(job, request) {
     clearSelection();
     dom.selectionText.textContent = "Select an image to download it or re-run its seed.";
   }
-  dom.results.focus({ preventScroll: true });
+  if (focused !== null && focused !== undefined) {
+    dom.grid.querySelector(`.tile[data-index="${focused}"] input, .tile[data-index="${focused}"] .tile-view`)?.focus();
+  } else if (document.activeElement === document.body || document.activeElement === dom.generate) {
+    dom.results.focus({ preventScroll: true });
+  }
+  bringIntoView(dom.results);
 }
 
 // -- selection, download, re-run -------------------------------------------------------------
@@ -747,19 +1054,28 @@ function clearSelection() {
   dom.rerun.disabled = true;
 }
 
+/** The file name a download is saved under: the key's, the one S3 (or the local server) names it with. */
+function fileNameOf(image, fileStem = "image") {
+  const keyName = String(image.key || "").split("/").pop();
+  return keyName || `${fileStem}-seed-${image.seed}.png`;
+}
+
+/** Point a Download link at an image. */
+function linkDownload(link, image, fileStem) {
+  // download_url is served as an attachment (a browser ignores `download` on another origin's link).
+  // An attachment leaves the page where it is; a plain image link opens in a new tab instead.
+  link.href = image.download_url || image.url;
+  if (image.download_url) link.removeAttribute("target");
+  else link.setAttribute("target", "_blank");
+  link.setAttribute("download", fileNameOf(image, fileStem));
+}
+
 function select(image, fileStem) {
   state.selected = image;
   for (const tile of dom.grid.querySelectorAll(".tile-image")) {
     tile.classList.toggle("is-selected", tile.dataset.index === String(image.index));
   }
-  // download_url is served as an attachment (a browser ignores `download` on another origin's link).
-  // An attachment leaves the page where it is; a plain image link opens in a new tab instead.
-  dom.download.href = image.download_url || image.url;
-  if (image.download_url) dom.download.removeAttribute("target");
-  else dom.download.setAttribute("target", "_blank");
-  // The key's file name, the one S3 (or the local server) names the attachment with.
-  const keyName = String(image.key || "").split("/").pop();
-  dom.download.setAttribute("download", keyName || `${fileStem}-seed-${image.seed}.png`);
+  linkDownload(dom.download, image, fileStem);
   dom.download.setAttribute("aria-disabled", "false");
   dom.rerun.disabled = dom.generate.disabled;
   dom.selectionText.replaceChildren(`Image ${Number(image.index) + 1} selected, seed `, el("code", { text: String(image.seed) }), ".");
@@ -769,14 +1085,186 @@ function onDownloadClick(event) {
   if (dom.download.getAttribute("aria-disabled") === "true") event.preventDefault();
 }
 
-/** Re-run the last request for one image with the selected image's seed. */
-async function onRerun() {
-  if (!state.selected || !state.lastRequest) return;
-  const request = { ...state.lastRequest, seed: Number(state.selected.seed), count: 1 };
+/**
+ * Re-run the request of the results for one image with `image`'s seed (the selected one): the same
+ * parameters and seed, so the deployment's prompt cache can serve it without calling the model.
+ */
+async function rerun(image) {
+  if (!image || !state.lastRequest) return;
+  const request = { ...state.lastRequest, seed: Number(image.seed), count: 1 };
   fillForm(request);
   dom.advanced.open = true;
   clearErrors();
   await startJob(request);
+}
+
+// -- the full-size view ----------------------------------------------------------------------
+
+function openViewer(image) {
+  state.viewing = image;
+  const request = state.lastRequest || {};
+  const total = state.images.filter(Boolean).length > Number(image.index) ? state.images.length : state.total;
+  dom.viewerTitle.textContent = `Image ${Number(image.index) + 1} of ${total}`;
+  dom.viewerImage.src = image.url;
+  dom.viewerImage.alt = request.prompt || `Image ${Number(image.index) + 1}`;
+  if (image.width && image.height) {
+    dom.viewerImage.width = image.width;
+    dom.viewerImage.height = image.height;
+  } else {
+    dom.viewerImage.removeAttribute("width");
+    dom.viewerImage.removeAttribute("height");
+  }
+  dom.viewerPrompt.textContent = request.prompt || "—";
+  dom.viewerNegative.textContent = request.negative_prompt || "";
+  dom.viewerNegative.hidden = !request.negative_prompt;
+  dom.viewerNegativeTerm.hidden = !request.negative_prompt;
+  dom.viewerSeed.textContent = String(image.seed);
+  dom.viewerModel.textContent = modelName(request.model) || "The deployment's default model";
+  dom.viewerSize.textContent = image.width && image.height ? `${image.width}×${image.height}` : "—";
+  linkDownload(dom.viewerDownload, image, request.file_name_prefix || "image");
+  dom.viewerRerun.disabled = state.running;
+  dom.viewer.showModal();
+}
+
+function closeViewer() {
+  if (dom.viewer.open) dom.viewer.close();
+}
+
+// -- history ---------------------------------------------------------------------------------
+
+/** What the history knows of each job, by id: the list's fields, the job's document, the request sent. */
+const history = new Map();
+
+/** A job of GET /jobs, with what this browser and earlier reads know of it. */
+function summaryOf(listed, known, sent) {
+  const manifest = known?.manifest;
+  const request = sent || (manifest ? requestOfManifest(manifest) : null);
+  const firstImage = listed.first_image || listed.image || null;
+  const images = manifest?.images || known?.images || (firstImage ? [{ status: "SUCCEEDED", ...firstImage }] : []);
+  return {
+    jobId: listed.job_id,
+    status: known?.ended ? known.status : listed.status,
+    created: listed.created_at || listed.started_at || null,
+    prompt: listed.prompt ?? request?.prompt ?? manifest?.prompt ?? null,
+    model: (typeof listed.model === "object" ? listed.model?.id : listed.model) ?? request?.model ?? manifest?.model?.id ?? null,
+    count: listed.count ?? manifest?.requested ?? request?.count ?? null,
+    images,
+    request,
+    manifest,
+    ended: Boolean(known?.ended),
+  };
+}
+
+const STATUS_WORDS = {
+  queued: "queued",
+  running: "running",
+  cancelling: "cancelling",
+  succeeded: "done",
+  cancelled: "cancelled",
+  failed: "failed",
+};
+
+function historyItem(summary) {
+  const pictures = summary.images.filter((i) => i.status === "SUCCEEDED" && i.url).slice(0, 4);
+  const thumbs = pictures.length
+    ? pictures.map((i) => el("img", { src: i.url, alt: "", width: i.width || null, height: i.height || null, loading: "lazy", decoding: "async" }))
+    : [el("span", { class: "history-empty", text: summary.status === "failed" ? "!" : "…" })];
+  const when = summary.created ? new Date(summary.created) : null;
+  const meta = [
+    STATUS_WORDS[summary.status] || summary.status,
+    modelName(summary.model),
+    summary.count ? `${summary.count} image${summary.count === 1 ? "" : "s"}` : "",
+    when && !Number.isNaN(when.getTime()) ? when.toLocaleString([], { dateStyle: "medium", timeStyle: "short" }) : "",
+  ].filter(Boolean);
+  const button = el(
+    "button",
+    { type: "button", class: "history-open", "data-status": summary.status, "aria-current": summary.jobId === state.jobId ? "true" : null },
+    el("span", { class: "history-thumbs", "aria-hidden": "true" }, ...thumbs),
+    el(
+      "span",
+      { class: "history-text" },
+      el("span", { class: "history-prompt", text: summary.prompt || `Job ${summary.jobId}` }),
+      el("span", { class: "history-meta", text: meta.join(" · ") }),
+    ),
+  );
+  button.addEventListener("click", () => openJob(summary.jobId));
+  return el("li", { class: "history-item", "data-job": summary.jobId }, button);
+}
+
+function markCurrentHistory() {
+  for (const button of dom.historyList.querySelectorAll(".history-open")) {
+    const current = button.closest("li").dataset.job === state.jobId;
+    if (current) button.setAttribute("aria-current", "true");
+    else button.removeAttribute("aria-current");
+  }
+}
+
+/** Run `work` over `items`, `width` at a time. */
+async function inBatches(items, width, work) {
+  const queue = [...items];
+  const worker = async () => {
+    while (queue.length) await work(queue.shift());
+  };
+  await Promise.all(Array.from({ length: Math.min(width, queue.length) }, worker));
+}
+
+let historyRound = 0;
+
+/**
+ * The caller's latest jobs (GET /jobs), each with its prompt and first images: what the list carries,
+ * or the job's document (read once an ended job, a few at a time) and the request this browser sent.
+ */
+async function refreshHistory() {
+  const round = ++historyRound;
+  dom.historyRetry.hidden = true;
+  let body;
+  try {
+    body = await api.jobs(HISTORY_LIMIT);
+  } catch (error) {
+    if (round !== historyRound) return;
+    dom.historyStatus.textContent = `Your earlier requests could not be loaded. ${error.message}`;
+    dom.historyRetry.hidden = false;
+    return;
+  }
+  if (round !== historyRound) return;
+  const listed = Array.isArray(body?.jobs) ? body.jobs : [];
+  const sent = rememberedRequests();
+  const summaries = listed.filter((job) => job?.job_id).map((job) => summaryOf(job, history.get(job.job_id), sent[job.job_id]?.request));
+  dom.historyStatus.textContent = summaries.length
+    ? `Your last ${summaries.length === 1 ? "request" : `${summaries.length} requests`}: open one to see its images and use its prompt again.`
+    : "Nothing yet: the requests you make will be listed here.";
+  dom.historyList.replaceChildren(...summaries.map(historyItem));
+  const unread = listed.filter((job) => {
+    const known = history.get(job.job_id);
+    const summary = summaries.find((s) => s.jobId === job.job_id);
+    return !known?.ended && !(summary?.prompt && (summary.images.length || job.status === "failed"));
+  });
+  await inBatches(unread, HISTORY_READS_AT_ONCE, async (job) => {
+    let read;
+    try {
+      read = await api.job(apiUrl(jobPath(job.job_id)));
+    } catch {
+      return; // the item keeps what the list said
+    }
+    const ended = read.status === "succeeded" || read.status === "cancelled" || read.status === "failed";
+    history.set(job.job_id, { ended, status: read.status, manifest: read.manifest || null, images: read.images_so_far || [] });
+    if (round !== historyRound) return;
+    const item = dom.historyList.querySelector(`li[data-job="${CSS.escape(job.job_id)}"]`);
+    item?.replaceWith(historyItem(summaryOf(job, history.get(job.job_id), sent[job.job_id]?.request)));
+  });
+}
+
+/** Show an earlier job in the results (following it if it still runs), its request in the form. */
+async function openJob(jobId) {
+  const known = history.get(jobId);
+  const sent = rememberedRequests()[jobId]?.request;
+  const request = sent || (known?.manifest ? requestOfManifest(known.manifest) : {});
+  clearErrors();
+  if (request.prompt) fillForm(request);
+  beginResults(request);
+  showPending(request.count || known?.manifest?.requested || 4, "Opening the request…");
+  bringIntoView(dom.results);
+  await followJob(jobId, request);
 }
 
 // -- start -----------------------------------------------------------------------------------
@@ -792,14 +1280,29 @@ function init() {
     updatePromptCount();
     clearFieldError("prompt");
   });
+  dom.prompt.addEventListener("keydown", onPromptKey);
+  dom.negative.addEventListener("keydown", onPromptKey);
   for (const field of FORM_FIELDS.filter((f) => f !== "prompt" && f !== "model")) {
     $(field).addEventListener("input", () => clearFieldError(field));
   }
   dom.apiKey.addEventListener("input", () => clearFieldError("api_key"));
   dom.download.addEventListener("click", onDownloadClick);
-  dom.rerun.addEventListener("click", onRerun);
+  dom.rerun.addEventListener("click", () => rerun(state.selected));
+  dom.cancel.addEventListener("click", onCancel);
+  dom.retry.addEventListener("click", onRetry);
+  dom.modelsRetry.addEventListener("click", loadModels);
+  dom.historyRetry.addEventListener("click", refreshHistory);
+  dom.viewerClose.addEventListener("click", closeViewer);
+  dom.viewer.addEventListener("click", (event) => {
+    if (event.target === dom.viewer) closeViewer(); // a click on the backdrop
+  });
+  dom.viewerRerun.addEventListener("click", () => {
+    const image = state.viewing;
+    closeViewer();
+    rerun(image);
+  });
   updatePromptCount();
-  loadModels();
+  loadModels().then(refreshHistory);
 }
 
 init();

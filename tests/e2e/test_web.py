@@ -320,7 +320,7 @@ def test_a_filtered_image_is_a_tile_with_its_reason(watch: PageWatch, server: An
     filtered = page.locator(".tile-filtered")
     expect(filtered).to_have_count(1)
     expect(filtered).to_have_attribute("data-reason", "CONTENT_FILTERED_OUTPUT")
-    expect(filtered.locator(".problem-title")).to_have_text("Blocked by the content filter")
+    expect(filtered.locator(".problem-title")).to_have_text("Image 2: Blocked by the content filter")
     expect(filtered.locator(".problem-text")).to_have_text(
         "The model made this image but the content filter withheld it."
     )
@@ -335,8 +335,16 @@ def test_every_image_blocked_shows_why(watch: PageWatch, server: Any) -> None:
     fill_request(page, "a harbour at night [[fault:block-output]]")
     page.click("#generate")
     status = page.locator("#status.is-error #status-text")
-    expect(status).to_contain_text("Every image was blocked by the content filter. Try a different prompt.")
-    expect(status).to_contain_text("CONTENT_FILTERED_OUTPUT")
+    # What happened and what to do, in words: no reason code, no s3:// path of the stored manifest.
+    expect(status.locator("strong")).to_have_text("Every image was blocked by the content filter.")
+    expect(status.locator(".status-detail")).to_have_text(
+        "4 images: blocked by the content filter. The model made this image but the content filter "
+        "withheld it. Change the prompt (or add a negative prompt) and generate again."
+    )
+    text = status.inner_text()
+    assert "s3://" not in text and "CONTENT_FILTERED" not in text and "manifest" not in text
+    expect(page.locator("#retry")).to_be_hidden()  # the same prompt would be blocked again
+    expect(page.locator("#cancel")).to_be_hidden()
     expect(page.locator(".tile")).to_have_count(0)
     expect(page.locator("#actions")).to_be_hidden()
     expect(page.locator("#generate")).to_be_enabled()
@@ -369,14 +377,22 @@ def test_polling_rides_out_a_failed_status_call(watch: PageWatch, server: Any) -
     page = open_page(watch, server)
     fill_request(page, "a cat", count=2)
     failed: list[str] = []
+    started: list[str] = []
+
+    def remember_job(route: Route) -> None:
+        response = route.fetch()
+        started.append(response.json()["job_id"])
+        route.fulfill(response=response)
 
     def fail_once(route: Route) -> None:
-        if not failed:
+        # The first status call of the job this test starts (not the history's reads of earlier jobs).
+        if started and route.request.url.endswith(f"/jobs/{started[0]}") and not failed:
             failed.append(route.request.url)
             route.fulfill(status=502, json={"message": "Bad Gateway"})
         else:
             route.continue_()
 
+    page.route("**/jobs", remember_job)
     page.route("**/jobs/*", fail_once)
     page.click("#generate")
     expect(page.locator("#status-text")).to_have_text("Connection trouble, retrying (1 of 4)…")
@@ -464,6 +480,7 @@ def route_deployed_api(page: Page, stage: str, images: list[dict[str, Any]]) -> 
     answers = {
         ("GET", f"{stage}/models"): (200, models),
         ("POST", f"{stage}/jobs"): (202, {"job_id": "j-1", "status": "running", "status_url": "/jobs/j-1"}),
+        ("GET", f"{stage}/jobs?limit=12"): (200, {"jobs": [], "next_token": None}),
         ("GET", f"{stage}/jobs/j-1"): (
             200,
             {"job_id": "j-1", "status": "succeeded", "manifest": {"images": images}},
@@ -497,7 +514,13 @@ def test_api_on_another_origin_with_a_stage_path(watch: PageWatch, server: Any) 
     expect(page.locator(".tile-filtered .problem-text")).to_have_text(
         "The model refused the prompt. Rephrase it and try again."
     )
-    assert seen == ["GET /prod/models", "POST /prod/jobs", "GET /prod/jobs/j-1"]
+    # Every call under the stage path; the history (GET /jobs) is read at the start and after the job.
+    assert set(seen) == {
+        "GET /prod/models",
+        "GET /prod/jobs?limit=12",
+        "POST /prod/jobs",
+        "GET /prod/jobs/j-1",
+    }
 
 
 def test_download_from_the_bucket_on_another_origin_saves_the_file(watch: PageWatch, server: Any) -> None:
