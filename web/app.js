@@ -1139,7 +1139,9 @@ const history = new Map();
 function summaryOf(listed, known, sent) {
   const manifest = known?.manifest;
   const request = sent || (manifest ? requestOfManifest(manifest) : null);
-  const firstImage = listed.first_image || listed.image || null;
+  // GET /jobs carries each job's prompt, model, count and a thumbnail of its first image (docs/api.md);
+  // an API whose list does not is completed from the job's document and the request this browser sent.
+  const firstImage = listed.thumbnail?.url ? { index: 0, ...listed.thumbnail } : null;
   const images = manifest?.images || known?.images || (firstImage ? [{ status: "SUCCEEDED", ...firstImage }] : []);
   return {
     jobId: listed.job_id,
@@ -1237,7 +1239,8 @@ async function refreshHistory() {
   const unread = listed.filter((job) => {
     const known = history.get(job.job_id);
     const summary = summaries.find((s) => s.jobId === job.job_id);
-    return !known?.ended && !(summary?.prompt && (summary.images.length || job.status === "failed"));
+    const settled = job.status !== "running" && job.status !== "cancelling";
+    return !known?.ended && !(settled && summary?.prompt && (summary.images.length || job.status === "failed"));
   });
   await inBatches(unread, HISTORY_READS_AT_ONCE, async (job) => {
     let read;
