@@ -155,6 +155,7 @@ class ImagegenStack(Stack):
             defaults=defaults,
         )
         self.webhooks.grant_reading_records(self.api.http_api.role, self.storage.images_bucket)
+        self.webhooks.grant_queueing_images(self.workflow.generate_image)
         #: The OpenAI-compatible API (POST /v1/images/generations): with API keys only, in their usage plan
         #: (the SDK sends its key as a Bearer token; there is no SigV4 in OpenAI's SDKs).
         self.openai_api = (

@@ -7,8 +7,10 @@ the rule that queues every ended job.
   ``image_pipeline.core.webhooks``). The stack outputs its ARN, never its value.
 * An EventBridge rule on the default bus sends Step Functions' "Execution Status Change" event of every
   ended execution of the jobs workflow (SUCCEEDED, FAILED, TIMED_OUT, ABORTED) to the delivery queue.
+* The image function queues each image's delivery as it stores the image, when its job asked for
+  ``image`` events (:meth:`SignedWebhooks.grant_queueing_images`).
 * The delivery function (an SQS event source with partial batch failures) turns an ended job with a
-  webhook into one message per delivery on the same queue, then POSTs each, signed, with a timeout. A
+  webhook into one message per delivery not queued yet on the same queue, then POSTs each, signed, with a timeout. A
   failed attempt stays on the queue, hidden for its backoff (ChangeMessageVisibility); after
   ``MAX_ATTEMPTS`` receives (about 40 hours) the queue moves it to the dead-letter queue, from which an
   operator redrives it (docs/operations.md).
@@ -145,9 +147,13 @@ class SignedWebhooks(Construct):
             )
         )
         self.records_arn = images_bucket.arn_for_objects(RECORD_KEYS)
+        #: A record per delivery; an ended job's image delivery is claimed by writing it first, and the
+        #: claim is deleted again when its message could not be sent.
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                sid="RecordDeliveries", actions=["s3:PutObject"], resources=[self.records_arn]
+                sid="RecordDeliveries",
+                actions=["s3:PutObject", "s3:DeleteObject"],
+                resources=[self.records_arn],
             )
         )
         self.grant_reading_records(role, images_bucket)
@@ -169,6 +175,21 @@ class SignedWebhooks(Construct):
                     max_event_age=Duration.hours(24),
                 )
             ],
+        )
+
+    def grant_queueing_images(self, step: PipelineFunction) -> None:
+        """Let the image function queue each image's delivery as the image is stored: send to the queue
+        (``WEBHOOK_QUEUE_URL``), and claim the delivery's record first (write it; delete it again when
+        the message could not be sent)."""
+        self.queue.grant_send_messages(step.role)
+        for name, value in WebhookSettings(queue_url=self.queue.queue_url).to_environment().items():
+            step.function.add_environment(name, value)
+        step.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ClaimImageDeliveries",
+                actions=["s3:PutObject", "s3:DeleteObject"],
+                resources=[self.records_arn],
+            )
         )
 
     def grant_reading_records(self, role: iam.IRole, images_bucket: s3.IBucket) -> None:

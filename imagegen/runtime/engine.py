@@ -30,6 +30,7 @@ from image_pipeline.core.index_keys import TTL_ATTRIBUTE, table_definition
 from image_pipeline.core.jobs import execution_progress
 from image_pipeline.core.metric_names import NAMESPACE
 from image_pipeline.core.settings import Settings, handler_environment
+from image_pipeline.core.webhooks import WebhookSettings
 from image_pipeline.functions import BATCH_FUNCTIONS, WORKFLOW_FUNCTIONS
 
 from imagegen.runtime import moto_speedups
@@ -320,6 +321,19 @@ class OfflineEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def set_webhook_queue(self, queue_url: str | None) -> None:
+        """Let the image function queue each image's webhook on ``queue_url`` (None: no longer), as the
+        deployed one does on the delivery queue (``WEBHOOK_QUEUE_URL``; restored by :meth:`stop`)."""
+        from image_pipeline.core.clients import webhook_queue_url
+
+        variable = WebhookSettings.ENVIRONMENT["queue_url"]
+        self._saved_env.setdefault(variable, os.environ.get(variable))
+        if queue_url is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = queue_url
+        webhook_queue_url.cache_clear()
 
     def _set_env(self, values: dict[str, str]) -> None:
         for key, value in values.items():

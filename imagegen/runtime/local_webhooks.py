@@ -3,7 +3,8 @@
 Deployed, an EventBridge rule puts Step Functions' status-change event of each ended job on the
 delivery queue, and the delivery function handles its messages (``stacks/webhooks.py``). moto sends no
 status-change events, so the worker looks for newly ended executions of the engine's jobs workflow and
-puts the same event on a moto SQS queue (with a dead-letter queue after ``max_attempts`` receives), then
+puts the same event on a moto SQS queue (with a dead-letter queue after ``max_attempts`` receives), on
+which the image function also queues each image's delivery as it stores the image (as deployed), then
 handles the queue's messages with the deployed code (``core/webhook_delivery.handle_message``): the same
 deliveries, signed with ``secret``, retried after ``schedule`` (short here, seconds), recorded where
 ``GET /jobs/{id}`` reads them. Webhooks may point only to this machine (``WEBHOOK_NETWORK=loopback``).
@@ -76,11 +77,13 @@ class LocalWebhooks:
             QueueName=QUEUE, Attributes={"RedrivePolicy": json.dumps(redrive), "VisibilityTimeout": "60"}
         )["QueueUrl"]
         self._seen = set(self._ended())  # jobs that ended before the worker started are not delivered
+        self.engine.set_webhook_queue(self.queue_url)  # each image's delivery, queued as it is stored
         self._thread = threading.Thread(target=self._run, name="imagegen-webhooks", daemon=True)
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.engine.set_webhook_queue(None)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)

@@ -74,6 +74,39 @@ def test_the_job_and_each_image_are_delivered_signed(api: httpx.Client, webhooks
     ]
 
 
+def test_an_image_is_delivered_as_it_is_stored_before_its_job_ends(
+    api: httpx.Client, webhooks: LocalWebhooks, engine: Any
+) -> None:
+    """With a slow second image, image 0's webhook (queued by the branch that stored it) arrives while
+    the job still runs, and before the job's completion; image 1's after it was stored, then the end."""
+    from imagegen.standin.faults import FaultPlan
+
+    engine.bedrock.faults = FaultPlan(latency_by_seed={8: 4.0})
+    with webhook_receiver() as receiver:
+        # the model makes both images (not the prompt cache, which would serve a seen prompt at once)
+        job = _job(api, webhook=receiver.url, webhook_events=["image", "completed"], cache=False)
+
+        def first_image() -> dict[str, Any] | None:
+            bodies = _verified(receiver)
+            return next((b for b in bodies if b["type"] == "job.image"), None)
+
+        first = _until(first_image, 30)
+        status_then = api.get(f"/jobs/{job['job_id']}").json()["status"]
+        records = _webhooks_of(api, job["job_id"], 3)
+        bodies = _verified(receiver)
+    assert first["image"]["index"] == 0
+    assert status_then == "running"  # delivered while image 1 was still being made
+    assert [b["type"] for b in bodies][-1] == "job.completed"
+    assert [b["image"]["index"] for b in bodies if b["type"] == "job.image"] == [0, 1]
+    assert (first["image"]["seed"], first["image"]["status"]) == (7, "SUCCEEDED")
+    assert first["image"]["key"].endswith(".png") and first["image"]["url"]
+    assert [(r["event"], r.get("index"), r["attempts"]) for r in records] == [
+        ("image", 0, 1),
+        ("image", 1, 1),
+        ("completed", None, 1),
+    ]
+
+
 def test_a_receiver_that_fails_twice_gets_a_third_attempt(api: httpx.Client, webhooks: LocalWebhooks) -> None:
     with webhook_receiver([500, 502]) as receiver:
         job = _job(api, webhook=receiver.url)

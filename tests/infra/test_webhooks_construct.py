@@ -141,12 +141,11 @@ def test_the_function_is_granted_what_it_calls_and_the_api_reads_the_records(
     actions = granted(statements_of_role(synthesized, role))
     bucket = images_bucket_id(synthesized)
     assert actions["s3:PutObject"] == {f"<{bucket}.Arn>/webhooks/*"}
+    assert actions["s3:DeleteObject"] == {f"<{bucket}.Arn>/webhooks/*"}  # a claim given back
     assert actions["s3:GetObject"] == {f"<{bucket}.Arn>/webhooks/*", f"<{bucket}.Arn>/*.png"}
     assert "sqs:ChangeMessageVisibility" in actions and "sqs:SendMessage" in actions
     assert "secretsmanager:GetSecretValue" in actions
-    assert actions["states:DescribeExecution"] and not {"states:StartExecution", "s3:DeleteObject"} & set(
-        actions
-    )
+    assert actions["states:DescribeExecution"] and "states:StartExecution" not in actions
     http = logical_id_where(
         synthesized, "AWS::Lambda::Function", Handler="image_pipeline.handlers.http_api.handler"
     )
@@ -167,3 +166,23 @@ def test_the_delivery_function_has_error_and_throttle_alarms(synthesized: Synthe
         and {"Name": "FunctionName", "Value": {"Ref": function}} in a["Properties"]["Dimensions"]
     }
     assert {"Errors", "Throttles"} <= metrics
+
+
+def test_the_image_function_queues_each_image_on_the_delivery_queue(synthesized: Synthesized) -> None:
+    """Each image's delivery is queued by the branch that stored it: the image function knows the queue,
+    may send to it (the queue's own grant) and claim the delivery's record, and nothing more of it."""
+    delivery, _ = _queues(synthesized)
+    function = logical_id_where(
+        synthesized, "AWS::Lambda::Function", Handler="image_pipeline.handlers.generate_image.handler"
+    )
+    properties = _resource(synthesized, function)["Properties"]
+    assert properties["Environment"]["Variables"]["WEBHOOK_QUEUE_URL"] == {"Ref": delivery}
+    statements = statements_of_role(synthesized, properties["Role"]["Fn::GetAtt"][0])
+    actions = granted(statements)
+    assert actions["sqs:SendMessage"] == {f"<{delivery}.Arn>"}
+    assert not {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"} & set(actions)
+    bucket = images_bucket_id(synthesized)
+    (claim,) = [s for s in statements if s.get("Sid") == "ClaimImageDeliveries"]
+    assert sorted(claim["Action"]) == ["s3:DeleteObject", "s3:PutObject"]
+    assert granted([claim])["s3:PutObject"] == {f"<{bucket}.Arn>/webhooks/*"}
+    assert actions["s3:DeleteObject"] == {f"<{bucket}.Arn>/webhooks/*"}  # never an image

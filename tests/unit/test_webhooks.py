@@ -378,3 +378,123 @@ def test_a_job_without_a_webhook_is_skipped(deployed: dict[str, Any], lambda_con
     deployed["sqs"].send_message(QueueUrl=deployed["queue"], MessageBody=status_change(arn))
     assert run(deployed, lambda_context) == {"batchItemFailures": []}
     assert deployed["sqs"].receive_message(QueueUrl=deployed["queue"]).get("Messages", []) == []
+
+
+# -- image deliveries queued by the branch that stored the image ----------------------------------------
+
+
+def branch_item(arn: str, *, image_webhook: bool = True) -> dict[str, Any]:
+    """A Map item as the ASL's ItemSelector makes it (the fields the image webhook reads)."""
+    return {"execution_arn": arn, "image_webhook": image_webhook, "image": {"index": 0}}
+
+
+STORED = {
+    "index": 0,
+    "seed": 1,
+    "key": f"{CALLER.namespace}/images/job-1/image-0-1.png",
+    "status": "SUCCEEDED",
+    "width": 64,
+    "height": 64,
+    "model_id": "stability.stable-image-core-v1:1",
+}
+
+
+def queued(deployed: dict[str, Any]) -> list[dict[str, Any]]:
+    got = deployed["sqs"].receive_message(
+        QueueUrl=deployed["queue"], MaxNumberOfMessages=10, VisibilityTimeout=0
+    )
+    return [json.loads(m["Body"]) for m in got.get("Messages", [])]
+
+
+def test_a_branch_queues_its_image_once_and_the_job_end_only_the_others(
+    deployed: dict[str, Any], lambda_context: Any
+) -> None:
+    """The branch claims image 0's record and queues it (with its record); the job's end then queues
+    only image 1 (not claimed: say its branch failed) and the completion."""
+    sqs, queue = deployed["sqs"], deployed["queue"]
+    send = lambda body: sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(body))  # noqa: E731
+    with webhook_receiver() as receiver:
+        request = {
+            "prompt": "a",
+            "count": 2,
+            "webhook": receiver.url,
+            "webhook_events": ["image", "completed"],
+        }
+        arn = deployed["sfn"].add("job-5", request, MANIFEST)
+        s3, bucket = deployed["s3"], deployed["bucket"]
+        assert webhooks.queue_image_delivery(branch_item(arn), STORED, s3=s3, bucket=bucket, send=send)
+        assert not webhooks.queue_image_delivery(branch_item(arn), STORED, s3=s3, bucket=bucket, send=send)
+        (message,) = queued(deployed)
+        assert message["webhook_delivery"]["record"]["key"] == STORED["key"]
+        (record,) = webhooks.job_webhooks(s3, bucket, execution_name(CALLER, "job-5"))
+        assert (record["event"], record["index"], record["attempts"]) == ("image", 0, 0)
+        assert record["queued_at"]
+
+        sqs.send_message(QueueUrl=queue, MessageBody=status_change(arn))
+        run(deployed, lambda_context)  # image 0 delivered; the job's end fanned out image 1 and completed
+        run(deployed, lambda_context)
+        bodies = [Webhook(SECRET).verify(r.body, r.headers) for r in receiver.received]
+    images = [b["image"]["index"] for b in bodies if b["type"] == "job.image"]
+    assert sorted(images) == [0, 1]  # each once: image 0 by its branch, image 1 by the job's end
+    assert [b["type"] for b in bodies].count("job.completed") == 1
+    first = next(b for b in bodies if b["type"] == "job.image" and b["image"]["index"] == 0)
+    assert first["job_id"] == "job-5"
+    assert (first["image"]["seed"], first["image"]["status"]) == (1, "SUCCEEDED")
+    assert "X-Amz-Signature=" in first["image"]["url"]  # presigned for the caller's own key
+
+
+def test_only_stored_or_filtered_images_of_a_job_that_asked_are_queued_by_their_branch(
+    deployed: dict[str, Any],
+) -> None:
+    sent: list[dict[str, Any]] = []
+    s3, bucket = deployed["s3"], deployed["bucket"]
+    arn = deployed["sfn"].add("job-6", {"prompt": "a", "webhook": "http://127.0.0.1/x"}, MANIFEST)
+    cancelled = {**STORED, "status": "CANCELLED", "key": None}
+    assert not webhooks.queue_image_delivery(
+        branch_item(arn), cancelled, s3=s3, bucket=bucket, send=sent.append
+    )
+    assert not webhooks.queue_image_delivery(
+        branch_item(arn, image_webhook=False), STORED, s3=s3, bucket=bucket, send=sent.append
+    )
+    filtered = {
+        **STORED,
+        "index": 1,
+        "status": "FILTERED",
+        "key": None,
+        "reason_code": "CONTENT_FILTERED_OUTPUT",
+    }
+    assert webhooks.queue_image_delivery(branch_item(arn), filtered, s3=s3, bucket=bucket, send=sent.append)
+    assert [m["webhook_delivery"]["record"]["reason_code"] for m in sent] == ["CONTENT_FILTERED_OUTPUT"]
+
+
+def test_a_message_that_cannot_be_sent_gives_its_claim_back(deployed: dict[str, Any]) -> None:
+    """The job's end then claims and queues the image: nothing is lost."""
+    s3, bucket = deployed["s3"], deployed["bucket"]
+    arn = deployed["sfn"].add("job-7", {"prompt": "a", "webhook": "http://127.0.0.1/x"}, MANIFEST)
+
+    def refused(body: dict[str, Any]) -> None:
+        raise RuntimeError("SQS is unavailable")
+
+    with pytest.raises(RuntimeError):
+        webhooks.queue_image_delivery(branch_item(arn), STORED, s3=s3, bucket=bucket, send=refused)
+    assert webhooks.job_webhooks(s3, bucket, execution_name(CALLER, "job-7")) == []
+    assert webhooks.claim(s3, bucket, webhooks.Delivery(arn, "image", 0))
+
+
+def test_a_branch_queued_image_of_a_running_job_is_delivered(
+    deployed: dict[str, Any], lambda_context: Any
+) -> None:
+    with webhook_receiver() as receiver:
+        request = {"prompt": "a", "webhook": receiver.url, "webhook_events": ["image"]}
+        arn = deployed["sfn"].add("job-8", request, MANIFEST)
+        deployed["sfn"].executions[arn].update(status="RUNNING", output=None, stopDate=None)
+        sqs, queue = deployed["sqs"], deployed["queue"]
+        send = lambda body: sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(body))  # noqa: E731
+        webhooks.queue_image_delivery(
+            branch_item(arn), STORED, s3=deployed["s3"], bucket=deployed["bucket"], send=send
+        )
+        assert run(deployed, lambda_context) == {"batchItemFailures": []}
+        (body,) = [Webhook(SECRET).verify(r.body, r.headers) for r in receiver.received]
+    assert (body["type"], body["job_id"], body["image"]["index"]) == ("job.image", "job-8", 0)
+    (record,) = webhooks.job_webhooks(deployed["s3"], deployed["bucket"], execution_name(CALLER, "job-8"))
+    assert (record["attempts"], record["last_status"]) == (1, 200)

@@ -30,7 +30,7 @@ from image_pipeline.core.keys import CANCELLATIONS_PREFIX, cancellation_key
 #: The status of a Map branch's record, and the reason code of its image in the manifest.
 CANCELLED = "CANCELLED"
 #: S3's answers to a conditional write whose condition failed (the marker exists), or that raced another.
-_ALREADY_WRITTEN = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
+ALREADY_WRITTEN = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
 #: Pages of markers read when listing a caller's cancelled jobs (1,000 keys each).
 MAX_MARKER_PAGES = 5
 
@@ -60,7 +60,7 @@ def mark_cancelled(s3: Any, bucket: str, execution_name: str, *, now: datetime |
             IfNoneMatch="*",
         )
     except ClientError as exc:
-        if str(exc.response.get("Error", {}).get("Code", "")) in _ALREADY_WRITTEN:
+        if str(exc.response.get("Error", {}).get("Code", "")) in ALREADY_WRITTEN:
             return False
         raise
     return True

@@ -33,6 +33,7 @@ from image_pipeline.core import time_budget
 from image_pipeline.core.image_index import ImageIndex
 from image_pipeline.core.settings import get_settings
 from image_pipeline.core.time_budget import ClientTimeouts
+from image_pipeline.core.webhooks import WebhookSettings
 
 #: Variables that point S3 at another endpoint (botocore's own names): keep its addressing then.
 S3_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
@@ -105,6 +106,24 @@ def index_dynamodb() -> Any:
     return boto3.resource("dynamodb", config=client_config(time_budget.INDEX_DYNAMODB))
 
 
+@cache
+def webhook_sqs() -> Any:
+    """The image function's SQS client: it queues an image's webhook delivery (one short attempt)."""
+    return boto3.client("sqs", config=client_config(time_budget.WEBHOOK_QUEUEING))
+
+
+@cache
+def webhook_s3() -> Any:
+    """The image function's S3 client for its webhook delivery's record (one short attempt)."""
+    return boto3.client("s3", config=client_config(time_budget.WEBHOOK_QUEUEING, signature_version="s3v4"))
+
+
+@cache
+def webhook_queue_url() -> str:
+    """The webhook delivery queue (``WEBHOOK_QUEUE_URL``); empty: this function queues no deliveries."""
+    return WebhookSettings.from_environ().queue_url
+
+
 def image_index() -> ImageIndex | None:
     """The image index of this deployment (``core/image_index.py``), or None when it has none."""
     settings = get_settings()
@@ -126,6 +145,9 @@ def reset_clients() -> None:
         stepfunctions_poll,
         index_dynamodb,
         admission_dynamodb,
+        webhook_sqs,
+        webhook_s3,
+        webhook_queue_url,
     ):
         factory.cache_clear()
     get_settings.cache_clear()

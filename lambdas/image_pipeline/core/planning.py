@@ -158,4 +158,6 @@ def plan(
         # The prompt cache (core/image_index.py) may serve this request's images: its result is fully
         # determined (an explicit seed, a model whose seed reproduces its image) and it did not opt out.
         "cache": request.seed is not None and request.cache and adapter.seed_reproducible,
+        # Each branch queues its image's webhook as the image is stored (core/webhooks.py).
+        "image_webhook": request.webhook is not None and "image" in (request.webhook_events or ()),
     }

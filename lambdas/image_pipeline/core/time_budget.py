@@ -101,6 +101,10 @@ ADMISSION_DYNAMODB = ClientTimeouts(connect=1, read=2, attempts=3)
 #: DynamoDB (the image index, core/image_index.py): one short attempt. A failed index write is logged and
 #: counted, a failed cache lookup is a cache miss: neither is worth the image's time budget.
 INDEX_DYNAMODB = ClientTimeouts(connect=1, read=1, attempts=1)
+#: Queueing an image's webhook delivery as the image is stored (core/webhooks.queue_image_delivery): the
+#: record's conditional PutObject, SQS SendMessage, and the record's DeleteObject when the message was
+#: not sent; one short attempt each (a delivery not queued then is queued by the job's end).
+WEBHOOK_QUEUEING = ClientTimeouts(connect=0.5, read=1.5, attempts=1)
 
 #: Bedrock Runtime's connect timeout; its read timeout and attempts are settings.
 BEDROCK_CONNECT_SECONDS = 5
@@ -117,11 +121,13 @@ def bedrock(settings: Settings) -> ClientTimeouts:
 
 def generate_image_bound(settings: Settings) -> float:
     """``generate_image``: a cache lookup, one InvokeModel (or none: a cache hit), one PutObject (or
-    CopyObject), its index item, its own code."""
+    CopyObject), its index item, its image webhook (a record's PutObject, SendMessage, DeleteObject), its own
+    code."""
     return (
         bedrock(settings).worst_case_seconds
         + S3.worst_case_seconds
         + 2 * INDEX_DYNAMODB.worst_case_seconds
+        + 3 * WEBHOOK_QUEUEING.worst_case_seconds
         + CODE_SECONDS
     )
 

@@ -3,8 +3,11 @@ both call :func:`handle_message` (``core/webhooks.py`` says how deliveries are s
 
 A message is either the event of an ended execution (deployed: Step Functions' status-change event,
 routed to the queue by an EventBridge rule; offline: the same event, sent by the local worker), which
-is turned into one delivery message per event the job's webhook asked for, or one delivery, which is
-attempted: the job document is read again (``GET /jobs/{id}``'s, fresh links), POSTed and recorded.
+is turned into one delivery message per event the job's webhook asked for (an image's only when its
+branch did not queue it already), or one delivery, which is attempted: the job document is read again
+(``GET /jobs/{id}``'s, fresh links), or, for an image its branch queued as it was stored
+(``handlers/generate_image.py``), the image's record the message carries is signed; then POSTed and
+recorded.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from image_pipeline.core.job_history import signed_images
 from image_pipeline.core.jobs import job_from_execution, started_by
 from image_pipeline.core.tenancy import job_id_of
 from image_pipeline.core.webhooks import (
@@ -24,22 +28,43 @@ from image_pipeline.core.webhooks import (
     Resolver,
     WebhookNetwork,
     attempt,
+    claim_and_send,
     deliveries,
     ended_execution,
     job_webhooks,
+    payload,
     resolve,
     subscription,
 )
 
 
-def job_document(described: Mapping[str, Any], *, s3: Any, bucket: str, expires_in: int) -> dict[str, Any]:
-    """The ``GET /jobs/{id}`` document of an ended execution, as its caller sees it."""
+def _job_id(described: Mapping[str, Any]) -> str:
+    """The id the caller knows an execution by (its name without the caller's namespace)."""
     caller = started_by(described)
     name = str(described["name"])
-    job_id = (job_id_of(caller, name) if caller is not None else None) or name
-    job = job_from_execution(described, s3=s3, expires_in=expires_in, job_id=job_id)
+    return (job_id_of(caller, name) if caller is not None else None) or name
+
+
+def job_document(described: Mapping[str, Any], *, s3: Any, bucket: str, expires_in: int) -> dict[str, Any]:
+    """The ``GET /jobs/{id}`` document of an ended execution, as its caller sees it."""
+    name = str(described["name"])
+    job = job_from_execution(described, s3=s3, expires_in=expires_in, job_id=_job_id(described))
     job["webhooks"] = job_webhooks(s3, bucket, name)
     return job
+
+
+def branch_image(
+    described: Mapping[str, Any], record: Mapping[str, Any], *, s3: Any, bucket: str, expires_in: int
+) -> dict[str, Any]:
+    """The entry of an image its branch queued (``images_so_far``'s shape), with presigned URLs when
+    its key is in the job's caller's namespace."""
+    caller = started_by(described)
+    if caller is None:
+        return {**record, "key": None}
+    (image,) = signed_images(
+        [dict(record)], s3=s3, bucket=bucket, namespace=caller.namespace, expires_in=expires_in
+    )
+    return image
 
 
 def handle_message(
@@ -62,6 +87,8 @@ def handle_message(
 
     ``send`` puts a message on the delivery queue; ``secret`` gives the signing secret (read only when
     a delivery is made). Raises nothing for a webhook that cannot be reached: that is a ``retry``.
+    An ``image`` delivery its branch queued (it carries the image's record) is made while the job still
+    runs; every other delivery is of an ended job, whose document is read again (fresh links).
     """
     arn = ended_execution(body)
     delivery = Delivery.from_message(body) if arn is None else None
@@ -69,17 +96,30 @@ def handle_message(
         return Outcome("skipped")  # not ours (an operator's test message)
     described = sfn.describe_execution(executionArn=arn or delivery.execution_arn)  # type: ignore[union-attr]
     sub = subscription(described.get("input"))
-    if sub is None or described.get("status") == "RUNNING":
+    if sub is None:
         return Outcome("skipped")
-    job = job_document(described, s3=s3, bucket=bucket, expires_in=expires_in)
-    if delivery is None:
+    running = described.get("status") == "RUNNING"
+    if delivery is None:  # an ended job: one message per delivery; an image's only if not queued yet
+        if running:
+            return Outcome("skipped")
+        job = job_document(described, s3=s3, bucket=bucket, expires_in=expires_in)
         for each in deliveries(str(described["executionArn"]), sub, job):
-            send(each.message())
+            if each.event == "image":
+                claim_and_send(s3, bucket, each, send)
+            else:
+                send(each.message())
         return Outcome("skipped")
+    if delivery.record is not None:
+        image = branch_image(described, delivery.record, s3=s3, bucket=bucket, expires_in=expires_in)
+        payload_body = payload(delivery, {"job_id": _job_id(described)}, image)
+    elif running:
+        return Outcome("skipped")
+    else:
+        payload_body = payload(delivery, job_document(described, s3=s3, bucket=bucket, expires_in=expires_in))
     return attempt(
         delivery,
         url=sub.url,
-        job=job,
+        body=payload_body,
         secret=secret(),
         receive_count=receive_count,
         s3=s3,

@@ -30,6 +30,7 @@ attempts are recorded in S3 (``webhooks/<execution name>/<delivery>.json``) and 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -40,13 +41,16 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from image_pipeline.contract.errors import FieldError
+from image_pipeline.core.cancellation import ALREADY_WRITTEN
+from image_pipeline.core.job_history import image_entry
 from image_pipeline.core.settings import model_from_environ, model_to_environ
 
 # -- where a webhook may point -----------------------------------------------------------------------
@@ -234,11 +238,17 @@ def backoff_seconds(attempt: int, schedule: Sequence[int] = BACKOFF_SECONDS) -> 
 
 @dataclass(frozen=True)
 class Delivery:
-    """One webhook call to make: the job's end (``completed``) or one image (``image``, ``index``)."""
+    """One webhook call to make: the job's end (``completed``) or one image (``image``, ``index``).
+
+    ``record`` is the image's entry as its branch stored it (:func:`image_pipeline.core.job_history.
+    image_entry`), carried by an ``image`` delivery queued by that branch while the job runs; without
+    it, the image is read from the ended job's manifest.
+    """
 
     execution_arn: str
     event: str
     index: int | None = None
+    record: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:
@@ -246,20 +256,23 @@ class Delivery:
         return self.event if self.index is None else f"{self.event}-{self.index}"
 
     def message(self) -> dict[str, Any]:
-        return {
-            "webhook_delivery": {
-                "execution_arn": self.execution_arn,
-                "event": self.event,
-                "index": self.index,
-            }
-        }
+        raw: dict[str, Any] = {"execution_arn": self.execution_arn, "event": self.event, "index": self.index}
+        if self.record is not None:
+            raw["record"] = dict(self.record)
+        return {"webhook_delivery": raw}
 
     @classmethod
     def from_message(cls, body: Mapping[str, Any]) -> Delivery | None:
         raw = body.get("webhook_delivery")
         if not isinstance(raw, Mapping):
             return None
-        return cls(str(raw["execution_arn"]), str(raw["event"]), raw.get("index"))
+        record = raw.get("record")
+        return cls(
+            str(raw["execution_arn"]),
+            str(raw["event"]),
+            raw.get("index"),
+            dict(record) if isinstance(record, Mapping) else None,
+        )
 
 
 def execution_name(execution_arn: str) -> str:
@@ -302,7 +315,11 @@ def subscription(execution_input: Any) -> Subscription | None:
 
 
 def deliveries(execution_arn: str, sub: Subscription, job: Mapping[str, Any]) -> list[Delivery]:
-    """The deliveries of an ended job: one per image of its manifest (``image``), then ``completed``."""
+    """The deliveries of an ended job: one per image of its manifest (``image``), then ``completed``.
+
+    An image whose branch already queued its delivery (:func:`queue_image_delivery`) is left to it:
+    the caller claims each ``image`` delivery first (:func:`claim`) and queues only those it claimed.
+    """
     out: list[Delivery] = []
     if "image" in sub.events:
         images = (job.get("manifest") or {}).get("images") or []
@@ -312,13 +329,90 @@ def deliveries(execution_arn: str, sub: Subscription, job: Mapping[str, Any]) ->
     return out
 
 
-def payload(delivery: Delivery, job: Mapping[str, Any]) -> dict[str, Any]:
-    """What a delivery POSTs: the job document (``completed``), or its image's entry (``image``)."""
+def payload(
+    delivery: Delivery, job: Mapping[str, Any], image: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """What a delivery POSTs: the job document (``completed``), or its image's entry (``image``: ``image``
+    when given, else the entry of the job's manifest)."""
     if delivery.event == "completed":
         return {"type": "job.completed", "job": dict(job)}
-    images = (job.get("manifest") or {}).get("images") or []
-    image = next((i for i in images if i.get("index") == delivery.index), None)
-    return {"type": "job.image", "job_id": job.get("job_id"), "image": image}
+    if image is None:
+        images = (job.get("manifest") or {}).get("images") or []
+        image = next((i for i in images if i.get("index") == delivery.index), None)
+    return {"type": "job.image", "job_id": job.get("job_id"), "image": dict(image) if image else None}
+
+
+# -- image deliveries, queued by the branch that stored the image ---------------------------------
+
+#: Branch outcomes whose ``image`` webhook the branch queues itself (the image was stored, or the model
+#: answered with a filter): every other image (failed, cancelled) is queued when its job ends.
+BRANCH_DELIVERED = frozenset({"SUCCEEDED", "FILTERED"})
+
+
+def claim(s3: Any, bucket: str, delivery: Delivery, *, now: Callable[[], float] = time.time) -> bool:
+    """Write ``delivery``'s record before its message is queued, once (``If-None-Match: *``): True when
+    this call wrote it, False when it was already there (its delivery is queued by someone else). So an
+    image's delivery is queued by its branch or by its job's end, never by both; the record (attempts 0,
+    ``queued_at``) is what ``GET /jobs/{id}`` shows until the first attempt."""
+    record = {
+        "event": delivery.event,
+        "index": delivery.index,
+        "attempts": 0,
+        "queued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now())),
+    }
+    try:
+        s3.put_object(
+            Bucket=bucket,
+            Key=record_key(delivery),
+            Body=json.dumps(record).encode(),
+            ContentType="application/json",
+            IfNoneMatch="*",
+        )
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code", "")) in ALREADY_WRITTEN:
+            return False
+        raise
+    return True
+
+
+def claim_and_send(s3: Any, bucket: str, delivery: Delivery, send: Callable[[dict[str, Any]], None]) -> bool:
+    """Queue ``delivery`` (``send`` its message) if this call claims it (:func:`claim`); a claim or a
+    message that failed gives the claim back (the record is deleted, as far as it can be) and raises, so
+    the delivery is queued again later (by the job's end, or the retried event). Returns whether it was
+    queued."""
+    try:
+        if not claim(s3, bucket, delivery):
+            return False
+        send(delivery.message())
+    except Exception:
+        _give_back(s3, bucket, delivery)  # also a claim whose answer was lost: it may have been written
+        raise
+    return True
+
+
+def _give_back(s3: Any, bucket: str, delivery: Delivery) -> None:
+    with contextlib.suppress(Exception):  # the error that matters is the one being raised
+        s3.delete_object(Bucket=bucket, Key=record_key(delivery))
+
+
+def queue_image_delivery(
+    item: Mapping[str, Any],
+    record: Mapping[str, Any],
+    *,
+    s3: Any,
+    bucket: str,
+    send: Callable[[dict[str, Any]], None],
+) -> bool:
+    """Queue the ``image`` webhook of an image as its branch ends (``item``: the branch's Map item,
+    ``record``: the branch's answer), if its job asked for one (``image_webhook``). Only outcomes of
+    :data:`BRANCH_DELIVERED`; the record the delivery carries is the image's entry, as ``GET /jobs/{id}``
+    shows it while the job runs. Returns whether it was queued; raises the AWS error of a claim or
+    message that failed (the caller logs it: the job's end queues the image instead)."""
+    arn = item.get("execution_arn")
+    if not item.get("image_webhook") or not arn or record.get("status") not in BRANCH_DELIVERED:
+        return False
+    delivery = Delivery(str(arn), "image", int(record["index"]), image_entry(record))
+    return claim_and_send(s3, bucket, delivery, send)
 
 
 class DeliveryFailed(Exception):
@@ -424,7 +518,16 @@ def job_webhooks(s3: Any, bucket: str, name: str) -> list[dict[str, Any]]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
             records.append(json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()))
-    fields = ("event", "index", "attempts", "last_status", "last_error", "delivered_at", "dead_lettered")
+    fields = (
+        "event",
+        "index",
+        "attempts",
+        "queued_at",
+        "last_status",
+        "last_error",
+        "delivered_at",
+        "dead_lettered",
+    )
     shown = [{k: r.get(k) for k in fields if k != "index" or r.get("index") is not None} for r in records]
     return sorted(shown, key=lambda r: (r["event"] == "completed", r.get("index") or 0))
 
@@ -441,7 +544,7 @@ def attempt(
     delivery: Delivery,
     *,
     url: str,
-    job: Mapping[str, Any],
+    body: Mapping[str, Any],
     secret: str,
     receive_count: int,
     s3: Any,
@@ -453,15 +556,16 @@ def attempt(
     resolver: Resolver = resolve,
     timeout: float = POST_TIMEOUT_SECONDS,
 ) -> Outcome:
-    """Make attempt ``receive_count`` of ``delivery``, record it, and say what happens next."""
+    """Make attempt ``receive_count`` of ``delivery`` (POST ``body``, its :func:`payload`, signed),
+    record it, and say what happens next."""
     record = read_record(s3, bucket, delivery)
     if record.get("delivered_at"):  # a message seen again after its success was recorded
         return Outcome("skipped")
-    body = json.dumps(payload(delivery, job), separators=(",", ":"), default=str).encode()
-    headers = signature_headers(secret, delivery_id(delivery), body, timestamp=int(now()))
+    data = json.dumps(body, separators=(",", ":"), default=str).encode()
+    headers = signature_headers(secret, delivery_id(delivery), data, timestamp=int(now()))
     record["attempts"] = int(record.get("attempts", 0)) + 1
     try:
-        status = post(url, body, headers, network=network, resolver=resolver, timeout=timeout)
+        status = post(url, data, headers, network=network, resolver=resolver, timeout=timeout)
     except DeliveryFailed as failed:
         record.update(last_status=failed.status, last_error=failed.error)
         last = receive_count >= max_attempts
