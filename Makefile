@@ -26,6 +26,7 @@ install-dev: $(VENV)/.installed-dev
 
 demo: install
 	$(BIN)/imagegen generate "$(PROMPT)" --count 4 --out out/
+	@echo "imagegen is installed in $(VENV)/: run '. $(VENV)/bin/activate' to put it on your PATH (README, Use it)"
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any
@@ -25,6 +25,40 @@ DEFAULT_API_URL = "http://127.0.0.1:8000"
 #: answers 202 with the job (``generate`` then polls it).
 SYNC_TIMEOUT_SECONDS = 60.0
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class SigV4(httpx.Auth):
+    """Signs each API call with AWS Signature Version 4 for API Gateway (service ``execute-api``), for
+    a deployment whose methods use IAM authorization (``imagegen:apiAuth=iam``). The signing is
+    botocore's ``SigV4Auth`` (the AWS SDK's own), not ours; ``credentials`` is a botocore credentials
+    object (``boto3.Session().get_credentials()``), frozen afresh for each call so temporary
+    credentials are refreshed. Signed: the method, path, query, body, ``host`` and ``content-type``.
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv4-signing-requests.html (read 2026-11-30)
+    """
+
+    requires_request_body = True
+    SERVICE = "execute-api"
+
+    def __init__(self, credentials: Any, region: str) -> None:
+        self._credentials = credentials
+        self.region = region
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        headers = {"host": request.headers["host"]}
+        if "content-type" in request.headers:
+            headers["content-type"] = request.headers["content-type"]
+        signed = AWSRequest(
+            method=request.method, url=str(request.url), data=request.content, headers=headers
+        )
+        frozen = self._credentials.get_frozen_credentials()
+        SigV4Auth(frozen, self.SERVICE, self.region).add_auth(signed)
+        for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
+            if name in signed.headers:
+                request.headers[name] = signed.headers[name]
+        yield request
 
 
 class ClientApiError(Exception):
@@ -51,18 +85,23 @@ class ClientApiError(Exception):
 
 
 class ImagegenClient:
-    """The API's routes as methods. Errors raise :class:`ClientApiError` (or ``httpx.HTTPError``)."""
+    """The API's routes as methods. Errors raise :class:`ClientApiError` (or ``httpx.HTTPError``).
+    ``auth`` signs each call (:class:`SigV4` for an IAM-authorized deployment)."""
 
     def __init__(
         self,
         base_url: str = DEFAULT_API_URL,
         *,
         api_key: str | None = None,
+        auth: httpx.Auth | None = None,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         headers = {"x-api-key": api_key} if api_key else {}
-        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
+        self.base_url = base_url
+        self._http = httpx.Client(
+            base_url=base_url, headers=headers, auth=auth, timeout=timeout, transport=transport
+        )
         # Image URLs are presigned S3 URLs (or the local server's): never send them the API key.
         self._files = httpx.Client(timeout=timeout, transport=transport, follow_redirects=True)
 
@@ -169,22 +208,30 @@ class ImagegenClient:
             headers = {"Accept": "text/event-stream"}
             if last:
                 headers["Last-Event-ID"] = str(last)
-            with self._http.stream("GET", f"jobs/{job_id}/events", headers=headers, timeout=None) as response:
-                if response.status_code == 204:
-                    return
-                if response.status_code != 200:
-                    response.read()
-                    raise ClientApiError.from_response(response)
-                for event in _server_sent_events(response.iter_lines()):
-                    if "retry" in event and str(event["retry"]).isdigit():
-                        retry = int(event["retry"]) / 1000
-                    if "event" not in event:
-                        continue
-                    if str(event.get("id", "")).isdigit():
-                        last = int(event["id"])
-                    yield event
-                    if event["event"] != "image":
+            # The read timeout ends a stream that stays silent past the deadline (httpx.ReadTimeout).
+            read = httpx.Timeout(30.0, read=max(deadline - time.monotonic(), 1.0))
+            try:
+                stream = self._http.stream("GET", f"jobs/{job_id}/events", headers=headers, timeout=read)
+                with stream as response:
+                    if response.status_code == 204:
                         return
+                    if response.status_code != 200:
+                        response.read()
+                        raise ClientApiError.from_response(response)
+                    for event in _server_sent_events(response.iter_lines()):
+                        if "retry" in event and str(event["retry"]).isdigit():
+                            retry = int(event["retry"]) / 1000
+                        if "event" not in event:
+                            continue
+                        if str(event.get("id", "")).isdigit():
+                            last = int(event["id"])
+                        yield event
+                        if event["event"] != "image":
+                            return
+                        if time.monotonic() > deadline:
+                            raise TimeoutError(f"job {job_id} has not ended after {timeout} s")
+            except httpx.ReadTimeout:
+                raise TimeoutError(f"job {job_id} has not ended after {timeout} s") from None
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} has not ended after {timeout} s")
             time.sleep(retry)

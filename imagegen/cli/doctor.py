@@ -49,7 +49,7 @@ from image_pipeline.core.settings import DEFAULT_MODEL_FALLBACK
 from image_pipeline.models.facts import ModelFacts, load_facts
 from image_pipeline.models.ids import BEDROCK_MODEL_IDS
 
-from imagegen.cli.options import EXIT_FAILED, EXIT_INVALID, EXIT_OK
+from imagegen.cli.options import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 Status = Literal["ok", "warn", "fail"]
 _SEVERITY: dict[Status, int] = {"ok": 0, "warn": 1, "fail": 2}
@@ -929,7 +929,7 @@ def cmd_doctor(
         )
     except (DoctorCannotRun, NoRegionError) as exc:
         print(f"imagegen doctor: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return EXIT_USAGE
     if args.json:
         print(json.dumps(report_json(report), indent=2, default=str))
     else:

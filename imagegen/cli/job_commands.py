@@ -7,23 +7,32 @@ import argparse
 import sys
 from typing import Any
 
-import httpx
-
-from imagegen.cli.api_commands import _add_api_options, _client, _fail, _print_json
-from imagegen.cli.client import ClientApiError
-from imagegen.cli.options import EXIT_OK
+from imagegen.cli.api_commands import _add_api_options, _client, _print_json
+from imagegen.cli.options import EXIT_OK, examples, wants_json
+from imagegen.cli.outputs import format_table
 
 #: The statuses ``GET /jobs`` filters on (image_pipeline.core.job_control.LIST_STATUSES).
 LIST_STATUSES = ("running", "cancelling", "succeeded", "cancelled", "failed")
 
 
 def add_commands(subparsers: Any) -> None:
-    jobs = subparsers.add_parser("jobs", help="list, cancel or retry your jobs on an API")
+    jobs = subparsers.add_parser(
+        "jobs",
+        help="list, cancel or retry your jobs on an API",
+        epilog=examples(
+            "imagegen jobs list --status failed", "imagegen jobs retry ID", "imagegen jobs cancel ID"
+        ),
+    )
     actions = jobs.add_subparsers(dest="action", required=True)
 
-    listing = actions.add_parser("list", help="your jobs, newest first (GET /jobs)")
+    listing = actions.add_parser(
+        "list",
+        help="your jobs, newest first (GET /jobs)",
+        description="Your jobs, newest first: a table on a terminal, JSON when piped or with --json.",
+        epilog=examples("imagegen jobs list --status failed --limit 5", "imagegen jobs list --all --json"),
+    )
     listing.add_argument("--status", choices=LIST_STATUSES, help="only jobs with this status")
-    listing.add_argument("--limit", type=int, default=20, help="jobs per page, 1-100 (default 20)")
+    listing.add_argument("--limit", type=int, default=20, help="jobs per page, 1-100")
     listing.add_argument("--next-token", help="the next page: the next_token of the last answer")
     listing.add_argument("--all", action="store_true", help="follow next_token to the last page")
     _add_api_options(listing)
@@ -34,6 +43,7 @@ def add_commands(subparsers: Any) -> None:
         help="cancel a running job (DELETE /jobs/{id})",
         description="The job stops starting images; those already being made are stored and listed in "
         "its manifest, which says cancelled.",
+        epilog=examples("imagegen jobs cancel 6f1c..."),
     )
     cancel.add_argument("job_id")
     _add_api_options(cancel)
@@ -44,6 +54,7 @@ def add_commands(subparsers: Any) -> None:
         help="a new job of a job's failed images, same seeds (POST /jobs/{id}/retry)",
         description="Makes again the images of an ended job that failed (throttled, timed out, "
         "cancelled, ...), with their seeds and file names, in a new job; prints the new job.",
+        epilog=examples("imagegen jobs retry 6f1c... && imagegen wait NEW_ID --out out/"),
     )
     retry.add_argument("job_id")
     retry.add_argument("--include-filtered", action="store_true", help="also the images the filter stopped")
@@ -51,42 +62,46 @@ def add_commands(subparsers: Any) -> None:
     retry.set_defaults(func=cmd_retry)
 
 
+#: The columns of ``jobs list`` on a terminal.
+JOB_COLUMNS = [("job_id", "JOB"), ("status", "STATUS"), ("started_at", "STARTED"), ("stopped_at", "STOPPED")]
+
+
 def cmd_list(args: argparse.Namespace) -> int:
-    try:
-        with _client(args) as api:
-            page = api.jobs(status=args.status, limit=args.limit, next_token=args.next_token)
-            if not args.all:
-                _print_json(page)
-                return EXIT_OK
-            jobs = list(page["jobs"])
-            while page["next_token"]:
-                page = api.jobs(status=args.status, limit=args.limit, next_token=page["next_token"])
-                jobs.extend(page["jobs"])
-            _print_json({"jobs": jobs, "next_token": None})
-            return EXIT_OK
-    except (ClientApiError, httpx.HTTPError) as exc:
-        return _fail(exc)
+    with _client(args) as api:
+        page = api.jobs(status=args.status, limit=args.limit, next_token=args.next_token)
+        jobs = list(page["jobs"])
+        while args.all and page["next_token"]:
+            page = api.jobs(status=args.status, limit=args.limit, next_token=page["next_token"])
+            jobs.extend(page["jobs"])
+    next_token = None if args.all else page["next_token"]
+    if wants_json(args):
+        _print_json({"jobs": jobs, "next_token": next_token})
+        return EXIT_OK
+    print(format_table(jobs, JOB_COLUMNS) if jobs else "no jobs")
+    if next_token:
+        print(f"more: imagegen jobs list --next-token {next_token} (or --all)")
+    return EXIT_OK
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    try:
-        with _client(args) as api:
-            _print_json(api.cancel(args.job_id))
-            return EXIT_OK
-    except (ClientApiError, httpx.HTTPError) as exc:
-        return _fail(exc)
+    with _client(args) as api:
+        answer = api.cancel(args.job_id)
+    if wants_json(args):
+        _print_json(answer)
+    else:
+        print(f"job {args.job_id} {answer.get('status')}: the images being made are kept")
+    return EXIT_OK
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    try:
-        with _client(args) as api:
-            job = api.retry(args.job_id, include_filtered=args.include_filtered)
-            _print_json(job)
-            if not args.quiet:
-                print(
-                    f"job {job['job_id']} retries {len(job['images'])} images of {args.job_id}",
-                    file=sys.stderr,
-                )
-            return EXIT_OK
-    except (ClientApiError, httpx.HTTPError) as exc:
-        return _fail(exc)
+    with _client(args) as api:
+        job = api.retry(args.job_id, include_filtered=args.include_filtered)
+    if wants_json(args):
+        _print_json(job)
+    if not args.quiet or not wants_json(args):
+        print(
+            f"job {job['job_id']} retries {len(job['images'])} images of {args.job_id}; "
+            f"follow it: imagegen wait {job['job_id']}",
+            file=sys.stderr if wants_json(args) else sys.stdout,
+        )
+    return EXIT_OK

@@ -33,7 +33,7 @@ from typing import Any
 
 from image_pipeline.core.tenancy import Caller
 
-from imagegen.cli.options import EXIT_FAILED, EXIT_INVALID, EXIT_OK
+from imagegen.cli.options import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from imagegen.runtime.local_auth import KEY_NAME  # a key's name, offline and deployed alike
 
 DEFAULT_STACK = "Imagegen"
@@ -239,7 +239,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             answer = revoke_key(apigw, deployment, args.key, delete=args.delete)
     except KeysError as exc:
         print(f"imagegen keys: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return EXIT_USAGE
     except Exception as exc:  # AWS refused (credentials, permissions): say so in one line
         print(f"imagegen keys: API Gateway refused: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -267,3 +267,52 @@ def download_batch(engine: BatchEngine, manifest: Mapping[str, Any], out_dir: Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     return path
+
+
+def default_batch_key(source: Path) -> str:
+    """The key a batch file is uploaded to when none is given (``batches/<file name>``)."""
+    return f"{BATCH_PREFIX}{source.stem}{BATCH_SUFFIX}"
+
+
+def save_finished_requests(engine: BatchEngine, key: str, out_dir: Path) -> list[Path]:
+    """Copy the images and manifest of every request of batch file ``key`` that has ended (its child
+    execution succeeded, or failed after storing its manifest) under ``out_dir`` in the bucket's layout,
+    as :func:`download_batch` does: what a batch stopped early (Ctrl-C) had finished is kept.
+    Returns the manifests written."""
+    from image_pipeline.core.manifest import stored_manifest_location
+
+    name = batch_name(key)
+    bucket = engine.config.bucket
+    written: list[Path] = []
+    paginator = engine.sfn.get_paginator("list_executions")
+    for page in paginator.paginate(stateMachineArn=engine.state_machines["jobs"]):
+        for execution in page["executions"]:
+            if not execution["name"].startswith(f"{name}-") or execution["status"] == "RUNNING":
+                continue
+            described = engine.sfn.describe_execution(executionArn=execution["executionArn"])
+            manifest: dict[str, Any] | None = None
+            if described.get("output"):
+                manifest = json.loads(described["output"])
+            else:
+                where = stored_manifest_location(
+                    ExecutionResult(
+                        name=execution["name"],
+                        arn=execution["executionArn"],
+                        status=described["status"],
+                        error=described.get("error"),
+                        cause=described.get("cause"),
+                    ).message
+                )
+                manifest = read_json(engine, where[1]) if where else None
+            if not isinstance(manifest, dict) or not manifest.get("manifest_key"):
+                continue
+            for image in manifest.get("images", []):
+                if image.get("key"):
+                    target = out_dir / image["key"]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(engine.s3.get_object(Bucket=bucket, Key=image["key"])["Body"].read())
+            target = out_dir / manifest["manifest_key"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(manifest, indent=2) + "\n")
+            written.append(target)
+    return written

@@ -26,10 +26,10 @@ def test_submit_wait_writes_the_images(local_server: LocalServer, engine: Any, t
         command, capture_output=True, text=True, timeout=120, env={**os.environ, "IMAGEGEN_API_KEY": "k"}
     )
     assert done.returncode == 0, done.stderr
-    printed = json.loads(done.stdout)
-    assert printed["status"] == "succeeded"
-    folder = Path(printed["out"])
-    assert folder == tmp_path / "images" / printed["job_id"]
+    printed = json.loads(done.stdout)  # piped: the local manifest, as generate prints it
+    assert printed["status"] == "SUCCEEDED"
+    folder = tmp_path / "images" / printed["request_id"]
+    assert printed == json.loads((folder / "manifest.json").read_text())
     manifest = json.loads((folder / "manifest.json").read_text())
     files = sorted(folder.glob("*.png"))
     assert len(files) == 2 and [i["seed"] for i in manifest["images"]] == [7, 8]
@@ -72,13 +72,13 @@ def test_client_commands_report_api_errors(
     local_server: LocalServer, engine: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     api = ["--api", local_server.url, "--quiet"]
-    assert main(["submit", "a cat", "--count", "0", *api]) == 2
+    assert main(["submit", "a cat", "--count", "0", *api]) == 3
     assert "400 InvalidRequest" in capsys.readouterr().err
-    assert main(["status", "no-such-job", *api]) == 2
+    assert main(["status", "no-such-job", *api]) == 3
     assert "404 JobNotFound" in capsys.readouterr().err
     assert (
         main(["submit", "[[fault:block-prompt]] a cat", "--count", "1", "--wait", "--poll", "0.1", *api]) == 1
     )
     assert "AllImagesFiltered" in capsys.readouterr().err
-    assert main(["models", "--api", "http://127.0.0.1:9", "--quiet"]) == 1
+    assert main(["models", "--api", "http://127.0.0.1:9", "--quiet"]) == 5
     assert "cannot reach the API" in capsys.readouterr().err

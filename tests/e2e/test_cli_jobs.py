@@ -50,5 +50,5 @@ def test_jobs_commands(local_server: LocalServer, engine: Any, capsys: pytest.Ca
     # Both images were in flight when the cancel came: stored and listed, nothing to retry.
     assert main(["jobs", "retry", job_id, *api]) == 1
     assert "409 NothingToRetry" in capsys.readouterr().err
-    assert main(["jobs", "retry", "no-such-job", *api]) == 2
+    assert main(["jobs", "retry", "no-such-job", *api]) == 3
     assert "404 JobNotFound" in capsys.readouterr().err

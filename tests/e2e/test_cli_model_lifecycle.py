@@ -18,7 +18,7 @@ def generate(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_a_retired_model_is_refused_with_its_end_of_life_and_nothing_is_written(tmp_path: Path) -> None:
     done = generate("a lighthouse", "--model", "titan-image-v2", "--count", "1", "--out", str(tmp_path))
-    assert done.returncode == 2, done.stderr
+    assert done.returncode == 3, done.stderr
     assert "InvalidRequest" in done.stderr
     assert (
         "titan-image-v2 (amazon.titan-image-generator-v2:0) reached its end of life on 2026-06-30"
@@ -31,7 +31,7 @@ def test_a_retired_model_is_refused_with_its_end_of_life_and_nothing_is_written(
 
 def test_a_retired_model_named_by_its_bedrock_id_is_refused_too(tmp_path: Path) -> None:
     done = generate("a lighthouse", "--model", "amazon.nova-canvas-v1:0", "--out", str(tmp_path))
-    assert done.returncode == 2, done.stderr
+    assert done.returncode == 3, done.stderr
     assert "nova-canvas (amazon.nova-canvas-v1:0) reached its end of life on 2026-09-30" in done.stderr
     assert list(tmp_path.iterdir()) == []
 
