@@ -219,7 +219,14 @@ def _client(args: argparse.Namespace) -> ImagegenClient:
         raise usage_error(
             "--auth iam needs the API's Region: an execute-api URL, AWS_REGION or configure --region"
         )
-    credentials = boto3.Session().get_credentials()
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        credentials = boto3.Session().get_credentials()
+    except BotoCoreError as exc:  # a profile that does not exist, partial keys, an SSO login expired
+        raise CliError(
+            ExitCode.UNREACHABLE, f"--auth iam: your AWS credentials cannot be used: {exc}"
+        ) from None
     if credentials is None:
         raise CliError(
             ExitCode.UNREACHABLE,

@@ -82,3 +82,23 @@ def test_client_commands_report_api_errors(
     assert "AllImagesFiltered" in capsys.readouterr().err
     assert main(["models", "--api", "http://127.0.0.1:9", "--quiet"]) == 5
     assert "cannot reach the API" in capsys.readouterr().err
+
+
+def test_commands_use_what_imagegen_configure_saved(
+    local_server: LocalServer,
+    engine: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No --api or key on the command line: the URL comes from the config file."""
+    from imagegen.cli.configure import write_config
+
+    for name in ("IMAGEGEN_API_URL", "IMAGEGEN_API_KEY", "IMAGEGEN_AUTH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("IMAGEGEN_CONFIG_DIR", str(tmp_path / "config"))
+    write_config({"api_url": local_server.url, "auth": "api-key"})
+    assert main(["models", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["default_model"] == "stable-image-core"
+    monkeypatch.setenv("IMAGEGEN_API_URL", "http://127.0.0.1:9")  # the environment wins over the file
+    assert main(["models", "--json"]) == 5
