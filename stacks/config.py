@@ -90,6 +90,11 @@ class ImagegenConfig(BaseModel):
     batch_tolerated_failure_percentage: float = Field(
         default=10.0, ge=0, le=100, alias="batchToleratedFailurePercentage"
     )
+    #: Each caller's spend ceiling per UTC day, in USD of the cost model (``core/spend.py``); unset: only
+    #: callers given their own (``imagegen keys create --daily-spend-usd``) have one.
+    daily_spend_limit_usd: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, alias="dailySpendLimitUsd"
+    )
     #: The prompt cache serves any caller's earlier image of the same request (off: each caller's own).
     share_cache: bool = Field(default=False, alias="shareCache")
     alarm_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", alias="alarmEmail")
@@ -233,6 +238,7 @@ class ImagegenConfig(BaseModel):
             index_table=index_table,
             image_expiration_days=self.image_expiration_days,
             share_cache=self.share_cache,
+            daily_spend_limit_usd=self.daily_spend_limit_usd,
             default_model=self.default_model,
             allowed_models=self.allowed_models,
             max_images_per_request=self.max_images_per_request,

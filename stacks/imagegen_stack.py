@@ -22,7 +22,7 @@ from stacks.batch import UPLOAD_KEYS, BatchConstruct
 from stacks.config import ImagegenConfig
 from stacks.events import WorkflowEvents
 from stacks.functions import FunctionDefaults
-from stacks.index import ImageIndexTable
+from stacks.index import SPEND_LEDGER_ACTIONS, SPEND_LEDGER_KEYS, ImageIndexTable
 from stacks.links import LastingLinks
 from stacks.model_access import checked_model_offers
 from stacks.monitoring import MonitoringConstruct
@@ -218,6 +218,21 @@ class ImagegenStack(Stack):
             function.add_to_role_policy(
                 iam.PolicyStatement(
                     sid="QueryImageIndex", actions=["dynamodb:Query"], resources=[self.index.indexes_arn]
+                )
+            )
+        # The daily spend ledger (core/spend.py) is the table's SPEND#<namespace> items: reserved by the
+        # API and the first step, settled by BuildManifest, read and written item by item (no query).
+        for function in (
+            workflow.validate_request.function,
+            workflow.build_manifest.function,
+            self.api.http_api.function,
+        ):
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="SpendLedger",
+                    actions=list(SPEND_LEDGER_ACTIONS),
+                    resources=[table.table_arn],
+                    conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [SPEND_LEDGER_KEYS]}},
                 )
             )
         workflow.generate_image.function.add_to_role_policy(

@@ -6,7 +6,8 @@ attribute that deletes an item when the bucket's lifecycle deletes its image
 (``imagegen:imageExpirationDays``). Its keys and global secondary indexes are the ones the Lambda package
 declares (``core/image_index.py``: :data:`GSIS`), which the offline engine creates in moto too.
 
-The grants are the composing stack's (``stacks/imagegen_stack.py``): the workflow's functions write,
+The table also holds each caller's daily spend ledger (``core/spend.py``: ``SPEND#<namespace>`` items,
+which carry none of the GSIs' attributes, so no index sees them). The grants are the composing stack's (``stacks/imagegen_stack.py``): the workflow's functions write,
 the image branch reads the cache's index, the HTTP API function reads its caller's items.
 """
 
@@ -15,7 +16,13 @@ from __future__ import annotations
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
-from image_pipeline.core.index_keys import GSIS, PK, SK, TTL_ATTRIBUTE
+from image_pipeline.core.index_keys import GSIS, PK, SK, SPEND_PREFIX, TTL_ATTRIBUTE
+
+#: What the spend ledger's users do (``core/spend.py``: a consistent read, a conditional update) and the
+#: partition keys they may touch (IAM's ``dynamodb:LeadingKeys``: only the ledger's items, never an
+#: image's or a job's).
+SPEND_LEDGER_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
+SPEND_LEDGER_KEYS = f"{SPEND_PREFIX}*"
 
 
 def _string(name: str) -> dynamodb.Attribute:

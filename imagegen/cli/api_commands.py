@@ -107,6 +107,14 @@ def add_commands(subparsers: Any) -> None:
         "(default 30, imagegen:imageExpirationDays' default)",
     )
     serve.add_argument(
+        "--daily-spend-usd",
+        type=float,
+        default=None,
+        metavar="USD",
+        help="each caller's spend ceiling per UTC day from the cost model, as imagegen:dailySpendLimitUsd "
+        "deployed: a request that would pass it is 429 SpendLimitExceeded (default: none)",
+    )
+    serve.add_argument(
         "--webhook-secret",
         default=None,
         help="deliver requests' webhooks signed with this Standard Webhooks secret (whsec_<base64>); "
@@ -439,7 +447,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port_problem = _port_problem(args.host, args.port)
     if port_problem:
         raise usage_error(port_problem)
-    config = EngineConfig()
+    if args.daily_spend_usd is not None and not (0 < args.daily_spend_usd < float("inf")):
+        raise usage_error("--daily-spend-usd takes a positive number of USD")
+    config = EngineConfig(daily_spend_limit_usd=args.daily_spend_usd)
     if args.latency:
         config.faults.latency_seconds = args.latency
     quota_error = apply_quota_options(config, args)
@@ -462,6 +472,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"imagegen API (offline) on http://{args.host}:{args.port}  docs: /docs"
             + ("  web page: /" if args.web_dir else "")
             + (f"  callers: {', '.join(keys)} (x-api-key)" if keys else "  open: no API key")
+            + (f"  daily spend limit: ${args.daily_spend_usd:g} per caller" if args.daily_spend_usd else "")
             + "  (Ctrl-C stops it)",
             file=sys.stderr,
             flush=True,

@@ -7,9 +7,12 @@ deployed before that output existed, the plan of ``ApiKeyId``).
 * ``create NAME`` makes an enabled API key named ``NAME`` and adds it to the deployment's usage plan,
   whose throttle and quota apply to each key on its own. With ``--rate``/``--burst``/``--quota`` the key
   gets a usage plan of its own for the same API stage (``imagegen-key-NAME``) with those limits instead
-  (API Gateway allows a key in one plan per stage). Prints the key's value once, its id and its caller
-  namespace (the folder of its images in the bucket, ``<namespace>/``).
-* ``list`` shows every key of the deployment's plans: id, name, enabled, namespace, limits (never a value).
+  (API Gateway allows a key in one plan per stage). With ``--daily-spend-usd`` the key's caller gets a
+  spend ceiling per UTC day of its own (an item of the spend ledger in the image index's table,
+  ``core/spend.py``; without it, the deployment's ``imagegen:dailySpendLimitUsd``). Prints the key's
+  value once, its id and its caller namespace (the folder of its images in the bucket, ``<namespace>/``).
+* ``list`` shows every key of the deployment's plans: id, name, enabled, namespace, limits, its own daily
+  spend ceiling (never a value).
 * ``revoke KEY`` (id or name) disables the key: API Gateway refuses it from then on (403) and its caller's
   jobs and images stay. No redeployment is needed; how soon it takes effect no AWS page says (a re:Post
   answer reports about 10 seconds: https://repost.aws/questions/QUIiY_hoP0T4SYnFd3NMGDRw, read
@@ -31,6 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from image_pipeline.core.spend import SpendLedger, usd
 from image_pipeline.core.tenancy import Caller
 
 from imagegen.cli.options import EXIT_FAILED, EXIT_OK, EXIT_USAGE
@@ -54,6 +58,9 @@ class Deployment:
     stage: str
     usage_plan_id: str
     first_key_id: str | None = None
+    #: The image index's table, which holds each caller's daily spend ledger and own ceiling
+    #: (``ImageIndexTableName``; None for a stack deployed before it).
+    index_table: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,7 +103,9 @@ def deployment_of(cfn: Any, apigw: Any, stack_name: str) -> Deployment:
             f"the stack {stack_name!r} has no usage plan: it was deployed with imagegen:apiAuth=iam "
             "(callers are IAM principals; there are no keys to manage)"
         )
-    return Deployment(match["api"], match["stage"], plan_id, first_key)
+    return Deployment(
+        match["api"], match["stage"], plan_id, first_key, outputs.get("ImageIndexTableName") or None
+    )
 
 
 def _plans(apigw: Any, deployment: Deployment) -> Iterator[dict[str, Any]]:
@@ -108,10 +117,12 @@ def _plans(apigw: Any, deployment: Deployment) -> Iterator[dict[str, Any]]:
                 yield plan
 
 
-def _key_record(apigw: Any, key_id: str, plan: dict[str, Any], deployment: Deployment) -> dict[str, Any]:
+def _key_record(
+    apigw: Any, key_id: str, plan: dict[str, Any], deployment: Deployment, ledger: SpendLedger | None = None
+) -> dict[str, Any]:
     key = apigw.get_api_key(apiKey=key_id, includeValue=False)
     limits = Limits.of_plan(plan)
-    return {
+    record = {
         "id": key_id,
         "name": key.get("name"),
         "enabled": bool(key.get("enabled")),
@@ -121,14 +132,21 @@ def _key_record(apigw: Any, key_id: str, plan: dict[str, Any], deployment: Deplo
         "limits": None if limits is None else vars(limits),
         "first_key": key_id == deployment.first_key_id,
     }
+    if ledger is not None:  # its own daily spend ceiling; None: the deployment's
+        own = ledger.own_limit_micro(Caller("apiKey", key_id).namespace)
+        record["daily_spend_usd"] = None if own is None else usd(own)
+    return record
 
 
-def list_keys(apigw: Any, deployment: Deployment) -> list[dict[str, Any]]:
-    """Every key of the deployment's usage plans (no values), by name."""
+def list_keys(apigw: Any, deployment: Deployment, ledger: SpendLedger | None = None) -> list[dict[str, Any]]:
+    """Every key of the deployment's usage plans (no values), by name; with the ``ledger``, each key's
+    own daily spend ceiling (``daily_spend_usd``, None: the deployment's)."""
     records = []
     for plan in _plans(apigw, deployment):
         for page in apigw.get_paginator("get_usage_plan_keys").paginate(usagePlanId=plan["id"]):
-            records += [_key_record(apigw, item["id"], plan, deployment) for item in page.get("items", [])]
+            records += [
+                _key_record(apigw, item["id"], plan, deployment, ledger) for item in page.get("items", [])
+            ]
     return sorted(records, key=lambda r: (str(r["name"]), r["id"]))
 
 
@@ -142,11 +160,29 @@ def find_key(apigw: Any, deployment: Deployment, key: str) -> dict[str, Any]:
     return found[0]
 
 
-def create_key(apigw: Any, deployment: Deployment, name: str, limits: Limits | None = None) -> dict[str, Any]:
+def create_key(
+    apigw: Any,
+    deployment: Deployment,
+    name: str,
+    limits: Limits | None = None,
+    *,
+    daily_spend_usd: float | None = None,
+    ledger: SpendLedger | None = None,
+) -> dict[str, Any]:
     """A new enabled key named ``name`` in the deployment's usage plan (or, with ``limits``, in a plan
-    of its own for the same stage). Returns its record with its value."""
+    of its own for the same stage), with ``daily_spend_usd`` its own daily spend ceiling (an item of
+    the ``ledger``, ``core/spend.py``; none: the deployment's ``imagegen:dailySpendLimitUsd``). Returns
+    its record with its value."""
     if not KEY_NAME.match(name):
         raise KeysError(f"{name!r}: a key's name is 1 to 64 letters, digits, '.', '_' or '-'")
+    if daily_spend_usd is not None:
+        if not (0 < daily_spend_usd < float("inf")):
+            raise KeysError(f"--daily-spend-usd must be a positive number of USD, not {daily_spend_usd}")
+        if ledger is None:
+            raise KeysError(
+                "this stack has no ImageIndexTableName output (deployed before the image index): "
+                "update it to give a key its own daily spend limit"
+            )
     if any(r["name"] == name for r in list_keys(apigw, deployment)):
         raise KeysError(f"a key named {name!r} exists; revoke it, or choose another name")
     created = apigw.create_api_key(name=name, description=f"imagegen caller {name}", enabled=True)
@@ -159,14 +195,20 @@ def create_key(apigw: Any, deployment: Deployment, name: str, limits: Limits | N
             throttle={"rateLimit": limits.rate, "burstLimit": limits.burst},
             quota={"limit": limits.quota_per_day, "period": "DAY"},
         )["id"]
+    if daily_spend_usd is not None and ledger is not None:  # before the key is usable
+        ledger.set_limit(Caller("apiKey", created["id"]).namespace, daily_spend_usd)
     apigw.create_usage_plan_key(usagePlanId=plan_id, keyId=created["id"], keyType="API_KEY")
-    record = _key_record(apigw, created["id"], apigw.get_usage_plan(usagePlanId=plan_id), deployment)
+    plan = apigw.get_usage_plan(usagePlanId=plan_id)
+    record = _key_record(apigw, created["id"], plan, deployment, ledger)
     return {**record, "value": created["value"]}
 
 
-def revoke_key(apigw: Any, deployment: Deployment, key: str, *, delete: bool = False) -> dict[str, Any]:
+def revoke_key(
+    apigw: Any, deployment: Deployment, key: str, *, delete: bool = False, ledger: SpendLedger | None = None
+) -> dict[str, Any]:
     """Disable key ``key`` (id or name); with ``delete``, remove it from its plan and delete it (and its
-    own plan). Returns its record as it was before, with ``revoked`` (``disabled`` or ``deleted``)."""
+    own plan and daily spend ceiling). Returns its record as it was before, with ``revoked``
+    (``disabled`` or ``deleted``)."""
     record = find_key(apigw, deployment, key)
     if delete and record["first_key"]:
         raise KeysError(
@@ -181,6 +223,8 @@ def revoke_key(apigw: Any, deployment: Deployment, key: str, *, delete: bool = F
         apigw.delete_api_key(apiKey=record["id"])
         if record["own_limits"]:
             apigw.delete_usage_plan(usagePlanId=record["usage_plan"])
+        if ledger is not None:
+            ledger.forget_limit(record["caller_namespace"])
     return {**record, "enabled": False, "revoked": "deleted" if delete else "disabled"}
 
 
@@ -202,6 +246,12 @@ def add_commands(subparsers: Any) -> None:
     create.add_argument("--rate", type=float, help="its own rate limit, requests per second")
     create.add_argument("--burst", type=int, help="its own burst limit")
     create.add_argument("--quota", type=int, help="its own quota, requests per day")
+    create.add_argument(
+        "--daily-spend-usd",
+        type=float,
+        metavar="USD",
+        help="its own spend ceiling per UTC day from the cost model (default: imagegen:dailySpendLimitUsd)",
+    )
     create.set_defaults(func=cmd_keys)
     actions.add_parser("list", help="every key: id, name, enabled, namespace, limits").set_defaults(
         func=cmd_keys
@@ -231,12 +281,29 @@ def cmd_keys(args: argparse.Namespace) -> int:
     cfn = boto3.client("cloudformation", region_name=region)
     try:
         deployment = deployment_of(cfn, apigw, args.stack)
+        ledger = (
+            SpendLedger(
+                boto3.client("dynamodb", region_name=region),
+                deployment.index_table,
+                default_limit_usd=None,
+                default_model="",
+            )
+            if deployment.index_table
+            else None
+        )
         if args.keys_command == "create":
-            answer: Any = create_key(apigw, deployment, args.name, _limits(args))
+            answer: Any = create_key(
+                apigw,
+                deployment,
+                args.name,
+                _limits(args),
+                daily_spend_usd=args.daily_spend_usd,
+                ledger=ledger,
+            )
         elif args.keys_command == "list":
-            answer = list_keys(apigw, deployment)
+            answer = list_keys(apigw, deployment, ledger)
         else:
-            answer = revoke_key(apigw, deployment, args.key, delete=args.delete)
+            answer = revoke_key(apigw, deployment, args.key, delete=args.delete, ledger=ledger)
     except KeysError as exc:
         print(f"imagegen keys: {exc}", file=sys.stderr)
         return EXIT_USAGE

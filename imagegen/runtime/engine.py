@@ -30,6 +30,7 @@ from image_pipeline.core.index_keys import TTL_ATTRIBUTE, table_definition
 from image_pipeline.core.jobs import execution_progress
 from image_pipeline.core.metric_names import NAMESPACE
 from image_pipeline.core.settings import Settings, handler_environment
+from image_pipeline.core.spend import SpendLedger
 from image_pipeline.core.webhooks import WebhookSettings
 from image_pipeline.functions import BATCH_FUNCTIONS, WORKFLOW_FUNCTIONS
 
@@ -86,6 +87,9 @@ class EngineConfig:
     #: The prompt cache serves any caller's earlier image (CDK context ``imagegen:shareCache``).
     share_cache: bool = False
     image_expiration_days: int = 30
+    #: Each caller's spend ceiling per UTC day (``imagegen serve --daily-spend-usd``; CDK context
+    #: ``imagegen:dailySpendLimitUsd``); None: none.
+    daily_spend_limit_usd: float | None = None
     #: Apply ``imagegen.runtime.moto_speedups`` (also off with ``IMAGEGEN_MOTO_SPEEDUPS=0``).
     moto_speedups: bool = True
 
@@ -106,6 +110,7 @@ class EngineConfig:
                 "index_table": self.index_table,
                 "share_cache": self.share_cache,
                 "image_expiration_days": self.image_expiration_days,
+                "daily_spend_limit_usd": self.daily_spend_limit_usd,
                 "region": REGION,  # not written to the environment (AWS_REGION is _FAKE_AWS's)
             }
         )
@@ -280,8 +285,9 @@ class OfflineEngine:
         self._events = boto3.client("events", region_name=REGION)
         self._events.create_event_bus(Name=EVENT_BUS)
         self._capture_events()
-        if self.config.admission:
+        if self.config.admission or self.config.index_table:  # the slots', the spend ledger's writes
             self._moto_patches.enter_context(atomic_writes())
+        if self.config.admission:
             create_admission_table(boto3.client("dynamodb", region_name=REGION))
         values = {k: function_arn(v) for k, v in SUBSTITUTIONS.items()}
         definition = substitute(asl_path().read_text(), {**values, "EventBusName": EVENT_BUS})
@@ -408,6 +414,19 @@ class OfflineEngine:
             return None
         return ImageIndex(
             table, expiration_days=self.config.image_expiration_days, share_cache=self.config.share_cache
+        )
+
+    @property
+    def spend_ledger(self) -> SpendLedger | None:
+        """The daily spend ledger as the handlers see it (``core/spend.py``, in the index's table), or
+        None without an index."""
+        if not self.config.index_table:
+            return None
+        return SpendLedger(
+            boto3.client("dynamodb", region_name=REGION),
+            self.config.index_table,
+            default_limit_usd=self.config.daily_spend_limit_usd,
+            default_model=self.config.default_model,
         )
 
     @property

@@ -267,7 +267,7 @@ def create_app(
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers or None)
 
     # FastAPI's own answers (no such route, method, or a bad query parameter of /files) in the
     # API's error shape, {"error", "message"}, like every other answer.
@@ -315,6 +315,7 @@ def create_app(
             s3=engine.s3,
             expires_in=settings.presign_expiry_seconds,
             location=lambda job_id: f"/jobs/{job_id}",
+            ledger=engine.spend_ledger,
         )
         body = local_urls(answer.body, base_url) if answer.manifest else answer.body
         return answer.status, body, answer.headers
@@ -376,7 +377,11 @@ def create_app(
             raw, settings=settings, idempotency_header=request.headers.get(IDEMPOTENCY_HEADER)
         )
         submission = ExecutionInput(execution_input, caller)
-        started = await blocking(start_job, engine.sfn, engine.state_machines["jobs"], submission, key)
+        started = await blocking(
+            lambda: start_job(
+                engine.sfn, engine.state_machines["jobs"], submission, key, ledger=engine.spend_ledger
+            )
+        )
         body = job_accepted(started.job_id, started.status)
         return JSONResponse(body, status_code=202, headers={"Location": body["status_url"]})
 
@@ -477,6 +482,7 @@ def create_app(
                 job_id,
                 s3=engine.s3,
                 include_filtered=include_filtered,
+                ledger=engine.spend_ledger,
             )
         )
         body = retry_accepted(retry, job_id)

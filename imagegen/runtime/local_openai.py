@@ -80,8 +80,9 @@ def add_openai_routes(
                 s3=engine.s3,
                 expires_in=settings.presign_expiry_seconds,
                 location=lambda id_: f"/jobs/{id_}",
+                ledger=engine.spend_ledger,
             )
-        except ApiError as exc:  # the job was not started (Step Functions busy, unavailable)
+        except ApiError as exc:  # not started (Step Functions busy, unavailable; the spend ceiling)
             raise openai_error(exc) from None
         if answer.manifest:
             answer = answer._replace(body=local_urls(answer.body, base_url))

@@ -43,6 +43,7 @@ VARIANT = {
     "batchMaxConcurrency": "2",
     "batchToleratedFailurePercentage": "25",
     "alarmEmail": "ops@example.com",
+    "dailySpendLimitUsd": "2.5",
 }
 
 

@@ -45,9 +45,13 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
             if a not in own_logs | xray
         }
 
-    # The image index's writes and queries: tests/infra/test_index.py.
+    # The image index's writes and queries, and the spend ledger's items: tests/infra/test_index.py.
     index = f"<{index_table_id(synthesized)}.Arn>"
-    assert actions_of("validate_request") == {"dynamodb:PutItem": {index}}
+    assert actions_of("validate_request") == {
+        "dynamodb:PutItem": {index},
+        "dynamodb:GetItem": {index},  # the spend ledger (SPEND#* only)
+        "dynamodb:UpdateItem": {index},
+    }
     generate = actions_of("generate_image")
     assert generate.pop("dynamodb:PutItem") == {index}
     assert generate.pop("dynamodb:Query") == {f"{index}/index/*"}
@@ -65,7 +69,8 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
         "s3:GetObject": {f"{bucket}/*.png"},
         "s3:PutObject": {f"{bucket}/*/manifest.json"},
         "s3:ListBucket": {bucket},
-        "dynamodb:UpdateItem": {index},  # the job's final status
+        "dynamodb:UpdateItem": {index},  # the job's final status; the spend ledger's settle
+        "dynamodb:GetItem": {index},  # the spend ledger (SPEND#* only)
     }
     standard = state_machine_id(synthesized, "STANDARD")
     (links_secret,) = [
@@ -87,6 +92,8 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
         "secretsmanager:GetSecretValue": {f"<{links_secret}>"},
         "secretsmanager:DescribeSecret": {f"<{links_secret}>"},
         "dynamodb:Query": {f"{index}/index/*"},  # GET /images/search
+        "dynamodb:GetItem": {index},  # the spend ledger (SPEND#* only)
+        "dynamodb:UpdateItem": {index},
     }
 
 

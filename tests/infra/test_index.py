@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from aws_cdk.assertions import Match
-from image_pipeline.core.index_keys import GSIS, PK, SEARCH_PARAMETERS, SK, TTL_ATTRIBUTE
+from image_pipeline.core.index_keys import GSIS, PK, SEARCH_PARAMETERS, SK, SPEND_PREFIX, TTL_ATTRIBUTE
 
+from stacks.config import ImagegenConfig
 from tests.infra.stack_template import function_id, granted, method, role_of, statements_of_role
 from tests.infra.synthesis import Synthesized
 
@@ -71,13 +73,14 @@ def test_grants_where_the_parts_meet(synthesized: Synthesized) -> None:
         return {a: r for a, r in rights.items() if a.startswith("dynamodb:")}
 
     arn = f"<{table_id}.Arn>"
-    assert actions_on_table("validate_request") == {"dynamodb:PutItem": {arn}}
+    ledger = {"dynamodb:GetItem": {arn}, "dynamodb:UpdateItem": {arn}}  # the spend ledger's items
+    assert actions_on_table("validate_request") == {"dynamodb:PutItem": {arn}, **ledger}
     assert actions_on_table("generate_image") == {
         "dynamodb:PutItem": {arn},
         "dynamodb:Query": {f"{arn}/index/*"},
     }
-    assert actions_on_table("build_manifest") == {"dynamodb:UpdateItem": {arn}}
-    assert actions_on_table("http_api") == {"dynamodb:Query": {f"{arn}/index/*"}}
+    assert actions_on_table("build_manifest") == ledger
+    assert actions_on_table("http_api") == {"dynamodb:Query": {f"{arn}/index/*"}, **ledger}
     # A cache hit copies an earlier PNG: the image branch reads *.png keys too.
     rights = granted(statements_of_role(synthesized, role_of(synthesized, "generate_image")))
     assert any(r.endswith("/*.png") for r in rights["s3:GetObject"])
@@ -97,3 +100,33 @@ def test_get_images_search_is_a_keyed_route_of_the_function(
     assert found["RequestParameters"] == {f"method.request.querystring.{p}": False for p in SEARCH_PARAMETERS}
     assert found["Integration"]["Type"] == "AWS_PROXY"
     assert method(variant, "GET", "/images/search")["AuthorizationType"] == "AWS_IAM"
+
+
+def test_the_spend_ledger_grants_reach_only_its_items(synthesized: Synthesized, variant: Synthesized) -> None:
+    """GetItem and UpdateItem of the ledger only on ``SPEND#`` partition keys (IAM's
+    ``dynamodb:LeadingKeys``): the functions that reserve and settle cannot touch a job's or an image's
+    item through them."""
+    for name in ("validate_request", "build_manifest", "http_api"):
+        ledger = [
+            s
+            for s in statements_of_role(synthesized, role_of(synthesized, name))
+            if s.get("Sid") == "SpendLedger"
+        ]
+        assert len(ledger) == 1, name
+        assert sorted(ledger[0]["Action"]) == ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+        assert ledger[0]["Condition"] == {
+            "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{SPEND_PREFIX}*"]}
+        }
+    # the deployment's ceiling reaches every function that reserves or settles, only when configured
+    for name in ("validate_request", "build_manifest", "http_api"):
+        plain = synthesized.template_json["Resources"][function_id(synthesized, name)]["Properties"]
+        assert "DAILY_SPEND_LIMIT_USD" not in plain["Environment"]["Variables"]
+        varied = variant.template_json["Resources"][function_id(variant, name)]["Properties"]
+        assert varied["Environment"]["Variables"]["DAILY_SPEND_LIMIT_USD"] == "2.5"
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "ten", "nan", "inf", 0, -0.5])
+def test_a_spend_limit_that_is_not_a_positive_number_stops_synthesis(value: object) -> None:
+    with pytest.raises(ValueError, match="imagegen:dailySpendLimitUsd"):
+        ImagegenConfig.from_mapping({"dailySpendLimitUsd": value})
+    assert ImagegenConfig.from_mapping({"dailySpendLimitUsd": "0.5"}).daily_spend_limit_usd == 0.5

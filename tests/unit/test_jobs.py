@@ -362,7 +362,12 @@ def test_failures_map_to_http_statuses(status: str, error: str | None, http: int
 
 
 def test_the_status_table_covers_the_named_workflow_errors() -> None:
-    assert set(WORKFLOW_ERROR_HTTP_STATUS) == {"InvalidRequest", "AllImagesFiltered", "ImagesThrottled"}
+    assert set(WORKFLOW_ERROR_HTTP_STATUS) == {
+        "InvalidRequest",
+        "AllImagesFiltered",
+        "ImagesThrottled",
+        "SpendLimitExceeded",
+    }
 
 
 def test_error_message_comes_from_the_lambda_cause() -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import boto3
 import pytest
+from image_pipeline.core.index_keys import table_definition
+from image_pipeline.core.spend import SpendLedger
 from image_pipeline.core.tenancy import Caller
 from moto import mock_aws
 
@@ -28,7 +31,9 @@ REGION = "us-west-2"
 STACK = "Imagegen"
 
 
-def _deployment(apigw: Any, cfn: Any, *, plan_output: bool = True) -> Deployment:
+def _deployment(
+    apigw: Any, cfn: Any, *, plan_output: bool = True, index_table: str | None = None
+) -> Deployment:
     api = apigw.create_rest_api(name="imagegen")["id"]
     root = apigw.get_resources(restApiId=api)["items"][0]["id"]
     apigw.put_method(
@@ -47,12 +52,14 @@ def _deployment(apigw: Any, cfn: Any, *, plan_output: bool = True) -> Deployment
     outputs = {"ApiUrl": f"https://{api}.execute-api.{REGION}.amazonaws.com/v1/", "ApiKeyId": first}
     if plan_output:
         outputs["UsagePlanId"] = plan
+    if index_table:
+        outputs["ImageIndexTableName"] = index_table
     template = {
         "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
         "Outputs": {name: {"Value": value} for name, value in outputs.items()},
     }
     cfn.create_stack(StackName=STACK, TemplateBody=json.dumps(template))
-    return Deployment(api, "v1", plan, first)
+    return Deployment(api, "v1", plan, first, index_table)
 
 
 @pytest.fixture
@@ -148,3 +155,45 @@ def test_the_command_prints_json_and_names_what_is_wrong(
     assert "--rate, --burst and --quota go together" in capsys.readouterr().err
     assert main(["keys", "--stack", "Missing", "list"]) == 2
     assert "cannot read the stack 'Missing'" in capsys.readouterr().err
+
+
+def test_a_key_with_its_own_daily_spend_limit(aws: tuple[Any, Any, Deployment]) -> None:
+    """``--daily-spend-usd``: an item of the spend ledger (in the image index's table) for the key's
+    caller, which the API's reservation reads before the deployment's default; gone with the key."""
+    apigw, _, deployment = aws
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    dynamodb.create_table(TableName="index", **table_definition())
+    deployment = replace(deployment, index_table="index")
+    ledger = SpendLedger(dynamodb, "index", default_limit_usd=20.0, default_model="stable-image-core")
+    created = create_key(apigw, deployment, "erin", daily_spend_usd=1.5, ledger=ledger)
+    assert created["daily_spend_usd"] == 1.5
+    namespace = Caller("apiKey", created["id"]).namespace
+    assert ledger.limit_micro(namespace) == 1_500_000  # its own, not the deployment's 20
+    listed = {r["name"]: r["daily_spend_usd"] for r in list_keys(apigw, deployment, ledger)}
+    assert listed == {"erin": 1.5, "first": None}
+    revoke_key(apigw, deployment, "erin", delete=True, ledger=ledger)
+    assert ledger.limit_micro(namespace) == 20_000_000
+    with pytest.raises(KeysError, match="positive number"):
+        create_key(apigw, deployment, "frank", daily_spend_usd=0, ledger=ledger)
+    with pytest.raises(KeysError, match="no ImageIndexTableName output"):
+        create_key(apigw, deployment, "frank", daily_spend_usd=1.0, ledger=None)
+    assert {r["name"] for r in list_keys(apigw, deployment)} == {"first"}  # nothing made when refused
+
+
+def test_the_command_reads_the_ledger_table_from_the_stack(
+    aws_credentials: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_REGION", REGION)
+    with mock_aws():
+        apigw = boto3.client("apigateway", region_name=REGION)
+        cfn = boto3.client("cloudformation", region_name=REGION)
+        _deployment(apigw, cfn, index_table="imagegen-index")
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        dynamodb.create_table(TableName="imagegen-index", **table_definition())
+        assert main(["keys", "--stack", STACK, "create", "gina", "--daily-spend-usd", "3"]) == 0
+        created = json.loads(capsys.readouterr().out)
+        assert created["daily_spend_usd"] == 3.0
+        ledger = SpendLedger(dynamodb, "imagegen-index", default_limit_usd=None, default_model="x")
+        assert ledger.own_limit_micro(Caller("apiKey", created["id"]).namespace) == 3_000_000
+        assert main(["keys", "--stack", STACK, "create", "hal", "--daily-spend-usd", "-2"]) == 2
+        assert "positive number" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -50,6 +51,16 @@ class ImagesThrottled(ImageGenError):
 
 class ImagesFailed(ImageGenError):
     """No image was generated (model or storage errors); the manifest lists each reason."""
+
+
+class SpendLimitExceeded(ImageGenError):
+    """The request's estimated cost would take its caller past its daily spend limit
+    (``core/spend.py``); the message says how much is left and when the limit resets (``resets_at``,
+    the next midnight UTC). Nothing was started."""
+
+    def __init__(self, message: str, *, resets_at: datetime | None = None) -> None:
+        super().__init__(message)
+        self.resets_at = resets_at
 
 
 # Per-image errors. Raised inside a Map iteration; the transient ones are retried by the state

@@ -32,6 +32,7 @@ from botocore.config import Config
 from image_pipeline.core import time_budget
 from image_pipeline.core.image_index import ImageIndex
 from image_pipeline.core.settings import get_settings
+from image_pipeline.core.spend import SpendLedger
 from image_pipeline.core.time_budget import ClientTimeouts
 from image_pipeline.core.webhooks import WebhookSettings
 
@@ -136,6 +137,26 @@ def image_index() -> ImageIndex | None:
     )
 
 
+@cache
+def ledger_dynamodb() -> Any:
+    """The DynamoDB client of the spend ledger (``core/spend.py``): one short attempt
+    (``time_budget.LEDGER_DYNAMODB``)."""
+    return boto3.client("dynamodb", config=client_config(time_budget.LEDGER_DYNAMODB))
+
+
+def spend_ledger() -> SpendLedger | None:
+    """The daily spend ledger of this deployment (in the image index's table), or None without one."""
+    settings = get_settings()
+    if not settings.index_table:
+        return None
+    return SpendLedger(
+        ledger_dynamodb(),
+        settings.index_table,
+        default_limit_usd=settings.daily_spend_limit_usd,
+        default_model=settings.default_model,
+    )
+
+
 def reset_clients() -> None:
     """Forget the cached clients and settings (after the environment changed: tests, offline engine)."""
     for factory in (
@@ -148,6 +169,7 @@ def reset_clients() -> None:
         webhook_sqs,
         webhook_s3,
         webhook_queue_url,
+        ledger_dynamodb,
     ):
         factory.cache_clear()
     get_settings.cache_clear()

@@ -1,7 +1,8 @@
 """What an execution is started with: the request, who asked for it, and (for a retry) which images.
 
 Entry points that know the caller write an envelope, ``{"request": {...}, "caller": {...}}`` (plus
-``"retry"`` for ``POST /jobs/{id}/retry``): the API from API Gateway's request context, the EventBridge
+``"retry"`` for ``POST /jobs/{id}/retry``, ``"spend"`` when the entry point reserved the job's estimated
+cost on its caller's daily ledger, ``core/spend.py``): the API from API Gateway's request context, the EventBridge
 rule from the event's account. The Step Functions console passes a bare request (the same JSON the API
 takes); its caller is the named system caller ``console`` (operators with StartExecution rights). A
 request never carries its caller: ``ImageRequest`` refuses unknown fields, so ``caller`` inside a
@@ -18,7 +19,7 @@ from image_pipeline.core.events import REQUEST_EVENT
 from image_pipeline.core.tenancy import Caller, console_caller, events_caller
 
 _ENVELOPE_KEYS = {"request", "caller"}
-_OPTIONAL_KEYS = {"retry"}
+_OPTIONAL_KEYS = {"retry", "spend"}
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,17 @@ class ExecutionInput:
     request: Any
     caller: Caller = field(default_factory=console_caller)
     retry: RetryOf | None = None
+    #: Where the entry point reserved the job's estimate (``core/spend.py``'s ``Hold.to_input``: the
+    #: UTC day and micro-dollars); None: not reserved yet (the first step reserves).
+    spend: Mapping[str, Any] | None = None
 
     def to_document(self) -> dict[str, Any]:
         """The envelope an entry point starts the execution with."""
         document: dict[str, Any] = {"request": self.request, "caller": self.caller.to_input()}
         if self.retry is not None:
             document["retry"] = self.retry.to_input()
+        if self.spend is not None:
+            document["spend"] = dict(self.spend)
         return document
 
 
@@ -71,5 +77,6 @@ def read_execution_input(raw: Any) -> ExecutionInput:
         return ExecutionInput(raw["detail"], events_caller(account))
     if is_envelope(raw):
         retry = RetryOf.from_input(raw["retry"]) if raw.get("retry") else None
-        return ExecutionInput(raw["request"], Caller.from_input(raw["caller"]), retry)
+        spend = raw.get("spend") if isinstance(raw.get("spend"), Mapping) else None
+        return ExecutionInput(raw["request"], Caller.from_input(raw["caller"]), retry, spend)
     return ExecutionInput(raw)

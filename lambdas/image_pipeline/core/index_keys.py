@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 PK, SK = "pk", "sk"
+#: The partition keys of the daily spend ledger's items (``core/spend.py``): ``SPEND#<namespace>``.
+SPEND_PREFIX = "SPEND#"
 TTL_ATTRIBUTE = "expires_at"
 BY_CALLER = "by-caller"
 BY_CALLER_MODEL = "by-caller-model"

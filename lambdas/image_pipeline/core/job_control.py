@@ -42,6 +42,7 @@ from image_pipeline.core.jobs import (
     sync_response,
 )
 from image_pipeline.core.manifest import stored_manifest_location
+from image_pipeline.core.spend import SpendLedger
 from image_pipeline.core.tenancy import Caller, execution_name, job_id_of
 
 PREFER_HEADER = "Prefer"
@@ -174,15 +175,17 @@ def run_and_wait(
     expires_in: int,
     location: Callable[[str], str],
     poll_sfn: Any = None,
+    ledger: SpendLedger | None = None,
 ) -> SyncAnswer:
     """Start ``submission`` as job ``job_id`` of its caller (the Standard workflow) and wait for it.
 
     Ended within ``wait``: 200 and its manifest, or the failure's status and error (as
     :func:`~image_pipeline.core.jobs.sync_response`; a cancelled job is 409 ``JobCancelled``). Still
     running: 202 with the job document (``GET /jobs/{id}``'s, plus ``status_url``) and ``Location``.
-    ``poll_sfn`` (default ``sfn``) is the client the wait polls with.
+    ``poll_sfn`` (default ``sfn``) is the client the wait polls with; with a ``ledger`` the job's
+    estimate is reserved first (429 ``SpendLimitExceeded`` past the caller's daily ceiling).
     """
-    start_job(sfn, state_machine_arn, submission, job_id)
+    start_job(sfn, state_machine_arn, submission, job_id, ledger=ledger)
     arn = execution_arn(state_machine_arn, execution_name(submission.caller, job_id))
     headers = {PREFERENCE_APPLIED_HEADER: wait.applied} if wait.applied else {}
     described = wait_for_execution(poll_sfn or sfn, arn, wait.seconds)
@@ -480,6 +483,7 @@ def retry_job(
     *,
     s3: Any,
     include_filtered: bool = False,
+    ledger: SpendLedger | None = None,
 ) -> RetryStarted:
     """Start a new job of ``caller`` that makes again the images of job ``job_id`` that failed
     (throttled, timed out, cancelled, ...) and, with ``include_filtered``, those the content filter
@@ -487,7 +491,9 @@ def retry_job(
     its manifest says ``retry_of``.
 
     404 ``JobNotFound`` when the caller has no such job; 409 ``JobRunning`` while it runs; 409
-    ``NothingToRetry`` when it has no such image (or no manifest: it failed before any image was planned).
+    ``NothingToRetry`` when it has no such image (or no manifest: it failed before any image was planned);
+    with a ``ledger``, 429 ``SpendLimitExceeded`` when the retried images would pass the caller's
+    daily ceiling.
     """
     described = describe_own_execution(sfn, state_machine_arn, caller, job_id)
     if described["status"] == "RUNNING":
@@ -518,7 +524,7 @@ def retry_job(
     original = read_execution_input(json.loads(described["input"]))
     request = {k: v for k, v in dict(original.request).items() if k != "idempotency_key"}
     submission = ExecutionInput(request, caller, RetryOf(job_id, images))
-    return RetryStarted(start_job(sfn, state_machine_arn, submission, None), images)
+    return RetryStarted(start_job(sfn, state_machine_arn, submission, None, ledger=ledger), images)
 
 
 def retry_accepted(retry: RetryStarted, job_id: str) -> dict[str, Any]:

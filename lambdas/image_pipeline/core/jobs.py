@@ -20,16 +20,18 @@ the offline engine's (moto) client.
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime
+from dataclasses import replace
+from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from image_pipeline.contract.errors import FieldError, InvalidRequest, cause_message
-from image_pipeline.contract.request import request_from_query
+from image_pipeline.contract.errors import FieldError, InvalidRequest, SpendLimitExceeded, cause_message
+from image_pipeline.contract.request import ImageRequest, request_from_query
 from image_pipeline.core.cancellation import is_cancelled
 from image_pipeline.core.execution_input import ExecutionInput, read_execution_input
 from image_pipeline.core.job_history import (
@@ -41,6 +43,7 @@ from image_pipeline.core.job_history import (
 from image_pipeline.core.manifest import with_presigned_urls
 from image_pipeline.core.planning import check_request
 from image_pipeline.core.settings import Settings
+from image_pipeline.core.spend import Hold, SpendLedger, estimate_usd
 from image_pipeline.core.tenancy import MAX_JOB_ID_LENGTH, Caller, execution_name
 from image_pipeline.core.webhooks import job_webhooks
 from image_pipeline.models.facts import standing, today_utc
@@ -72,6 +75,7 @@ WORKFLOW_ERROR_HTTP_STATUS: dict[str, int] = {
     "InvalidRequest": 400,
     "AllImagesFiltered": 400,
     "ImagesThrottled": 429,
+    "SpendLimitExceeded": 429,
 }
 TIMED_OUT_STATUS = 504
 OTHER_FAILURE_STATUS = 502
@@ -82,12 +86,21 @@ _STATUS_ERROR = {"TIMED_OUT": "ExecutionTimedOut", "ABORTED": "ExecutionAborted"
 class ApiError(Exception):
     """An HTTP error answer: status, a named error, a message, and the fields to change."""
 
-    def __init__(self, status: int, error: str, message: str, details: Iterable[FieldError] = ()) -> None:
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        message: str,
+        details: Iterable[FieldError] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.error = error
         self.message = message
         self.details = list(details)
+        #: Headers of the answer (``Retry-After`` of a 429).
+        self.headers = dict(headers or {})
 
     def body(self) -> dict[str, Any]:
         """The JSON body: ``{"error", "message"}`` plus ``details`` for invalid requests."""
@@ -241,10 +254,23 @@ class StartedJob(NamedTuple):
     status: str
 
 
-def start_job(sfn: Any, state_machine_arn: str, submission: ExecutionInput, key: str | None) -> StartedJob:
+def start_job(
+    sfn: Any,
+    state_machine_arn: str,
+    submission: ExecutionInput,
+    key: str | None,
+    *,
+    ledger: SpendLedger | None = None,
+    now: datetime | None = None,
+) -> StartedJob:
     """Start a job of ``submission.caller``: a Standard execution named ``<namespace>-<key>`` (the
     idempotency key) or ``<namespace>-<new UUID>``, whose input is the envelope
     (:meth:`ExecutionInput.to_document`: the request, the caller and, for a retry, what it retries).
+
+    With a ``ledger`` (``core/spend.py``), the job's estimated cost is reserved on the caller's daily
+    ledger first, atomically: a request that would take the caller past its ceiling is a 429
+    ``SpendLimitExceeded`` (:func:`spend_refused`) and nothing starts; a reservation whose job did not
+    start here (refused, or an existing job answered the key) is given back.
 
     A retry of a running job is answered by Step Functions itself (same name and input: the same
     execution). Once that execution has closed, StartExecution refuses the name
@@ -255,17 +281,81 @@ def start_job(sfn: Any, state_machine_arn: str, submission: ExecutionInput, key:
     """
     job_id = key or str(uuid.uuid4())
     name = execution_name(submission.caller, job_id)
+    now = now or datetime.now(UTC)
+    arn = execution_arn(state_machine_arn, name)
+    try:
+        hold = _reserve(ledger, submission, name, now) if ledger is not None else None
+    except ApiError:
+        # A replay of a job that exists is answered with that job, limit or not; a new one is refused.
+        described = _described(sfn, arn) if key else None
+        if described is None:
+            raise
+        return _existing_job(described, submission.to_document(), job_id)
+    if hold is not None:
+        submission = replace(submission, spend=hold.to_input())
     document = submission.to_document()
     try:
         sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=execution_document(document))
         return StartedJob(job_id, True, "running")
     except ClientError as exc:
+        if ledger is not None and hold is not None and hold.created:
+            ledger.release(hold)  # nothing was started by this call
         if _error_code(exc) != "ExecutionAlreadyExists":
             raise start_refused(exc) from exc
-    described = sfn.describe_execution(executionArn=execution_arn(state_machine_arn, name))
-    if not same_input(described.get("input"), document):
+    return _existing_job(sfn.describe_execution(executionArn=arn), document, job_id)
+
+
+def _described(sfn: Any, arn: str) -> dict[str, Any] | None:
+    """DescribeExecution of ``arn``, or None when there is no such execution."""
+    try:
+        return dict(sfn.describe_execution(executionArn=arn))
+    except ClientError as exc:
+        if _error_code(exc) == "ExecutionDoesNotExist":
+            return None
+        raise start_refused(exc) from exc
+
+
+def _existing_job(described: Mapping[str, Any], document: Mapping[str, Any], job_id: str) -> StartedJob:
+    """The job an idempotency key already names: the same request is that job, another is a 409."""
+    if not same_input(_without_spend(described.get("input")), _without_spend(document)):
         raise idempotency_conflict(job_id)
     return StartedJob(job_id, False, JOB_STATUS.get(str(described["status"]), "running"))
+
+
+def _without_spend(value: Any) -> Any:
+    """An execution input without its ``spend`` (the day a replay reserves on may differ)."""
+    loaded = json.loads(value) if isinstance(value, str | bytes) else value
+    if isinstance(loaded, Mapping):
+        return {k: v for k, v in loaded.items() if k != "spend"}
+    return loaded
+
+
+#: Images of a request that does not say ``count``.
+DEFAULT_COUNT = int(ImageRequest.model_fields["count"].default)
+
+
+def _reserve(ledger: SpendLedger, submission: ExecutionInput, name: str, now: datetime) -> Hold | None:
+    """Reserve the estimate of ``submission`` (its model, quality and images) for execution ``name``;
+    429 when it would pass the caller's ceiling."""
+    request = submission.request if isinstance(submission.request, Mapping) else {}
+    count = len(submission.retry.images) if submission.retry else int(request.get("count") or DEFAULT_COUNT)
+    model = str(request.get("model") or ledger.default_model)
+    estimate = estimate_usd(model, request.get("quality"), count)
+    try:
+        return ledger.reserve(submission.caller.namespace, name, estimate, now=now)
+    except SpendLimitExceeded as exc:
+        raise spend_refused(exc, now) from None
+    except (ClientError, BotoCoreError) as exc:  # fail closed: a ceiling that cannot be read holds
+        raise ApiError(
+            503, "SpendLedgerUnavailable", "the spend ledger could not be read; try again"
+        ) from exc
+
+
+def spend_refused(exc: SpendLimitExceeded, now: datetime) -> ApiError:
+    """429 ``SpendLimitExceeded``: the message says what is left and when the limit resets, and
+    ``Retry-After`` (seconds, RFC 9110) is the time until then (the next midnight, UTC)."""
+    seconds = max(1, math.ceil((exc.resets_at - now).total_seconds())) if exc.resets_at else 3600
+    return ApiError(429, "SpendLimitExceeded", str(exc), headers={"Retry-After": str(seconds)})
 
 
 def sync_response(result: Mapping[str, Any]) -> tuple[int, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -112,7 +113,13 @@ def _image_records(
 
 
 def build_manifest(
-    state: dict[str, Any], *, s3: Any, bucket: str, expires_in: int, now: datetime | None = None
+    state: dict[str, Any],
+    *,
+    s3: Any,
+    bucket: str,
+    expires_in: int,
+    now: datetime | None = None,
+    on_stored: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Build, store and return the manifest of a planned request whose Map results are in ``state``.
 
@@ -123,7 +130,8 @@ def build_manifest(
     A cancelled job (a branch said ``CANCELLED``, or its marker is there now:
     ``core/cancellation.py``) gets ``"cancelled": true`` and its manifest is returned whatever it holds:
     the job ended because it was asked to, and every image stored until then is listed. A retry's
-    manifest names the job it retried (``retry_of``).
+    manifest names the job it retried (``retry_of``). ``on_stored`` is called with the manifest once it
+    is stored, before any no-image error is raised (BuildManifest settles the job's spend there).
     """
     now = now or datetime.now(UTC)
     results = {int(r["index"]): r for r in state.get("results") or [] if isinstance(r, dict) and "index" in r}
@@ -172,6 +180,8 @@ def build_manifest(
         )
     except ClientError as exc:
         raise StorageError(f"could not write the manifest: {exc}") from None
+    if on_stored is not None:
+        on_stored(manifest)
 
     if status == "FAILED" and not cancelled:
         raise _no_image_error(manifest)

@@ -285,7 +285,7 @@ def openai_error(
         message = "; ".join(f"{param_of.get(d.field, d.field)}: {d.message}" for d in exc.details)
     headers: dict[str, str] = {}
     if status == 429:
-        headers["Retry-After"] = str(RETRY_AFTER_SECONDS.get(exc.error, 1))
+        headers["Retry-After"] = exc.headers.get("Retry-After") or str(RETRY_AFTER_SECONDS.get(exc.error, 1))
     elif status >= 500:
         headers[SHOULD_RETRY_HEADER] = "true" if status == 503 else "false"
     if job_id is not None:

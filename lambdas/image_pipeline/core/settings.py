@@ -38,11 +38,12 @@ def model_from_environ(
 def model_to_environ(model: BaseModel, names: Mapping[str, str]) -> dict[str, str]:
     """The environment variables that :func:`model_from_environ` reads back as ``model``: one for each
     field given when ``model`` was made (a field left at its default is not written, and reads back
-    as the same default). Tuples are comma-separated; a whole float is written without a fraction."""
+    as the same default; nor is a None, which reads back as unset). Tuples are comma-separated; a whole
+    float is written without a fraction."""
     return {
         var: _environ_text(getattr(model, field))
         for field, var in names.items()
-        if field in model.model_fields_set
+        if field in model.model_fields_set and getattr(model, field) is not None
     }
 
 
@@ -79,6 +80,7 @@ class Settings(BaseModel):
         "index_table": "INDEX_TABLE",
         "image_expiration_days": "IMAGE_EXPIRATION_DAYS",
         "share_cache": "SHARE_CACHE",
+        "daily_spend_limit_usd": "DAILY_SPEND_LIMIT_USD",
     }
     #: Fields read but never written: Lambda sets AWS_REGION itself (a function may not set it).
     READ_ONLY: ClassVar[frozenset[str]] = frozenset({"region"})
@@ -136,6 +138,15 @@ class Settings(BaseModel):
         default=False,
         description="SHARE_CACHE: the prompt cache serves any caller's earlier image (imagegen:shareCache); "
         "off: only the caller's own.",
+    )
+
+    daily_spend_limit_usd: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="DAILY_SPEND_LIMIT_USD: each caller's spend ceiling per UTC day, from the cost model "
+        "(imagegen:dailySpendLimitUsd; core/spend.py, kept in the index table). Unset: only callers given "
+        "their own (imagegen keys create --daily-spend-usd) have one.",
     )
 
     @field_validator("allowed_models", mode="before")

@@ -106,6 +106,15 @@ INDEX_DYNAMODB = ClientTimeouts(connect=1, read=1, attempts=1)
 #: not sent; one short attempt each (a delivery not queued then is queued by the job's end).
 WEBHOOK_QUEUEING = ClientTimeouts(connect=0.5, read=1.5, attempts=1)
 
+#: DynamoDB (the daily spend ledger, core/spend.py): one short attempt. A reservation that fails is a 503
+#: (the ceiling fails closed: the client tries again), a settle that fails leaves the estimate counted.
+#: One attempt keeps ``POST /jobs`` (a reservation, StartExecution, a release) within 29 s.
+LEDGER_DYNAMODB = ClientTimeouts(connect=1, read=1, attempts=1)
+#: The ledger's calls on a start: the caller's ceiling (GetItem), the reservation (UpdateItem), and the
+#: release when the start was refused (UpdateItem); on a settle: a GetItem and an UpdateItem.
+LEDGER_CALLS_TO_START = 3
+LEDGER_CALLS_TO_SETTLE = 2
+
 #: Bedrock Runtime's connect timeout; its read timeout and attempts are settings.
 BEDROCK_CONNECT_SECONDS = 5
 
@@ -134,9 +143,14 @@ def generate_image_bound(settings: Settings) -> float:
 
 def build_manifest_bound(settings: Settings, *, head_workers: int) -> float:
     """``build_manifest``: a HeadObject per image on ``head_workers`` threads (so ``ceil(images /
-    workers)`` in a row), one PutObject of the manifest, its own code (presigning is local)."""
+    workers)`` in a row), one PutObject of the manifest, the settle of its spend, its own code
+    (presigning is local)."""
     rounds = math.ceil(settings.max_images_per_request / head_workers)
-    return (rounds + 1) * S3.worst_case_seconds + CODE_SECONDS
+    return (
+        (rounds + 1) * S3.worst_case_seconds
+        + LEDGER_CALLS_TO_SETTLE * LEDGER_DYNAMODB.worst_case_seconds
+        + CODE_SECONDS
+    )
 
 
 def sync_wait_margin() -> float:
@@ -159,8 +173,13 @@ def sync_wait_bound(wait: float) -> float:
 
 
 def start_job_bound() -> float:
-    """The HTTP API function's ``POST /jobs``: one StartExecution and its answer."""
-    return STEPFUNCTIONS.worst_case_seconds + SYNC_ANSWER_SECONDS
+    """The HTTP API function's ``POST /jobs``: the spend ledger's reservation (and release), one
+    StartExecution and its answer."""
+    return (
+        LEDGER_CALLS_TO_START * LEDGER_DYNAMODB.worst_case_seconds
+        + STEPFUNCTIONS.worst_case_seconds
+        + SYNC_ANSWER_SECONDS
+    )
 
 
 def over_budget(what: str, bound: float, timeout: float, detail: str) -> str | None:

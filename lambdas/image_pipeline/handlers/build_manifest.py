@@ -6,6 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
 from image_pipeline.contract.errors import AllImagesFiltered, ImagesFailed, ImagesThrottled
 from image_pipeline.core import clients
@@ -18,6 +19,7 @@ from image_pipeline.core.observability import (
     tracer,
 )
 from image_pipeline.core.settings import get_settings
+from image_pipeline.core.spend import settle_manifest
 
 logger = Logger()
 
@@ -30,7 +32,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = get_settings()
     try:
         manifest = build_manifest(
-            event, s3=clients.s3(), bucket=settings.images_bucket, expires_in=settings.presign_expiry_seconds
+            event,
+            s3=clients.s3(),
+            bucket=settings.images_bucket,
+            expires_in=settings.presign_expiry_seconds,
+            on_stored=lambda stored: _settle_spend(event, stored),
         )
     except (AllImagesFiltered, ImagesThrottled, ImagesFailed) as exc:
         record_outcomes(outcomes_of_failed_request(event), event["model"])
@@ -43,6 +49,19 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         extra={k: manifest[k] for k in ("status", "requested", "succeeded", "filtered", "failed")},
     )
     return manifest
+
+
+def _settle_spend(event: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """Settle the job's reservation on its caller's daily ledger to what the manifest says it cost. A
+    failure is logged, never raised: the images are made; the reservation (the estimate) then stays
+    counted for the day, which errs on the caller's side of the ceiling, not the account's."""
+    ledger = clients.spend_ledger()
+    if ledger is None:
+        return
+    try:
+        settle_manifest(ledger, event, manifest)
+    except (ClientError, BotoCoreError):
+        logger.exception("could not settle the job's spend; its estimate stays counted for the day")
 
 
 def _index_outcome(event: dict[str, Any], outcome: dict[str, Any]) -> None:

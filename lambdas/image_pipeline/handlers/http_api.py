@@ -139,7 +139,7 @@ def cors_config(origins: str | None) -> CORSConfig | None:
         allow_origin=allowed[0],
         extra_origins=allowed[1:],
         allow_headers=["Content-Type", "X-Api-Key", IDEMPOTENCY_HEADER, PREFER_HEADER, LAST_EVENT_ID_HEADER],
-        expose_headers=["Location", PREFERENCE_APPLIED_HEADER],
+        expose_headers=["Location", PREFERENCE_APPLIED_HEADER, "Retry-After"],
     )
 
 
@@ -167,7 +167,7 @@ def api_error(exc: ApiError) -> Response:
     logger.info(
         "request answered with an error", extra={"status": exc.status, "error": exc.error, "fields": fields}
     )
-    return _json(exc.status, exc.body())
+    return _json(exc.status, exc.body(), exc.headers)
 
 
 @app.not_found
@@ -248,6 +248,7 @@ def _start_and_wait(execution_input: dict[str, Any], caller: Caller, wait: WaitP
         expires_in=get_settings().presign_expiry_seconds,
         location=_location,
         poll_sfn=clients.stepfunctions_poll(),
+        ledger=clients.spend_ledger(),
     )
 
 
@@ -327,7 +328,13 @@ def post_jobs() -> Response:
     )
     _log_submission("starting a job", execution_input, idempotency_key=key)
     submission = ExecutionInput(execution_input, caller)
-    started = start_job(clients.stepfunctions(), environment().jobs_state_machine_arn, submission, key)
+    started = start_job(
+        clients.stepfunctions(),
+        environment().jobs_state_machine_arn,
+        submission,
+        key,
+        ledger=clients.spend_ledger(),
+    )
     # "new_job", not "created": extra keys must not be LogRecord attributes (logging raises KeyError).
     logger.info("job accepted", extra={"job_id": started.job_id, "new_job": started.created})
     body = job_accepted(started.job_id, started.status)
@@ -429,6 +436,7 @@ def post_retry(job_id: str) -> Response:
         job_id,
         s3=clients.s3(),
         include_filtered=include_filtered,
+        ledger=clients.spend_ledger(),
     )
     new_id = retry.started.job_id
     logger.info("job retried", extra={"job_id": new_id, "retry_of": job_id, "images": len(retry.images)})

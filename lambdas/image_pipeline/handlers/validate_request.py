@@ -1,7 +1,9 @@
-"""First state: read who asked for what, check the request for its model and plan one branch per image."""
+"""First state: read who asked for what, check the request for its model, plan one branch per image and
+reserve its estimated cost on the caller's daily ledger (unless its entry point did: ``core/spend.py``)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -12,6 +14,7 @@ from image_pipeline.core.execution_input import read_execution_input
 from image_pipeline.core.observability import tracer
 from image_pipeline.core.planning import check_request, plan
 from image_pipeline.core.settings import get_settings
+from image_pipeline.core.spend import reserve_planned
 from image_pipeline.core.tenancy import job_id_of
 
 logger = Logger()
@@ -33,6 +36,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         retry=execution.retry,
         execution_name=name,
     )
+    ledger = clients.spend_ledger()
+    if ledger is not None:  # SpendLimitExceeded (a named error) when the caller's ceiling is reached
+        planned["spend"] = reserve_planned(ledger, planned, execution.spend, now=datetime.now(UTC))
     index = clients.image_index()
     if index is not None:
         index.put_job(planned)  # a failed write is logged and counted, never raised

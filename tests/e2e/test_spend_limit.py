@@ -1,0 +1,211 @@
+"""The daily spend ceiling on the local server (``imagegen serve --daily-spend-usd N --api-key ...``):
+two callers over real HTTP, one blocked when its next request's estimate would pass the ceiling (429
+``SpendLimitExceeded``, what is left, when it resets, ``Retry-After``) on every route that starts work,
+the other not; a failed job settles at what it cost (its images nothing), giving the room back; a
+caller's own ceiling (``imagegen keys create --daily-spend-usd``'s item) wins over the server's; a
+console run past the ceiling fails with the named error. The deployed API's Lambda, called with API
+Gateway events of two identities (an API key, a Cognito user), answers the same. The ledger is moto's
+DynamoDB, the same code as deployed (``core/spend.py``)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from image_pipeline.core import clients
+from image_pipeline.core.settings import get_settings
+from image_pipeline.core.spend import COMMITTED, estimate_usd, to_micro, utc_day
+from image_pipeline.core.tenancy import Caller, console_caller
+
+from imagegen.cli.main import main
+from imagegen.runtime.engine import EngineConfig
+from imagegen.runtime.lambda_router import LambdaContext
+from imagegen.runtime.local_api import create_app
+from tests.support import count_executions, load_event, serve, with_identity
+
+#: A ceiling that holds one 4-image job of the default model (about $0.16) and not two.
+LIMIT = 0.25
+FOUR = estimate_usd("stable-image-core", None, 4)
+
+
+@pytest.fixture(scope="module")
+def limited(offline_engine: Any) -> Iterator[tuple[str, dict[str, str]]]:
+    """The session engine with a daily ceiling (as ``imagegen serve --daily-spend-usd`` configures it:
+    the engine's config and the handlers' environment), and a server with two fresh callers."""
+    tag = uuid.uuid4().hex[:6]
+    keys = {f"alice-{tag}": f"a-secret-{tag}", f"bob-{tag}": f"b-secret-{tag}"}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(offline_engine.config, "daily_spend_limit_usd", LIMIT)
+        patch.setenv("DAILY_SPEND_LIMIT_USD", str(LIMIT))
+        get_settings.cache_clear()
+        with serve(create_app(offline_engine, api_keys=keys)) as url:
+            yield url, keys
+    get_settings.cache_clear()
+
+
+def _client(url: str, secret: str) -> httpx.Client:
+    return httpx.Client(base_url=url, timeout=120, headers={"x-api-key": secret})
+
+
+def _wait(api: httpx.Client, job_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while True:
+        job = api.get(f"/jobs/{job_id}").json()
+        if job["status"] in {"succeeded", "failed", "cancelled"}:
+            return dict(job)
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+
+
+def _assert_spend_refused(answer: httpx.Response, *, openai: bool = False) -> None:
+    assert answer.status_code == 429, answer.text
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    message = answer.json()["error"]["message"] if openai else answer.json()["message"]
+    if not openai:
+        assert answer.json()["error"] == "SpendLimitExceeded"
+    assert "left" in message and f"resets at {tomorrow}T00:00:00Z" in message
+    seconds = int(answer.headers["Retry-After"])
+    assert 0 < seconds <= 24 * 3600
+
+
+def test_one_caller_is_blocked_at_its_ceiling_and_the_other_is_not(
+    limited: tuple[str, dict[str, str]], engine: Any
+) -> None:
+    url, keys = limited
+    alice_name, bob_name = list(keys)
+    ledger = engine.spend_ledger
+    alice_ns = Caller("apiKey", alice_name).namespace
+    with _client(url, keys[alice_name]) as alice, _client(url, keys[bob_name]) as bob:
+        first = alice.post("/jobs", json={"prompt": "a lighthouse", "count": 4, "seed": 1, "cache": False})
+        assert first.status_code == 202, first.text
+        day = utc_day(datetime.now(UTC))
+        assert ledger.read_day(alice_ns, day)[COMMITTED] >= to_micro(FOUR)
+
+        before = count_executions(engine)
+        _assert_spend_refused(alice.post("/jobs", json={"prompt": "another", "count": 4}))
+        _assert_spend_refused(alice.post("/images", json={"prompt": "another", "count": 4}))
+        _assert_spend_refused(alice.get("/images", params={"prompt": "another", "count": "4"}))
+        openai = alice.post(
+            "/v1/images/generations",
+            json={"prompt": "another", "n": 4},
+            headers={"Authorization": f"Bearer {keys[alice_name]}"},
+        )
+        _assert_spend_refused(openai, openai=True)
+        assert count_executions(engine) == before  # nothing started
+
+        # bob spends from his own ceiling
+        theirs = bob.post("/jobs", json={"prompt": "bob's harbour", "count": 4})
+        assert theirs.status_code == 202, theirs.text
+        assert _wait(bob, theirs.json()["job_id"])["status"] == "succeeded"
+
+        # alice's job settles at its manifest's cost
+        done = _wait(alice, first.json()["job_id"])
+        assert done["status"] == "succeeded"
+        cost = done["manifest"]["cost"]["total_usd"]
+        assert ledger.read_day(alice_ns, day)[COMMITTED] == to_micro(cost)
+        assert not any(name.startswith("hold:") for name in ledger.read_day(alice_ns, day))
+
+
+def test_a_failed_job_is_settled_at_its_cost_and_a_retry_is_refused_past_the_ceiling(
+    limited: tuple[str, dict[str, str]], engine: Any
+) -> None:
+    url, keys = limited
+    bob_name = list(keys)[1]
+    bob_ns = Caller("apiKey", bob_name).namespace
+    day = utc_day(datetime.now(UTC))
+    ledger = engine.spend_ledger
+    with _client(url, keys[bob_name]) as bob:
+        spent = ledger.read_day(bob_ns, day).get(COMMITTED, 0)
+        failed = bob.post("/jobs", json={"prompt": "[[fault:denied]] bob", "count": 2})
+        assert failed.status_code == 202, failed.text
+        job = _wait(bob, failed.json()["job_id"])
+        assert job["status"] == "failed"
+        # its images cost nothing: only the workflow's estimate is counted
+        after = ledger.read_day(bob_ns, day)
+        assert not any(name.startswith("hold:") for name in after)
+        assert 0 < after[COMMITTED] - spent < to_micro(0.001)
+
+        # bob's own ceiling (the keys command's item) is below what is spent: a retry is refused
+        ledger.set_limit(bob_ns, 0.01)
+        try:
+            retry = bob.post(f"/jobs/{failed.json()['job_id']}/retry")
+            _assert_spend_refused(retry)
+        finally:
+            ledger.forget_limit(bob_ns)
+        retried = bob.post(f"/jobs/{failed.json()['job_id']}/retry")
+        assert retried.status_code == 202, retried.text
+
+
+def test_a_console_run_past_the_ceiling_fails_with_the_named_error(
+    limited: tuple[str, dict[str, str]], engine: Any
+) -> None:
+    arn = engine.start_execution({"prompt": "an operator's big run", "count": 40})
+    ended = engine.wait(arn, timeout=120)
+    assert ended.status == "FAILED" and ended.error == "SpendLimitExceeded", ended
+    assert "resets at" in ended.message and "left" in ended.message
+    # nothing is held for it: the refusal changed nothing on the console's day
+    day = utc_day(datetime.now(UTC))
+    assert f"hold:{ended.name}" not in engine.spend_ledger.read_day(console_caller().namespace, day)
+    assert clients.spend_ledger() is not None  # the handlers' own ledger is the one configured
+
+
+def test_serve_refuses_a_ceiling_that_is_not_a_positive_number() -> None:
+    for bad in ("0", "-1", "nan", "inf"):
+        assert main(["serve", "--daily-spend-usd", bad, "--port", "0"]) != 0
+    environment = EngineConfig(daily_spend_limit_usd=2.5).handler_settings().to_environment()
+    assert environment["DAILY_SPEND_LIMIT_USD"] == "2.5"
+    assert "DAILY_SPEND_LIMIT_USD" not in EngineConfig().handler_settings().to_environment()
+
+
+# -- the deployed API's Lambda, with API Gateway events of two identities ------------------------------
+
+
+def _lambda_call(module: Any, name: str, identity: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    event = with_identity(load_event(name), **identity)
+    event["body"] = json.dumps(body)
+    event["requestContext"]["requestId"] = str(uuid.uuid4())
+    for header in ("Idempotency-Key", "Prefer"):
+        event["headers"].pop(header, None)
+        event["multiValueHeaders"].pop(header, None)
+    response: dict[str, Any] = module.handler(event, LambdaContext(function_name="imagegen-http-api"))
+    return response
+
+
+def test_the_deployed_lambda_answers_429_with_retry_after_on_every_starting_route(
+    limited: tuple[str, dict[str, str]], engine: Any
+) -> None:
+    from image_pipeline.handlers import http_api as module
+
+    tag = uuid.uuid4().hex[:8]
+    alice = {"api_key_id": f"alicekey-{tag}"}
+    bob = {"cognito_sub": f"0f1e2d3c-{tag}"}  # a signed-in user is a caller like a key
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JOBS_STATE_MACHINE_ARN", engine.state_machines["jobs"])
+        module.environment.cache_clear()
+        try:
+            first = _lambda_call(module, "apigw_post_jobs", alice, {"prompt": "a lighthouse", "count": 4})
+            assert first["statusCode"] == 202, first["body"]
+            before = count_executions(engine)
+            for name, body in (
+                ("apigw_post_jobs", {"prompt": "another", "count": 4}),
+                ("apigw_post_images", {"prompt": "another", "count": 4}),
+                ("apigw_openai_images_generations", {"prompt": "another", "n": 4}),
+            ):
+                refused = _lambda_call(module, name, alice, body)
+                assert refused["statusCode"] == 429, (name, refused["body"])
+                headers = {k.lower(): v[-1] for k, v in refused["multiValueHeaders"].items()}
+                assert 0 < int(headers["retry-after"]) <= 24 * 3600, name
+                text = json.loads(refused["body"])
+                message = text["error"]["message"] if "openai" in name else text["message"]
+                assert "left" in message and "resets at" in message, name
+            assert count_executions(engine) == before
+            theirs = _lambda_call(module, "apigw_post_jobs", bob, {"prompt": "bob's harbour", "count": 4})
+            assert theirs["statusCode"] == 202, theirs["body"]
+        finally:
+            module.environment.cache_clear()
