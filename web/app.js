@@ -941,7 +941,7 @@ function imageTile(image, total, fileStem) {
       size ? el("span", { class: "caption-size", text: size }) : null,
     );
     const pick = el("label", { class: "tile-pick" }, input, el("span", { class: "frame" }, img), caption);
-    const view = el("button", { type: "button", class: "tile-view", "aria-label": `View image ${n} full size`, title: "View full size" }, "⤢");
+    const view = el("button", { type: "button", class: "tile-view", "aria-label": `View image ${n} full size`, title: "View full size" }, el("span", { "aria-hidden": "true", text: "⤢" }));
     const tile = el("div", { class: "tile tile-image", "data-index": image.index, "data-seed": seedText }, pick, view);
     img.addEventListener("error", () => {
       tile.classList.add("tile-broken");
@@ -1298,6 +1298,12 @@ function init() {
   dom.viewerClose.addEventListener("click", closeViewer);
   dom.viewer.addEventListener("click", (event) => {
     if (event.target === dom.viewer) closeViewer(); // a click on the backdrop
+  });
+  dom.viewer.addEventListener("close", () => {
+    // Focus goes back to the image's View button, even when the tiles were redrawn meanwhile.
+    if (!document.activeElement || document.activeElement === document.body) {
+      dom.grid.querySelector(`.tile[data-index="${state.viewing?.index}"] .tile-view`)?.focus();
+    }
   });
   dom.viewerRerun.addEventListener("click", () => {
     const image = state.viewing;
