@@ -8,7 +8,7 @@ PROMPT ?= a red porsche
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test install install-dev lint check synth bench docs-screenshot clean
+.PHONY: demo test install install-dev lint check synth deploy bench docs-screenshot clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,14 @@ test: lint
 
 synth: install-dev
 	$(BIN)/python app.py
+
+# One deploy command (docs/deploy.md): the read-only preflight (stops on a model that cannot be called),
+# the CDK bootstrap (a no-op once done), then the stack; its outputs go to cdk-outputs.json.
+deploy: install-dev
+	@command -v cdk >/dev/null || { echo "the CDK CLI is missing: npm install -g aws-cdk" >&2; exit 1; }
+	$(BIN)/imagegen doctor
+	PATH="$(CURDIR)/$(BIN):$$PATH" cdk bootstrap
+	PATH="$(CURDIR)/$(BIN):$$PATH" cdk deploy --require-approval broadening --outputs-file cdk-outputs.json
 
 bench: install-dev
 	$(BIN)/python benchmarks/run_all.py
