@@ -201,17 +201,19 @@ class ImagegenStack(Stack):
     def _grant_index(self) -> None:
         """Where the image index meets the functions: the workflow writes its items (the job's by
         ValidateRequest and BuildManifest, each image's by GenerateImage), the image branch reads the
-        cache's index and copies a cached PNG (GetObject of the source), the HTTP API function reads
-        its caller's items (GET /images/search)."""
+        cache's index and copies a cached PNG (GetObject of the source), the HTTP API function writes a
+        job's item as it starts it, reads its caller's items (GET /jobs, GET /images/search) and
+        settles a listed job whose execution has ended."""
         table = self.index.table
         workflow = self.workflow
         # Statements of their own, not TableV2.grant (which adds <table>/index/* to every action).
-        for step, action in (
-            (workflow.validate_request, "dynamodb:PutItem"),
-            (workflow.generate_image, "dynamodb:PutItem"),
-            (workflow.build_manifest, "dynamodb:UpdateItem"),
+        for function, action in (
+            (workflow.validate_request.function, "dynamodb:UpdateItem"),
+            (workflow.generate_image.function, "dynamodb:PutItem"),
+            (workflow.build_manifest.function, "dynamodb:UpdateItem"),
+            (self.api.http_api.function, "dynamodb:UpdateItem"),
         ):
-            step.function.add_to_role_policy(
+            function.add_to_role_policy(
                 iam.PolicyStatement(sid="WriteImageIndex", actions=[action], resources=[table.table_arn])
             )
         for function in (workflow.generate_image.function, self.api.http_api.function):

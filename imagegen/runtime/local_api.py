@@ -159,12 +159,31 @@ class Job(BaseModel):
     error: ErrorBody | None = Field(default=None, description="When failed.")
 
 
+class JobThumbnail(BaseModel):
+    key: str
+    url: str = Field(description="A signed link to the image (presigned deployed)")
+
+
 class JobSummary(BaseModel):
+    """One job of GET /jobs: what a history view shows (docs/api.md, "Listing")."""
+
     job_id: str
     status: Literal["running", "cancelling", "succeeded", "cancelled", "failed"]
     started_at: str | None
     stopped_at: str | None
     status_url: str
+    created_at: str | None
+    prompt: str | None
+    negative_prompt: str | None
+    model: str | None
+    count: int | None
+    succeeded: int | None
+    filtered: int | None
+    failed: int | None
+    cost_usd: float | None
+    retry_of: str | None
+    error: dict[str, str] | None
+    thumbnail: JobThumbnail | None = Field(description="The first stored image; null while running")
 
 
 class JobList(BaseModel):
@@ -316,6 +335,7 @@ def create_app(
             expires_in=settings.presign_expiry_seconds,
             location=lambda job_id: f"/jobs/{job_id}",
             ledger=engine.spend_ledger,
+            index=engine.image_index,
         )
         body = local_urls(answer.body, base_url) if answer.manifest else answer.body
         return answer.status, body, answer.headers
@@ -379,7 +399,12 @@ def create_app(
         submission = ExecutionInput(execution_input, caller)
         started = await blocking(
             lambda: start_job(
-                engine.sfn, engine.state_machines["jobs"], submission, key, ledger=engine.spend_ledger
+                engine.sfn,
+                engine.state_machines["jobs"],
+                submission,
+                key,
+                ledger=engine.spend_ledger,
+                index=engine.image_index,
             )
         )
         body = job_accepted(started.job_id, started.status)
@@ -419,13 +444,16 @@ def create_app(
     async def get_jobs(request: Request) -> JSONResponse:
         caller = caller_of(request)
         status, limit, cursor = list_query(request.query_params.multi_items())
+        base = str(request.base_url).rstrip("/")
         listed = await blocking(
             lambda: list_jobs(
-                engine.sfn,
-                engine.state_machines["jobs"],
+                engine.image_index,
                 caller,
+                sfn=engine.sfn,
+                state_machine_arn=engine.state_machines["jobs"],
                 s3=engine.s3,
                 bucket=engine.config.bucket,
+                presign=lambda key: f"{base}/files/{quote(key)}?{signer.query(key, link_lifetime_seconds)}",
                 status=status,
                 limit=limit,
                 cursor=cursor,
@@ -483,6 +511,7 @@ def create_app(
                 s3=engine.s3,
                 include_filtered=include_filtered,
                 ledger=engine.spend_ledger,
+                index=engine.image_index,
             )
         )
         body = retry_accepted(retry, job_id)

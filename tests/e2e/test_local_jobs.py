@@ -135,6 +135,40 @@ def test_the_list_is_newest_first_and_pages(api: httpx.Client) -> None:
     assert set(started) <= {j["job_id"] for j in succeeded}
 
 
+def test_the_list_carries_what_a_history_shows(api: httpx.Client) -> None:
+    """One GET /jobs renders a history: each job's prompt, model, count, times, counts and a thumbnail
+    link that serves its first image; a job is listed as running from the moment it is accepted."""
+    prompt = f"history {uuid.uuid4().hex[:8]}"
+    slow = api.post("/jobs", json={"prompt": f"{prompt} [[fault:latency=2]]", "count": 2}).json()["job_id"]
+    listed = {j["job_id"]: j for j in api.get("/jobs", params={"limit": "5"}).json()["jobs"]}
+    assert listed[slow]["status"] == "running" and listed[slow]["thumbnail"] is None
+    assert listed[slow]["stopped_at"] is None and listed[slow]["succeeded"] is None
+    done = api.post("/jobs", json={"prompt": prompt, "count": 2, "negative_prompt": "fog"}).json()["job_id"]
+    api.delete(f"/jobs/{slow}")
+    manifest = poll_job(api, done)["manifest"]
+    poll_job(api, slow)
+    listed = {j["job_id"]: j for j in api.get("/jobs", params={"limit": "5"}).json()["jobs"]}
+    job = listed[done]
+    assert (job["prompt"], job["negative_prompt"], job["count"], job["status"]) == (
+        prompt,
+        "fog",
+        2,
+        "succeeded",
+    )
+    assert job["model"] == manifest["model"]["id"] and (job["succeeded"], job["filtered"], job["failed"]) == (
+        2,
+        0,
+        0,
+    )
+    assert job["created_at"].startswith(job["started_at"][:19]) and job["stopped_at"] >= job["started_at"]
+    assert job["thumbnail"]["key"] == manifest["images"][0]["key"] and job["error"] is None
+    image = httpx.get(job["thumbnail"]["url"])
+    assert image.status_code == 200 and image.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert listed[slow]["status"] == "cancelled" and listed[slow]["stopped_at"]
+    cancelled = api.get("/jobs", params={"status": "cancelled", "limit": "100"}).json()["jobs"]
+    assert slow in {j["job_id"] for j in cancelled}
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [({"status": "finished"}, "status"), ({"limit": "500"}, "limit"), ({"next_token": "%%%"}, "next_token")],

@@ -20,6 +20,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 from image_pipeline.core import clients, job_control
+from image_pipeline.core.index_keys import table_definition
 from image_pipeline.core.tenancy import Caller, execution_name
 from moto import mock_aws
 
@@ -28,6 +29,7 @@ from tests.support import load_event
 
 REGION, ACCOUNT = "us-west-2", "123456789012"  # tests/conftest.py's aws_credentials
 BUCKET = "http-api-jobs-bucket"
+INDEX = "http-api-jobs-index"
 JOBS_NAME = "imagegen-jobs-job-routes-test"
 JOBS_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{JOBS_NAME}"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/test"
@@ -115,6 +117,7 @@ def api(aws_credentials: None, monkeypatch: pytest.MonkeyPatch, fresh_clients: N
     monkeypatch.setenv("JOBS_STATE_MACHINE_ARN", JOBS_ARN)
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
     monkeypatch.delenv("SYNC_MAX_WAIT_SECONDS", raising=False)
+    monkeypatch.setenv("INDEX_TABLE", INDEX)
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         clients.reset_clients()
         module = importlib.import_module("image_pipeline.handlers.http_api")
@@ -128,6 +131,9 @@ def api(aws_credentials: None, monkeypatch: pytest.MonkeyPatch, fresh_clients: N
         if BUCKET not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
             s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
         s3.put_object(Bucket=BUCKET, Key=STORED_MANIFEST_KEY, Body=json.dumps(STORED).encode())
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        if INDEX not in dynamodb.list_tables()["TableNames"]:
+            dynamodb.create_table(TableName=INDEX, **table_definition())
 
         def call(
             event: dict[str, Any], context: LambdaContext | None = None
@@ -389,10 +395,7 @@ def test_another_callers_job_cannot_be_cancelled_retried_or_read(api: Any) -> No
 # -- GET /jobs ------------------------------------------------------------------------------------------
 
 
-def test_the_list_pages_through_the_callers_jobs_newest_first(
-    api: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(job_control, "LIST_PAGE_SIZE", 3)  # several Step Functions pages per call
+def test_the_list_pages_through_the_callers_jobs_newest_first(api: Any) -> None:
     carol, dave = Caller("apiKey", f"carol-{uuid.uuid4().hex[:6]}"), Caller("apiKey", "dave")
     mine = []
     for i in range(5):
@@ -414,10 +417,39 @@ def test_the_list_pages_through_the_callers_jobs_newest_first(
         assert pages < 10
     assert seen == list(reversed(mine))  # every one of carol's, newest first, once; none of dave's
     first = api(event("GET", "/jobs", query={"limit": "1"}, caller=carol))[1]["jobs"][0]
-    assert set(first) == {"job_id", "status", "started_at", "stopped_at", "status_url"}
+    assert set(first) == {
+        "job_id", "status", "started_at", "stopped_at", "status_url", "created_at", "prompt",
+        "negative_prompt", "model", "count", "succeeded", "filtered", "failed", "cost_usd", "retry_of",
+        "error", "thumbnail",
+    }  # fmt: skip
+    assert first["prompt"] == "cat 4" and first["started_at"] and first["status_url"] == f"/jobs/{mine[-1]}"
 
 
-def test_the_list_filters_by_status(api: Any) -> None:
+def test_a_token_of_another_caller_or_altered_is_400(api: Any) -> None:
+    frank, gina = Caller("apiKey", f"frank-{uuid.uuid4().hex[:6]}"), Caller("apiKey", "gina")
+    for i in range(2):
+        api(post_job(f"cat {i}", caller=frank))
+    token = api(event("GET", "/jobs", query={"limit": "1"}, caller=frank))[1]["next_token"]
+    assert token
+    status, body, _ = api(event("GET", "/jobs", query={"limit": "1", "next_token": token}, caller=gina))
+    assert status == 400 and body["details"][0]["field"] == "next_token"
+    cursor = job_control.decode_token(token, None)
+    cursor["key"]["caller_jobs"] = f"CALLER#{gina.namespace}"  # altered to read another's jobs: refused
+    foreign = job_control.encode_token({k: v for k, v in cursor.items() if k != "v"})
+    status, body, _ = api(event("GET", "/jobs", query={"next_token": foreign}, caller=frank))
+    assert status == 400 and body["details"][0]["field"] == "next_token"
+    # altered within the caller's own jobs (an earlier position): only moves where the page starts
+    cursor = job_control.decode_token(token, None)
+    cursor["key"]["started"] = "9999-12-31T00:00:00.000Z#x"
+    moved = job_control.encode_token({k: v for k, v in cursor.items() if k != "v"})
+    status, body, _ = api(event("GET", "/jobs", query={"next_token": moved}, caller=frank))
+    assert status == 200 and {j["prompt"] for j in body["jobs"]} == {"cat 0", "cat 1"}
+
+
+def test_the_list_filters_by_status_and_settles_what_the_index_still_calls_running(api: Any) -> None:
+    """The stand-in workflow writes nothing to the index (no ValidateRequest, no BuildManifest): every
+    ended job is found by the list as RUNNING, checked against its execution, listed with its real
+    status and counts, and written back."""
     erin = Caller("apiKey", f"erin-{uuid.uuid4().hex[:6]}")
     done = api(post_job("a cat", caller=erin))[1]["job_id"]
     slow = api(post_job("slow", caller=erin))[1]["job_id"]
@@ -427,15 +459,47 @@ def test_the_list_filters_by_status(api: Any) -> None:
     for job_id in (done, failed):
         wait_until_ended(api.sfn, erin, job_id)
 
-    def ids(status: str) -> list[str]:
+    def jobs(status: str) -> list[dict[str, Any]]:
         page = api(event("GET", "/jobs", query={"status": status}, caller=erin))[1]
         assert all(job["status"] == status for job in page["jobs"])
-        return [job["job_id"] for job in page["jobs"]]
+        return page["jobs"]
 
-    assert ids("running") == [slow]
-    assert ids("cancelling") == [cancelled]
-    assert ids("succeeded") == [done]
-    assert ids("failed") == [failed]
+    assert [j["job_id"] for j in jobs("running")] == [slow]
+    assert [j["job_id"] for j in jobs("cancelling")] == [cancelled]
+    (succeeded,) = jobs("succeeded")
+    assert succeeded["job_id"] == done and (succeeded["succeeded"], succeeded["failed"]) == (1, 1)
+    assert succeeded["thumbnail"]["key"] == "ns/images/ok-1/image-00-7.png"
+    assert (
+        succeeded["thumbnail"]["url"].startswith(f"https://{BUCKET}.s3.")
+        and "Signature" in succeeded["thumbnail"]["url"]
+    )
+    (failure,) = jobs("failed")
+    assert failure["job_id"] == failed and failure["error"]["error"] == "InvalidRequest"
+    assert failure["thumbnail"] is None and failure["stopped_at"]
+    # written back: the index itself now says so, without another look at the execution
+    index = clients.image_index()
+    assert index is not None
+    items = {i["job_id"]: i for i in index.jobs(erin.namespace)[0]}
+    assert (items[done]["status"], items[failed]["status"], items[slow]["status"]) == (
+        "PARTIAL",
+        "FAILED",
+        "RUNNING",
+    )
+
+
+def test_another_callers_jobs_are_never_listed(api: Any) -> None:
+    hana, ivan = (
+        Caller("apiKey", f"hana-{uuid.uuid4().hex[:6]}"),
+        Caller("apiKey", f"ivan-{uuid.uuid4().hex[:6]}"),
+    )
+    theirs = {api(post_job(f"secret {i}", caller=ivan))[1]["job_id"] for i in range(3)}
+    for status in (None, "running", "succeeded", "failed"):
+        query = {"limit": "100", **({"status": status} if status else {})}
+        listed = api(event("GET", "/jobs", query=query, caller=hana))[1]["jobs"]
+        assert listed == []
+    assert {
+        j["job_id"] for j in api(event("GET", "/jobs", query={"limit": "100"}, caller=ivan))[1]["jobs"]
+    } == theirs
 
 
 @pytest.mark.parametrize(
@@ -448,9 +512,14 @@ def test_the_list_filters_by_status(api: Any) -> None:
         ({"limit": "ten"}, "limit"),
         ({"next_token": "not-a-token"}, "next_token"),
         (
-            {"next_token": job_control.encode_token({"sfn": None, "after": None, "status": "failed"})},
+            {
+                "next_token": job_control.encode_token(
+                    {"key": {"pk": "p", "sk": "s", "caller_jobs": "c", "started": "t"}, "status": "failed"}
+                )
+            },
             "next_token",
         ),
+        ({"next_token": job_control.encode_token({"key": {"pk": "p"}, "status": None})}, "next_token"),
         ({"colour": "red"}, "colour"),
     ],
 )

@@ -141,10 +141,12 @@ def test_items_of_a_job_and_its_images_answer_each_access_pattern(aws: tuple[Any
     index = ImageIndex(table, expiration_days=7)
     plan = plan_of(ALICE, "job-1")
     records = run_job(s3, index, plan, FakeBedrock(*answers(2)))
-    assert index.finish_job(plan, {"status": "SUCCEEDED", "succeeded": 2, "filtered": 0, "failed": 0})
+    manifest = {"status": "SUCCEEDED", "succeeded": 2, "filtered": 0, "failed": 0, "images": records}
+    assert index.finish_job(plan, manifest)
 
-    (job,) = index.jobs(ALICE.namespace)
-    assert job["job_id"] == "job-1" and job["status"] == "SUCCEEDED" and job["succeeded"] == 2
+    (job,), more = index.jobs(ALICE.namespace)
+    assert job["job_id"] == "job-1" and job["status"] == "SUCCEEDED" and job["succeeded"] == 2 and not more
+    assert job["thumbnail_key"] == records[0]["key"] and job["count"] == 2 and job["stopped_at"]
     images = index.job_images(ALICE.namespace, "job-1")
     assert [i["index"] for i in images] == [0, 1]
     first = images[0]
@@ -158,14 +160,82 @@ def test_items_of_a_job_and_its_images_answer_each_access_pattern(aws: tuple[Any
     assert index.image_by_key(records[1]["key"])["index"] == 1
 
 
-def test_a_callers_jobs_come_newest_first(aws: tuple[Any, Any]) -> None:
+def test_a_callers_jobs_come_newest_first_and_page(aws: tuple[Any, Any]) -> None:
     _, table = aws
     index = ImageIndex(table)
-    for n in range(3):
-        plan = plan_of(ALICE, f"job-{n}")
-        plan["received_at"] = f"2026-11-3{n}T10:00:00+00:00"
-        index.put_job(plan)
-    assert [j["job_id"] for j in index.jobs(ALICE.namespace)] == ["job-2", "job-1", "job-0"]
+    for n in range(3):  # started a millisecond apart, in another order than their names
+        index.put_job(
+            plan_of(ALICE, f"job-{n}"), started=datetime(2026, 11, 30, 10, 0, 0, (2 - n) * 1000, UTC)
+        )
+        index.put_job(plan_of(BOB, f"job-{n}"))
+    first, key = index.jobs(ALICE.namespace, limit=2)
+    assert [j["job_id"] for j in first] == ["job-0", "job-1"] and key is not None
+    rest, end = index.jobs(ALICE.namespace, limit=2, start=key)
+    assert [j["job_id"] for j in rest] == ["job-2"] and end is None
+    assert {j["caller_namespace"] for j in first + rest} == {ALICE.namespace}  # never bob's
+
+
+def test_a_job_item_follows_its_job_whoever_writes_first(aws: tuple[Any, Any]) -> None:
+    """The API's write at the start, ValidateRequest's plan and BuildManifest's end, in any order:
+    the item ends with the plan's values and the final status, and a late start write changes nothing."""
+    _, table = aws
+    index = ImageIndex(table)
+    plan = plan_of(ALICE, "job-1", prompt="A Lighthouse", count=3)
+    started = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+    assert index.put_job(plan, started=started)
+    (job,), _ = index.jobs(ALICE.namespace)
+    assert (job["status"], job["count"], job["model"]) == ("RUNNING", 3, "stable-image-core")
+    images = [
+        {"index": 0, "status": "FAILED", "key": None},
+        {"index": 2, "status": "SUCCEEDED", "key": "k/image-02.png"},
+        {"index": 1, "status": "SUCCEEDED", "key": "k/image-01.png"},
+    ]
+    manifest = {"status": "PARTIAL", "succeeded": 2, "filtered": 0, "failed": 1, "images": images}
+    assert index.finish_job(plan, manifest)
+    assert index.job_started(
+        ALICE.namespace, "job-1", started=started, execution_name="x", request={"prompt": "late"}
+    )
+    (job,), _ = index.jobs(ALICE.namespace)
+    assert (job["status"], job["failed"], job["thumbnail_key"]) == ("PARTIAL", 1, "k/image-01.png")
+    assert job["prompt"] == "A Lighthouse" and job["started_at"] == "2026-11-30T10:00:00+00:00"
+    assert index.put_job(plan, started=started)  # a late plan does not make it RUNNING again
+    assert index.jobs(ALICE.namespace)[0][0]["status"] == "PARTIAL"
+    index.finish_job(plan, {**manifest, "cancelled": True})
+    assert index.jobs(ALICE.namespace)[0][0]["status"] == "CANCELLED"
+
+
+def test_a_job_refused_before_its_plan_is_failed_with_the_reason(aws: tuple[Any, Any]) -> None:
+    _, table = aws
+    index = ImageIndex(table)
+    started = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+    index.job_started(
+        ALICE.namespace, "job-9", started=started, execution_name="ns-job-9", request={"prompt": 5}
+    )
+    assert index.fail_job(
+        ALICE.namespace, "job-9", started=started, error="InvalidRequest", message="count: too many",
+        request={"prompt": "a cat", "model": "nope"},
+    )  # fmt: skip
+    (job,), _ = index.jobs(ALICE.namespace, statuses={"FAILED"})
+    assert (job["status"], job["error"], job["error_message"]) == (
+        "FAILED",
+        "InvalidRequest",
+        "count: too many",
+    )
+    assert job["prompt"] == "a cat" and job["model"] == "nope" and job["stopped_at"]
+    assert index.jobs(ALICE.namespace, statuses={"RUNNING"}) == ([], None)
+
+
+def test_a_filtered_list_reads_a_bounded_number_of_items(aws: tuple[Any, Any]) -> None:
+    _, table = aws
+    index = ImageIndex(table)
+    for n in range(5):
+        started = datetime(2026, 11, 30, 10, n, tzinfo=UTC)
+        index.put_job(plan_of(ALICE, f"job-{n}"), started=started)
+    index.finish_job(plan_of(ALICE, "job-0"), {"status": "SUCCEEDED", "images": []})
+    found, key = index.jobs(ALICE.namespace, statuses={"SUCCEEDED"}, limit=10, max_read=3)
+    assert found == [] and key is not None  # three RUNNING jobs read, none kept: more to read
+    found, key = index.jobs(ALICE.namespace, statuses={"SUCCEEDED"}, limit=10, start=key, max_read=3)
+    assert [j["job_id"] for j in found] == ["job-0"] and key is None
 
 
 def test_a_failed_index_write_is_counted_never_raised(aws: tuple[Any, Any]) -> None:
@@ -176,6 +246,10 @@ def test_a_failed_index_write_is_counted_never_raised(aws: tuple[Any, Any]) -> N
     records = run_job(s3, missing, plan, FakeBedrock(*answers(2)))  # the lookup fails too: a miss
     assert [r["status"] for r in records] == ["SUCCEEDED", "SUCCEEDED"]
     assert missing.finish_job(plan, {"status": "SUCCEEDED"}) is False
+    assert (
+        missing.job_started(ALICE.namespace, "j", started=datetime.now(UTC), execution_name="n", request={})
+        is False
+    )
 
 
 # -- the prompt cache ------------------------------------------------------------------------------------------

@@ -122,13 +122,28 @@ def test_a_failed_poll_is_made_again_and_an_unsettled_end_awaited() -> None:
     assert sfn.calls == 3
 
 
+KEY = {
+    "pk": "JOB#ns#job-1",
+    "sk": "JOB",
+    "caller_jobs": "CALLER#ns",
+    "started": "2026-11-30T10:00:00.000Z#job-1",
+}
+
+
 def test_tokens_are_opaque_and_bound_to_their_status() -> None:
-    token = encode_token({"sfn": "AAA+/=", "after": "ns-job", "status": "failed"})
-    assert "=" not in token and "/" not in token
-    assert decode_token(token, "failed") == {"v": 1, "sfn": "AAA+/=", "after": "ns-job", "status": "failed"}
+    token = encode_token({"key": {**KEY, "pk": "JOB#ns#a+/=?"}, "status": "failed"})
+    assert "=" not in token and "/" not in token and "+" not in token
+    assert decode_token(token, "failed") == {"v": 2, "key": {**KEY, "pk": "JOB#ns#a+/=?"}, "status": "failed"}
     with pytest.raises(ValueError, match="issued for status=failed"):
         decode_token(token, None)
-    for bad in ("xyz", encode_token({"sfn": 3, "after": None, "status": None}), "e30"):
+    for bad in (
+        "xyz",
+        "e30",  # {}
+        encode_token({"key": {**KEY, "sk": 3}, "status": None}),  # not text
+        encode_token({"key": {**KEY, "extra": "x"}, "status": None}),  # not an index key
+        encode_token({"key": "JOB#ns", "status": None}),
+        encode_token({"sfn": "AAA", "after": None, "status": None}),  # the ListExecutions cursor of before
+    ):
         with pytest.raises(ValueError, match="not a token"):
             decode_token(bad, None)
 
@@ -136,11 +151,10 @@ def test_tokens_are_opaque_and_bound_to_their_status() -> None:
 def test_list_parameters() -> None:
     assert list_query([]) == (None, 20, None)
     assert list_query([("status", "cancelled"), ("limit", str(MAX_LIST_LIMIT))]) == ("cancelled", 100, None)
-    token = encode_token({"sfn": None, "after": "a", "status": "running"})
+    token = encode_token({"key": KEY, "status": "running"})
     assert list_query([("status", "running"), ("next_token", token)])[2] == {
-        "v": 1,
-        "sfn": None,
-        "after": "a",
+        "v": 2,
+        "key": KEY,
         "status": "running",
     }
     with pytest.raises(ApiError) as raised:

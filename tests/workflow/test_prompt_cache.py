@@ -6,10 +6,12 @@ made, and the audit finds what an index write that failed left out."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC
 from typing import Any
 
 import pytest
 from image_pipeline.core.image_index import ImageIndex
+from image_pipeline.core.tenancy import console_caller
 
 from imagegen.testing.audit import audit_bucket, audit_index
 
@@ -54,15 +56,33 @@ def test_jobs_and_images_are_indexed_as_they_are_made(engine: Any) -> None:
     output, _ = _run(engine, _request(count=2))
     index = ImageIndex(engine.index_table)
     namespace = output["caller_namespace"]
-    job = next(j for j in index.jobs(namespace, limit=200) if j["job_id"] == output["request_id"])
+    job = next(j for j in index.jobs(namespace, limit=200)[0] if j["job_id"] == output["request_id"])
     assert (
         job["status"] == "SUCCEEDED"
         and job["succeeded"] == 2
         and job["manifest_key"] == output["manifest_key"]
     )
+    assert job["count"] == 2 and job["thumbnail_key"] == output["images"][0]["key"] and job["stopped_at"]
     images = index.job_images(namespace, output["request_id"])
     assert [i["key"] for i in images] == [i["key"] for i in output["images"]]
     assert all(i["expires_at"] > 0 and i["cost_usd"] == output["images"][0]["cost_usd"] for i in images)
+
+
+def test_a_job_refused_by_its_first_step_is_indexed_as_failed(engine: Any) -> None:
+    """No API wrote this job's item (the console's bare request): ValidateRequest refuses it and
+    writes it FAILED with the reason, listed among the console caller's jobs by its start time."""
+    name = f"refused-{uuid.uuid4().hex[:8]}"
+    arn = engine.start_execution({"prompt": "a cat", "count": 99}, name=name)
+    result = engine.wait(arn)
+    assert result.status == "FAILED" and result.error == "InvalidRequest"
+    described = engine.sfn.describe_execution(executionArn=arn)
+    index = ImageIndex(engine.index_table)
+    namespace = console_caller().namespace
+    job = next(j for j in index.jobs(namespace, limit=200)[0] if j["job_id"] == name)
+    assert (job["status"], job["error"], job["prompt"]) == ("FAILED", "InvalidRequest", "a cat")
+    assert "count" in job["error_message"] and job["stopped_at"]
+    started = described["startDate"].astimezone(UTC).isoformat(timespec="seconds")
+    assert job["started_at"] == started  # the execution's own start ($$.Execution.StartTime)
 
 
 def test_the_audit_reports_an_image_whose_index_write_failed(

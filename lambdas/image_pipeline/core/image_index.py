@@ -3,7 +3,8 @@
 Access patterns (docs/decisions.md, "An image index in one DynamoDB table"), each one Query:
 
 =====================================  ==========================================================
-a caller's jobs, newest first          table: ``pk = CALLER#<ns>``, ``sk = JOB#<received>#<job>``
+a caller's jobs, newest first          ``by-caller-jobs``: ``caller_jobs = CALLER#<ns>``, ``started = <time>#<job>``
+                                       (the job's item: ``pk = JOB#<ns>#<job>``, ``sk = JOB``)
 a job's images                         table: ``pk = JOB#<ns>#<job>``, ``sk = IMAGE#<index>``
 a caller's images by time range        ``by-caller``: ``caller = CALLER#<ns>``, ``made = <created>#<job>#<index>``
 ... by model and time range            ``by-caller-model``: ``caller_model = CALLER#<ns>#MODEL#<model>``, ``made``
@@ -47,8 +48,10 @@ from image_pipeline.contract.errors import FieldError, InvalidRequest
 from image_pipeline.core.index_keys import (
     BY_CACHE_KEY,
     BY_CALLER,
+    BY_CALLER_JOBS,
     BY_CALLER_MODEL,
     BY_KEY,
+    JOB_SK,
     PK,
     SEARCH_PARAMETERS,
     SK,
@@ -66,6 +69,10 @@ SEARCH_MAX_LIMIT = 100
 SEARCH_DEFAULT_LIMIT = 20
 #: A search reads at most this many index items per call; a page that stops there has a next_token.
 SEARCH_MAX_READ = 1000
+#: A filtered job list reads at most this many of the caller's job items per call.
+LIST_MAX_READ = 1000
+#: A job's status in the index: RUNNING until its last step (or the list, settling it) says more.
+RUNNING, SUCCEEDED, PARTIAL, CANCELLED, FAILED = "RUNNING", "SUCCEEDED", "PARTIAL", "CANCELLED", "FAILED"
 #: At most this many distinct words of a prompt are indexed (and searched for).
 MAX_WORDS = 64
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -128,6 +135,54 @@ def image_sk(index: int) -> str:
     return f"IMAGE#{index:04d}"
 
 
+def job_list_key(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``by-caller-jobs`` key of a job item: where the next page of a list starts."""
+    return {a: item[a] for a in (PK, SK, "caller_jobs", "started")}
+
+
+def moment_of(text: Any) -> datetime | None:
+    """An ISO 8601 time (``2026-11-30T10:00:00.123Z`` or ``+00:00``) as an aware datetime, or None."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def execution_start(text: Any) -> datetime:
+    """When an execution started (``$$.Execution.StartTime``, which ValidateRequest is given), or now."""
+    return moment_of(text) or datetime.now(UTC)
+
+
+def first_stored_key(images: Iterable[Mapping[str, Any]]) -> str | None:
+    """The key of the stored image of the lowest index among a manifest's images (a job's thumbnail)."""
+    stored = [i for i in images if i.get("status") == "SUCCEEDED" and i.get("key")]
+    return str(min(stored, key=lambda i: int(i.get("index", 0)))["key"]) if stored else None
+
+
+def job_outcome(outcome: Mapping[str, Any]) -> dict[str, Any]:
+    """The job item's final values from a manifest (or ``{"status": "FAILED", "error", "message"}``
+    when the job failed): ``CANCELLED`` for a cancelled job, else the manifest's status; the counts,
+    the cost and the thumbnail's key."""
+    if outcome.get("error"):
+        return {
+            "status": FAILED,
+            "error": str(outcome["error"]),
+            "error_message": str(outcome.get("message") or "")[:1000],
+        }
+    status = CANCELLED if outcome.get("cancelled") else str(outcome.get("status") or FAILED)
+    return {
+        "status": status,
+        "succeeded": outcome.get("succeeded", 0),
+        "filtered": outcome.get("filtered", 0),
+        "failed": outcome.get("failed", 0),
+        "cost_usd": (outcome.get("cost") or {}).get("total_usd"),
+        "thumbnail_key": first_stored_key(outcome.get("images") or []),
+    }
+
+
 # -- the index ----------------------------------------------------------------------------------------
 
 
@@ -155,30 +210,180 @@ class ImageIndex:
         return True
 
     # -- writes ----------------------------------------------------------------------------------
-    def put_job(self, planned: Mapping[str, Any], now: datetime | None = None) -> bool:
-        """The job's item, from ValidateRequest's plan: RUNNING until BuildManifest says more."""
-        now = now or datetime.now(UTC)
-        request = planned["request"]
-        namespace, job_id = planned["caller_namespace"], planned["request_id"]
-        item = {
-            PK: f"CALLER#{namespace}",
-            SK: f"JOB#{planned['received_at']}#{job_id}",
+    def update_job(
+        self,
+        namespace: str,
+        job_id: str,
+        *,
+        started: datetime,
+        values: Mapping[str, Any],
+        first: Mapping[str, Any] | None = None,
+        only_while_running: bool = False,
+        what: str = "job",
+    ) -> bool:
+        """Write the job's item (``pk = JOB#<ns>#<job>``, ``sk = JOB``) with one UpdateItem, creating it
+        if it is not there: ``values`` are set, ``first`` only where the item has none yet (so the
+        writers of a job, the API at its start, ValidateRequest, BuildManifest and the list's
+        settling, may come in any order), the keys of the ``by-caller-jobs`` GSI and the TTL likewise.
+        ``only_while_running``: only an item still ``RUNNING`` (or new) is changed, so a settled job
+        is never overwritten by a late writer; that refusal is not a failure (True)."""
+        keep: dict[str, Any] = {
             "kind": "job",
             "caller_namespace": namespace,
             "job_id": job_id,
-            "model": planned["model"],
-            "prompt": request.get("prompt"),
-            "negative_prompt": request.get("negative_prompt"),
-            "parameters": {k: v for k, v in request.items() if k not in {"prompt", "negative_prompt"}},
-            "count": len(planned["images"]),
-            "prefix": planned["prefix"],
-            "manifest_key": planned["manifest_key"],
-            "retry_of": planned.get("retry_of"),
-            "status": "RUNNING",
-            "created_at": timestamp(now),
-            TTL_ATTRIBUTE: self.expires_at(now),
+            "caller_jobs": f"CALLER#{namespace}",
+            "started": f"{timestamp(started)}#{job_id}",
+            "started_at": started.astimezone(UTC).isoformat(timespec="seconds"),
+            "created_at": timestamp(started),
+            TTL_ATTRIBUTE: self.expires_at(started),
+            **(first or {}),
         }
-        return self.write("job", lambda: self.table.put_item(Item=_to_item(item)))
+        names: dict[str, str] = {}
+        data: dict[str, Any] = {}
+        clauses: list[str] = []
+        for n, (name, value) in enumerate(
+            [*values.items(), *((k, v) for k, v in keep.items() if k not in values)]
+        ):
+            item_value = _to_item(value)
+            if item_value is None or item_value == "":
+                continue
+            names[f"#a{n}"] = name
+            data[f":v{n}"] = item_value
+            if name in values:
+                clauses.append(f"#a{n} = :v{n}")
+            else:
+                clauses.append(f"#a{n} = if_not_exists(#a{n}, :v{n})")
+        removed = [name for name, value in values.items() if value is None]
+        expression = "SET " + ", ".join(clauses)
+        if removed:
+            for n, name in enumerate(removed):
+                names[f"#r{n}"] = name
+            expression += " REMOVE " + ", ".join(f"#r{n}" for n in range(len(removed)))
+        kwargs: dict[str, Any] = {
+            "Key": {PK: job_pk(namespace, job_id), SK: JOB_SK},
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": data,
+        }
+        if only_while_running:
+            names["#status"] = "status"
+            data[":running"] = RUNNING
+            kwargs["ConditionExpression"] = "attribute_not_exists(#status) OR #status = :running"
+
+        def call() -> None:
+            try:
+                self.table.update_item(**kwargs)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+
+        return self.write(what, call)
+
+    def job_started(
+        self,
+        namespace: str,
+        job_id: str,
+        *,
+        started: datetime,
+        execution_name: str,
+        request: Any,
+        retry_of: str | None = None,
+    ) -> bool:
+        """The job's item as the API starts it (``RUNNING``, the request as sent): in the list at once,
+        before its first step has run. ValidateRequest completes it."""
+        raw = request if isinstance(request, Mapping) else {}
+        return self.update_job(
+            namespace,
+            job_id,
+            started=started,
+            values={},
+            first={
+                "status": RUNNING,
+                "execution_name": execution_name,
+                "prompt": raw.get("prompt") if isinstance(raw.get("prompt"), str) else None,
+                "negative_prompt": raw.get("negative_prompt")
+                if isinstance(raw.get("negative_prompt"), str)
+                else None,
+                "retry_of": retry_of,
+            },
+            what="job start",
+        )
+
+    def put_job(self, planned: Mapping[str, Any], *, started: datetime | None = None) -> bool:
+        """The job's item from ValidateRequest's plan: the normalized request, model and count;
+        ``RUNNING`` until BuildManifest says more (``started``: the execution's start time)."""
+        request = planned["request"]
+        return self.update_job(
+            planned["caller_namespace"],
+            planned["request_id"],
+            started=started or datetime.now(UTC),
+            values={
+                "model": planned["model"],
+                "prompt": request.get("prompt"),
+                "negative_prompt": request.get("negative_prompt"),
+                "parameters": {k: v for k, v in request.items() if k not in {"prompt", "negative_prompt"}},
+                "count": len(planned["images"]),
+                "prefix": planned["prefix"],
+                "manifest_key": planned["manifest_key"],
+                "retry_of": planned.get("retry_of"),
+                "execution_name": planned.get("execution_name"),
+            },
+            first={"status": RUNNING},
+            only_while_running=True,
+        )
+
+    def fail_job(
+        self,
+        namespace: str,
+        job_id: str,
+        *,
+        started: datetime,
+        error: str,
+        message: str,
+        execution_name: str | None = None,
+        request: Any = None,
+        stopped: datetime | None = None,
+    ) -> bool:
+        """A job that failed before it planned its images (ValidateRequest refused it): ``FAILED`` with
+        the error's name and message, and what of the request can be read."""
+        raw = request if isinstance(request, Mapping) else {}
+        return self.update_job(
+            namespace,
+            job_id,
+            started=started,
+            values={
+                "status": FAILED,
+                "error": error,
+                "error_message": message[:1000],
+                "stopped_at": (stopped or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds"),
+            },
+            first={
+                "execution_name": execution_name,
+                "prompt": raw.get("prompt") if isinstance(raw.get("prompt"), str) else None,
+                "model": raw.get("model") if isinstance(raw.get("model"), str) else None,
+            },
+            only_while_running=True,
+            what="job failure",
+        )
+
+    def finish_job(
+        self, state: Mapping[str, Any], outcome: Mapping[str, Any], now: datetime | None = None
+    ) -> bool:
+        """The job's final status (BuildManifest): its manifest's (``CANCELLED`` for a cancelled job),
+        counts, cost and first stored image, or ``FAILED`` and the error when no image was made."""
+        namespace, job_id = state.get("caller_namespace"), state.get("request_id")
+        if not namespace or not job_id:
+            return False
+        values = job_outcome(outcome)
+        values["stopped_at"] = (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
+        return self.update_job(
+            str(namespace),
+            str(job_id),
+            started=moment_of(state.get("received_at")) or now or datetime.now(UTC),
+            values=values,
+            first={"model": state.get("model"), "count": len(state.get("images") or []) or None},
+            what="job status",
+        )
 
     def put_image(
         self,
@@ -237,33 +442,6 @@ class ImageIndex:
                 item["cache_key"] = cache_key
         return self.write("image", lambda: self.table.put_item(Item=_to_item(item)))
 
-    def finish_job(
-        self, state: Mapping[str, Any], outcome: Mapping[str, Any], now: datetime | None = None
-    ) -> bool:
-        """The job's final status (BuildManifest): its manifest's status and counts, or the error."""
-        now = now or datetime.now(UTC)
-        namespace, job_id = state.get("caller_namespace"), state.get("request_id")
-        if not namespace or not job_id or not state.get("received_at"):
-            return False
-        values = {
-            ":status": outcome.get("status"),
-            ":succeeded": outcome.get("succeeded", 0),
-            ":filtered": outcome.get("filtered", 0),
-            ":failed": outcome.get("failed", 0),
-            ":cost": (outcome.get("cost") or {}).get("total_usd"),
-            ":finished": timestamp(now),
-        }
-        return self.write(
-            "job status",
-            lambda: self.table.update_item(
-                Key={PK: f"CALLER#{namespace}", SK: f"JOB#{state['received_at']}#{job_id}"},
-                UpdateExpression="SET #s = :status, succeeded = :succeeded, filtered = :filtered, "
-                "failed = :failed, cost_usd = :cost, finished_at = :finished",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={k: _to_item(v) for k, v in values.items()},
-            ),
-        )
-
     # -- reads -----------------------------------------------------------------------------------
     def find_cached(self, key: str, now: float | None = None) -> dict[str, Any] | None:
         """The newest stored image of ``key`` that has not expired (TTL deletes lazily), or None."""
@@ -278,15 +456,51 @@ class ImageIndex:
         items = answer.get("Items") or []
         return _from_item(items[0]) if items else None
 
-    def jobs(self, namespace: str, limit: int = 20) -> list[dict[str, Any]]:
-        """A caller's jobs, newest first."""
-        answer = self.table.query(
-            KeyConditionExpression=f"{PK} = :pk AND begins_with({SK}, :job)",
-            ExpressionAttributeValues={":pk": f"CALLER#{namespace}", ":job": "JOB#"},
-            ScanIndexForward=False,
-            Limit=limit,
-        )
-        return [_from_item(i) for i in answer.get("Items") or []]
+    def jobs(
+        self,
+        namespace: str,
+        *,
+        statuses: Iterable[str] = (),
+        limit: int = 20,
+        start: Mapping[str, Any] | None = None,
+        max_read: int = LIST_MAX_READ,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """A caller's jobs, newest first (one Query of ``by-caller-jobs``), of ``statuses`` (any when
+        empty), at most ``limit``, from ``start`` (the last key of the page before), and the last key
+        read when there is more. A filtered list reads at most ``max_read`` items per call, so it may
+        answer fewer than ``limit`` jobs and still a key."""
+        wanted = sorted(set(statuses))
+        kwargs: dict[str, Any] = {
+            "IndexName": BY_CALLER_JOBS,
+            "KeyConditionExpression": "caller_jobs = :caller",
+            "ExpressionAttributeValues": {":caller": f"CALLER#{namespace}"},
+            "ScanIndexForward": False,
+        }
+        if wanted:
+            kwargs["FilterExpression"] = (
+                "#status IN (" + ", ".join(f":s{n}" for n in range(len(wanted))) + ")"
+            )
+            kwargs["ExpressionAttributeNames"] = {"#status": "status"}
+            kwargs["ExpressionAttributeValues"].update({f":s{n}": s for n, s in enumerate(wanted)})
+        found: list[dict[str, Any]] = []
+        read = 0
+        while True:
+            if start:
+                kwargs["ExclusiveStartKey"] = dict(start)
+            kwargs["Limit"] = min(limit - len(found), max_read - read) if not wanted else max_read - read
+            answer = self.table.query(**kwargs)
+            read += int(answer.get("ScannedCount", 0))
+            items = answer.get("Items") or []
+            for position, item in enumerate(items):
+                found.append(_from_item(item))
+                if len(found) == limit:
+                    more = "LastEvaluatedKey" in answer or position + 1 < len(items)
+                    return found, job_list_key(item) if more else None
+            start = answer.get("LastEvaluatedKey")
+            if not start:
+                return found, None
+            if read >= max_read:
+                return found, dict(start)
 
     def job_images(self, namespace: str, job_id: str) -> list[dict[str, Any]]:
         """A job's images, by index."""

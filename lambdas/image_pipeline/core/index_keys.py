@@ -16,13 +16,18 @@ BY_CALLER = "by-caller"
 BY_CALLER_MODEL = "by-caller-model"
 BY_KEY = "by-key"
 BY_CACHE_KEY = "by-cache-key"
+BY_CALLER_JOBS = "by-caller-jobs"
 #: GSI name -> (partition key attribute, sort key attribute or None). All string keys, ALL projected.
 GSIS: dict[str, tuple[str, str | None]] = {
     BY_CALLER: ("caller", "made"),
     BY_CALLER_MODEL: ("caller_model", "made"),
     BY_KEY: ("image_key", None),
     BY_CACHE_KEY: ("cache_key", "made"),
+    #: A caller's jobs, newest first (``GET /jobs``): ``caller_jobs = CALLER#<ns>``, ``started = <time>#<job>``.
+    BY_CALLER_JOBS: ("caller_jobs", "started"),
 }
+#: The sort key of a job's own item, in the job's partition (``JOB#<ns>#<job>``) beside its images.
+JOB_SK = "JOB"
 
 #: ``GET /images/search``'s query parameters.
 SEARCH_PARAMETERS = ("q", "model", "since", "until", "limit", "next_token")

@@ -10,8 +10,8 @@ the local server, which pass their own Step Functions and S3 clients.
   manifest comes from ``GET /jobs/{id}``. No answer loses the work it started.
 * **Cancelling** (``DELETE /jobs/{id}``): :func:`cancel_job` writes the job's cancellation marker
   (``core/cancellation.py``); the job stops making images and ends with a complete manifest.
-* **Listing** (``GET /jobs``): :func:`list_jobs` reads ListExecutions of the jobs state machine, newest
-  first, keeps the caller's (the ``<namespace>-`` prefix of the names) and pages with an opaque token.
+* **Listing** (``GET /jobs``): :func:`list_jobs` reads the caller's jobs from the image index, newest
+  first, each with what a history view shows, and pages with an opaque token bound to the caller.
 * **Retrying** (``POST /jobs/{id}/retry``): :func:`retry_job` starts a new job of the images that failed
   (and, when asked, those filtered), with their indexes and seeds, naming the job it retries.
 """
@@ -24,6 +24,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
@@ -31,19 +32,30 @@ from botocore.exceptions import ClientError
 from image_pipeline.contract.errors import FieldError, cause_message, is_not_found
 from image_pipeline.core.cancellation import cancelled_names, is_cancelled, mark_cancelled
 from image_pipeline.core.execution_input import ExecutionInput, RetryOf, read_execution_input
+from image_pipeline.core.image_index import (
+    CANCELLED,
+    FAILED,
+    PARTIAL,
+    RUNNING,
+    SUCCEEDED,
+    ImageIndex,
+    job_outcome,
+    moment_of,
+)
 from image_pipeline.core.jobs import (
     ApiError,
     StartedJob,
     describe_own_execution,
     execution_arn,
     execution_progress,
+    failure_of,
     job_from_execution,
     start_job,
     sync_response,
 )
 from image_pipeline.core.manifest import stored_manifest_location
 from image_pipeline.core.spend import SpendLedger
-from image_pipeline.core.tenancy import Caller, execution_name, job_id_of
+from image_pipeline.core.tenancy import Caller, execution_name
 
 PREFER_HEADER = "Prefer"
 PREFERENCE_APPLIED_HEADER = "Preference-Applied"
@@ -176,6 +188,7 @@ def run_and_wait(
     location: Callable[[str], str],
     poll_sfn: Any = None,
     ledger: SpendLedger | None = None,
+    index: ImageIndex | None = None,
 ) -> SyncAnswer:
     """Start ``submission`` as job ``job_id`` of its caller (the Standard workflow) and wait for it.
 
@@ -183,9 +196,10 @@ def run_and_wait(
     :func:`~image_pipeline.core.jobs.sync_response`; a cancelled job is 409 ``JobCancelled``). Still
     running: 202 with the job document (``GET /jobs/{id}``'s, plus ``status_url``) and ``Location``.
     ``poll_sfn`` (default ``sfn``) is the client the wait polls with; with a ``ledger`` the job's
-    estimate is reserved first (429 ``SpendLimitExceeded`` past the caller's daily ceiling).
+    estimate is reserved first (429 ``SpendLimitExceeded`` past the caller's daily ceiling); ``index``
+    lists the job at once.
     """
-    start_job(sfn, state_machine_arn, submission, job_id, ledger=ledger)
+    start_job(sfn, state_machine_arn, submission, job_id, ledger=ledger, index=index)
     arn = execution_arn(state_machine_arn, execution_name(submission.caller, job_id))
     headers = {PREFERENCE_APPLIED_HEADER: wait.applied} if wait.applied else {}
     described = wait_for_execution(poll_sfn or sfn, arn, wait.seconds)
@@ -242,22 +256,21 @@ def already_cancelled(job_id: str) -> ApiError:
 
 # -- listing ---------------------------------------------------------------------------------------
 
-#: Job status -> the execution statuses it can have (a cancelled job's execution succeeded, and a
-#: cancelling one is running: the cancellation marker tells them apart).
+#: Job status in the list -> the statuses its index item can have (a cancelling job's item is
+#: RUNNING: its cancellation marker tells it from a running one).
 LIST_STATUSES: dict[str, tuple[str, ...]] = {
-    "running": ("RUNNING",),
-    "cancelling": ("RUNNING",),
-    "succeeded": ("SUCCEEDED",),
-    "cancelled": ("SUCCEEDED",),
-    "failed": ("FAILED", "TIMED_OUT", "ABORTED"),
+    "running": (RUNNING,),
+    "cancelling": (RUNNING,),
+    "succeeded": (SUCCEEDED, PARTIAL),
+    "cancelled": (CANCELLED,),
+    "failed": (FAILED,),
 }
+_LISTED = {RUNNING: "running", SUCCEEDED: "succeeded", PARTIAL: "succeeded", CANCELLED: "cancelled"}
 DEFAULT_LIST_LIMIT = 20
 MAX_LIST_LIMIT = 100
-#: Pages of ListExecutions read by one ``GET /jobs`` (100 executions each, every caller's): a call
-#: answers within a bounded time, with ``next_token`` when there is more to read.
-MAX_LIST_PAGES = 5
-LIST_PAGE_SIZE = 100
-_TOKEN_VERSION = 1
+_TOKEN_VERSION = 2
+_TOKEN_KEY = {"pk", "sk", "caller_jobs", "started"}
+_NOT_OURS = "is not a token this API issued; send the next_token of the last answer"
 
 
 def list_query(
@@ -304,123 +317,150 @@ def encode_token(cursor: Mapping[str, Any]) -> str:
 
 
 def decode_token(token: str, status: str | None) -> dict[str, Any]:
-    """The cursor of a ``next_token``; ValueError (its message for the caller) when it is not one of
-    ours or was issued for another ``status``."""
+    """The cursor of a ``next_token`` (``{"key": <the last index key read>, "status"}``); ValueError
+    (its message for the caller) when it is not one of ours or was issued for another ``status``.
+    Whose it is, :func:`list_jobs` checks."""
     try:
         cursor = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise ValueError("is not a token this API issued; send the next_token of the last answer") from None
+        raise ValueError(_NOT_OURS) from None
+    key = cursor.get("key") if isinstance(cursor, dict) else None
     if (
         not isinstance(cursor, dict)
         or cursor.get("v") != _TOKEN_VERSION
-        or not isinstance(cursor.get("sfn"), str | None)
-        or not isinstance(cursor.get("after"), str | None)
+        or not isinstance(key, dict)
+        or set(key) != _TOKEN_KEY
+        or not all(isinstance(v, str) for v in key.values())
     ):
-        raise ValueError("is not a token this API issued; send the next_token of the last answer")
+        raise ValueError(_NOT_OURS)
     if cursor.get("status") != status:
         raise ValueError(f"was issued for status={cursor.get('status')}; send the same status with it")
     return cursor
 
 
-def _list_status(execution_status: str, cancel_requested: bool) -> str:
-    if execution_status == "RUNNING":
-        return "cancelling" if cancel_requested else "running"
-    if execution_status == "SUCCEEDED":
-        return "cancelled" if cancel_requested else "succeeded"
-    return "failed"
+def _own_start_key(cursor: Mapping[str, Any] | None, namespace: str) -> dict[str, Any] | None:
+    """The index key a cursor starts from, if it is of this caller's own jobs (else a 400)."""
+    if cursor is None:
+        return None
+    key = dict(cursor["key"])
+    if key["caller_jobs"] != f"CALLER#{namespace}" or not str(key["pk"]).startswith(f"JOB#{namespace}#"):
+        raise ApiError.invalid([FieldError("next_token", _NOT_OURS)])
+    return key
+
+
+def settled_values(described: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The job item's final values from its execution (DescribeExecution), or None while it runs: the
+    manifest's outcome when it succeeded, ``FAILED`` and the error otherwise (a timeout, an abort, a
+    failed step), with when it stopped."""
+    status = str(described["status"])
+    if status in {"RUNNING", "PENDING_REDRIVE"}:
+        return None
+    if status == "SUCCEEDED" and described.get("output"):
+        values = job_outcome(json.loads(described["output"]))
+    else:
+        failure = failure_of(status, described.get("error"), described.get("cause"))
+        values = job_outcome({"error": failure["error"], "message": failure["message"]})
+    values["stopped_at"] = _iso(described.get("stopDate"))
+    return values
+
+
+def _settle(
+    item: dict[str, Any], index: ImageIndex, sfn: Any, state_machine_arn: str, caller: Caller
+) -> dict[str, Any]:
+    """A job the index calls RUNNING, checked against its execution: if that has ended (its last step
+    could not write: a timeout, an abort, a lost write), the item as it should be, written back."""
+    name = str(item.get("execution_name") or execution_name(caller, str(item["job_id"])))
+    try:
+        described = sfn.describe_execution(executionArn=execution_arn(state_machine_arn, name))
+    except ClientError:  # not found (expired) or throttled: the index's word stands
+        return item
+    values = settled_values(described)
+    if values is None:
+        return item
+    started = moment_of(item.get("created_at")) or datetime.now(UTC)
+    index.update_job(
+        caller.namespace, str(item["job_id"]), started=started, values=values, only_while_running=True
+    )
+    return {**item, **values}
+
+
+def _listed_job(
+    item: Mapping[str, Any], cancelled: set[str], presign: Callable[[str], str]
+) -> dict[str, Any]:
+    """One job of ``GET /jobs`` from its index item (docs/api.md, "Listing")."""
+    job_id = str(item["job_id"])
+    status = _LISTED.get(str(item.get("status")), "failed")
+    if status == "running" and str(item.get("execution_name")) in cancelled:
+        status = "cancelling"
+    thumbnail = item.get("thumbnail_key")
+    return {
+        "job_id": job_id,
+        "status": status,
+        "started_at": item.get("started_at"),
+        "stopped_at": item.get("stopped_at"),
+        "status_url": f"/jobs/{job_id}",
+        "created_at": item.get("created_at"),
+        "prompt": item.get("prompt"),
+        "negative_prompt": item.get("negative_prompt"),
+        "model": item.get("model"),
+        "count": item.get("count"),
+        "succeeded": item.get("succeeded"),
+        "filtered": item.get("filtered"),
+        "failed": item.get("failed"),
+        "cost_usd": item.get("cost_usd"),
+        "retry_of": item.get("retry_of"),
+        "error": {"error": item["error"], "message": item.get("error_message") or ""}
+        if item.get("error")
+        else None,
+        "thumbnail": {"key": str(thumbnail), "url": presign(str(thumbnail))} if thumbnail else None,
+    }
 
 
 def list_jobs(
-    sfn: Any,
-    state_machine_arn: str,
+    index: ImageIndex | None,
     caller: Caller,
     *,
+    sfn: Any,
+    state_machine_arn: str,
     s3: Any,
     bucket: str,
+    presign: Callable[[str], str],
     status: str | None = None,
     limit: int = DEFAULT_LIST_LIMIT,
     cursor: Mapping[str, Any] | None = None,
-    max_pages: int = MAX_LIST_PAGES,
 ) -> dict[str, Any]:
-    """``GET /jobs``: ``caller``'s jobs, newest first, at most ``limit``, of ``status`` (any when None).
+    """``GET /jobs``: ``caller``'s jobs, newest first, at most ``limit``, of ``status`` (any when None),
+    from the image index (one Query of the caller's own jobs; ``core/image_index.py``).
 
-    Reads at most ``max_pages`` pages of ListExecutions (with ``statusFilter`` when the status is one
-    execution status), keeps the executions named ``<namespace>-...`` and answers ``next_token`` while
-    there is more: an answer can hold fewer than ``limit`` jobs (even none) and still a token, when
-    those pages held few of the caller's. The cursor is Step Functions' token of the page being read
-    and the last job answered on it (a page is read again from its start, and what was already answered
-    skipped). A job's status in the list is its execution's, with the cancellation marker telling
-    ``cancelling`` from ``running`` and ``cancelled`` from ``succeeded``; ``GET /jobs/{id}`` tells
-    ``queued`` from ``running``.
+    Each job carries what a history view shows (prompt, model, count, counts, cost, error, and its
+    first stored image with a URL from ``presign``). A job the index still calls RUNNING is checked
+    against its execution and settled if that has ended; its cancellation marker tells ``cancelling``
+    from ``running``. With a status, the Query reads the items of that status and the RUNNING ones (which
+    may have ended), at most ``LIST_MAX_READ`` per call. 503 ``IndexUnavailable`` without an index.
     """
-    executions_wanted = LIST_STATUSES[status] if status else None
-    sfn_filter = executions_wanted[0] if executions_wanted and len(executions_wanted) == 1 else None
-    name_prefix = execution_name(caller, "")
-    cancelled: set[str] | None = None
-    page_token: str | None = cursor.get("sfn") if cursor else None
-    after: str | None = cursor.get("after") if cursor else None
-    jobs: list[dict[str, Any]] = []
-    for _ in range(max_pages):
-        kwargs: dict[str, Any] = {"stateMachineArn": state_machine_arn, "maxResults": LIST_PAGE_SIZE}
-        if sfn_filter:
-            kwargs["statusFilter"] = sfn_filter
-        if page_token:
-            kwargs["nextToken"] = page_token
-        try:
-            page = sfn.list_executions(**kwargs)
-        except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) == "InvalidToken":
-                raise ApiError.invalid(
-                    [FieldError("next_token", "has expired (24 hours); list again without it")]
-                ) from None
-            raise
-        executions = list(page.get("executions", []))
-        start = 0
-        if after is not None:
-            names = [str(e["name"]) for e in executions]
-            start = names.index(after) + 1 if after in names else 0
-        for position in range(start, len(executions)):
-            execution = executions[position]
-            name = str(execution["name"])
-            job_id = job_id_of(caller, name)
-            if job_id is None or (executions_wanted and execution["status"] not in executions_wanted):
-                continue
-            if execution["status"] in {"RUNNING", "SUCCEEDED"} and cancelled is None:
-                cancelled = cancelled_names(s3, bucket, name_prefix)
-            listed = _list_status(str(execution["status"]), name in (cancelled or set()))
-            if status and listed != status:
-                continue
-            jobs.append(
-                {
-                    "job_id": job_id,
-                    "status": listed,
-                    "started_at": _iso(execution.get("startDate")),
-                    "stopped_at": _iso(execution.get("stopDate")),
-                    "status_url": f"/jobs/{job_id}",
-                }
-            )
-            if len(jobs) == limit:
-                more_here = position + 1 < len(executions)
-                if more_here or page.get("nextToken"):
-                    next_cursor = (
-                        {"sfn": page_token, "after": name}
-                        if more_here
-                        else {"sfn": page.get("nextToken"), "after": None}
-                    )
-                    return {"jobs": jobs, "next_token": encode_token({**next_cursor, "status": status})}
-                return {"jobs": jobs, "next_token": None}
-        page_token, after = page.get("nextToken"), None
-        if not page_token:
-            return {"jobs": jobs, "next_token": None}
-    return {"jobs": jobs, "next_token": encode_token({"sfn": page_token, "after": None, "status": status})}
+    if index is None:
+        raise ApiError(503, "IndexUnavailable", "this deployment has no image index to list jobs from")
+    wanted = set(LIST_STATUSES[status]) | {RUNNING} if status else set()
+    items, last = index.jobs(
+        caller.namespace, statuses=wanted, limit=limit, start=_own_start_key(cursor, caller.namespace)
+    )
+    items = [
+        _settle(item, index, sfn, state_machine_arn, caller) if item.get("status") == RUNNING else item
+        for item in items
+    ]
+    running = any(item.get("status") == RUNNING for item in items)
+    cancelled = cancelled_names(s3, bucket, execution_name(caller, "")) if running else set()
+    jobs = [_listed_job(item, cancelled, presign) for item in items]
+    if status:
+        jobs = [job for job in jobs if job["status"] == status]
+    token = encode_token({"key": last, "status": status}) if last else None
+    return {"jobs": jobs, "next_token": token}
 
 
 def _iso(value: Any) -> str | None:
-    return (
-        value.isoformat(timespec="seconds")
-        if hasattr(value, "isoformat")
-        else (str(value) if value else None)
-    )
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="seconds")
+    return str(value) if value else None
 
 
 # -- retrying --------------------------------------------------------------------------------------
@@ -484,6 +524,7 @@ def retry_job(
     s3: Any,
     include_filtered: bool = False,
     ledger: SpendLedger | None = None,
+    index: ImageIndex | None = None,
 ) -> RetryStarted:
     """Start a new job of ``caller`` that makes again the images of job ``job_id`` that failed
     (throttled, timed out, cancelled, ...) and, with ``include_filtered``, those the content filter
@@ -524,7 +565,8 @@ def retry_job(
     original = read_execution_input(json.loads(described["input"]))
     request = {k: v for k, v in dict(original.request).items() if k != "idempotency_key"}
     submission = ExecutionInput(request, caller, RetryOf(job_id, images))
-    return RetryStarted(start_job(sfn, state_machine_arn, submission, None, ledger=ledger), images)
+    started = start_job(sfn, state_machine_arn, submission, None, ledger=ledger, index=index)
+    return RetryStarted(started, images)
 
 
 def retry_accepted(retry: RetryStarted, job_id: str) -> dict[str, Any]:

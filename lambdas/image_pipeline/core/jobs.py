@@ -34,6 +34,7 @@ from image_pipeline.contract.errors import FieldError, InvalidRequest, SpendLimi
 from image_pipeline.contract.request import ImageRequest, request_from_query
 from image_pipeline.core.cancellation import is_cancelled
 from image_pipeline.core.execution_input import ExecutionInput, read_execution_input
+from image_pipeline.core.image_index import ImageIndex
 from image_pipeline.core.job_history import (
     MAX_HISTORY_PAGES,
     images_from_history,
@@ -262,6 +263,7 @@ def start_job(
     *,
     ledger: SpendLedger | None = None,
     now: datetime | None = None,
+    index: ImageIndex | None = None,
 ) -> StartedJob:
     """Start a job of ``submission.caller``: a Standard execution named ``<namespace>-<key>`` (the
     idempotency key) or ``<namespace>-<new UUID>``, whose input is the envelope
@@ -277,7 +279,8 @@ def start_job(
     (``ExecutionAlreadyExists``): then the stored input decides. The same request gets the existing
     job (``created`` false, its current status); another request is a 409 ``IdempotencyKeyReused``.
     The name carries the caller's namespace, so two callers using one key never meet. Other refusals
-    become :func:`start_refused` errors.
+    become :func:`start_refused` errors. With the image ``index``, the new job's item is written at
+    once (``RUNNING``), so ``GET /jobs`` lists it before its first step runs.
     """
     job_id = key or str(uuid.uuid4())
     name = execution_name(submission.caller, job_id)
@@ -295,7 +298,18 @@ def start_job(
         submission = replace(submission, spend=hold.to_input())
     document = submission.to_document()
     try:
-        sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=execution_document(document))
+        answer = sfn.start_execution(
+            stateMachineArn=state_machine_arn, name=name, input=execution_document(document)
+        )
+        if index is not None:  # a failed write is logged and counted; ValidateRequest writes it too
+            index.job_started(
+                submission.caller.namespace,
+                job_id,
+                started=answer.get("startDate") or datetime.now(UTC),
+                execution_name=name,
+                request=submission.request,
+                retry_of=submission.retry.job_id if submission.retry else None,
+            )
         return StartedJob(job_id, True, "running")
     except ClientError as exc:
         if ledger is not None and hold is not None and hold.created:

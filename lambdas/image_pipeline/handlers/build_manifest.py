@@ -40,7 +40,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         )
     except (AllImagesFiltered, ImagesThrottled, ImagesFailed) as exc:
         record_outcomes(outcomes_of_failed_request(event), event["model"])
-        _index_outcome(event, {"status": type(exc).__name__})
+        _index_outcome(event, {"error": type(exc).__name__, "message": str(exc)})
         raise
     record_outcomes(outcomes_of_manifest(manifest), event["model"])
     _index_outcome(event, manifest)

@@ -39,6 +39,7 @@ import base64
 import binascii
 import json
 import os
+from collections.abc import Callable
 from functools import cache
 from typing import Any, ClassVar
 
@@ -249,6 +250,7 @@ def _start_and_wait(execution_input: dict[str, Any], caller: Caller, wait: WaitP
         location=_location,
         poll_sfn=clients.stepfunctions_poll(),
         ledger=clients.spend_ledger(),
+        index=clients.image_index(),
     )
 
 
@@ -334,6 +336,7 @@ def post_jobs() -> Response:
         submission,
         key,
         ledger=clients.spend_ledger(),
+        index=clients.image_index(),
     )
     # "new_job", not "created": extra keys must not be LogRecord attributes (logging raises KeyError).
     logger.info("job accepted", extra={"job_id": started.job_id, "new_job": started.created})
@@ -392,23 +395,40 @@ def get_job_events(job_id: str) -> Response:
 
 @app.get("/jobs")
 def get_jobs() -> Response:
+    """The caller's jobs from the image index, newest first, each with its thumbnail's URL."""
     caller = current_caller()
     event = app.current_event
     multi = event.multi_value_query_string_parameters or {}
     pairs = [(k, v) for k, values in multi.items() for v in values or [""]]
     status, limit, cursor = list_query(pairs or list((event.query_string_parameters or {}).items()))
     listed = list_jobs(
-        clients.stepfunctions(),
-        environment().jobs_state_machine_arn,
+        clients.image_index(),
         caller,
+        sfn=clients.stepfunctions(),
+        state_machine_arn=environment().jobs_state_machine_arn,
         s3=clients.s3(),
         bucket=get_settings().images_bucket,
+        presign=_presigner(),
         status=status,
         limit=limit,
         cursor=cursor,
     )
     logger.info("jobs listed", extra={"listed": len(listed["jobs"]), "more": bool(listed["next_token"])})
     return _json(200, listed)
+
+
+def _presigner() -> Callable[[str], str]:
+    """A presigned GET URL of an image key, valid for the deployment's link lifetime."""
+    settings = get_settings()
+    s3 = clients.s3()
+
+    def presign(key: str) -> str:
+        params = {"Bucket": settings.images_bucket, "Key": key}
+        return str(
+            s3.generate_presigned_url("get_object", Params=params, ExpiresIn=settings.presign_expiry_seconds)
+        )
+
+    return presign
 
 
 @app.delete("/jobs/<job_id>")
@@ -437,6 +457,7 @@ def post_retry(job_id: str) -> Response:
         s3=clients.s3(),
         include_filtered=include_filtered,
         ledger=clients.spend_ledger(),
+        index=clients.image_index(),
     )
     new_id = retry.started.job_id
     logger.info("job retried", extra={"job_id": new_id, "retry_of": job_id, "images": len(retry.images)})
@@ -448,21 +469,13 @@ def get_images_search() -> Response:
     """The caller's own images by prompt words, model and time range (``core/image_index.py``)."""
     caller = current_caller()
     settings = get_settings()
-    s3 = clients.s3()
-
-    def presign(key: str) -> str:
-        params = {"Bucket": settings.images_bucket, "Key": key}
-        return str(
-            s3.generate_presigned_url("get_object", Params=params, ExpiresIn=settings.presign_expiry_seconds)
-        )
-
     try:
         found = search_images(
             clients.image_index(),
             caller.namespace,
             app.current_event.query_string_parameters or {},
             allowed_models=settings.allowed_models,
-            presign=presign,
+            presign=_presigner(),
         )
     except InvalidRequest as exc:
         raise ApiError.invalid(list(exc.errors)) from None

@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from image_pipeline.core import clients
 from image_pipeline.core.execution_input import read_execution_input
+from image_pipeline.core.image_index import execution_start
 from image_pipeline.core.observability import tracer
 from image_pipeline.core.planning import check_request, plan
 from image_pipeline.core.settings import get_settings
@@ -29,19 +30,33 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # the console, an event or a batch named is its own request id).
     request_id = job_id_of(execution.caller, name) or name
     logger.append_keys(request_id=request_id, caller_namespace=execution.caller.namespace)
-    planned = plan(
-        check_request(execution.request, get_settings()),
-        request_id,
-        caller=execution.caller,
-        retry=execution.retry,
-        execution_name=name,
-    )
-    ledger = clients.spend_ledger()
-    if ledger is not None:  # SpendLimitExceeded (a named error) when the caller's ceiling is reached
-        planned["spend"] = reserve_planned(ledger, planned, execution.spend, now=datetime.now(UTC))
     index = clients.image_index()
+    started = execution_start(event.get("execution_started_at"))
+    try:
+        planned = plan(
+            check_request(execution.request, get_settings()),
+            request_id,
+            caller=execution.caller,
+            retry=execution.retry,
+            execution_name=name,
+        )
+        ledger = clients.spend_ledger()
+        if ledger is not None:  # SpendLimitExceeded (a named error) when the caller's ceiling is reached
+            planned["spend"] = reserve_planned(ledger, planned, execution.spend, now=datetime.now(UTC))
+    except Exception as exc:
+        if index is not None:  # the job is listed as failed, with the reason (a failed write is only logged)
+            index.fail_job(
+                execution.caller.namespace,
+                request_id,
+                started=started,
+                error=type(exc).__name__,
+                message=str(exc),
+                execution_name=name,
+                request=execution.request,
+            )
+        raise
     if index is not None:
-        index.put_job(planned)  # a failed write is logged and counted, never raised
+        index.put_job(planned, started=started)  # a failed write is logged and counted, never raised
     logger.info("request planned", extra={"model": planned["model"], "count": len(planned["images"])})
     logger.debug("prompt", extra={"prompt": planned["request"]["prompt"]})
     return planned
