@@ -5,7 +5,7 @@
                             status, or ``202`` + ``Location`` when the job takes longer
 ``GET /images?prompt=...``  the same, with the request's fields in the query string
 ``POST /jobs``              validate, ``StartExecution`` (Standard): ``202 {"job_id", "status", "status_url"}``
-``GET /jobs``               the caller's jobs, newest first (``ListExecutions``)
+``GET /jobs``               the caller's jobs, newest first (the image index)
 ``GET /jobs/{id}``          status, progress, manifest with fresh presigned URLs
 ``GET /jobs/{id}/events``   Server-Sent Events: images as they are stored, then the job's end
 ``DELETE /jobs/{id}``       cancel a running job (a marker in S3 its steps look for)
@@ -387,8 +387,8 @@ class ImageApi(Construct):
         )
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                sid="StartAndListJobs",
-                actions=["states:StartExecution", "states:ListExecutions"],
+                sid="StartJobs",
+                actions=["states:StartExecution"],
                 resources=[jobs_workflow.state_machine_arn],
             )
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,7 +35,7 @@ from tests.support import ALL_MODELS_ACTIVE, empty_bucket
 from tests.unit.test_generation_and_manifest import FakeBedrock, png_b64
 
 BUCKET = "test-bucket"
-TABLE = "test-index"
+TABLE = "test-index"  # a table of its own per test (below): moto's state may outlive one mock_aws
 ALICE = Caller("apiKey", "alice-key")
 BOB = Caller("apiKey", "bob-key")
 
@@ -44,8 +45,11 @@ def aws(aws_credentials: None) -> Iterator[tuple[Any, Any]]:
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
-        boto3.client("dynamodb", region_name="us-east-1").create_table(TableName=TABLE, **table_definition())
-        yield s3, boto3.resource("dynamodb", region_name="us-east-1").Table(TABLE)
+        # when a session's offline engine holds moto open, this mock_aws shares its state: a table of
+        # this test's own, so no earlier test's items (or table) are found
+        name = f"{TABLE}-{uuid.uuid4().hex[:8]}"
+        boto3.client("dynamodb", region_name="us-east-1").create_table(TableName=name, **table_definition())
+        yield s3, boto3.resource("dynamodb", region_name="us-east-1").Table(name)
         empty_bucket(s3, BUCKET)
 
 
