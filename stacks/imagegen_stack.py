@@ -213,8 +213,13 @@ class ImagegenStack(Stack):
             (workflow.build_manifest.function, "dynamodb:UpdateItem"),
             (self.api.http_api.function, "dynamodb:UpdateItem"),
         ):
-            function.add_to_role_policy(
-                iam.PolicyStatement(sid="WriteImageIndex", actions=[action], resources=[table.table_arn])
+            function.add_to_role_policy(  # a job's and its images' items only (JOB#<ns>#<job>)
+                iam.PolicyStatement(
+                    sid="WriteImageIndex",
+                    actions=[action],
+                    resources=[table.table_arn],
+                    conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["JOB#*"]}},
+                )
             )
         for function in (workflow.generate_image.function, self.api.http_api.function):
             function.add_to_role_policy(
