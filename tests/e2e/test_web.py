@@ -130,14 +130,20 @@ def wait_for_images(page: Page, count: int) -> None:
     )
 
 
-def save_screenshot(page: Page) -> None:
-    """Keep the page's picture for the docs when asked to (:data:`SCREENSHOT_TO`), unless the one there
-    shows the same page (Chromium's software rasterizer moves a few pixels by a few levels from run to
-    run; no need to rewrite it)."""
+def save_screenshot(page: Page, suffix: str = "", *, full_page: bool = True) -> None:
+    """Keep the page's picture for the docs when asked to (:data:`SCREENSHOT_TO`; ``suffix`` names a
+    second picture beside it, ``web-phone.png``), unless the one there shows the same page (Chromium's
+    software rasterizer moves a few pixels by a few levels from run to run; no need to rewrite it)."""
     if not SCREENSHOT_TO:
         return
     path = Path(SCREENSHOT_TO)
-    png = page.screenshot(full_page=True, animations="disabled")
+    path = path.with_name(f"{path.stem}{suffix}{path.suffix}")
+    # Not in the middle of a smooth scroll: the window stays put for two frames.
+    page.wait_for_function(
+        "() => new Promise(done => { const y = scrollY;"
+        " requestAnimationFrame(() => requestAnimationFrame(() => done(scrollY === y))); })"
+    )
+    png = page.screenshot(full_page=full_page, animations="disabled")
     new = Image.open(io.BytesIO(png)).convert("RGB")
     if path.is_file():
         old = Image.open(path).convert("RGB")
@@ -645,14 +651,16 @@ def in_viewport(page: Page, selector: str) -> bool:
 
 
 @pytest.mark.parametrize(
-    ("viewport", "motion"), [(PHONE, "no-preference"), (DESKTOP, "reduce")], ids=["phone", "desktop"]
+    ("viewport", "motion", "scheme"),
+    [(PHONE, "no-preference", "dark"), (DESKTOP, "reduce", "light")],
+    ids=["phone", "desktop"],
 )
 def test_results_are_brought_into_view(
-    browser: Browser, server: Any, viewport: dict[str, int], motion: str
+    browser: Browser, server: Any, viewport: dict[str, int], motion: str, scheme: str
 ) -> None:
     """On a phone the results are below the form: the page scrolls to them (smoothly, or at once when
     the user asks for reduced motion); on a laptop all four images and Download fit in the window."""
-    context, watch = new_page(browser, viewport, reduced_motion=motion)
+    context, watch = new_page(browser, viewport, reduced_motion=motion, color_scheme=scheme)
     try:
         page = open_page(watch, server)
         fill_request(page, "a lighthouse in fog", seed=3100)
@@ -668,6 +676,8 @@ def test_results_are_brought_into_view(
             assert in_viewport(page, selector), selector
         if viewport is PHONE:
             assert page.evaluate("scrollY") > 0  # it had to scroll: the form fills the first screen
+            page.locator(".tile-image").nth(2).click()
+            save_screenshot(page, "-phone", full_page=False)
         # An error is brought into view too.
         page.evaluate("scrollTo(0, 0)")
         page.route(
@@ -705,6 +715,7 @@ def test_a_click_opens_the_full_size_view(watch: PageWatch, server: Any) -> None
     expect(image).to_have_attribute("alt", PROMPT)
     assert image.get_attribute("src") == page.locator(".tile-image[data-index='1'] img").get_attribute("src")
     page.wait_for_function("() => document.querySelector('#viewer-image').naturalWidth > 0")
+    save_screenshot(page, "-view", full_page=False)
     # Full size: the picture is shown larger than its tile.
     assert (
         image.bounding_box()["width"]
