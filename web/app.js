@@ -1154,6 +1154,7 @@ function summaryOf(listed, known, sent) {
     request,
     manifest,
     ended: Boolean(known?.ended),
+    error: listed.error || null,
   };
 }
 
@@ -1172,8 +1173,9 @@ function historyItem(summary) {
     ? pictures.map((i) => el("img", { src: i.url, alt: "", width: i.width || null, height: i.height || null, loading: "lazy", decoding: "async" }))
     : [el("span", { class: "history-empty", text: summary.status === "failed" ? "!" : "…" })];
   const when = summary.created ? new Date(summary.created) : null;
+  const failure = summary.status === "failed" && summary.error ? (JOB_ERRORS[summary.error.error] || JOB_ERROR_OTHER)[0] : "";
   const meta = [
-    STATUS_WORDS[summary.status] || summary.status,
+    failure ? `failed: ${failure.charAt(0).toLowerCase()}${failure.slice(1).replace(/\.$/, "")}` : STATUS_WORDS[summary.status] || summary.status,
     modelName(summary.model),
     summary.count ? `${summary.count} image${summary.count === 1 ? "" : "s"}` : "",
     when && !Number.isNaN(when.getTime()) ? when.toLocaleString([], { dateStyle: "medium", timeStyle: "short" }) : "",

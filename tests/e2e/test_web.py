@@ -361,6 +361,11 @@ def test_every_image_blocked_shows_why(watch: PageWatch, server: Any) -> None:
     text = status.inner_text()
     assert "s3://" not in text and "CONTENT_FILTERED" not in text and "manifest" not in text
     expect(page.locator("#retry")).to_be_hidden()  # the same prompt would be blocked again
+    # The history lists it with its prompt, failed, in the same words.
+    item = page.locator(".history-item", has_text="a harbour at night [[fault:block-output]]").first
+    expect(item.locator(".history-meta")).to_contain_text(
+        "failed: every image was blocked by the content filter"
+    )
     expect(page.locator("#cancel")).to_be_hidden()
     expect(page.locator(".tile")).to_have_count(0)
     expect(page.locator("#actions")).to_be_hidden()
@@ -945,6 +950,13 @@ def test_earlier_requests_stay_across_a_reload(watch: PageWatch, server: Any) ->
     fill_request(page, prompt, seed=3500, count=2)
     page.click("#generate")
     wait_for_images(page, 2)
+    job_reads: list[str] = []
+    page.on(
+        "request",
+        lambda r: (
+            job_reads.append(r.url) if re.search(r"/jobs/[^/?]+$", r.url) and r.method == "GET" else None
+        ),
+    )
     page.reload()
     expect(page.locator("#model option[value='stable-image-core']")).to_be_attached()
     expect(page.locator(".tile")).to_have_count(0)  # a fresh page …
@@ -958,6 +970,9 @@ def test_earlier_requests_stay_across_a_reload(watch: PageWatch, server: Any) ->
             .some(li => [...li.querySelectorAll('img')].some(img => img.complete && img.naturalWidth > 0))""",
         arg=prompt,
     )
+    # GET /jobs carries each job's prompt, model, count and thumbnail (the image index): one call, no
+    # GET /jobs/{id} per job.
+    assert job_reads == []
     item.locator("button").click()  # open it: its images, to pick from again
     wait_for_images(page, 2)
     assert seeds_shown(page) == ["3500", "3501"]
