@@ -137,6 +137,25 @@ def test_models_whose_seed_does_not_reproduce_are_never_cached() -> None:
         assert planning.plan(checked, "j", caller=ALICE)["cache"] is False
 
 
+def test_whether_a_model_is_cached_is_its_documented_seed_fact(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each adapter's seed_reproducible is model_facts.json's "seed" (wording, page, status); a model
+    whose facts say nothing of its seed is never cached."""
+    from image_pipeline.models.registry import list_adapters
+
+    for adapter in list_adapters():
+        seed = adapter.facts.seed
+        assert seed is not None, f"{adapter.registry_id}: no seed fact"
+        assert adapter.seed_reproducible is seed.reproducible
+        assert seed.source.startswith("https://docs.aws.amazon.com/") and seed.wording
+        if not seed.reproducible:  # a similar image only: the pages' own words
+            assert "similar image" in seed.wording
+    core = get_adapter("stable-image-core")
+    silent = core.facts.model_copy(update={"seed": None})
+    monkeypatch.setattr(type(core), "facts", property(lambda self: silent))
+    assert not core.seed_reproducible
+    assert plan_of(ALICE, "j")["cache"] is False
+
+
 # -- items as they are made ------------------------------------------------------------------------------
 
 

@@ -53,14 +53,8 @@ TITAN_RATIOS = _ratios(TITAN_SIZES)
 
 class _AmazonTextImage(ImageModelAdapter):
     provider = "Amazon"
-    # Never served from the prompt cache: Titan's and Nova Canvas's parameter pages describe seed as
-    # "Use to control and reproduce results. Determines the initial noise setting. Use the same seed
-    # and the same settings as a previous run to allow inference to create a similar image"
-    # (https://docs.aws.amazon.com/nova/latest/userguide/image-gen-req-resp-structure.html and
-    # https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-titan-image.html, wording
-    # as this project transcribed it; status verify: the search tool did not return the English page
-    # on 2026-11-30): a *similar* image, not the same one.
-    seed_reproducible = False
+    # Never served from the prompt cache: the pages describe seed as giving a *similar* image
+    # (model_facts.json, "seed": the wording, page and status of each model).
     cfg_default: ClassVar[float] = 8.0
     cfg_min: ClassVar[float] = 1.1
     cfg_max: ClassVar[float] = 10.0

@@ -85,9 +85,6 @@ class ImageModelAdapter(ABC):
     seed_note: ClassVar[str] = ""
     prompt_max_chars: ClassVar[int]
     negative_max_chars: ClassVar[int]
-    #: Whether the model's documentation has a seed reproduce its image (same body, same image), so
-    #: the prompt cache (``core/image_index.py``) may serve an earlier one; each adapter says why.
-    seed_reproducible: ClassVar[bool] = False
 
     @abstractmethod
     def validate(self, request: ImageRequest) -> list[FieldError]:
@@ -159,6 +156,14 @@ class ImageModelAdapter(ABC):
     def facts(self) -> ModelFacts:
         """What AWS says about this model: lifecycle, Regions, inference profiles (``model_facts.json``)."""
         return model_facts(self.model_id)
+
+    @property
+    def seed_reproducible(self) -> bool:
+        """Whether the model's documentation has a seed reproduce its image (same body, same image), so
+        the prompt cache (``core/image_index.py``) may serve an earlier one: the ``seed`` fact of
+        ``model_facts.json`` (its wording, page and status); a model it says nothing of, never."""
+        seed = self.facts.seed
+        return seed is not None and seed.reproducible
 
     def invoke_id(self, region: str) -> str:
         """The InvokeModel ``modelId`` from ``region``: the model id, or the inference profile id when the

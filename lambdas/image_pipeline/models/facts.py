@@ -98,6 +98,18 @@ class Quota(_Fact):
     note: str = ""
 
 
+class Seed(_Fact):
+    """What the model's documentation says a seed does: whether the same seed and body give the same
+    image (``reproducible``: the prompt cache may then serve an earlier one), in its own words."""
+
+    reproducible: bool
+    wording: str
+    source: str
+    read_on: date
+    status: Literal["confirmed", "verify"]
+    note: str = ""
+
+
 class ModelFacts(_Fact):
     """Everything recorded about one Bedrock model."""
 
@@ -113,6 +125,8 @@ class ModelFacts(_Fact):
     successor_unconfirmed: bool = False
     successor_note: str = ""
     quota: Quota
+    #: None: the documentation says nothing of it, and the model is never served from the prompt cache.
+    seed: Seed | None = None
 
     @model_validator(mode="after")
     def _invocable_somehow(self) -> ModelFacts:

@@ -44,13 +44,8 @@ class _Stability(ImageModelAdapter):
     prompt_max_chars = 10_000
     negative_max_chars = 10_000
     extra_body: ClassVar[dict[str, Any]] = {}
-    # The prompt cache serves an earlier image of the same body. Each Stability page on Bedrock
-    # describes seed as "A specific value that is used to guide the 'randomness' of the generation.
-    # (Omit this parameter or pass 0 to use a random seed.)" and returns the seeds used
-    # (https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-diffusion-stable-image-core-text-image-request-response.html,
-    # read 2026-11-30): a given non-zero seed fixes the generation's randomness, and no page says that
-    # the same seed and body may give another image. min_seed 1 keeps seed 0 (random) out.
-    seed_reproducible = True
+    # The prompt cache serves an earlier image of the same body: the pages say a seed guides the
+    # generation's randomness (model_facts.json, "seed"). min_seed 1 keeps seed 0 (random) out.
 
     def validate(self, request: ImageRequest) -> list[FieldError]:
         errors = self._common_checks(request)
