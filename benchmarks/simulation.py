@@ -1,0 +1,896 @@
+"""Internet scale, by simulation (issue 15, item 4): a day of traffic through the deployed workflow.
+
+A SimPy discrete-event simulation of the deployment: requests arrive through the day (10,000 an hour at
+the peak, with bursts), each asks one of three models for 1-40 images, starts a Standard execution, and
+every image is one Map branch that takes a slot of its model (``AcquireSlot``), calls Bedrock
+(``GenerateImage``: the call, then the upload) and gives the slot back (``ReleaseSlot``). What the
+deployment meets is modelled from the AWS documentation (``simulation_scenario.json``, each limit with
+its page): Lambda's account concurrency, Step Functions' state-transition and StartExecution token
+buckets, the Map's 40 iterations, Bedrock's quota per model (a call past it is answered
+ThrottlingException, as the stand-in does), DynamoDB's 1,000 write units a second per partition and
+400 KB per item (reported, not fed back: see ``next_limits``).
+
+**The same algorithm as the code.** Admission control here is :class:`image_pipeline.core.admission.Semaphore`
+itself (with its ``decide``), over :class:`imagegen.testing.memory_slots.MemorySlotStore` on the
+simulation's clock; ``tests/unit/test_memory_slots.py`` replays random operations on that store and on
+the DynamoDB store in moto and requires the same answers. The retry policies (``NoSlot``'s wait,
+``ModelThrottled``, Lambda's throttles) are read from ``statemachine/generate_images.asl.json``.
+
+**Calibrated** with what was measured offline: the handlers' own time from
+``benchmarks/results/fanout.json`` (GenerateImage beside its model call, ValidateRequest, BuildManifest),
+and the Admission handler's own time per call, measured at start over moto's DynamoDB. What cannot be
+measured here (model latencies in AWS, Step Functions' time between states, a DynamoDB round trip, an
+S3 upload) is an estimate, named in the scenario file and in the result.
+
+    python benchmarks/simulation.py                  # the day at 1x and the peak hour at 10x, with and without
+    python benchmarks/simulation.py --minutes 5 --load 0.2 --results-dir /tmp/s   # a smoke run
+
+Writes ``results/simulation.json``. Not part of ``make test``: ``tests/e2e/test_simulation_smoke.py``
+runs a few simulated minutes and checks the report's invariants.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import random
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import simpy
+from harness import RESULTS_DIR, ROOT, RunContext, load_average, percentile, write_result
+from image_pipeline.core.admission import COUNT, LEASE_PREFIX, WAIT_PREFIX, NoSlot, Semaphore, holder_id
+from image_pipeline.models.prices import price_table
+
+from imagegen.testing.memory_slots import MemorySlotStore
+
+SCENARIO = Path(__file__).with_name("simulation_scenario.json")
+ASL = ROOT / "statemachine" / "generate_images.asl.json"
+FANOUT = RESULTS_DIR / "fanout.json"
+#: Execution names are ``<namespace>-<job id>`` (core/tenancy.py): about 40 characters.
+EXECUTION_NAME_LENGTH = 40
+BEDROCK_ATTEMPTS = 3  # core/settings.py bedrock_max_attempts: botocore's standard mode, 3 attempts
+GENERATE_IMAGE_MB = 512
+#: The 10x run: the peak's first 10 minutes (15:00-15:10), quotas 10x too, so what breaks is not Bedrock.
+PEAK_WINDOW_HOURS = 1 / 6
+STEP_MB = 256
+
+Process = Generator[Any, Any, Any]
+
+
+class TaskFailed(Exception):
+    """A Task's error after its retries (the ASL's Catch takes it): the error's name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+# -- the ASL's retry policies --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Retrier:
+    errors: tuple[str, ...]
+    interval: float
+    max_attempts: int
+    backoff: float
+    max_delay: float | None
+    full_jitter: bool
+
+    def matches(self, error: str) -> bool:
+        return error in self.errors or "States.ALL" in self.errors
+
+    def delay(self, retry_index: int, rng: random.Random) -> float:
+        """Step Functions' wait before retry ``retry_index`` (0-based): interval x backoff^i, capped
+        at MaxDelaySeconds, uniformly drawn below it with full jitter."""
+        wait = self.interval * self.backoff**retry_index
+        if self.max_delay is not None:
+            wait = min(wait, self.max_delay)
+        return rng.uniform(0, wait) if self.full_jitter else wait
+
+
+def asl_retriers(path: Path = ASL) -> dict[str, list[Retrier]]:
+    """Every state's Retry list, Map branches included, by state name."""
+    definition = json.loads(path.read_text())
+    found: dict[str, list[Retrier]] = {}
+
+    def walk(states: dict[str, Any]) -> None:
+        for name, state in states.items():
+            found[name] = [
+                Retrier(
+                    tuple(r["ErrorEquals"]),
+                    float(r.get("IntervalSeconds", 1)),
+                    int(r.get("MaxAttempts", 3)),
+                    float(r.get("BackoffRate", 2.0)),
+                    float(r["MaxDelaySeconds"]) if "MaxDelaySeconds" in r else None,
+                    r.get("JitterStrategy") == "FULL",
+                )
+                for r in state.get("Retry", [])
+            ]
+            processor = state.get("ItemProcessor") or state.get("Iterator")
+            if processor:
+                walk(processor["States"])
+
+    walk(definition["States"])
+    return found
+
+
+# -- AWS limits -----------------------------------------------------------------------------------
+
+
+class TokenBucket:
+    """A token bucket (Step Functions' throttling scheme): ``bucket`` tokens, ``refill`` a second."""
+
+    def __init__(self, bucket: float, refill: float) -> None:
+        self.size, self.refill, self.tokens, self.at = bucket, refill, bucket, 0.0
+
+    def _fill(self, now: float) -> None:
+        self.tokens = min(self.size, self.tokens + (now - self.at) * self.refill)
+        self.at = now
+
+    def try_take(self, now: float) -> bool:
+        self._fill(now)
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+    def delay_for(self, now: float) -> float:
+        """Take a token, waiting in line when there is none: the seconds until it is there."""
+        self._fill(now)
+        self.tokens -= 1
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.refill
+
+
+#: DynamoDB's size of a number: about one byte per two significant digits, plus one; a lease's expiry
+#: (epoch seconds with microseconds, 16 digits) is 9 bytes, the count 2.
+EXPIRY_BYTES = 9
+COUNT_BYTES = 2
+#: One lease or waiting record: its attribute name (``lease:`` / ``wait:`` and the holder: the execution
+#: name, ``#`` and an index of 1-2 digits) and its number.
+LEASE_BYTES = len(LEASE_PREFIX) + EXECUTION_NAME_LENGTH + 3 + EXPIRY_BYTES
+WAIT_BYTES = len(WAIT_PREFIX) + EXECUTION_NAME_LENGTH + 3 + EXPIRY_BYTES
+
+
+def item_bytes(model: str, leases: int, waiting: int) -> int:
+    """The slots item's size as DynamoDB counts it (attribute names and values), from its counts."""
+    return len("model") + len(model) + len(COUNT) + COUNT_BYTES + leases * LEASE_BYTES + waiting * WAIT_BYTES
+
+
+class MeteredSlotStore(MemorySlotStore):
+    """The memory store, counting what each write would cost DynamoDB: write units (1 per KB of the
+    larger of the item before and after; a write whose condition fails costs them too), per model and
+    per second of simulated time."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        super().__init__()
+        self.clock = clock
+        self.write_units: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        self.max_bytes: dict[str, int] = defaultdict(int)
+        self.total_write_units = 0
+
+    def _size(self, model: str) -> int:
+        item = self._item(model)
+        return item_bytes(model, len(item.leases), len(item.waiting))
+
+    def _metered(self, model: str, write: Callable[[], Any]) -> Any:
+        before = self._size(model)
+        result = write()
+        after = self._size(model)
+        units = max(1, math.ceil(max(before, after) / 1024))
+        self.write_units[model][int(self.clock())] += units
+        self.total_write_units += units
+        self.max_bytes[model] = max(self.max_bytes[model], before, after)
+        return result
+
+    def take(self, model: str, holder: str, limit: int, expires: float) -> Any:
+        return self._metered(model, lambda: super(MeteredSlotStore, self).take(model, holder, limit, expires))
+
+    def give_back(self, model: str, holder: str, expected_expiry: float | None) -> bool:
+        return bool(
+            self._metered(
+                model, lambda: super(MeteredSlotStore, self).give_back(model, holder, expected_expiry)
+            )
+        )
+
+    def note_waiting(self, model: str, holder: str, now: float, forget: tuple[str, ...]) -> None:
+        self._metered(model, lambda: super(MeteredSlotStore, self).note_waiting(model, holder, now, forget))
+
+
+# -- calibration ----------------------------------------------------------------------------------
+
+
+def calibrate(samples: int = 60) -> dict[str, Any]:
+    """The handlers' own seconds measured offline: from ``results/fanout.json`` (GenerateImage beside
+    its model call, ValidateRequest, BuildManifest: medians), and the Admission handler's acquire and
+    release timed here over moto's DynamoDB (the same ``Semaphore`` and ``DynamoSlotStore`` the
+    function runs; moto answers in-process, so this is our code and moto's, without a network)."""
+    fanout = json.loads(FANOUT.read_text())
+    handlers = fanout["handler_seconds"]
+    generate_own = (
+        handlers["imagegen-generate-image"]["median"] - fanout["generate_image_model_seconds"]["median"]
+    )
+    import boto3
+    from image_pipeline.core.admission import DynamoSlotStore
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client(
+            "dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+        )
+        client.create_table(
+            TableName="slots",
+            KeySchema=[{"AttributeName": "model", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "model", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        semaphore = Semaphore(DynamoSlotStore(client, "slots"))
+        acquire, release = [], []
+        for i in range(samples):
+            began = time.perf_counter()
+            semaphore.acquire("m", f"calibration#{i}", 4, time.time())
+            acquire.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            semaphore.release("m", f"calibration#{i}")
+            release.append(time.perf_counter() - began)
+    return {
+        "source": "benchmarks/results/fanout.json (medians of the offline run it records) and moto 5.2.5 timed here",
+        "fanout_measured_at": fanout.get("meta", {}).get("written_at"),
+        "generate_image_own_seconds": round(max(0.0, generate_own), 4),
+        "validate_request_seconds": handlers["imagegen-validate-request"]["median"],
+        "build_manifest_seconds": handlers["imagegen-build-manifest"]["median"],
+        "admission_acquire_seconds": round(statistics.median(acquire), 4),
+        "admission_release_seconds": round(statistics.median(release), 4),
+        "admission_samples": samples,
+    }
+
+
+# -- the simulation -------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    share: float
+    quota: int
+    median: float
+    sigma: float
+    price: float
+
+
+@dataclass
+class Request:
+    rid: int
+    model: str
+    images: int
+    arrival: float
+    execution_name: str
+    first_image: float | None = None
+    last_image: float | None = None
+    ended: float | None = None
+    statuses: list[str] = field(default_factory=list)
+    refused: bool = False
+
+
+@dataclass
+class Config:
+    admission: bool
+    load: float
+    start_hour: float
+    hours: float
+    seed: int
+    release_after_model_call: bool
+    quota_multiplier: float = 1.0
+
+
+class Deployment:
+    """One simulated deployment under one traffic run."""
+
+    def __init__(self, config: Config, scenario: dict[str, Any], calibration: dict[str, Any]) -> None:
+        self.config = config
+        self.scenario = scenario
+        self.cal = calibration
+        self.est = scenario["estimates"]
+        self.limits = scenario["limits"]
+        self.env = simpy.Environment(initial_time=config.start_hour * 3600)
+        self.rng = random.Random(config.seed)  # latencies, jitter: the workflow's own draws
+        self.traffic_rng = random.Random(config.seed + 1)  # arrivals: the same traffic in every variant
+        self.retriers = asl_retriers()
+        prices = price_table()
+        self.models = {
+            name: ModelSpec(
+                name,
+                spec["share_of_requests"],
+                max(1, round(spec["quota_in_flight"] * config.quota_multiplier)),
+                spec["latency_seconds"]["median"],
+                spec["latency_seconds"]["sigma"],
+                prices.models_per_image[name].price,
+            )
+            for name, spec in scenario["models"].items()
+        }
+        self.prices = prices
+        self.store = MeteredSlotStore(lambda: self.env.now)
+        self.semaphore = Semaphore(self.store)
+        transitions = self.limits["step_functions_state_transitions"]
+        starts = self.limits["step_functions_start_execution"]
+        self.transitions = TokenBucket(transitions["bucket"], transitions["refill_per_second"])
+        self.starts = TokenBucket(starts["bucket"], starts["refill_per_second"])
+        self.lambda_limit = self.limits["lambda_concurrent_executions"]["value"]
+        self.map_limit = self.limits["map_inline_max_concurrency"]["value"]
+        # counters
+        self.requests: list[Request] = []
+        self.lambda_active = 0
+        self.lambda_peak = 0
+        self.lambda_throttled = 0
+        self.lambda_requests = 0
+        self.lambda_gb_seconds = 0.0
+        self.transitions_total = 0
+        self.transitions_delayed = 0
+        self.transitions_per_second: dict[int, int] = defaultdict(int)
+        self.start_throttled = 0
+        self.in_flight: dict[str, int] = defaultdict(int)
+        self.in_flight_peak: dict[str, int] = defaultdict(int)
+        self.bedrock_calls: dict[str, int] = defaultdict(int)
+        self.bedrock_refused: dict[str, int] = defaultdict(int)
+        self.model_seconds: dict[str, float] = defaultdict(float)
+        self.waiting: dict[str, int] = defaultdict(int)
+        self.waiting_peak: dict[str, int] = defaultdict(int)
+        self.waited: dict[str, list[float]] = defaultdict(list)
+        self.saturated_seconds: dict[str, int] = defaultdict(int)
+        self.saturated_busy: dict[str, float] = defaultdict(float)
+        self.no_slot_answers = 0
+        self.s3_puts = 0
+        self.s3_gets = 0
+        self.slot_violations = 0
+
+    # -- building blocks ------------------------------------------------------------------------
+
+    def transition(self) -> Process:
+        """Enter a state: one state transition (Step Functions' token bucket, waited for when empty)."""
+        now = self.env.now
+        self.transitions_total += 1
+        self.transitions_per_second[int(now)] += 1
+        delay = self.transitions.delay_for(now)
+        if delay > 0:
+            self.transitions_delayed += 1
+        yield self.env.timeout(delay + self.est["state_transition_seconds"])
+
+    def task(self, state: str, body: Callable[[], Process]) -> Process:
+        """A Task state: its attempts and the ASL's Retry for it; TaskFailed for its Catch."""
+        retriers = self.retriers[state]
+        used = [0] * len(retriers)
+        yield from self.transition()
+        while True:
+            try:
+                return (yield from body())
+            except TaskFailed as failure:
+                for i, retrier in enumerate(retriers):
+                    if retrier.matches(failure.name):
+                        if used[i] >= retrier.max_attempts:
+                            raise
+                        delay = retrier.delay(used[i], self.rng)
+                        used[i] += 1
+                        break
+                else:
+                    raise
+            yield self.env.timeout(delay)
+            yield from self.transition()  # a retry is billed as a transition
+
+    def invoke(self, memory_mb: int, work: Callable[[], Process]) -> Process:
+        """One Lambda invocation: throttled past the account's concurrency (the caller's Retry)."""
+        self.lambda_requests += 1
+        if self.lambda_active >= self.lambda_limit:
+            self.lambda_throttled += 1
+            raise TaskFailed("Lambda.TooManyRequestsException")
+        self.lambda_active += 1
+        self.lambda_peak = max(self.lambda_peak, self.lambda_active)
+        began = self.env.now
+        try:
+            yield self.env.timeout(self.est["lambda_invoke_seconds"])
+            return (yield from work())
+        finally:
+            self.lambda_active -= 1
+            self.lambda_gb_seconds += (self.env.now - began) * memory_mb / 1024
+
+    def sleep(self, seconds: float) -> Process:
+        yield self.env.timeout(seconds)
+
+    # -- admission: the very Semaphore over the memory store -------------------------------------
+
+    def acquire(self, model: str, holder: str, since: list[float | None]) -> Process:
+        def work() -> Process:
+            yield self.env.timeout(self.est["dynamodb_round_trip_seconds"])
+            try:
+                self.semaphore.acquire(model, holder, self.models[model].quota, self.env.now)
+            except NoSlot:
+                self.no_slot_answers += 1
+                if since[0] is None:
+                    since[0] = self.env.now
+                    self.waiting[model] += 1
+                    self.waiting_peak[model] = max(self.waiting_peak[model], self.waiting[model])
+                yield self.env.timeout(self.cal["admission_acquire_seconds"])
+                raise TaskFailed("NoSlot") from None
+            yield self.env.timeout(self.cal["admission_acquire_seconds"])
+
+        yield from self.invoke(STEP_MB, work)
+
+    def release(self, model: str, holder: str) -> Process:
+        def work() -> Process:
+            yield self.env.timeout(self.est["dynamodb_round_trip_seconds"])
+            self.semaphore.release(model, holder)
+            yield self.env.timeout(self.cal["admission_release_seconds"])
+
+        yield from self.invoke(STEP_MB, work)
+
+    # -- Bedrock: a quota of calls in flight per model --------------------------------------------
+
+    def call_model(self, model: str) -> Process:
+        """InvokeModel with botocore's 3 attempts (standard mode, throttling base 1 s); past the quota
+        Bedrock answers ThrottlingException; ModelThrottled after the last attempt."""
+        spec = self.models[model]
+        for attempt in range(1, BEDROCK_ATTEMPTS + 1):
+            self.bedrock_calls[model] += 1
+            if self.in_flight[model] < spec.quota:
+                self.in_flight[model] += 1
+                self.in_flight_peak[model] = max(self.in_flight_peak[model], self.in_flight[model])
+                seconds = spec.median * math.exp(self.rng.gauss(0, spec.sigma))
+                yield self.env.timeout(seconds)
+                self.in_flight[model] -= 1
+                self.model_seconds[model] += seconds
+                return
+            self.bedrock_refused[model] += 1
+            if attempt < BEDROCK_ATTEMPTS:
+                yield self.env.timeout(self.rng.random() * min(1.0 * 2 ** (attempt - 1), 20.0))
+        raise TaskFailed("ModelThrottled")
+
+    def generate(self, request: Request, holder: str) -> Process:
+        def work() -> Process:
+            self.s3_puts += 1  # the cancellation check (ListObjectsV2, priced as a PUT)
+            yield from self.call_model(request.model)
+            if self.config.admission and self.config.release_after_model_call:
+                yield self.env.timeout(self.est["dynamodb_round_trip_seconds"])
+                self.semaphore.release(request.model, holder)
+            yield self.env.timeout(self.cal["generate_image_own_seconds"] + self.est["image_upload_seconds"])
+            self.s3_puts += 1
+            return "SUCCEEDED"
+
+        return (yield from self.invoke(GENERATE_IMAGE_MB, work))
+
+    # -- one request ----------------------------------------------------------------------------
+
+    def branch(self, request: Request, index: int, lane: simpy.Resource) -> Process:
+        with lane.request() as turn:
+            yield turn
+            holder = holder_id(request.execution_name, index)
+            model = request.model
+            status = "FAILED"
+            since: list[float | None] = [None]
+            try:
+                if self.config.admission:
+                    try:
+                        yield from self.task("AcquireSlot", lambda: self.acquire(model, holder, since))
+                    finally:
+                        if since[0] is not None:
+                            self.waiting[model] -= 1
+                    self.waited[model].append(self.env.now - since[0] if since[0] is not None else 0.0)
+                status = yield from self.task("GenerateImage", lambda: self.generate(request, holder))
+                if self.config.admission:
+                    yield from self.task("ReleaseSlot", lambda: self.release(model, holder))
+                if request.first_image is None:
+                    request.first_image = self.env.now
+            except TaskFailed as failure:
+                status = "THROTTLED" if failure.name == "ModelThrottled" else f"FAILED:{failure.name}"
+                if self.config.admission:
+                    with contextlib.suppress(TaskFailed):  # not given back: the lease expires
+                        yield from self.task("ReleaseSlotAfterFailure", lambda: self.release(model, holder))
+                yield from self.transition()  # RecordImageFailure
+            request.statuses.append(status)
+            request.last_image = self.env.now
+
+    def request(self, request: Request) -> Process:
+        self.requests.append(request)
+        # POST /jobs: StartExecution, botocore's 3 attempts on a throttle
+        for attempt in range(1, 4):
+            if self.starts.try_take(self.env.now):
+                break
+            self.start_throttled += 1
+            if attempt == 3:
+                request.refused = True
+                return
+            yield self.env.timeout(self.rng.random() * min(2 ** (attempt - 1), 20))
+        yield self.env.timeout(self.est["start_execution_seconds"])
+        yield from self.task(
+            "ValidateRequest",
+            lambda: self.invoke(STEP_MB, lambda: self.sleep(self.cal["validate_request_seconds"])),
+        )
+        yield from self.transition()  # the Map
+        lane = simpy.Resource(self.env, capacity=self.map_limit)
+        branches = [self.env.process(self.branch(request, i, lane)) for i in range(request.images)]
+        yield self.env.all_of(branches)
+        self.s3_gets += request.images  # BuildManifest's HeadObject per image
+        self.s3_puts += 1  # the manifest
+        yield from self.task(
+            "BuildManifest",
+            lambda: self.invoke(STEP_MB, lambda: self.sleep(self.cal["build_manifest_seconds"])),
+        )
+        yield from self.transition()  # PublishCompleted
+        yield from self.transition()  # Done
+        request.ended = self.env.now
+
+    # -- traffic --------------------------------------------------------------------------------
+
+    def rate_at(self, t: float, bursts: list[float]) -> float:
+        """Requests a second at time ``t`` (seconds since midnight)."""
+        traffic = self.scenario["traffic"]
+        hour = int(t // 3600) % 24
+        rate = (
+            traffic["peak_requests_per_hour"]
+            * traffic["hourly_share_of_peak"][hour]
+            / 3600
+            * self.config.load
+        )
+        burst = traffic["bursts"]
+        if any(b <= t < b + burst["minutes"] * 60 for b in bursts):
+            rate *= burst["rate_multiplier"]
+        return rate
+
+    def arrivals(self, end: float, bursts: list[float]) -> Process:
+        """A Poisson process whose rate follows the day (thinning against the highest rate)."""
+        traffic = self.scenario["traffic"]
+        top = (
+            traffic["peak_requests_per_hour"] / 3600 * self.config.load * traffic["bursts"]["rate_multiplier"]
+        )
+        weights = traffic["images_per_request"]["weights"]
+        counts, count_weights = [int(k) for k in weights], list(weights.values())
+        names = list(self.models)
+        shares = [self.models[n].share for n in names]
+        rid = 0
+        while True:
+            yield self.env.timeout(self.traffic_rng.expovariate(top))
+            if self.env.now >= end:
+                return
+            if self.traffic_rng.random() * top > self.rate_at(self.env.now, bursts):
+                continue
+            rid += 1
+            request = Request(
+                rid,
+                self.traffic_rng.choices(names, shares)[0],
+                self.traffic_rng.choices(counts, count_weights)[0],
+                self.env.now,
+                f"{rid:0{EXECUTION_NAME_LENGTH}d}",
+            )
+            self.env.process(self.request(request))
+
+    def sampler(self) -> Process:
+        """Every second: per model, whether branches wait (saturated) and how busy the quota is."""
+        while True:
+            for name, spec in self.models.items():
+                if self.waiting[name] > 0:
+                    self.saturated_seconds[name] += 1
+                    self.saturated_busy[name] += self.in_flight[name] / spec.quota
+                if self.config.admission and self.store._item(name).in_use > spec.quota:
+                    self.slot_violations += 1
+            yield self.env.timeout(1.0)
+
+    def run(self, bursts: list[float]) -> None:
+        start = self.config.start_hour * 3600
+        end = start + self.config.hours * 3600
+        self.env.process(self.arrivals(end, bursts))
+        self.env.process(self.sampler())
+        # run until every request that arrived has ended (the sampler never ends: stop when idle)
+        hour = start
+        while hour < end:  # an hour at a time, saying how far it got
+            hour = min(end, hour + 3600)
+            self.env.run(until=hour)
+            if self.config.hours >= 2:
+                print(f"    {hour / 3600:.0f}:00  {len(self.requests)} requests so far", flush=True)
+        while any(r.ended is None and not r.refused for r in self.requests):
+            self.env.run(until=self.env.now + 60)
+
+    # -- the report -----------------------------------------------------------------------------
+
+    def report(self) -> dict[str, Any]:
+        done = [r for r in self.requests if not r.refused]
+        statuses: dict[str, int] = defaultdict(int)
+        for r in done:
+            for s in r.statuses:
+                statuses[s] += 1
+        first = [r.first_image - r.arrival for r in done if r.first_image is not None]
+        last = [r.last_image - r.arrival for r in done if r.last_image is not None]
+        requested = sum(r.images for r in self.requests)
+        generated = statuses.get("SUCCEEDED", 0)
+        seconds = self.config.hours * 3600
+        per_model: dict[str, Any] = {}
+        for name, spec in self.models.items():
+            made = sum(r.statuses.count("SUCCEEDED") for r in done if r.model == name)
+            mean_latency = spec.median * math.exp(spec.sigma**2 / 2)
+            units = self.store.write_units.get(name, {})
+            per_model[name] = {
+                "quota_in_flight": spec.quota,
+                "images_requested": sum(r.images for r in self.requests if r.model == name),
+                "images_generated": made,
+                "images_throttled": sum(r.statuses.count("THROTTLED") for r in done if r.model == name),
+                "calls": self.bedrock_calls[name],
+                "calls_refused": self.bedrock_refused[name],
+                "calls_in_flight_at_most": self.in_flight_peak[name],
+                "quota_capacity_images_per_second": round(spec.quota / mean_latency, 2),
+                "images_per_second_over_the_run": round(made / seconds, 2),
+                "share_of_quota_used_over_the_run": round(
+                    self.model_seconds[name] / (spec.quota * seconds), 3
+                ),
+                "saturated_seconds": self.saturated_seconds[name],
+                "share_of_quota_busy_while_branches_wait": (
+                    round(self.saturated_busy[name] / self.saturated_seconds[name], 3)
+                    if self.saturated_seconds[name]
+                    else None
+                ),
+                "waiting_branches_at_most": self.waiting_peak[name],
+                "wait_seconds": _stats(self.waited[name]) if self.config.admission else None,
+                "slots_item_bytes_at_most": self.store.max_bytes.get(name, 0),
+                "slots_item_write_units_per_second_at_most": max(units.values(), default=0),
+                "seconds_over_partition_write_limit": sum(
+                    1
+                    for u in units.values()
+                    if u > self.limits["dynamodb_partition_write_units_per_second"]["value"]
+                ),
+                "first_image_seconds": _stats(
+                    [r.first_image - r.arrival for r in done if r.model == name and r.first_image]
+                ),
+                "last_image_seconds": _stats(
+                    [r.last_image - r.arrival for r in done if r.model == name and r.last_image]
+                ),
+            }
+        cost = self.cost(generated)
+        leftover = {
+            name: {"in_use": self.store._item(name).in_use, "leases": len(self.store._item(name).leases)}
+            for name in self.models
+        }
+        peak_transitions = max(self.transitions_per_second.values(), default=0)
+        return {
+            "admission": self.config.admission,
+            "release_after_model_call": self.config.release_after_model_call,
+            "load": self.config.load,
+            "quota_multiplier": self.config.quota_multiplier,
+            "simulated_hours": self.config.hours,
+            "start_hour": self.config.start_hour,
+            "requests": len(self.requests),
+            "requests_refused_start_execution": sum(1 for r in self.requests if r.refused),
+            "images_of_refused_requests": sum(r.images for r in self.requests if r.refused),
+            "images_requested": requested,
+            "images": dict(sorted(statuses.items())),
+            "images_generated": generated,
+            "images_throttled": statuses.get("THROTTLED", 0),
+            "images_failed_other": sum(v for k, v in statuses.items() if k.startswith("FAILED")),
+            "first_image_seconds": _stats(first),
+            "last_image_seconds": _stats(last),
+            "executions_over_timeout": sum(
+                1
+                for r in done
+                if r.ended is not None
+                and r.ended - r.arrival > self.limits["execution_timeout_seconds"]["value"]
+            ),
+            "per_model": per_model,
+            "lambda": {
+                "concurrency_at_most": self.lambda_peak,
+                "account_limit": self.lambda_limit,
+                "invocations": self.lambda_requests,
+                "throttled_invocations": self.lambda_throttled,
+            },
+            "step_functions": {
+                "state_transitions": self.transitions_total,
+                "state_transitions_per_second_at_most": peak_transitions,
+                "refill_per_second": self.limits["step_functions_state_transitions"]["refill_per_second"],
+                "transitions_delayed_by_throttling": self.transitions_delayed,
+                "start_execution_throttled_attempts": self.start_throttled,
+                "no_slot_answers": self.no_slot_answers,
+            },
+            "slots_left_at_end": leftover,
+            "slot_count_above_quota_samples": self.slot_violations,
+            "cost": cost,
+        }
+
+    def cost(self, generated: int) -> dict[str, Any]:
+        p = self.prices.service
+        model = sum(
+            self.models[r.model].price * r.statuses.count("SUCCEEDED") for r in self.requests if not r.refused
+        )
+        parts = {
+            "model": model,
+            "step_functions": self.transitions_total * p("stepfunctions_standard_per_state_transition"),
+            "lambda": self.lambda_requests * p("lambda_per_request")
+            + self.lambda_gb_seconds * p("lambda_arm64_per_gb_second"),
+            "admission_dynamodb": self.store.total_write_units
+            * p("dynamodb_on_demand_per_write_request_unit"),
+            "s3": self.s3_puts * p("s3_put_per_request") + self.s3_gets * p("s3_get_per_request"),
+        }
+        per_thousand = {k: round(v / generated * 1000, 4) if generated else None for k, v in parts.items()}
+        total = sum(parts.values())
+        return {
+            "prices": self.prices.reference(),
+            "per_1000_images_generated": per_thousand,
+            "total_per_1000_images": round(total / generated * 1000, 4) if generated else None,
+            "workflow_per_1000_images": round((total - model) / generated * 1000, 4) if generated else None,
+        }
+
+
+def _stats(values: Iterable[float]) -> dict[str, Any] | None:
+    data = sorted(values)
+    if not data:
+        return None
+    return {
+        "n": len(data),
+        "p50": round(percentile(data, 50), 2),
+        "p99": round(percentile(data, 99), 2),
+        "max": round(data[-1], 2),
+    }
+
+
+def burst_times(scenario: dict[str, Any], seed: int) -> list[float]:
+    """The day's bursts: seeded start times between 08:00 and 22:00, the same for every variant."""
+    rng = random.Random(seed * 7919)
+    burst = scenario["traffic"]["bursts"]
+    return sorted(rng.uniform(8 * 3600, 22 * 3600 - burst["minutes"] * 60) for _ in range(burst["per_day"]))
+
+
+def simulate(
+    config: Config, scenario: dict[str, Any], calibration: dict[str, Any], bursts: list[float]
+) -> dict[str, Any]:
+    deployment = Deployment(config, scenario, calibration)
+    began = time.perf_counter()
+    deployment.run(bursts)
+    result = deployment.report()
+    result["wall_seconds"] = round(time.perf_counter() - began, 1)
+    return result
+
+
+def next_limits(run: dict[str, Any], scenario: dict[str, Any]) -> list[str]:
+    """What a run reached or passed, in the order it matters (from the run's own figures)."""
+    found = []
+    limits = scenario["limits"]
+    lam = run["lambda"]
+    if lam["throttled_invocations"] or lam["concurrency_at_most"] >= 0.8 * lam["account_limit"]:
+        found.append(
+            f"Lambda concurrency: {lam['concurrency_at_most']} of {lam['account_limit']} at most, "
+            f"{lam['throttled_invocations']} invocations throttled"
+        )
+    sfn = run["step_functions"]
+    if (
+        sfn["transitions_delayed_by_throttling"]
+        or sfn["state_transitions_per_second_at_most"] >= 0.8 * sfn["refill_per_second"]
+    ):
+        found.append(
+            f"Step Functions state transitions: {sfn['state_transitions_per_second_at_most']}/s at most against a "
+            f"refill of {sfn['refill_per_second']}/s; {sfn['transitions_delayed_by_throttling']} delayed"
+        )
+    if sfn["start_execution_throttled_attempts"]:
+        found.append(f"StartExecution: {sfn['start_execution_throttled_attempts']} attempts throttled")
+    wcu = limits["dynamodb_partition_write_units_per_second"]["value"]
+    for name, m in run["per_model"].items():
+        if m["slots_item_write_units_per_second_at_most"] >= 0.5 * wcu:
+            found.append(
+                f"DynamoDB partition of {name}'s slots item: {m['slots_item_write_units_per_second_at_most']} write "
+                f"units/s at most against {wcu} ({m['seconds_over_partition_write_limit']} s over; the item reached "
+                f"{m['slots_item_bytes_at_most']} bytes)"
+            )
+        if m["slots_item_bytes_at_most"] >= 0.5 * limits["dynamodb_item_bytes"]["value"]:
+            found.append(
+                f"DynamoDB item size of {name}'s slots: {m['slots_item_bytes_at_most']} bytes of 409,600"
+            )
+        if m["saturated_seconds"] > 60:
+            found.append(
+                f"Bedrock quota of {name}: branches waited for a slot during {m['saturated_seconds']} s, "
+                f"up to {m['waiting_branches_at_most']} at once"
+            )
+        if m["calls_refused"]:
+            found.append(
+                f"Bedrock quota of {name}: {m['calls_refused']} of {m['calls']} calls refused (ThrottlingException), "
+                f"{m['images_throttled']} images THROTTLED"
+            )
+    if run["executions_over_timeout"]:
+        found.append(f"{run['executions_over_timeout']} executions over the 30-minute TimeoutSeconds")
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--minutes", type=float, help="simulate this many minutes from --start-hour (a smoke run)"
+    )
+    parser.add_argument("--start-hour", type=float, default=15.0)
+    parser.add_argument(
+        "--load", type=float, default=1.0, help="a multiple of the scenario's traffic (smoke runs)"
+    )
+    parser.add_argument("--quota-multiplier", type=float, default=1.0, help="scale every quota (smoke runs)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--hold-across-upload", action="store_true", help="model the slot held until ReleaseSlot"
+    )
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    scenario = json.loads(SCENARIO.read_text())
+    started, load_start = time.perf_counter(), load_average()
+    calibration = calibrate(samples=20 if args.minutes else 60)
+    bursts = burst_times(scenario, args.seed)
+    release_early = not args.hold_across_upload
+    runs: dict[str, Any] = {}
+    if args.minutes:
+        plans = [
+            (
+                f"smoke_{label}",
+                Config(
+                    on,
+                    args.load,
+                    args.start_hour,
+                    args.minutes / 60,
+                    args.seed,
+                    release_early,
+                    args.quota_multiplier,
+                ),
+            )
+            for label, on in (("with_admission", True), ("without_admission", False))
+        ]
+    else:
+        plans = [
+            ("day_with_admission", Config(True, 1.0, 0.0, 24.0, args.seed, release_early)),
+            ("day_without_admission", Config(False, 1.0, 0.0, 24.0, args.seed, release_early)),
+            (
+                "peak_10x_with_admission",
+                Config(True, 10.0, 15.0, PEAK_WINDOW_HOURS, args.seed, release_early, 10.0),
+            ),
+            (
+                "peak_10x_without_admission",
+                Config(False, 10.0, 15.0, PEAK_WINDOW_HOURS, args.seed, release_early, 10.0),
+            ),
+        ]
+    for name, config in plans:
+        print(f"{name}: load {config.load}x, {config.hours} h from {config.start_hour}:00 ...", flush=True)
+        runs[name] = simulate(config, scenario, calibration, bursts)
+        runs[name]["next_limits"] = next_limits(runs[name], scenario)
+        r = runs[name]
+        print(
+            f"  {r['requests']} requests, {r['images_requested']} images: generated {r['images_generated']}, "
+            f"throttled {r['images_throttled']}, failed {r['images_failed_other']}; first image p50/p99 "
+            f"{(r['first_image_seconds'] or {}).get('p50')}/{(r['first_image_seconds'] or {}).get('p99')} s, last "
+            f"{(r['last_image_seconds'] or {}).get('p50')}/{(r['last_image_seconds'] or {}).get('p99')} s; "
+            f"{r['cost']['total_per_1000_images']} $/1,000 images; {r['wall_seconds']} s",
+            flush=True,
+        )
+        for line in r["next_limits"]:
+            print(f"    limit: {line}", flush=True)
+    ctx = RunContext(quick=bool(args.minutes), latency=0.0, repeats=1, results_dir=args.results_dir)
+    write_result(
+        ctx,
+        "simulation",
+        {
+            "scenario_file": "benchmarks/simulation_scenario.json",
+            "scenario": scenario,
+            "bursts_start_seconds": [round(b) for b in bursts],
+            "calibration": calibration,
+            "algorithm": "image_pipeline.core.admission.Semaphore over imagegen.testing.memory_slots.MemorySlotStore",
+            "retry_policies_from": "statemachine/generate_images.asl.json",
+            "estimated": (
+                "model latencies, quotas in flight, traffic shape, Step Functions' time between states, Lambda's "
+                "invocation overhead, DynamoDB's round trip and the S3 upload (scenario 'estimates' and each "
+                "model's note); measured offline: the handlers' own time (calibration)"
+            ),
+            "runs": runs,
+        },
+        started=started,
+        load_start=load_start,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
