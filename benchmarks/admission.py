@@ -18,20 +18,45 @@ runs it with tiny numbers).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import json
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from harness import PROMPT, RESULTS_DIR, RunContext, load_average, summarize, write_result
 
 MODEL = "stable-image-core"
 
 
-def run_variant(*, admission: bool, jobs: int, images: int, quota: int, latency: float) -> dict[str, Any]:
-    """One variant: ``jobs`` executions started at once, each waited for in its own thread."""
+def run_variant(
+    *, admission: bool, jobs: int, images: int, quota: int, latency: float, early_release: bool = True
+) -> dict[str, Any]:
+    """One variant: ``jobs`` executions started at once, each waited for in its own thread.
+
+    ``early_release=False`` measures the workflow as it was before GenerateImage gave its slot back
+    right after the model's answer: the handler's release is replaced by one that gives nothing back,
+    so the slot is held until ``ReleaseSlot`` (the upload and two state transitions later)."""
+    with _early_release(early_release):
+        return _run_variant(admission=admission, jobs=jobs, images=images, quota=quota, latency=latency)
+
+
+@contextlib.contextmanager
+def _early_release(on: bool) -> Iterator[None]:
+    if on:
+        yield
+        return
+    module = importlib.import_module("image_pipeline.handlers.generate_image")
+    with mock.patch.object(module, "release_after_call", lambda *args, **kwargs: False):
+        yield
+
+
+def _run_variant(*, admission: bool, jobs: int, images: int, quota: int, latency: float) -> dict[str, Any]:
     from imagegen.runtime.engine import EngineConfig, OfflineEngine
     from imagegen.standin.faults import FaultPlan
 
@@ -111,14 +136,25 @@ def main(argv: list[str] | None = None) -> int:
     started, load_start = time.perf_counter(), load_average()
     ctx = RunContext(quick=args.jobs < 50, latency=args.latency, repeats=1, results_dir=args.results_dir)
     variants = {}
-    for name, admission in (("without_admission", False), ("with_admission", True)):
+    plans = (
+        ("without_admission", False, True),
+        ("with_admission_slot_held_until_release_slot", True, False),  # before GenerateImage released early
+        ("with_admission", True, True),
+    )
+    for name, admission, early in plans:
         print(
             f"{name}: {args.jobs} jobs x {args.images} images, quota {args.quota}, L = {args.latency} s",
             flush=True,
         )
         variants[name] = run_variant(
-            admission=admission, jobs=args.jobs, images=args.images, quota=args.quota, latency=args.latency
+            admission=admission,
+            jobs=args.jobs,
+            images=args.images,
+            quota=args.quota,
+            latency=args.latency,
+            early_release=early,
         )
+        variants[name]["slot_given_back_after_the_model_call"] = admission and early
         print(json.dumps(variants[name]), flush=True)
     with_ = variants["with_admission"]
     data = {
@@ -133,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
             "throughput_fraction_with_admission": {
                 "target": ">= 0.90",
                 "measured": with_["throughput_fraction_of_quota"],
+                "slot_held_until_release_slot": variants["with_admission_slot_held_until_release_slot"][
+                    "throughput_fraction_of_quota"
+                ],
             },
         },
     }

@@ -7,7 +7,8 @@ stack (a slot left after a deletion would mean nothing).
 
 :meth:`AdmissionControl.connect` is called where the parts meet (``stacks/imagegen_stack.py``): it
 grants the Admission function the two actions it uses (``GetItem`` and ``UpdateItem``, on this table
-only) and gives it the table's name and the models' calls in flight.
+only) and gives it the table's name and the models' calls in flight; :meth:`AdmissionControl.connect_release`
+gives GenerateImage ``UpdateItem`` alone, to give its slot back right after the model's answer.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from constructs import Construct
 #: The actions of ``core/admission.py``'s ``DynamoSlotStore``: take, give back, reclaim, wait (UpdateItem)
 #: and a consistent read (GetItem).
 SLOT_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
+#: GenerateImage gives its slot back right after the model's answer (``release_after_call``): a
+#: conditional UpdateItem, nothing else.
+RELEASE_ACTIONS = ("dynamodb:UpdateItem",)
 
 
 class AdmissionControl(Construct):
@@ -52,3 +56,8 @@ class AdmissionControl(Construct):
         self.table.grant(function, *SLOT_ACTIONS)
         function.add_environment("ADMISSION_TABLE", self.table.table_name)
         function.add_environment("MODEL_CONCURRENCY", json.dumps(self.model_concurrency, sort_keys=True))
+
+    def connect_release(self, function: lambda_.Function) -> None:
+        """Let ``function`` (GenerateImage) give its branch's slot back as soon as the model answered."""
+        self.table.grant(function, *RELEASE_ACTIONS)
+        function.add_environment("ADMISSION_TABLE", self.table.table_name)

@@ -38,7 +38,11 @@ def test_admission_benchmark_runs_both_variants(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((tmp_path / "admission.json").read_text())
-    assert set(result["variants"]) == {"without_admission", "with_admission"}
+    assert set(result["variants"]) == {
+        "without_admission",
+        "with_admission_slot_held_until_release_slot",
+        "with_admission",
+    }
     for variant in result["variants"].values():
         assert (
             variant["images_requested"]
@@ -46,7 +50,9 @@ def test_admission_benchmark_runs_both_variants(tmp_path: Path) -> None:
             == variant["images_generated"] + variant["images_throttled"] + variant["images_failed_other"]
         )
         assert variant["manifests"] == 3
-    with_ = result["variants"]["with_admission"]
-    assert with_["images_throttled"] == 0 and with_["bedrock_refused"] == 0
-    assert with_["bedrock_calls"] == 6
-    assert max(with_["max_in_flight"].values()) <= 2
+    for name in ("with_admission", "with_admission_slot_held_until_release_slot"):
+        with_ = result["variants"][name]
+        assert with_["images_throttled"] == 0 and with_["bedrock_refused"] == 0, name
+        assert with_["bedrock_calls"] == 6, name
+        assert max(with_["max_in_flight"].values()) <= 2, name
+    assert result["variants"]["with_admission"]["slot_given_back_after_the_model_call"] is True

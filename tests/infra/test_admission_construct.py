@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from stacks.admission import SLOT_ACTIONS
+from stacks.admission import RELEASE_ACTIONS, SLOT_ACTIONS
 from stacks.config import ImagegenConfig
 from tests.infra.stack_template import function_id, granted, role_of, statements_of_role
 from tests.infra.synthesis import Synthesized
@@ -40,7 +40,7 @@ def test_the_admission_function_gets_its_table_and_nothing_more(synthesized: Syn
     dynamodb = {a: r for a, r in rights.items() if a.startswith("dynamodb:")}
     assert dynamodb == {action: {f"<{table_id}.Arn>"} for action in SLOT_ACTIONS}
     assert not [a for a in rights if a.startswith(("s3:", "bedrock:", "states:"))]
-    for other in ("validate_request", "generate_image", "build_manifest", "http_api"):
+    for other in ("validate_request", "build_manifest", "http_api"):
         theirs = granted(statements_of_role(synthesized, role_of(synthesized, other)))
         assert not any(f"<{table_id}.Arn>" in r for r in theirs.values()), other
     env = synthesized.template_json["Resources"][function_id(synthesized, "admission")]["Properties"]
@@ -48,6 +48,19 @@ def test_the_admission_function_gets_its_table_and_nothing_more(synthesized: Syn
     assert variables["ADMISSION_TABLE"] == {"Ref": table_id}
     assert json.loads(variables["MODEL_CONCURRENCY"]) == {}
     assert env["Timeout"] <= 20
+
+
+def test_generate_image_may_only_give_its_slot_back(synthesized: Synthesized) -> None:
+    """GenerateImage releases its branch's slot right after the model's answer: UpdateItem on the slots
+    table and nothing else of it, and the table's name; not the quotas (it never takes a slot)."""
+    table_id, _ = _slots_table(synthesized)
+    rights = granted(statements_of_role(synthesized, role_of(synthesized, "generate_image")))
+    on_table = {a for a, r in rights.items() if f"<{table_id}.Arn>" in r}
+    assert on_table == set(RELEASE_ACTIONS) == {"dynamodb:UpdateItem"}
+    props = synthesized.template_json["Resources"][function_id(synthesized, "generate_image")]["Properties"]
+    variables = props["Environment"]["Variables"]
+    assert variables["ADMISSION_TABLE"] == {"Ref": table_id}
+    assert "MODEL_CONCURRENCY" not in variables
 
 
 def test_the_map_is_not_the_limit(synthesized: Synthesized) -> None:

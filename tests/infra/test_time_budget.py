@@ -123,12 +123,15 @@ def test_a_hung_model_call_and_the_image_write_end_before_the_model_step_times_o
     assert settings.bedrock_max_attempts == synth.config.bedrock_max_attempts  # the CDK context's
     bedrock = time_budget.bedrock(settings)
     worst = time_budget.generate_image_bound(settings)
-    # a model call (or none: a cache hit), one PutObject (or CopyObject), a cache lookup and the index item,
-    # and the image's webhook: its record claimed, its message sent, the claim given back if not sent
+    # a model call (or none: a cache hit), the early release of its admission slot (one short attempt),
+    # one PutObject (or CopyObject), a cache lookup and the index item, and the image's webhook: its
+    # record claimed, its message sent, the claim given back if not sent
     index_calls = 2 * time_budget.INDEX_DYNAMODB.worst_case_seconds
     webhook_calls = 3 * time_budget.WEBHOOK_QUEUEING.worst_case_seconds
+    assert time_budget.ADMISSION_EARLY_RELEASE.attempts == 1
     assert worst == (
         bedrock.worst_case_seconds
+        + time_budget.ADMISSION_EARLY_RELEASE.worst_case_seconds
         + time_budget.S3.worst_case_seconds
         + index_calls
         + webhook_calls

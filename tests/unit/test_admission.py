@@ -23,6 +23,7 @@ from image_pipeline.core.admission import (
     default_quota,
     parse_quotas,
     quota_of,
+    release_after_call,
 )
 from image_pipeline.core.settings import Settings
 from moto import mock_aws
@@ -123,6 +124,23 @@ def test_a_release_retried_is_counted_once(dynamodb: Any) -> None:
     assert not semaphore.release(MODEL, "a#0")  # and again
     after = state(dynamodb)
     assert after.in_use == 1 and set(after.leases) == {"b#0"}
+
+
+def test_the_release_after_the_call_counts_once_and_never_raises(dynamodb: Any) -> None:
+    lossy = LostAcknowledgement(dynamodb)
+    store = DynamoSlotStore(lossy, TABLE)
+    semaphore = Semaphore(store)
+    errors: list[Exception] = []
+    semaphore.acquire(MODEL, "a#0", 2, 0.0)
+    semaphore.acquire(MODEL, "b#0", 2, 0.0)
+    assert release_after_call(store, MODEL, "a#0", on_error=errors.append) is True  # GenerateImage
+    assert not semaphore.release(MODEL, "a#0")  # ReleaseSlot after it: nothing to give back
+    lossy.lose_next = True  # b's early release is applied, its answer lost: reported, not raised
+    assert release_after_call(store, MODEL, "b#0", on_error=errors.append) is None
+    assert [type(e) for e in errors] == [ClientError]
+    assert not semaphore.release(MODEL, "b#0")  # ReleaseSlot: already given back, counted once
+    after = state(dynamodb)
+    assert after.in_use == 0 and not after.leases
 
 
 def test_a_release_of_a_branch_that_only_waited_forgets_its_wait(dynamodb: Any) -> None:

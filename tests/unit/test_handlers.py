@@ -7,13 +7,16 @@ import functools
 import importlib
 import io
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from image_pipeline.contract.errors import AllImagesFiltered, InvalidRequest
+from botocore.exceptions import ClientError
+from image_pipeline.contract.errors import AllImagesFiltered, InvalidRequest, ModelThrottled
 from image_pipeline.core import clients
+from image_pipeline.core.admission import DynamoSlotStore, Semaphore
 from image_pipeline.core.execution_input import ExecutionInput
 from image_pipeline.core.tenancy import Caller, console_caller, events_caller, execution_name
 from moto import mock_aws
@@ -164,3 +167,120 @@ def test_router_hooks_boto3_invoke(env: Any) -> None:
 )
 def test_function_name_of(identifier: str, name: str) -> None:
     assert function_name_of(identifier) == name
+
+
+# -- admission control: GenerateImage gives its slot back as soon as the model has answered --------
+
+SLOTS = "handler-slots"
+
+
+def _png_answer() -> dict[str, Any]:
+    buffer = io.BytesIO()
+    Image.new("RGB", (20, 10)).save(buffer, "PNG")
+    return {"seeds": [5], "finish_reasons": [None], "images": [base64.b64encode(buffer.getvalue()).decode()]}
+
+
+@pytest.fixture
+def slots(env: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("ADMISSION_TABLE", SLOTS)
+    client = clients.admission_dynamodb()  # the handlers' own client (its Region)
+    client.create_table(
+        TableName=SLOTS,
+        AttributeDefinitions=[{"AttributeName": "model", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "model", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return DynamoSlotStore(client, SLOTS)
+
+
+def _branch(lambda_context: LambdaContext) -> dict[str, Any]:
+    plan = handler("validate_request")(
+        {"input": {"prompt": "x", "count": 1}, "execution_name": "e1"}, lambda_context
+    )
+    return {
+        "request_id": "e1",
+        "execution_name": "e1",
+        "model": plan["model"],
+        "request": plan["request"],
+        "image": plan["images"][0],
+    }
+
+
+def test_generate_image_gives_its_slot_back_before_the_upload(
+    slots: DynamoSlotStore, env: Any, lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, int] = {}
+    branch = _branch(lambda_context)
+    model = branch["model"]
+
+    class Bedrock:
+        def invoke_model(self, **_: Any) -> dict[str, Any]:
+            seen["during_the_call"] = slots.read(model).in_use
+            return {"body": io.BytesIO(json.dumps(_png_answer()).encode())}
+
+    class S3:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(env, name)
+
+        def put_object(self, **kwargs: Any) -> Any:
+            seen["at_the_upload"] = slots.read(model).in_use
+            return env.put_object(**kwargs)
+
+    monkeypatch.setattr(clients, "bedrock_runtime", functools.cache(Bedrock))
+    monkeypatch.setattr(clients, "s3", functools.cache(S3))
+    Semaphore(slots).acquire(model, "e1#0", 2, time.time())  # AcquireSlot
+    record = handler("generate_image")(branch, lambda_context)
+    assert record["status"] == "SUCCEEDED"
+    assert seen == {"during_the_call": 1, "at_the_upload": 0}
+    # ReleaseSlot, the safety net, finds the slot given back and counts nothing twice
+    released = handler("admission")(
+        {"action": "release", "model": model, "execution_name": "e1", "index": 0}, lambda_context
+    )
+    assert released["released"] is False
+    assert slots.read(model).in_use == 0 and not slots.read(model).leases
+
+
+def test_a_failed_early_release_leaves_the_slot_to_release_slot(
+    slots: DynamoSlotStore, env: Any, lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    branch = _branch(lambda_context)
+    model = branch["model"]
+
+    class Bedrock:
+        def invoke_model(self, **_: Any) -> dict[str, Any]:
+            return {"body": io.BytesIO(json.dumps(_png_answer()).encode())}
+
+    class Unreachable:
+        def update_item(self, **_: Any) -> Any:
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "down"}}, "UpdateItem")
+
+    monkeypatch.setattr(clients, "bedrock_runtime", functools.cache(Bedrock))
+    Semaphore(slots).acquire(model, "e1#0", 2, time.time())
+    monkeypatch.setattr(clients, "admission_release_dynamodb", functools.cache(Unreachable))
+    record = handler("generate_image")(branch, lambda_context)
+    assert record["status"] == "SUCCEEDED"  # the image the model made is kept
+    assert slots.read(model).in_use == 1  # still held ...
+    released = handler("admission")(
+        {"action": "release", "model": model, "execution_name": "e1", "index": 0}, lambda_context
+    )
+    assert released["released"] is True  # ... until ReleaseSlot gives it back, once
+    assert slots.read(model).in_use == 0
+
+
+def test_a_throttled_call_keeps_its_slot_for_the_retry(
+    slots: DynamoSlotStore, env: Any, lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    branch = _branch(lambda_context)
+    model = branch["model"]
+
+    class Bedrock:
+        def invoke_model(self, **_: Any) -> dict[str, Any]:
+            raise ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "InvokeModel"
+            )
+
+    monkeypatch.setattr(clients, "bedrock_runtime", functools.cache(Bedrock))
+    Semaphore(slots).acquire(model, "e1#0", 2, time.time())
+    with pytest.raises(ModelThrottled):
+        handler("generate_image")(branch, lambda_context)
+    assert slots.read(model).in_use == 1  # the state machine retries the call with the slot held

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -342,6 +342,24 @@ class DynamoSlotStore:
             UpdateExpression="REMOVE " + ", ".join(names),
             ExpressionAttributeNames=names,
         )
+
+
+def release_after_call(
+    store: SlotStore, model: str, holder: str, *, on_error: Callable[[Exception], None]
+) -> bool | None:
+    """Give ``holder``'s slot back right after its model call (GenerateImage, before its upload).
+
+    True when given back, False when the holder had none (admission off for it, or already given back);
+    None when the write failed: ``on_error`` is told and the state machine's ``ReleaseSlot`` (which
+    runs after GenerateImage either way) gives it back, or its lease expires. Never raises, so a
+    DynamoDB hiccup cannot fail an image the model has already made. A slot is never counted twice: the
+    later ``ReleaseSlot`` finds no lease and changes nothing (``give_back``'s condition).
+    """
+    try:
+        return store.give_back(model, holder, None)
+    except Exception as exc:  # botocore's errors, or any client failure: ReleaseSlot is the safety net
+        on_error(exc)
+        return None
 
 
 def quota_of(model: str, configured: Mapping[str, int]) -> int:

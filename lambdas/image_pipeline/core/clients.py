@@ -102,6 +102,13 @@ def admission_dynamodb() -> Any:
 
 
 @cache
+def admission_release_dynamodb() -> Any:
+    """GenerateImage's client for giving its slot back right after the model's answer: one short
+    attempt (``time_budget.ADMISSION_EARLY_RELEASE``); a failure is left to ``ReleaseSlot``."""
+    return boto3.client("dynamodb", config=client_config(time_budget.ADMISSION_EARLY_RELEASE))
+
+
+@cache
 def index_dynamodb() -> Any:
     """The DynamoDB resource of the image index (one short attempt: ``time_budget.INDEX_DYNAMODB``)."""
     return boto3.resource("dynamodb", config=client_config(time_budget.INDEX_DYNAMODB))
@@ -170,6 +177,7 @@ def reset_clients() -> None:
         webhook_s3,
         webhook_queue_url,
         ledger_dynamodb,
+        admission_release_dynamodb,
     ):
         factory.cache_clear()
     get_settings.cache_clear()

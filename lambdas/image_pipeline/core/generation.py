@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import (
@@ -116,6 +117,7 @@ def generate_image(
     region: str = "",
     catalog: ImageIndex | None = None,
     price: float | None = None,
+    after_model_call: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Generate and store image ``event['image']`` of a planned request.
 
@@ -133,6 +135,12 @@ def generate_image(
     image's key and marked ``cached`` with the key it came from, and the model is not called. Every
     image gets its index item once its outcome is known (a failed write is logged, never raised);
     ``price`` is the model's price of one image (its item's cost; 0 for a cached one).
+
+    ``after_model_call`` runs as soon as the model has answered (an image or a filter's outcome), before
+    the upload: the branch gives its admission slot back there (``core/admission.release_after_call``),
+    so the slot is held for the model's call, not for the S3 write and the state transitions after it.
+    It does not run when the call raised (a throttle or a timeout is retried by the state machine with
+    the slot still held; ``ReleaseSlotAfterFailure`` gives it back if the branch fails).
     """
     adapter = get_adapter(event["model"])
     image = event["image"]
@@ -161,6 +169,8 @@ def generate_image(
     started = time.perf_counter()
     payload = invoke_model(bedrock, adapter.invoke_id(region), body)
     model_ms = round((time.perf_counter() - started) * 1000)
+    if after_model_call is not None:
+        after_model_call()
     outcome = payload.get("__outcome__") or adapter.parse_response(payload, seed)
     if outcome.image is None:
         filtered = {

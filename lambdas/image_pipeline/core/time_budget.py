@@ -98,6 +98,9 @@ STEPFUNCTIONS_POLL = ClientTimeouts(connect=1, read=2, attempts=1)
 #: DynamoDB's conditional writes of admission control (``image_pipeline.core.admission``): a few
 #: quick attempts; the Admission function's worst case is well inside its 10 s timeout.
 ADMISSION_DYNAMODB = ClientTimeouts(connect=1, read=2, attempts=3)
+#: GenerateImage's release of its slot right after the model's answer: one short attempt (a failure is
+#: logged and ``ReleaseSlot``, the next state, gives the slot back), so it adds 2 s at worst to the image.
+ADMISSION_EARLY_RELEASE = ClientTimeouts(connect=1, read=1, attempts=1)
 #: DynamoDB (the image index, core/image_index.py): one short attempt. A failed index write is logged and
 #: counted, a failed cache lookup is a cache miss: neither is worth the image's time budget.
 INDEX_DYNAMODB = ClientTimeouts(connect=1, read=1, attempts=1)
@@ -129,11 +132,12 @@ def bedrock(settings: Settings) -> ClientTimeouts:
 
 
 def generate_image_bound(settings: Settings) -> float:
-    """``generate_image``: a cache lookup, one InvokeModel (or none: a cache hit), one PutObject (or
-    CopyObject), its index item, its image webhook (a record's PutObject, SendMessage, DeleteObject), its own
-    code."""
+    """``generate_image``: a cache lookup, one InvokeModel (or none: a cache hit), the release of its
+    admission slot right after it, one PutObject (or CopyObject), its index item, its image webhook (a
+    record's PutObject, SendMessage, DeleteObject), its own code."""
     return (
         bedrock(settings).worst_case_seconds
+        + ADMISSION_EARLY_RELEASE.worst_case_seconds
         + S3.worst_case_seconds
         + 2 * INDEX_DYNAMODB.worst_case_seconds
         + 3 * WEBHOOK_QUEUEING.worst_case_seconds

@@ -1,4 +1,5 @@
-"""Map branch: one image from the model, stored in S3."""
+"""Map branch: one image from the model, stored in S3; the branch's admission slot is given back as
+soon as the model has answered (before the upload), ``ReleaseSlot`` after this step being the safety net."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from image_pipeline.core import clients
+from image_pipeline.core.admission import DynamoSlotStore, holder_id, release_after_call
 from image_pipeline.core.cost import image_price
 from image_pipeline.core.generation import generate_image
 from image_pipeline.core.observability import log_metrics, record_image, tracer
@@ -24,6 +26,19 @@ logger = Logger()
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(request_id=event.get("request_id"), image_index=event["image"]["index"])
     settings = get_settings()
+    model, holder = event["model"], holder_id(str(event.get("execution_name")), event["image"]["index"])
+
+    def give_slot_back() -> None:  # right after the model's answer: the upload runs outside the slot
+        if settings.admission_table:
+            store = DynamoSlotStore(clients.admission_release_dynamodb(), settings.admission_table)
+            released = release_after_call(
+                store,
+                model,
+                holder,
+                on_error=lambda exc: logger.warning("slot kept for ReleaseSlot", extra={"error": str(exc)}),
+            )
+            logger.debug("slot released after the call", extra={"holder": holder, "released": released})
+
     record = generate_image(
         event,
         bedrock=clients.bedrock_runtime(),
@@ -32,6 +47,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         region=settings.region,
         catalog=clients.image_index(),
         price=image_price(event["model"], event["request"].get("quality")),
+        after_model_call=give_slot_back,
     )
     record_image(record, event["model"])
     _queue_image_webhook(event, record, settings.images_bucket)
