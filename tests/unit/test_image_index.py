@@ -427,3 +427,30 @@ def test_the_stored_image_is_read_back_unchanged(aws: tuple[Any, Any]) -> None:
     (record,) = run_job(s3, index, plan_of(ALICE, "job-1", count=1), FakeBedrock(*answers(1)))
     body = s3.get_object(Bucket=BUCKET, Key=record["key"])["Body"].read()
     assert io.BytesIO(body).read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_images_lineage_is_indexed_with_its_parent(aws: tuple[Any, Any]) -> None:
+    """A refinement's record carries its lineage (issue 16: the operation, the source image, its
+    parameters): the item keeps it and names the source as its parent; a cache copy's parent is the
+    image it was copied from; an image made from its prompt alone has none."""
+    _, table = aws
+    index = ImageIndex(table)
+    plan = plan_of(ALICE, "job-1", count=3)
+    lineage = {"operation": "upscale", "source_image": "ns/images/old/image-00-7.png", "parameters": {}}
+    records = [
+        {"index": 0, "status": "SUCCEEDED", "key": "k/0.png", "seed": 10, "lineage": lineage},
+        {
+            "index": 1,
+            "status": "SUCCEEDED",
+            "key": "k/1.png",
+            "seed": 11,
+            "cached": True,
+            "cached_from": "c/1.png",
+        },
+        {"index": 2, "status": "SUCCEEDED", "key": "k/2.png", "seed": 12},
+    ]
+    for record in records:
+        assert index.put_image(branch(plan, record["index"]), record, cost_usd=0.04, cache_key=None)
+    items = index.job_images(ALICE.namespace, "job-1")
+    assert [i.get("parent_key") for i in items] == ["ns/images/old/image-00-7.png", "c/1.png", None]
+    assert items[0]["lineage"]["operation"] == "upscale" and "lineage" not in items[2]

@@ -135,6 +135,13 @@ def image_sk(index: int) -> str:
     return f"IMAGE#{index:04d}"
 
 
+def _parent_of(record: Mapping[str, Any]) -> str | None:
+    """The key of the image an image was made from: a refinement's source, a cache copy's original."""
+    lineage = record.get("lineage")
+    source = lineage.get("source_image") if isinstance(lineage, Mapping) else None
+    return str(source) if source else record.get("cached_from")
+
+
 def job_list_key(item: Mapping[str, Any]) -> dict[str, Any]:
     """The ``by-caller-jobs`` key of a job item: where the next page of a list starts."""
     return {a: item[a] for a in (PK, SK, "caller_jobs", "started")}
@@ -423,8 +430,11 @@ class ImageIndex:
             "cost_usd": cost_usd,
             "cached": bool(record.get("cached")),
             "cached_from": record.get("cached_from"),
-            #: Lineage: the image this one was made from (refinements, later); a cache copy's source.
-            "parent_key": record.get("cached_from"),
+            #: Lineage: what the image was made from. A refinement's record carries ``lineage`` (the
+            #: operation, its source image and parameters: issue 16) and its parent is the source; a
+            #: cache copy's parent is the image it was copied from.
+            "lineage": record.get("lineage"),
+            "parent_key": _parent_of(record),
             "created_at": timestamp(now),
             TTL_ATTRIBUTE: self.expires_at(now),
         }
@@ -684,7 +694,7 @@ def decode_token(token: str | None, key_attr: str, key_value: str) -> dict[str, 
 #: What a search answer says of each image.
 SHOWN = (
     "key", "job_id", "index", "prompt", "negative_prompt", "model", "seed", "parameters", "width", "height",
-    "size_bytes", "cost_usd", "cached", "cached_from", "created_at",
+    "size_bytes", "cost_usd", "cached", "cached_from", "parent_key", "lineage", "created_at",
 )  # fmt: skip
 
 
