@@ -157,6 +157,9 @@ class ImagegenStack(Stack):
         )
         self.webhooks.grant_reading_records(self.api.http_api.role, self.storage.images_bucket)
         self.webhooks.grant_queueing_images(self.workflow.generate_image)
+        #: Lasting links in the stored manifest.json and in the webhooks' bodies too.
+        self.links.grant_minting(self.workflow.build_manifest)
+        self.links.grant_minting(self.webhooks.deliverer)
         #: The OpenAI-compatible API (POST /v1/images/generations): with API keys only, in their usage plan
         #: (the SDK sends its key as a Bearer token; there is no SigV4 in OpenAI's SDKs).
         self.openai_api = (

@@ -8,15 +8,17 @@
   the token's signature is the authorization, as a presigned URL's is, so an ``<img src>`` or a link
   pasted anywhere works. It is granted ``GetSecretValue`` on the secret and ``GetObject`` on the
   images' keys (to check the image is still there and presign its URL), nothing else.
-* :meth:`LastingLinks.grant_minting` lets a function mint links (the HTTP API function): it may read
-  the secret and gets ``LINKS_SECRET_ARN`` and ``LINK_LIFETIME_SECONDS``.
+* :meth:`LastingLinks.grant_minting` lets a function mint links (the HTTP API function, the manifest
+  step, the webhook deliveries): it may read the secret and gets ``LINKS_SECRET_ARN``,
+  ``LINK_LIFETIME_SECONDS`` and ``LINKS_BASE_URL`` (the API's stage URL: what the stored manifest's
+  and the webhooks' links lead to; the API's own answers use the URL the client called).
 
 Why this and not CloudFront signed URLs: docs/decisions.md ("Lasting links").
 """
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Aws, Duration, Fn
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
@@ -25,6 +27,7 @@ from constructs import Construct
 from image_pipeline.core.lasting_links import LinkSettings
 from image_pipeline.functions import FOLLOW_LINK
 
+from stacks.api import STAGE_NAME
 from stacks.functions import FunctionDefaults, PipelineFunction
 from stacks.workflow import IMAGE_KEYS
 
@@ -64,7 +67,24 @@ class LastingLinks(Construct):
                 password_length=SECRET_LENGTH, exclude_punctuation=True, include_space=False
             ),
         )
-        self.settings = LinkSettings(secret_arn=self.secret.secret_arn, lifetime_seconds=lifetime_seconds)
+        #: The API's base URL (its stage on the execute-api endpoint): links minted outside a request
+        #: (the stored manifest, webhooks) lead there. Built from the API's id, not its stage
+        #: resource, which depends on every method (and so on the functions given this URL).
+        self.base_url = Fn.join(
+            "",
+            [
+                "https://",
+                rest_api.rest_api_id,
+                ".execute-api.",
+                Aws.REGION,
+                ".",
+                Aws.URL_SUFFIX,
+                f"/{STAGE_NAME}/",
+            ],
+        )
+        self.settings = LinkSettings(
+            secret_arn=self.secret.secret_arn, lifetime_seconds=lifetime_seconds, base_url=self.base_url
+        )
 
         self.follower = PipelineFunction(
             self,

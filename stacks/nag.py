@@ -365,6 +365,13 @@ def _webhooks(stack: ComposedStack) -> None:
         iam5(stack, hooks.job_executions_arn),
     )
     acknowledge(
+        stack.workflow.generate_image.role,
+        "The image function queues its image's webhook delivery as it stores the image, claiming the "
+        "delivery's record under webhooks/<execution name>/ first (a conditional PutObject, and "
+        "DeleteObject to give the claim back when the message was not sent): that prefix only.",
+        iam5(bucket, hooks.records_arn),
+    )
+    acknowledge(
         stack.api.http_api.role,
         "GET /jobs/{id} shows each webhook delivery's attempts and last status: the HTTP API function "
         "reads the delivery records under webhooks/ (GetObject, and ListBucket for that prefix only).",

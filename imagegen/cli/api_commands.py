@@ -449,7 +449,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise usage_error(port_problem)
     if args.daily_spend_usd is not None and not (0 < args.daily_spend_usd < float("inf")):
         raise usage_error("--daily-spend-usd takes a positive number of USD")
-    config = EngineConfig(daily_spend_limit_usd=args.daily_spend_usd)
+    config = EngineConfig(
+        daily_spend_limit_usd=args.daily_spend_usd,
+        link_lifetime_seconds=args.link_lifetime_days * 24 * 3600,
+    )
     if args.latency:
         config.faults.latency_seconds = args.latency
     quota_error = apply_quota_options(config, args)
@@ -459,6 +462,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if secret_error:
         raise usage_error(f"--webhook-secret is {secret_error}")
     with OfflineEngine(config) as engine, contextlib.ExitStack() as extras:
+        # the lasting links of the stored manifests and the webhooks lead here
+        host = "127.0.0.1" if args.host in {"0.0.0.0", "::"} else args.host
+        engine.set_links_base_url(f"http://{host}:{args.port}/")
         if args.webhook_secret:
             extras.enter_context(LocalWebhooks(engine, secret=args.webhook_secret))
         app = create_app(

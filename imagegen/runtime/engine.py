@@ -16,6 +16,8 @@ import contextlib
 import json
 import logging
 import os
+import secrets
+import string
 import threading
 import time
 import uuid
@@ -28,6 +30,7 @@ import boto3
 from image_pipeline.core.image_index import ImageIndex
 from image_pipeline.core.index_keys import TTL_ATTRIBUTE, table_definition
 from image_pipeline.core.jobs import execution_progress
+from image_pipeline.core.lasting_links import LinkSettings, deployment_secret, link_settings
 from image_pipeline.core.metric_names import NAMESPACE
 from image_pipeline.core.settings import Settings, handler_environment
 from image_pipeline.core.spend import SpendLedger
@@ -92,6 +95,9 @@ class EngineConfig:
     daily_spend_limit_usd: float | None = None
     #: Apply ``imagegen.runtime.moto_speedups`` (also off with ``IMAGEGEN_MOTO_SPEEDUPS=0``).
     moto_speedups: bool = True
+    #: How long the lasting links of the stored manifests and webhooks last (CDK context
+    #: ``imagegen:linkLifetimeDays``; ``imagegen serve --link-lifetime-days``).
+    link_lifetime_seconds: int = 30 * 24 * 3600
 
     def handler_settings(self) -> Settings:
         """The handlers' settings of this engine (``image_pipeline.core.settings``)."""
@@ -230,6 +236,8 @@ class OfflineEngine:
         self._sqs: Any = None
         self._queue_url = ""
         self._s3: Any = None
+        #: The lasting links' secret (created at start): the local server signs its links with it.
+        self.link_secret = b""
         self._owns_lock = False
         self._quota: _ContainersQuota | None = None
         #: moto's interpreter with :class:`~imagegen.runtime.moto_speedups.MotoFixes` while the engine
@@ -271,6 +279,7 @@ class OfflineEngine:
         from image_pipeline.core.clients import reset_clients  # after the environment is set
 
         reset_clients()
+        self._create_link_secret()
         self.router.register()
         self._s3 = boto3.client("s3", region_name=REGION)
         self._sfn = boto3.client("stepfunctions", region_name=REGION)
@@ -327,6 +336,32 @@ class OfflineEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _create_link_secret(self) -> None:
+        """The lasting links' secret in moto's Secrets Manager, as the stack's (letters and digits),
+        named to the functions that mint links (``LINKS_SECRET_ARN``): the manifest step, the webhook
+        deliveries, and the local server (:attr:`link_secret`)."""
+        alphabet = string.ascii_letters + string.digits
+        value = "".join(secrets.choice(alphabet) for _ in range(64))
+        arn = boto3.client("secretsmanager", region_name=REGION).create_secret(
+            Name="imagegen-links", SecretString=value
+        )["ARN"]
+        self.link_secret = value.encode()
+        settings = LinkSettings(secret_arn=arn, lifetime_seconds=self.config.link_lifetime_seconds)
+        self._set_env(settings.to_environment())
+        link_settings.cache_clear()
+        deployment_secret.cache_clear()
+
+    def set_links_base_url(self, base_url: str | None) -> None:
+        """Where the local server answers (None: nowhere now): the stored manifests and the webhooks
+        carry lasting links to it (``LINKS_BASE_URL``, deployed the API's URL; restored by :meth:`stop`)."""
+        variable = LinkSettings.ENVIRONMENT["base_url"]
+        self._saved_env.setdefault(variable, os.environ.get(variable))
+        if base_url is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = base_url.rstrip("/") + "/"
+        link_settings.cache_clear()
 
     def set_webhook_queue(self, queue_url: str | None) -> None:
         """Let the image function queue each image's webhook on ``queue_url`` (None: no longer), as the

@@ -259,7 +259,9 @@ def create_app(
     ``x-api-key`` and gives each key its own caller (none: the server is open, one anonymous caller)."""
     settings = engine.config.handler_settings()
     keys = ApiKeys(dict(api_keys or {}))
-    signer = LinkSigner(clock=clock)  # ``clock``: tests see links expire
+    # The engine's link secret: links in the stored manifests and webhooks (minted by the functions)
+    # are followed here. ``clock``: tests see links expire.
+    signer = LinkSigner(secret=engine.link_secret or None, clock=clock)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imagegen-api")
 
     @asynccontextmanager

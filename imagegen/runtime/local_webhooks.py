@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import boto3
+from image_pipeline.core.lasting_links import deployment_minter
 from image_pipeline.core.webhook_delivery import handle_message, message_body
 from image_pipeline.core.webhooks import STATUS_CHANGE, secret_key
 
@@ -143,6 +144,7 @@ class LocalWebhooks:
                 schedule=self.schedule,
                 max_attempts=self.max_attempts,
                 timeout=self.timeout,
+                links=deployment_minter,  # the engine's link secret, and the server's URL once known
             )
             if outcome.result in {"retry", "given_up"}:
                 self.sqs.change_message_visibility(

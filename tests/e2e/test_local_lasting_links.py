@@ -116,3 +116,29 @@ def test_changed_tokens_and_images_gone_are_refused(server: tuple[str, Clock], e
             "error": "NotFound",
             "message": "this image is no longer stored",
         }
+
+
+def test_the_stored_manifest_carries_lasting_links_that_this_server_follows(
+    server: tuple[str, Clock], engine: Any
+) -> None:
+    """manifest.json in the bucket (written by the manifest step, not by the API) has a lasting link per
+    stored image, to this server, signed with the engine's link secret: it is followed without a key."""
+    import json
+
+    url, _ = server
+    engine.set_links_base_url(url)
+    try:
+        manifest = _generate(url)
+    finally:
+        engine.set_links_base_url(None)
+    stored = json.loads(
+        engine.s3.get_object(Bucket=manifest["bucket"], Key=manifest["manifest_key"])["Body"].read()
+    )
+    links = [image["link"] for image in stored["images"]]
+    assert len(links) == 2 and all(link.startswith(f"{url}/links/") for link in links)
+    assert stored["links_expire_at"]
+    assert all(i["download_link"] == f"{i['link']}?download=1" for i in stored["images"])
+    with _client(url) as anyone:
+        followed = anyone.get(links[0])
+        assert followed.status_code == 302
+        assert anyone.get(followed.headers["location"]).content.startswith(b"\x89PNG")

@@ -74,11 +74,20 @@ def test_the_job_and_each_image_are_delivered_signed(api: httpx.Client, webhooks
     ]
 
 
+@pytest.fixture
+def lasting_links(local_server: Any, engine: Any) -> Iterator[str]:
+    """The engine's functions mint lasting links to the local server (``imagegen serve`` does this)."""
+    engine.set_links_base_url(local_server.url)
+    yield local_server.url
+    engine.set_links_base_url(None)
+
+
 def test_an_image_is_delivered_as_it_is_stored_before_its_job_ends(
-    api: httpx.Client, webhooks: LocalWebhooks, engine: Any
+    api: httpx.Client, webhooks: LocalWebhooks, engine: Any, lasting_links: str
 ) -> None:
     """With a slow second image, image 0's webhook (queued by the branch that stored it) arrives while
-    the job still runs, and before the job's completion; image 1's after it was stored, then the end."""
+    the job still runs, and before the job's completion; image 1's after it was stored, then the end.
+    Each body carries the image's lasting link, which the server follows."""
     from imagegen.standin.faults import FaultPlan
 
     engine.bedrock.faults = FaultPlan(latency_by_seed={8: 4.0})
@@ -100,6 +109,13 @@ def test_an_image_is_delivered_as_it_is_stored_before_its_job_ends(
     assert [b["image"]["index"] for b in bodies if b["type"] == "job.image"] == [0, 1]
     assert (first["image"]["seed"], first["image"]["status"]) == (7, "SUCCEEDED")
     assert first["image"]["key"].endswith(".png") and first["image"]["url"]
+    assert first["image"]["link"].startswith(f"{lasting_links}/links/")
+    followed = api.get(first["image"]["link"], follow_redirects=True)
+    assert followed.status_code == 200 and followed.content.startswith(b"\x89PNG")
+    (completed,) = [b for b in bodies if b["type"] == "job.completed"]
+    assert all(
+        i["link"].startswith(f"{lasting_links}/links/") for i in completed["job"]["manifest"]["images"]
+    )
     assert [(r["event"], r.get("index"), r["attempts"]) for r in records] == [
         ("image", 0, 1),
         ("image", 1, 1),

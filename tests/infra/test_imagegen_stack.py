@@ -52,10 +52,17 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
         "dynamodb:UpdateItem": {index},  # the job's item; the spend ledger
     }
     generate = actions_of("generate_image")
+    webhook_queue = synthesized.stack.resolve(synthesized.stack.webhooks.queue.node.default_child.logical_id)  # type: ignore[union-attr]
     assert generate.pop("dynamodb:PutItem") == {index}
     assert generate.pop("dynamodb:Query") == {f"{index}/index/*"}
     assert generate.pop("s3:GetObject") == {f"{bucket}/*.png"}  # a cache hit's CopyObject source
-    assert generate.pop("s3:PutObject") == {f"{bucket}/*.png"}
+    # the images, and each image's webhook delivery record (claimed as it is stored; given back)
+    assert generate.pop("s3:PutObject") == {f"{bucket}/*.png", f"{bucket}/webhooks/*"}
+    assert generate.pop("s3:DeleteObject") == {f"{bucket}/webhooks/*"}
+    # the queue's own grant (grant_send_messages): SendMessage and the two reads that come with it
+    queued = {a: generate.pop(a) for a in [a for a in generate if a.startswith("sqs:")]}
+    assert set(queued) == {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
+    assert all(resources == {f"<{webhook_queue}.Arn>"} for resources in queued.values())
     assert generate.pop("s3:ListBucket") == {bucket}  # under cancellations/ only (a condition)
     # A Stability model's first call subscribes the account through Marketplace (tests/infra/test_model_access.py).
     assert (
@@ -64,19 +71,22 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
         == {"*"}
     )
     assert set(generate) == {"bedrock:InvokeModel"}
+    (links_secret,) = [
+        k
+        for k, v in synthesized.resources("AWS::SecretsManager::Secret").items()
+        if "links" in v["Properties"]["Description"]
+    ]
     assert actions_of("build_manifest") == {
         "s3:GetObject": {f"{bucket}/*.png"},
         "s3:PutObject": {f"{bucket}/*/manifest.json"},
         "s3:ListBucket": {bucket},
         "dynamodb:UpdateItem": {index},  # the job's final status; the spend ledger's settle
         "dynamodb:GetItem": {index},  # the spend ledger (SPEND#* only)
+        # the stored manifest's lasting links (tests/infra/test_links_construct.py)
+        "secretsmanager:GetSecretValue": {f"<{links_secret}>"},
+        "secretsmanager:DescribeSecret": {f"<{links_secret}>"},
     }
     standard = state_machine_id(synthesized, "STANDARD")
-    (links_secret,) = [
-        k
-        for k, v in synthesized.resources("AWS::SecretsManager::Secret").items()
-        if "links" in v["Properties"]["Description"]
-    ]
     executions = {f"arn:aws:states:us-west-2:123456789012:execution:<{standard}.Name>:*"}
     assert actions_of("http_api") == {
         "states:StartExecution": {f"<{standard}>"},

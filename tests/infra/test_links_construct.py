@@ -108,6 +108,35 @@ def test_the_http_api_function_may_mint_links(synthesized: Synthesized) -> None:
 
 
 @pytest.mark.parametrize("which", DEPLOYMENTS)
+def test_the_manifest_step_and_the_webhooks_mint_links_to_the_api_stage(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    """The stored manifest.json and the webhooks' bodies carry lasting links: the manifest step and the
+    delivery function read the secret and know the API's stage URL (built from the API's id, so no
+    dependency cycle: the template synthesizes)."""
+    synth: Synthesized = request.getfixturevalue(which)
+    api = method(synth, "GET", "/links/{token}")["RestApiId"]["Ref"]  # the API that follows the links
+    for handler in (
+        "image_pipeline.handlers.build_manifest.handler",
+        "image_pipeline.handlers.deliver_webhook.handler",
+    ):
+        fn_id = logical_id_where(synth, "AWS::Lambda::Function", Handler=handler)
+        fn = synth.template_json["Resources"][fn_id]["Properties"]
+        env = fn["Environment"]["Variables"]
+        assert env["LINKS_SECRET_ARN"] == {"Ref": secret_id(synth)}
+        assert join_text(env["LINKS_BASE_URL"]) == (
+            f"https://<{api}>.execute-api.<AWS::Region>.<AWS::URLSuffix>/v1/"
+        )
+        role = fn["Role"]["Fn::GetAtt"][0]
+        actions = granted(statements_of_role(synth, role))
+        assert f"<{secret_id(synth)}>" in actions["secretsmanager:GetSecretValue"]
+    stages = synth.resources("AWS::ApiGateway::Stage").values()
+    assert [s["Properties"]["StageName"] for s in stages if s["Properties"]["RestApiId"] == {"Ref": api}] == [
+        "v1"
+    ]
+
+
+@pytest.mark.parametrize("which", DEPLOYMENTS)
 def test_nag_findings_of_the_links_are_acknowledged_with_reasons(
     which: str, request: pytest.FixtureRequest
 ) -> None:

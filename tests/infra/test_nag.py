@@ -98,6 +98,8 @@ def test_generate_image_wildcards_are_exactly_the_image_keys(synthesized: Synthe
         f"AwsSolutions-{iam5(bucket, bucket.arn_for_objects('*.png'))}",
         # the prompt cache's lookup: Query on the image index's GSIs (stacks/index.py)
         f"AwsSolutions-{iam5(stack.index, stack.index.indexes_arn)}",
+        # each image's webhook delivery record, claimed as the image is stored (stacks/webhooks.py)
+        f"AwsSolutions-{iam5(bucket, stack.webhooks.records_arn)}",
     }
 
 

@@ -49,8 +49,9 @@ IMAGES_BUCKET_GRANTS = {
     "/*/manifest.json": {"s3:PutObject", "s3:GetObject"},
     # a job's cancellation marker (DELETE /jobs/{id}); looked for with ListBucket on its prefix
     "/cancellations/*": {"s3:PutObject"},
-    # each webhook delivery's record: written by the delivery function, read by it and GET /jobs/{id}
-    "/webhooks/*": {"s3:PutObject", "s3:GetObject"},
+    # each webhook delivery's record: written by the delivery function, read by it and GET /jobs/{id};
+    # claimed (written) by the image function or the job's end, deleted when its message was not sent
+    "/webhooks/*": {"s3:PutObject", "s3:GetObject", "s3:DeleteObject"},
     # batches: the uploaded JSONL files, and the batch's items, Map results and batch manifest
     "/batches/*": {"s3:GetObject"},
     "/batch-results/*": {

@@ -277,3 +277,24 @@ def test_serve_refuses_a_link_lifetime_out_of_range(capsys: pytest.CaptureFixtur
 
     assert main(["serve", "--link-lifetime-days", "0"]) != 0
     assert "--link-lifetime-days takes 1 to 3650 days" in capsys.readouterr().err
+
+
+def test_the_deployment_mints_links_outside_a_request_only_with_its_base_url(
+    follow: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifest step and the webhooks mint with ``LINKS_BASE_URL`` (the API's stage URL) and the
+    secret; without the URL, or for no namespace, they mint none. A link they mint is followed."""
+    from image_pipeline.core.lasting_links import deployment_minter
+
+    assert deployment_minter(ALICE) is None  # no LINKS_BASE_URL
+    monkeypatch.setenv("LINKS_BASE_URL", "https://abc123.execute-api.us-west-2.amazonaws.com/v1/")
+    link_settings.cache_clear()
+    assert deployment_minter(None) is None
+    minter = deployment_minter(ALICE)
+    assert minter is not None
+    link = minter.mint(KEY)
+    assert link is not None and link.startswith(
+        "https://abc123.execute-api.us-west-2.amazonaws.com/v1/links/"
+    )
+    answer = follow(link.rsplit("/", 1)[1])
+    assert answer["statusCode"] == 302

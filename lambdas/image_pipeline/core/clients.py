@@ -31,6 +31,7 @@ from botocore.config import Config
 
 from image_pipeline.core import time_budget
 from image_pipeline.core.image_index import ImageIndex
+from image_pipeline.core.lasting_links import deployment_secret, link_settings
 from image_pipeline.core.settings import get_settings
 from image_pipeline.core.spend import SpendLedger
 from image_pipeline.core.time_budget import ClientTimeouts
@@ -181,3 +182,5 @@ def reset_clients() -> None:
     ):
         factory.cache_clear()
     get_settings.cache_clear()
+    link_settings.cache_clear()
+    deployment_secret.cache_clear()

@@ -170,10 +170,14 @@ class LinkSettings(BaseModel):
         "secret_arn": "LINKS_SECRET_ARN",
         "lifetime_seconds": "LINK_LIFETIME_SECONDS",
         "redirect_expiry_seconds": "LINK_REDIRECT_EXPIRY_SECONDS",
+        "base_url": "LINKS_BASE_URL",
     }
 
     #: The Secrets Manager secret holding the HMAC key; empty: this deployment mints no links.
     secret_arn: str = ""
+    #: The API's base URL (ending in ``/``), for links minted outside an API request (the stored
+    #: manifest, webhook deliveries); empty: those carry no links.
+    base_url: str = ""
     lifetime_seconds: int = Field(default=30 * 24 * 3600, ge=60, le=MAX_LINK_LIFETIME_SECONDS)
     #: How long the presigned URL a link redirects to lasts (it is followed at once).
     redirect_expiry_seconds: int = Field(default=300, ge=60, le=3600)
@@ -236,3 +240,18 @@ def link_settings() -> LinkSettings:
 def deployment_secret() -> bytes:
     """The deployment's link secret, read once per container (``deployment_secret.cache_clear()``)."""
     return read_secret(boto3.client("secretsmanager"), link_settings().secret_arn)
+
+
+def deployment_minter(namespace: str | None) -> LinkMinter | None:
+    """A minter of this deployment's links to ``namespace``'s images, for code that runs outside an API
+    request (the manifest step, webhook deliveries): ``LINKS_BASE_URL`` is then the API's base URL.
+    None when the function mints no links (no secret or base URL) or no namespace is given."""
+    settings = link_settings()
+    if not (settings.secret_arn and settings.base_url and namespace):
+        return None
+    return LinkMinter(
+        secret=deployment_secret(),
+        lifetime_seconds=settings.lifetime_seconds,
+        base_url=settings.base_url,
+        namespace=namespace,
+    )

@@ -3,8 +3,9 @@
 Nothing is lost: every image the manifest reports as SUCCEEDED is checked in S3 (it exists, is a PNG,
 has the size the branch reported); an image whose branch failed after its object was written is
 found and kept; every other image carries a stable reason code. ``manifest.json`` is written beside
-the images (without presigned URLs, which expire); the returned manifest carries a fresh URL for
-each image, and the API adds one to download it (:func:`with_presigned_urls`).
+the images (without presigned URLs, which expire, but with each image's lasting link where the
+deployment mints them); the returned manifest carries a fresh URL for each image, and the API adds
+one to download it (:func:`with_presigned_urls`).
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ def build_manifest(
     expires_in: int,
     now: datetime | None = None,
     on_stored: Callable[[dict[str, Any]], None] | None = None,
+    links: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Build, store and return the manifest of a planned request whose Map results are in ``state``.
 
@@ -131,7 +133,9 @@ def build_manifest(
     ``core/cancellation.py``) gets ``"cancelled": true`` and its manifest is returned whatever it holds:
     the job ended because it was asked to, and every image stored until then is listed. A retry's
     manifest names the job it retried (``retry_of``). ``on_stored`` is called with the manifest once it
-    is stored, before any no-image error is raised (BuildManifest settles the job's spend there).
+    is stored, before any no-image error is raised (BuildManifest settles the job's spend there). ``links`` (a
+    :meth:`~image_pipeline.core.lasting_links.LinkMinter.with_links`) gives each stored image its
+    lasting ``link`` and ``download_link``, in ``manifest.json`` too.
     """
     now = now or datetime.now(UTC)
     results = {int(r["index"]): r for r in state.get("results") or [] if isinstance(r, dict) and "index" in r}
@@ -171,6 +175,8 @@ def build_manifest(
         "cost": cost,
         "images": images,
     }
+    if links is not None:
+        manifest = links(manifest)
     try:
         s3.put_object(
             Bucket=bucket,

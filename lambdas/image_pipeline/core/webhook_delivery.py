@@ -18,6 +18,7 @@ from typing import Any
 
 from image_pipeline.core.job_history import signed_images
 from image_pipeline.core.jobs import job_from_execution, started_by
+from image_pipeline.core.lasting_links import LinkMinter
 from image_pipeline.core.tenancy import job_id_of
 from image_pipeline.core.webhooks import (
     BACKOFF_SECONDS,
@@ -45,25 +46,53 @@ def _job_id(described: Mapping[str, Any]) -> str:
     return (job_id_of(caller, name) if caller is not None else None) or name
 
 
-def job_document(described: Mapping[str, Any], *, s3: Any, bucket: str, expires_in: int) -> dict[str, Any]:
-    """The ``GET /jobs/{id}`` document of an ended execution, as its caller sees it."""
+#: A minter of lasting links to a caller's images (by namespace), or None: no links.
+Links = Callable[[str], LinkMinter | None]
+
+
+def no_links(namespace: str) -> LinkMinter | None:
+    return None
+
+
+def _minter(described: Mapping[str, Any], links: Links) -> LinkMinter | None:
+    caller = started_by(described)
+    return links(caller.namespace) if caller is not None else None
+
+
+def job_document(
+    described: Mapping[str, Any], *, s3: Any, bucket: str, expires_in: int, links: Links = no_links
+) -> dict[str, Any]:
+    """The ``GET /jobs/{id}`` document of an ended execution, as its caller sees it (lasting links
+    minted anew, as the API mints them)."""
     name = str(described["name"])
     job = job_from_execution(described, s3=s3, expires_in=expires_in, job_id=_job_id(described))
+    minter = _minter(described, links)
+    if minter is not None and job.get("manifest"):
+        job["manifest"] = minter.with_links(job["manifest"])
     job["webhooks"] = job_webhooks(s3, bucket, name)
     return job
 
 
 def branch_image(
-    described: Mapping[str, Any], record: Mapping[str, Any], *, s3: Any, bucket: str, expires_in: int
+    described: Mapping[str, Any],
+    record: Mapping[str, Any],
+    *,
+    s3: Any,
+    bucket: str,
+    expires_in: int,
+    links: Links = no_links,
 ) -> dict[str, Any]:
-    """The entry of an image its branch queued (``images_so_far``'s shape), with presigned URLs when
-    its key is in the job's caller's namespace."""
+    """The entry of an image its branch queued (``images_so_far``'s shape), with presigned URLs and
+    its lasting link when its key is in the job's caller's namespace."""
     caller = started_by(described)
     if caller is None:
         return {**record, "key": None}
     (image,) = signed_images(
         [dict(record)], s3=s3, bucket=bucket, namespace=caller.namespace, expires_in=expires_in
     )
+    minter = links(caller.namespace)
+    if minter is not None:
+        (image,) = minter.with_links({"images": [image]})["images"]
     return image
 
 
@@ -82,11 +111,13 @@ def handle_message(
     max_attempts: int = MAX_ATTEMPTS,
     resolver: Resolver = resolve,
     timeout: float = POST_TIMEOUT_SECONDS,
+    links: Links = no_links,
 ) -> Outcome:
     """Handle one queue message (attempt ``receive_count`` of it); see the module's description.
 
     ``send`` puts a message on the delivery queue; ``secret`` gives the signing secret (read only when
-    a delivery is made). Raises nothing for a webhook that cannot be reached: that is a ``retry``.
+    a delivery is made); ``links`` mints the images' lasting links (the deployment's, by the caller's
+    namespace). Raises nothing for a webhook that cannot be reached: that is a ``retry``.
     An ``image`` delivery its branch queued (it carries the image's record) is made while the job still
     runs; every other delivery is of an ended job, whose document is read again (fresh links).
     """
@@ -102,7 +133,7 @@ def handle_message(
     if delivery is None:  # an ended job: one message per delivery; an image's only if not queued yet
         if running:
             return Outcome("skipped")
-        job = job_document(described, s3=s3, bucket=bucket, expires_in=expires_in)
+        job = job_document(described, s3=s3, bucket=bucket, expires_in=expires_in, links=links)
         for each in deliveries(str(described["executionArn"]), sub, job):
             if each.event == "image":
                 claim_and_send(s3, bucket, each, send)
@@ -110,12 +141,15 @@ def handle_message(
                 send(each.message())
         return Outcome("skipped")
     if delivery.record is not None:
-        image = branch_image(described, delivery.record, s3=s3, bucket=bucket, expires_in=expires_in)
+        image = branch_image(
+            described, delivery.record, s3=s3, bucket=bucket, expires_in=expires_in, links=links
+        )
         payload_body = payload(delivery, {"job_id": _job_id(described)}, image)
     elif running:
         return Outcome("skipped")
     else:
-        payload_body = payload(delivery, job_document(described, s3=s3, bucket=bucket, expires_in=expires_in))
+        job = job_document(described, s3=s3, bucket=bucket, expires_in=expires_in, links=links)
+        payload_body = payload(delivery, job)
     return attempt(
         delivery,
         url=sub.url,

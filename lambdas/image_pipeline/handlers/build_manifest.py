@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -10,6 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from image_pipeline.contract.errors import AllImagesFiltered, ImagesFailed, ImagesThrottled
 from image_pipeline.core import clients
+from image_pipeline.core.lasting_links import deployment_minter
 from image_pipeline.core.manifest import build_manifest
 from image_pipeline.core.observability import (
     log_metrics,
@@ -37,6 +39,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             bucket=settings.images_bucket,
             expires_in=settings.presign_expiry_seconds,
             on_stored=lambda stored: _settle_spend(event, stored),
+            links=_lasting_links(event.get("caller_namespace")),
         )
     except (AllImagesFiltered, ImagesThrottled, ImagesFailed) as exc:
         record_outcomes(outcomes_of_failed_request(event), event["model"])
@@ -62,6 +65,17 @@ def _settle_spend(event: dict[str, Any], manifest: dict[str, Any]) -> None:
         settle_manifest(ledger, event, manifest)
     except (ClientError, BotoCoreError):
         logger.exception("could not settle the job's spend; its estimate stays counted for the day")
+
+
+def _lasting_links(namespace: str | None) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+    """What gives the manifest's images their lasting links (none when the deployment mints none here);
+    a link secret that cannot be read is logged, and the manifest is stored without links."""
+    try:
+        minter = deployment_minter(namespace)
+    except Exception:
+        logger.warning("no lasting links in the manifest: the link secret could not be read", exc_info=True)
+        return None
+    return minter.with_links if minter is not None else None
 
 
 def _index_outcome(event: dict[str, Any], outcome: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from image_pipeline.core.clients import s3_config
+from image_pipeline.core.lasting_links import deployment_minter
 from image_pipeline.core.observability import tracer
 from image_pipeline.core.webhook_delivery import handle_message, message_body
 from image_pipeline.core.webhooks import MAX_VISIBILITY_SECONDS, WebhookSettings
@@ -62,6 +63,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                 network=settings.network,
                 expires_in=settings.presign_expiry_seconds,
                 max_attempts=settings.max_attempts,
+                links=deployment_minter,
             )
         except Exception:  # an AWS call failed: the message comes back after its visibility timeout
             logger.exception("webhook message not handled", extra={"message_id": record["messageId"]})
