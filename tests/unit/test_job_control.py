@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import itertools
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from image_pipeline.core.job_control import (
     list_query,
     poll_delays,
     retry_body,
+    settled_values,
     wait_for_execution,
     wait_preference,
 )
@@ -160,6 +163,37 @@ def test_list_parameters() -> None:
     with pytest.raises(ApiError) as raised:
         list_query([("limit", "5"), ("limit", "6"), ("status", "nope")])
     assert {d.field for d in raised.value.details} == {"limit", "status"}
+
+
+def test_a_job_the_index_calls_running_is_settled_from_its_execution() -> None:
+    """What the list writes back for a job whose execution ended without its last step's write: the
+    manifest's outcome, or FAILED with the error for a failed, timed-out or aborted execution."""
+    stopped = datetime(2026, 11, 30, 10, 5, 7, tzinfo=UTC)
+    assert settled_values({"status": "RUNNING"}) is None
+    images = [{"index": 1, "status": "SUCCEEDED", "key": "k/1.png"}, {"index": 0, "status": "FAILED"}]
+    manifest = {"status": "PARTIAL", "succeeded": 1, "filtered": 0, "failed": 1, "images": images}
+    done = settled_values({"status": "SUCCEEDED", "output": json.dumps(manifest), "stopDate": stopped})
+    assert done is not None
+    assert (done["status"], done["thumbnail_key"], done["stopped_at"]) == (
+        "PARTIAL",
+        "k/1.png",
+        "2026-11-30T10:05:07+00:00",
+    )
+    cancelled = settled_values({"status": "SUCCEEDED", "output": json.dumps({**manifest, "cancelled": True})})
+    assert cancelled is not None and cancelled["status"] == "CANCELLED"
+    for described, error, words in (
+        (
+            {"status": "FAILED", "error": "StorageError", "cause": '{"errorMessage": "S3 down"}'},
+            "StorageError",
+            "S3 down",
+        ),
+        ({"status": "TIMED_OUT"}, "ExecutionTimedOut", "did not finish in time"),
+        ({"status": "ABORTED"}, "ExecutionAborted", "was stopped"),
+    ):
+        failed = settled_values({**described, "stopDate": stopped})
+        assert failed is not None and (failed["status"], failed["error"]) == ("FAILED", error)
+        assert words in failed["error_message"] and failed["stopped_at"] == "2026-11-30T10:05:07+00:00"
+        assert "thumbnail_key" not in failed
 
 
 @pytest.mark.parametrize(
