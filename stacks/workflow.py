@@ -12,12 +12,15 @@ It logs every event to CloudWatch Logs without execution data (prompts stay out 
 groups named under ``/aws/vendedlogs/states/`` (:func:`vended_log_group`), and trace with X-Ray. Each
 function gets only what its step does:
 
-* ``validate_request``: nothing (it reads its environment and the input);
+* ``validate_request``: ``s3:GetObject`` on ``*.png`` keys (the stored images an operation names:
+  their owner, size and, for a mask, pixels are checked before anything runs);
 * ``generate_image``: ``bedrock:InvokeModel`` on the foundation models this deployment allows (or their
   inference profiles and the models behind them, ``stacks/model_access.py``), the Marketplace actions of a
   third-party model's first call when an allowed model is one,
   ``s3:PutObject`` on ``*.png`` keys of the images bucket, and ``s3:ListBucket`` under
-  ``cancellations/`` (it looks for its job's cancellation before calling the model);
+  ``cancellations/`` (it looks for its job's cancellation before calling the model); its
+  ``s3:GetObject`` on ``*.png`` keys only (a cached image to copy, the stored images an operation reads)
+  is granted where the stack composes it;
 * ``admission``: nothing here; ``stacks/admission.py`` grants it its table where the stack composes them;
 * ``build_manifest``: ``s3:GetObject`` on ``*.png`` keys (check images, presign URLs), ``s3:PutObject``
   on ``*/manifest.json`` keys, and ``s3:ListBucket`` (a missing image is then a 404, not a 403).
@@ -187,6 +190,15 @@ class ImageWorkflow(Construct):
                 actions=["s3:ListBucket"],
                 resources=[images_bucket.bucket_arn],
                 conditions={"StringLike": {"s3:prefix": [CANCELLATION_KEYS]}},
+            )
+        )
+        # An operation on a stored image: the first step checks each image the request names (the
+        # caller's, there, of sizes the model takes) before anything runs; images only, no listing.
+        self.validate_request.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadSourceImages",
+                actions=["s3:GetObject"],
+                resources=[images_bucket.arn_for_objects(IMAGE_KEYS)],
             )
         )
         manifest_role = self.build_manifest.role

@@ -344,7 +344,7 @@ def create_app(
 
     async def generate(raw: Any, request: Request) -> JSONResponse:
         caller = caller_of(request)
-        execution_input, _ = validate_submission(raw, settings=settings)
+        execution_input, _ = validate_submission(raw, settings=settings, caller=caller, s3=engine.s3)
         submission = ExecutionInput(execution_input, caller)
         wait = wait_preference(request.headers.getlist(PREFER_HEADER), max_wait)
         status, body, headers = await blocking(run_sync, submission, wait, str(request.base_url))
@@ -396,7 +396,11 @@ def create_app(
         caller = caller_of(request)
         raw = await read_json(request)
         execution_input, key = validate_submission(
-            raw, settings=settings, idempotency_header=request.headers.get(IDEMPOTENCY_HEADER)
+            raw,
+            settings=settings,
+            idempotency_header=request.headers.get(IDEMPOTENCY_HEADER),
+            caller=caller,
+            s3=engine.s3,
         )
         submission = ExecutionInput(execution_input, caller)
         started = await blocking(

@@ -68,7 +68,8 @@ def test_is_a_valid_draft4_schema_for_a_closed_object(schema: dict[str, Any]) ->
     assert schema["$schema"] == DRAFT4
     assert schema["type"] == "object"
     assert schema["additionalProperties"] is False
-    assert schema["required"] == ["prompt"]
+    # a prompt, or a stored image to work on (issue 16: an upscale or a background removal takes no prompt)
+    assert [branch["required"] for branch in schema["anyOf"]] == [["prompt"], ["source_image"], ["operation"]]
     assert set(schema["properties"]) == set(ImageRequest.model_fields)
 
 
@@ -83,8 +84,8 @@ def test_has_nothing_draft4_or_api_gateway_lacks(schema: dict[str, Any]) -> None
 
 def test_optional_fields_accept_null_as_pydantic_does(validator: Draft4Validator) -> None:
     for field, info in ImageRequest.model_fields.items():
-        if info.is_required() or info.default is not None:
-            continue
+        if info.is_required() or info.default is not None or field == "prompt":
+            continue  # (prompt: optional only with a source_image)
         payload = {"prompt": "a red porsche", field: None}
         assert pydantic_accepts(payload), field
         assert validator.is_valid(payload), field

@@ -11,7 +11,14 @@ from aws_cdk.assertions import Match
 from image_pipeline.models.registry import get_adapter
 
 from stacks.workflow import ASL_FILE, HANDLERS
-from tests.infra.stack_template import function_id, granted, role_of, statements_of_role, workflow_machines
+from tests.infra.stack_template import (
+    function_id,
+    granted,
+    images_bucket_id,
+    role_of,
+    statements_of_role,
+    workflow_machines,
+)
 from tests.infra.synthesis import Synthesized
 
 
@@ -122,3 +129,21 @@ def test_the_manifests_cost_estimate_uses_the_functions_memory(synthesized: Synt
         "generate_image": GENERATE_IMAGE_MEMORY_MB,
         "build_manifest": STEP_MEMORY_MB,
     }
+
+
+def test_the_stored_images_an_operation_reads_are_readable_only_as_image_keys(
+    synthesized: Synthesized,
+) -> None:
+    """Issue 16: the first step (checks) and the branch (reads once) get s3:GetObject on the images
+    bucket's ``*.png`` keys and nothing else; the manifest step keeps its own reading of images."""
+    bucket = images_bucket_id(synthesized)
+    for name in ("validate_request", "generate_image"):
+        actions = granted(statements_of_role(synthesized, role_of(synthesized, name)))
+        readable = actions.get("s3:GetObject", set())
+        assert len(readable) == 1, (name, readable)
+        (resource,) = readable
+        assert bucket in resource and resource.endswith("/*.png"), (name, resource)
+        assert not [a for a in actions if a in {"s3:GetObjectVersion", "s3:*", "s3:Get*"}], name
+    assert "s3:ListBucket" not in granted(
+        statements_of_role(synthesized, role_of(synthesized, "validate_request"))
+    )

@@ -222,7 +222,7 @@ def test_stability_refuses_seed_zero_which_asks_for_a_random_seed(registry_id: s
     assert body_of(adapter, {"seed": 1, "count": 1}, seed=1)["seed"] == 1
 
 
-@pytest.mark.parametrize("registry_id", [a.registry_id for a in list_adapters()])
+@pytest.mark.parametrize("registry_id", [a.registry_id for a in list_adapters() if a.text_to_image])
 def test_seeds_are_never_wrapped_past_the_models_maximum(registry_id: str) -> None:
     adapter = get_adapter(registry_id)
     last_first = adapter.max_seed - 3
@@ -235,7 +235,7 @@ def test_seeds_are_never_wrapped_past_the_models_maximum(registry_id: str) -> No
     )
 
 
-@pytest.mark.parametrize("registry_id", [a.registry_id for a in list_adapters()])
+@pytest.mark.parametrize("registry_id", [a.registry_id for a in list_adapters() if a.text_to_image])
 def test_a_seed_above_the_models_maximum_is_refused(registry_id: str) -> None:
     adapter = get_adapter(registry_id)
     if adapter.max_seed >= 4_294_967_295:
@@ -254,7 +254,7 @@ OPTIONS: list[tuple[str, Any]] = [
 ]
 
 
-@pytest.mark.parametrize("registry_id", [a.registry_id for a in list_adapters()])
+@pytest.mark.parametrize("registry_id", [a.registry_id for a in list_adapters() if a.text_to_image])
 @pytest.mark.parametrize(("field", "value"), OPTIONS, ids=[f for f, _ in OPTIONS])
 def test_an_option_is_in_the_body_or_refused_never_dropped(registry_id: str, field: str, value: Any) -> None:
     adapter = get_adapter(registry_id)

@@ -199,6 +199,7 @@ def test_event_detail_is_unwrapped_with_its_account_as_the_caller() -> None:
 
 def test_schema_is_json_schema_with_descriptions() -> None:
     schema = ImageRequest.model_json_schema()
-    assert schema["required"] == ["prompt"]
+    assert "required" not in schema  # a prompt, or a stored image to refine:
+    assert [branch["required"] for branch in schema["anyOf"]] == [["prompt"], ["source_image"], ["operation"]]
     assert schema["additionalProperties"] is False
     assert "description" in schema["properties"]["output_folder"]

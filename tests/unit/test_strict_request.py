@@ -75,7 +75,12 @@ def test_a_refusal_says_what_the_field_takes_and_what_it_was_given(raw: Any, mes
 
 def test_every_field_says_what_it_takes() -> None:
     assert set(ACCEPTS) == set(ImageRequest.model_fields)
-    assert {"count", "width", "height", "seed", "cfg_scale"} == NUMBER_FIELDS
+    assert {
+        "count", "width", "height", "seed", "cfg_scale",
+        # operations on a stored image (issue 16)
+        "strength", "left", "right", "up", "down", "creativity", "grow_mask", "style_strength",
+        "composition_fidelity", "change_strength",
+    } == NUMBER_FIELDS  # fmt: skip
 
 
 def test_an_integer_is_a_number_for_cfg_scale() -> None:

@@ -24,7 +24,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from image_pipeline.contract.errors import FieldError, InvalidRequest
@@ -56,6 +56,24 @@ MAX_WEBHOOK_CHARS = 2048
 #: What a webhook may be told about: the job's end, and each image.
 WebhookEvent = Literal["completed", "image"]
 
+#: What a request may do to a stored image (``source_image``) instead of drawing from text alone.
+Operation = Literal[
+    "variation", "upscale", "remove-background", "search-and-replace", "inpaint", "outpaint", "style-transfer"
+]
+OPERATIONS: tuple[str, ...] = typing.get_args(Operation)
+#: The three upscale services (fast: 4x; conservative and creative: to about 4K).
+UpscaleMode = Literal["fast", "conservative", "creative"]
+#: S3's longest key.
+MAX_KEY_CHARS = 1024
+#: A key of an image this deployment stored: ``<namespace>/<folder>/<job id>/<name>.png``
+#: (``core/keys.py``); no ``..``, no empty folder. Whose it is is checked against the caller.
+IMAGE_KEY_PATTERN = rf"^(?![\s\S]*\.\.)(?![\s\S]*//)[0-9a-f]{{12}}/[A-Za-z0-9._/-]{{1,1000}}\.png{_END}"
+#: Outpaint's ``left``/``right``/``up``/``down``: "Range 0 to 2000" pixels (Stability AI Image Services, Outpaint).
+MAX_OUTPAINT = 2000
+
+#: Operations that make one image unless ``count`` says otherwise.
+_ONE_BY_DEFAULT = frozenset({"upscale", "remove-background"})
+
 _TEXT_RULE = "without control characters (tab and newlines are allowed)"
 #: What each field takes: every refusal of the field says this ("<field>: must be <this>, not <given>").
 ACCEPTS: dict[str, str] = {
@@ -81,6 +99,26 @@ ACCEPTS: dict[str, str] = {
     "webhook": f"an https URL of at most {MAX_WEBHOOK_CHARS} characters, without spaces",
     "webhook_events": 'a list of distinct events, "completed" and/or "image"',
     "cache": "true or false",
+    "source_image": (
+        "the key of an image this deployment stored for you (a manifest's images[].key, like "
+        "0123456789ab/images/<job id>/image-00-42.png)"
+    ),
+    "operation": "one of " + ", ".join(OPERATIONS),
+    "upscale_mode": "fast, conservative or creative",
+    "strength": "a number from 0.0 (keep the source) to 1.0 (ignore it)",
+    "search_prompt": f"text of 1 to {MAX_PROMPT_CHARS} characters naming what to replace, {_TEXT_RULE}",
+    "mask_image": "the key of a black-and-white mask image this deployment stored for you, of the source's size",
+    "mask_prompt": f"text of 1 to {MAX_PROMPT_CHARS} characters naming what to repaint, {_TEXT_RULE}",
+    "left": f"an integer from 0 to {MAX_OUTPAINT} (pixels to add on the left)",
+    "right": f"an integer from 0 to {MAX_OUTPAINT} (pixels to add on the right)",
+    "up": f"an integer from 0 to {MAX_OUTPAINT} (pixels to add at the top)",
+    "down": f"an integer from 0 to {MAX_OUTPAINT} (pixels to add at the bottom)",
+    "style_image": "the key of an image this deployment stored for you, whose style to apply",
+    "creativity": "a number from 0.1 to 1.0",
+    "grow_mask": "an integer from 0 to 20",
+    "style_strength": "a number from 0.0 to 1.0",
+    "composition_fidelity": "a number from 0.0 to 1.0",
+    "change_strength": "a number from 0.1 to 1.0",
 }
 
 
@@ -105,14 +143,28 @@ class ImageRequest(BaseModel):
     """A request for ``count`` images of one prompt from one model."""
 
     model_config = ConfigDict(
-        extra="forbid", str_strip_whitespace=False, frozen=True, strict=True, regex_engine="python-re"
+        extra="forbid",
+        str_strip_whitespace=False,
+        frozen=True,
+        strict=True,
+        regex_engine="python-re",
+        # A prompt, or an operation on a stored image (which operations need a prompt: core/refine.py).
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
+                {"required": ["source_image"], "properties": {"source_image": {"type": "string"}}},
+                {"required": ["operation"], "properties": {"operation": {"type": "string"}}},
+            ]
+        },
     )
 
-    prompt: str = Field(
+    prompt: str | None = Field(
+        default=None,
         min_length=1,
         max_length=MAX_PROMPT_CHARS,
         pattern=TEXT_PATTERN,
-        description="What to draw. The model's limit applies. No control characters but tab and newlines.",
+        description="What to draw. Required, except for operations on a stored image that take none or may "
+        "leave it out. The model's limit applies. No control characters but tab and newlines.",
     )
     negative_prompt: str | None = Field(
         default=None,
@@ -186,9 +238,104 @@ class ImageRequest(BaseModel):
         "of the same model, parameters and seed); requests without a seed never are.",
     )
 
+    # -- refining a stored image (docs/api.md, "Refining an image"; core/refine.py checks them together)
+    source_image: str | None = Field(
+        default=None,
+        max_length=MAX_KEY_CHARS,
+        pattern=IMAGE_KEY_PATTERN,
+        description="Key of an image this deployment stored for you (a manifest's images[].key): the image "
+        "the operation works on. Never a URL or a bucket. With operation.",
+    )
+    operation: Operation | None = Field(default=None, description="What to do with source_image.")
+    upscale_mode: UpscaleMode | None = Field(
+        default=None, description="upscale: fast (4x, default), conservative or creative (to about 4K)."
+    )
+    strength: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="variation: how far from the source (0 keeps it, 1 ignores it); default 0.35.",
+    )
+    search_prompt: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_PROMPT_CHARS,
+        pattern=TEXT_PATTERN,
+        description="search-and-replace: what to find and replace with prompt.",
+    )
+    mask_image: str | None = Field(
+        default=None,
+        max_length=MAX_KEY_CHARS,
+        pattern=IMAGE_KEY_PATTERN,
+        description="inpaint: key of a stored black-and-white mask of the source's size (white is repainted).",
+    )
+    mask_prompt: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_PROMPT_CHARS,
+        pattern=TEXT_PATTERN,
+        description="inpaint: what to repaint, found by the model (instead of mask_image).",
+    )
+    left: int | None = Field(default=None, ge=0, le=MAX_OUTPAINT, description="outpaint: pixels to add.")
+    right: int | None = Field(default=None, ge=0, le=MAX_OUTPAINT, description="outpaint: pixels to add.")
+    up: int | None = Field(default=None, ge=0, le=MAX_OUTPAINT, description="outpaint: pixels to add.")
+    down: int | None = Field(default=None, ge=0, le=MAX_OUTPAINT, description="outpaint: pixels to add.")
+    style_image: str | None = Field(
+        default=None,
+        max_length=MAX_KEY_CHARS,
+        pattern=IMAGE_KEY_PATTERN,
+        description="style-transfer: key of a stored image whose style is applied to source_image.",
+    )
+    creativity: float | None = Field(
+        default=None,
+        ge=0.1,
+        le=1.0,
+        allow_inf_nan=False,
+        description="upscale conservative/creative (0.1 to 0.5) and outpaint (0.1 to 1.0).",
+    )
+    grow_mask: int | None = Field(
+        default=None, ge=0, le=20, description="inpaint, search-and-replace: pixels to grow the mask by."
+    )
+    style_strength: float | None = Field(
+        default=None, ge=0.0, le=1.0, allow_inf_nan=False, description="style-transfer."
+    )
+    composition_fidelity: float | None = Field(
+        default=None, ge=0.0, le=1.0, allow_inf_nan=False, description="style-transfer."
+    )
+    change_strength: float | None = Field(
+        default=None, ge=0.1, le=1.0, allow_inf_nan=False, description="style-transfer."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_image_by_default(cls, data: Any) -> Any:
+        """An upscale or a background removal makes one image unless asked for more (a variation or an
+        edit makes ``count`` choices, 4 by default, like a text-to-image request)."""
+        if isinstance(data, dict) and "count" not in data and data.get("operation") in _ONE_BY_DEFAULT:
+            return {**data, "count": 1}
+        return data
+
+    @model_validator(mode="after")
+    def _prompt_or_source(self) -> ImageRequest:
+        if self.prompt is None and self.source_image is None and self.operation is None:
+            raise PydanticCustomError("prompt_missing", "a prompt, or a source_image to work on")
+        return self
+
     @field_validator("prompt")
     @classmethod
-    def _prompt(cls, value: str) -> str:
+    def _prompt(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        checked = _check_text(value, allow_empty=False)
+        assert checked is not None
+        return checked
+
+    @field_validator("search_prompt", "mask_prompt")
+    @classmethod
+    def _other_prompts(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         checked = _check_text(value, allow_empty=False)
         assert checked is not None
         return checked
@@ -267,12 +414,14 @@ def _field_errors(exc: ValidationError) -> list[FieldError]:
     errors = []
     for err in exc.errors(include_url=False):
         field = str(err["loc"][0]) if err["loc"] else "request"
+        if err["type"] == "prompt_missing":
+            field = "prompt"
         takes = ACCEPTS.get(field)
         if err["type"] == "extra_forbidden":
             message = "unknown field (check its spelling; see the API docs for the fields)"
         elif takes is None:
             message = err["msg"]
-        elif err["type"] == "missing":
+        elif err["type"] in {"missing", "prompt_missing"}:
             message = f"required: {takes}"
         elif err["type"] == "refused":
             message = f"must be {takes}, not {err['ctx']['given']}"
@@ -286,10 +435,20 @@ def parse_request(raw: Any) -> ImageRequest:
     """Parse a raw JSON value into an :class:`ImageRequest` or raise :class:`InvalidRequest`."""
     if not isinstance(raw, dict):
         raise InvalidRequest([FieldError("request", f"must be a JSON object, not {describe_value(raw)}")])
+    # A prompt is required, unless the request works on a stored image (whose operation may take none).
+    missing = (
+        [FieldError("prompt", f"required: {ACCEPTS['prompt']}")]
+        if all(raw.get(name) is None for name in ("prompt", "source_image", "operation"))
+        else []
+    )
     try:
-        return ImageRequest.model_validate(raw)
+        request = ImageRequest.model_validate(raw)
     except ValidationError as exc:
-        raise InvalidRequest(_field_errors(exc)) from None
+        found = _field_errors(exc)
+        raise InvalidRequest(missing + [e for e in found if e not in missing]) from None
+    if missing:
+        raise InvalidRequest(missing)
+    return request
 
 
 # -- query strings ----------------------------------------------------------------------------------

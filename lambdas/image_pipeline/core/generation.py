@@ -26,6 +26,7 @@ from image_pipeline.contract.errors import (
 )
 from image_pipeline.core.cancellation import cancelled_record, is_cancelled
 from image_pipeline.core.image_index import ImageIndex, cache_key
+from image_pipeline.core.refine import read_stored_images
 from image_pipeline.models.base import Outcome, error_for_client_error, png_size
 from image_pipeline.models.registry import get_adapter
 
@@ -122,7 +123,9 @@ def generate_image(
     """Generate and store image ``event['image']`` of a planned request.
 
     ``event`` is a Map item: ``{"request_id", "execution_name", "model", "request", "image": {"index",
-    "seed", "key"}}``. When the job was cancelled (``core/cancellation.py``), nothing is generated: the
+    "seed", "key"}}``. An operation on a stored image names its images by key in ``request``
+    (``source_image``, ``mask_image``, ``style_image``): they are read here, once, and the record says
+    where the image comes from (``lineage``). When the job was cancelled (``core/cancellation.py``), nothing is generated: the
     record says ``CANCELLED`` and the model is not called.
     The model is invoked from ``region`` by its model id, or by its inference profile id where the
     model facts say it is reached through one (``ImageModelAdapter.invoke_id``).
@@ -149,9 +152,15 @@ def generate_image(
     if is_cancelled(s3, bucket, event.get("execution_name")):
         return cancelled_record(index, seed, adapter.model_id)
 
-    body = adapter.build_body(event["request"], seed)
+    params = event["request"]
+    lineage = adapter.lineage(params)
+    if lineage is not None:
+        record["lineage"] = lineage
+    # The stored images an operation works on, read once by this branch (the state carries their keys).
+    inputs = read_stored_images(s3, bucket, adapter.input_keys(params))
+    body = adapter.build_body(params, seed, inputs)
     key_of_cache = None
-    if catalog is not None and adapter.seed_reproducible:
+    if catalog is not None and adapter.seed_reproducible and lineage is None:
         key_of_cache = cache_key(
             adapter.model_id,
             body,

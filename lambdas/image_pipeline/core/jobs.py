@@ -43,10 +43,13 @@ from image_pipeline.core.job_history import (
 )
 from image_pipeline.core.manifest import with_presigned_urls
 from image_pipeline.core.planning import check_request
+from image_pipeline.core.refine import check_stored_images
+from image_pipeline.core.refine import is_not_found as source_not_found
 from image_pipeline.core.settings import Settings
 from image_pipeline.core.spend import Hold, SpendLedger, estimate_usd
 from image_pipeline.core.tenancy import MAX_JOB_ID_LENGTH, Caller, execution_name
 from image_pipeline.core.webhooks import job_webhooks
+from image_pipeline.models.base import IMAGE_FIELDS
 from image_pipeline.models.facts import standing, today_utc
 from image_pipeline.models.prices import model_price_document
 from image_pipeline.models.registry import list_adapters
@@ -184,22 +187,34 @@ def query_request(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
 
 
 def validate_submission(
-    raw: Any, *, settings: Settings, idempotency_header: str | None = None
+    raw: Any,
+    *,
+    settings: Settings,
+    idempotency_header: str | None = None,
+    caller: Caller | None = None,
+    s3: Any = None,
 ) -> tuple[dict[str, Any], str | None]:
-    """Check a request as the workflow's first step does (:func:`check_request`), without planning
-    or starting anything.
+    """Check a request as the workflow's first step does (:func:`check_request`, and for an operation
+    on a stored image :func:`~image_pipeline.core.refine.check_stored_images` as ``caller``, reading
+    ``s3``), without planning or starting anything.
 
     Returns the execution input (the request's fields as given, typed, with ``idempotency_key`` set
     to the key) and the idempotency key (``Idempotency-Key`` header or the body's
-    ``idempotency_key``). Raises :class:`ApiError` (400).
+    ``idempotency_key``). Raises :class:`ApiError`: 400, or 404 when a stored image it names is not
+    the caller's or not there (the same answer for both).
     """
     header_key = idempotency_header.strip() if idempotency_header is not None else None
     if header_key is not None and not IDEMPOTENCY_KEY.match(header_key):
         raise ApiError.invalid([FieldError(IDEMPOTENCY_HEADER, "1 to 64 letters, digits, '_' or '-'")])
     try:
-        request = check_request(raw, settings).request  # the model's own limits too
+        checked = check_request(raw, settings)  # the model's own limits too
+        request = checked.request
+        if any(getattr(request, field) is not None for field in IMAGE_FIELDS):
+            if caller is None or s3 is None:
+                raise ValueError("a request naming stored images is checked as its caller, with S3")
+            check_stored_images(request, checked.adapter, caller=caller, s3=s3, bucket=settings.images_bucket)
     except InvalidRequest as exc:
-        raise ApiError.invalid(exc.errors) from None
+        raise ApiError.invalid(exc.errors, status=404 if source_not_found(exc) else 400) from None
     body_key = request.idempotency_key
     if header_key and body_key and header_key != body_key:
         raise ApiError.invalid(

@@ -150,14 +150,19 @@ def build_manifest(
     request = state["request"]
     cost = request_cost(images, results, registry_id=adapter.registry_id, quality=request.get("quality"))
     price = cost["model_price"]["usd_per_image"] if cost["model_price"] else None
-    images = [{**image, "cost_usd": image_cost(image, price)} for image in images]
+    # Where each image comes from: the operation, the stored images it read, its parameters.
+    lineage = adapter.lineage(request)
+    images = [
+        {**image, "cost_usd": image_cost(image, price), **({"lineage": lineage} if lineage else {})}
+        for image in images
+    ]
     manifest: dict[str, Any] = {
         "manifest_version": MANIFEST_VERSION,
         "request_id": state["request_id"],
         "caller_namespace": state.get("caller_namespace"),
         "status": status,
         "model": {"id": adapter.registry_id, "model_id": adapter.model_id},
-        "prompt": request["prompt"],
+        "prompt": request.get("prompt"),
         "negative_prompt": request.get("negative_prompt"),
         "parameters": {k: v for k, v in request.items() if k not in {"prompt", "negative_prompt"}},
         "requested": len(images),

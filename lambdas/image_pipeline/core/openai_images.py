@@ -33,7 +33,7 @@ from image_pipeline.contract.request import ImageRequest
 from image_pipeline.core.job_control import SyncAnswer
 from image_pipeline.core.jobs import ApiError, validate_submission
 from image_pipeline.core.settings import Settings
-from image_pipeline.models.base import ImageModelAdapter
+from image_pipeline.models.base import IMAGE_FIELDS, ImageModelAdapter
 from image_pipeline.models.registry import list_adapters, resolve_model
 
 ROUTE = "/v1/images/generations"
@@ -129,6 +129,13 @@ def to_image_request(raw: Any, settings: Settings) -> Generation:
     for ours, openai_name in (("count", "n"),):
         if ours in body:
             raise invalid(ours, f"send {openai_name} (the OpenAI field) instead", code="unknown_parameter")
+    for ours in ("operation", *IMAGE_FIELDS):
+        if ours in body:  # images.generate draws from a prompt alone
+            raise invalid(
+                ours,
+                "refining a stored image is POST /images with source_image and operation",
+                code="unknown_parameter",
+            )
     request: dict[str, Any] = {k: v for k, v in body.items() if k not in _OPENAI_FIELDS}
     param_of: dict[str, str] = dict(_PARAM_OF)
 

@@ -5,7 +5,9 @@
   may point: ``core/webhooks.py``), the chosen model's
   lifecycle and Regions on the day (``image_pipeline.models.facts``: past its end of life or not offered
   in the deployment's Region is refused, legacy is a warning) and its own limits (its adapter in
-  ``image_pipeline.models``). Every problem is one :class:`~image_pipeline.contract.errors.InvalidRequest`
+  ``image_pipeline.models``), and an operation on a stored image with its own fields and the model that
+  does it (``core/refine.py``; the stored images themselves are checked by
+  :func:`~image_pipeline.core.refine.check_stored_images`, which reads S3). Every problem is one :class:`~image_pipeline.contract.errors.InvalidRequest`
   that names each field to change. The API's pre-check (``image_pipeline.core.jobs.validate_submission``)
   calls only this.
 * :func:`plan` turns a checked request into the plan the workflow fans out over: the model's
@@ -23,6 +25,7 @@ from image_pipeline.contract.errors import FieldError, InvalidRequest
 from image_pipeline.contract.request import ImageRequest, parse_request
 from image_pipeline.core.execution_input import RetryOf
 from image_pipeline.core.keys import image_key, manifest_key, request_prefix
+from image_pipeline.core.refine import model_errors, operation_errors, operation_model
 from image_pipeline.core.settings import Settings
 from image_pipeline.core.tenancy import Caller
 from image_pipeline.core.webhooks import webhook_problems
@@ -54,7 +57,11 @@ def check_request(raw: Any, settings: Settings, *, today: date | None = None) ->
         errors.append(
             FieldError("count", f"at most {settings.max_images_per_request} images per request here")
         )
-    adapter = resolve_model(request.model or settings.default_model, allowed=settings.allowed_models)
+    errors.extend(operation_errors(request))
+    name = request.model or (
+        operation_model(request, settings.allowed_models) if request.operation else settings.default_model
+    )
+    adapter = name if isinstance(name, FieldError) else resolve_model(name, allowed=settings.allowed_models)
     if isinstance(adapter, FieldError):
         raise InvalidRequest([*errors, adapter])
     judged = standing(
@@ -65,7 +72,8 @@ def check_request(raw: Any, settings: Settings, *, today: date | None = None) ->
     )
     if judged.problem:  # reported with the request's other problems, all at once
         errors.append(FieldError("model", judged.problem))
-    errors.extend(adapter.validate(request))
+    # A model that does not do what is asked: say which do, rather than list its other limits.
+    errors.extend(model_errors(adapter, request) or adapter.validate(request))
     errors.extend(webhook_problems(request.webhook, request.webhook_events))
     if errors:
         raise InvalidRequest(errors)
@@ -157,7 +165,11 @@ def plan(
         "retry_of": retry.job_id if retry is not None else None,
         # The prompt cache (core/image_index.py) may serve this request's images: its result is fully
         # determined (an explicit seed, a model whose seed reproduces its image) and it did not opt out.
-        "cache": request.seed is not None and request.cache and adapter.seed_reproducible,
+        # An operation on a stored image is never served from it (its body holds the image's bytes).
+        "cache": request.seed is not None
+        and request.cache
+        and adapter.seed_reproducible
+        and request.operation is None,
         # Each branch queues its image's webhook as the image is stored (core/webhooks.py).
         "image_webhook": request.webhook is not None and "image" in (request.webhook_events or ()),
     }

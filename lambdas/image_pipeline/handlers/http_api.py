@@ -258,7 +258,7 @@ def _generate(raw: Any) -> Response:
     """Validate, start the request as a job and wait for it as ``Prefer`` asks: the manifest (200), the
     failure's status, or the job (202, ``Location``) when it is not done in time."""
     caller = current_caller()
-    execution_input, _ = validate_submission(raw, settings=get_settings())
+    execution_input, _ = validate_submission(raw, settings=get_settings(), caller=caller, s3=clients.s3())
     wait = wait_preference(_prefer(), _longest_wait())
     settings = get_settings()
     _log_submission("starting a synchronous request", execution_input, wait_seconds=wait.seconds)
@@ -326,7 +326,11 @@ def post_jobs() -> Response:
     caller = current_caller()
     raw = _body_json()
     execution_input, key = validate_submission(
-        raw, settings=get_settings(), idempotency_header=app.current_event.headers.get(IDEMPOTENCY_HEADER)
+        raw,
+        settings=get_settings(),
+        idempotency_header=app.current_event.headers.get(IDEMPOTENCY_HEADER),
+        caller=caller,
+        s3=clients.s3(),
     )
     _log_submission("starting a job", execution_input, idempotency_key=key)
     submission = ExecutionInput(execution_input, caller)

@@ -14,9 +14,11 @@ from image_pipeline.core.execution_input import read_execution_input
 from image_pipeline.core.image_index import execution_start
 from image_pipeline.core.observability import tracer
 from image_pipeline.core.planning import check_request, plan
+from image_pipeline.core.refine import check_stored_images
 from image_pipeline.core.settings import get_settings
 from image_pipeline.core.spend import reserve_planned
 from image_pipeline.core.tenancy import job_id_of
+from image_pipeline.models.base import IMAGE_FIELDS
 
 logger = Logger()
 
@@ -33,8 +35,19 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     index = clients.image_index()
     started = execution_start(event.get("execution_started_at"))
     try:
+        settings = get_settings()
+        checked = check_request(execution.request, settings)
+        # The stored images an operation names: the caller's, there, of sizes the model takes.
+        if any(getattr(checked.request, field) for field in IMAGE_FIELDS):
+            check_stored_images(
+                checked.request,
+                checked.adapter,
+                caller=execution.caller,
+                s3=clients.s3(),
+                bucket=settings.images_bucket,
+            )
         planned = plan(
-            check_request(execution.request, get_settings()),
+            checked,
             request_id,
             caller=execution.caller,
             retry=execution.retry,
@@ -58,5 +71,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if index is not None:
         index.put_job(planned, started=started)  # a failed write is logged and counted, never raised
     logger.info("request planned", extra={"model": planned["model"], "count": len(planned["images"])})
-    logger.debug("prompt", extra={"prompt": planned["request"]["prompt"]})
+    logger.debug("prompt", extra={"prompt": planned["request"].get("prompt")})
     return planned

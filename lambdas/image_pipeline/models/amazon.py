@@ -8,6 +8,7 @@ rounded or clamped, and a seed range is checked for the last image (seed+count-1
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from math import gcd, lcm
 from typing import Any, ClassVar
 
@@ -118,7 +119,9 @@ class _AmazonTextImage(ImageModelAdapter):
             "output_folder": request.output_folder,
         }
 
-    def build_body(self, params: dict[str, Any], seed: int) -> dict[str, Any]:
+    def build_body(
+        self, params: dict[str, Any], seed: int, inputs: Mapping[str, bytes] | None = None
+    ) -> dict[str, Any]:
         text: dict[str, Any] = {"text": params["prompt"]}
         if params.get("negative_prompt"):
             text["negativeText"] = params["negative_prompt"]

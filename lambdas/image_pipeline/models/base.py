@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, ClassVar
@@ -22,6 +23,10 @@ from image_pipeline.contract.errors import (
 )
 from image_pipeline.contract.request import ImageRequest
 from image_pipeline.models.facts import ModelFacts, model_facts, offered_in
+from image_pipeline.models.image_limits import ImageLimits
+
+#: Request fields that name a stored image (an S3 key of this deployment's images).
+IMAGE_FIELDS = ("source_image", "mask_image", "style_image")
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _FILTER_PHRASE = "blocked by our content filters"
@@ -56,6 +61,13 @@ def decode_image(b64: Any) -> bytes:
     return data
 
 
+def source_bytes(inputs: Mapping[str, bytes] | None, field: str) -> bytes:
+    """The bytes of the stored image ``field`` names, as the branch read them."""
+    if not inputs or field not in inputs:
+        raise ValueError(f"the branch did not read {field}: build_body needs the stored image's bytes")
+    return inputs[field]
+
+
 def error_for_client_error(code: str, message: str) -> ImageGenError | Outcome:
     """Classify a Bedrock Runtime error code: a filter outcome, or a named (maybe transient) error."""
     if code == "ValidationException" and _FILTER_PHRASE in message:
@@ -86,6 +98,16 @@ class ImageModelAdapter(ABC):
     prompt_max_chars: ClassVar[int]
     negative_max_chars: ClassVar[int]
 
+    #: Operations on a stored image this model does (``ImageRequest.operation``; ``core/refine.py``).
+    operations: ClassVar[frozenset[str]] = frozenset()
+    #: Whether it draws from a prompt alone (a request without ``operation``).
+    text_to_image: ClassVar[bool] = True
+    #: The upscale mode it serves (the upscale services only).
+    upscale_mode: ClassVar[str | None] = None
+    #: The limits of each stored image it reads, by request field (``source_image``, ``style_image``),
+    #: checked before anything runs (``core/refine.py``).
+    input_limits: ClassVar[Mapping[str, ImageLimits]] = {}
+
     @abstractmethod
     def validate(self, request: ImageRequest) -> list[FieldError]:
         """Problems that stop this model from serving the request, one per field."""
@@ -95,8 +117,32 @@ class ImageModelAdapter(ABC):
         """The request with this model's defaults filled in (what each branch receives)."""
 
     @abstractmethod
-    def build_body(self, params: dict[str, Any], seed: int) -> dict[str, Any]:
-        """The InvokeModel JSON body for one image with ``seed``."""
+    def build_body(
+        self, params: dict[str, Any], seed: int, inputs: Mapping[str, bytes] | None = None
+    ) -> dict[str, Any]:
+        """The InvokeModel JSON body for one image with ``seed``; ``inputs`` holds the bytes of each
+        stored image the request names (``input_keys``), read by the branch."""
+
+    def input_keys(self, params: Mapping[str, Any]) -> dict[str, str]:
+        """The stored images a branch reads for this request: request field -> S3 key."""
+        return {field: str(params[field]) for field in IMAGE_FIELDS if params.get(field)}
+
+    def lineage(self, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Where an image of this request comes from (None: from its prompt alone): the operation,
+        the stored images it read (and the manifest of the source's job, which holds the source's own
+        prompt and lineage) and the operation's parameters, as the manifest records them."""
+        operation = params.get("operation")
+        if not operation:
+            return None
+        source = str(params["source_image"])
+        return {
+            "operation": operation,
+            "source_image": source,
+            "source_manifest": source.rsplit("/", 1)[0] + "/manifest.json",
+            "style_image": params.get("style_image"),
+            "mask_image": params.get("mask_image"),
+            "parameters": {k: v for k, v in params.get("operation_parameters", {}).items() if v is not None},
+        }
 
     @abstractmethod
     def parse_response(self, payload: dict[str, Any], seed: int) -> Outcome:
@@ -113,7 +159,7 @@ class ImageModelAdapter(ABC):
 
     def _common_checks(self, request: ImageRequest) -> list[FieldError]:
         errors = []
-        if len(request.prompt) > self.prompt_max_chars:
+        if request.prompt is not None and len(request.prompt) > self.prompt_max_chars:
             errors.append(
                 self.refusal(
                     "prompt",

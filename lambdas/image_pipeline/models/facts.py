@@ -127,6 +127,11 @@ class ModelFacts(_Fact):
     quota: Quota
     #: None: the documentation says nothing of it, and the model is never served from the prompt cache.
     seed: Seed | None = None
+    text_to_image: bool = Field(
+        default=True,
+        description="Draws from a prompt alone; False: it works on an input image (a Stability AI Image "
+        "Service, input modality Image on its model card), so only another such model replaces it.",
+    )
 
     @model_validator(mode="after")
     def _invocable_somehow(self) -> ModelFacts:
@@ -297,6 +302,7 @@ def alternatives(
         for m in pool
         if m.registry_id
         and m.model_id != this.model_id
+        and m.text_to_image == this.text_to_image  # an image service stands in for another one
         and m.status_on(day) == "ACTIVE"
         and (region is None or m.offer_in(region) is not None)
     ]

@@ -12,6 +12,7 @@ from image_pipeline.contract.errors import FieldError
 from image_pipeline.models.amazon import NovaCanvas, TitanImageV1, TitanImageV2
 from image_pipeline.models.base import ImageModelAdapter
 from image_pipeline.models.stability import SD35Large, StableImageCore, StableImageUltra
+from image_pipeline.models.stability_services import IMAGE_SERVICES
 
 _ADAPTERS: dict[str, ImageModelAdapter] = {
     adapter.registry_id: adapter
@@ -22,6 +23,7 @@ _ADAPTERS: dict[str, ImageModelAdapter] = {
         SD35Large(),
         StableImageCore(),
         StableImageUltra(),
+        *(service() for service in IMAGE_SERVICES),
     )
 }
 _BY_MODEL_ID = {a.model_id: a for a in _ADAPTERS.values()}

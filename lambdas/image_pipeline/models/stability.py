@@ -11,16 +11,22 @@ asks these models for a random seed, is not sent as a seed.
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Mapping
 from math import gcd
 from typing import Any, ClassVar
 
 from image_pipeline.contract.errors import FieldError, ModelResponseInvalid, ModelUnavailable
 from image_pipeline.contract.request import ImageRequest
-from image_pipeline.models.base import ImageModelAdapter, Outcome, decode_image
+from image_pipeline.models.base import ImageModelAdapter, Outcome, decode_image, source_bytes
 from image_pipeline.models.ids import BEDROCK_MODEL_IDS
+from image_pipeline.models.image_limits import SD35_IMAGE, ULTRA_IMAGE, ImageLimits
 
 #: ``aspect_ratio`` of all three pages (Enum: 16:9, 1:1, 21:9, 2:3, 3:2, 4:5, 5:4, 9:16, 9:21).
 ASPECT_RATIOS = ("16:9", "1:1", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21")
+#: A variation's ``strength`` when the request gives none: Stable Image Ultra's documented default
+#: ("strength ... Default: 0.35"); SD3.5 Large requires one and documents no default.
+VARIATION_STRENGTH = 0.35
 _FINISH_REASONS = {
     "Filter reason: prompt": "CONTENT_FILTERED_INPUT",
     "Filter reason: input image": "CONTENT_FILTERED_INPUT",
@@ -31,6 +37,23 @@ _FINISH_REASONS = {
 def _reduce(width: int, height: int) -> str:
     g = gcd(width, height)
     return f"{width // g}:{height // g}"
+
+
+def parse_stability_answer(payload: dict[str, Any], seed: int) -> Outcome:
+    """One image (or a filter reason) from a Stability model's answer: ``seeds``, ``finish_reasons``
+    (``Filter reason: prompt``/``input image``/``output image``, ``Inference error`` or null) and ``images``."""
+    reasons = payload.get("finish_reasons") or [None]
+    seeds = payload.get("seeds") or [seed]
+    reason = reasons[0]
+    used_seed = int(seeds[0]) if seeds and seeds[0] is not None else seed
+    if reason in _FINISH_REASONS:
+        return Outcome(seed=used_seed, reason_code=_FINISH_REASONS[reason], message=reason)
+    if reason is not None:
+        raise ModelUnavailable(f"the model finished with {reason!r}")
+    images = payload.get("images") or []
+    if not images:
+        raise ModelResponseInvalid("the model returned no image")
+    return Outcome(image=decode_image(images[0]), seed=used_seed)
 
 
 class _Stability(ImageModelAdapter):
@@ -50,7 +73,12 @@ class _Stability(ImageModelAdapter):
     def validate(self, request: ImageRequest) -> list[FieldError]:
         errors = self._common_checks(request)
         ratios = ", ".join(ASPECT_RATIOS)
-        if request.width is not None or request.height is not None:
+        if request.operation == "variation":
+            # Image to image: the size follows the source ("aspect_ratio ... valid for text-to-image only").
+            for name in ("aspect_ratio", "width", "height"):
+                if getattr(request, name) is not None:
+                    errors.append(self.refusal(name, "the size of source_image in a variation", f"a {name}"))
+        elif request.width is not None or request.height is not None:
             errors.append(self._size_refusal(request.width, request.height))
         elif request.aspect_ratio is not None and request.aspect_ratio not in ASPECT_RATIOS:
             errors.append(self.refusal("aspect_ratio", f"aspect ratios {ratios}", request.aspect_ratio))
@@ -71,43 +99,56 @@ class _Stability(ImageModelAdapter):
         return self.refusal("width", takes, f"a size: {width}x{height} ({instead})")
 
     def normalize(self, request: ImageRequest) -> dict[str, Any]:
-        return {
+        common = {
             "prompt": request.prompt,
             "negative_prompt": request.negative_prompt,
-            "aspect_ratio": request.aspect_ratio or "1:1",
             "count": request.count,
             "file_name_prefix": request.file_name_prefix,
             "output_folder": request.output_folder,
         }
+        if request.operation == "variation":
+            strength = VARIATION_STRENGTH if request.strength is None else request.strength
+            return {
+                **common,
+                "operation": "variation",
+                "source_image": request.source_image,
+                "operation_parameters": {"strength": strength},
+            }
+        return {**common, "aspect_ratio": request.aspect_ratio or "1:1"}
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "aspect_ratios": list(ASPECT_RATIOS)}
 
-    def build_body(self, params: dict[str, Any], seed: int) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "prompt": params["prompt"],
-            "aspect_ratio": params["aspect_ratio"],
-            "seed": seed,
-            "output_format": "png",
-            **self.extra_body,
-        }
+    def build_body(
+        self, params: dict[str, Any], seed: int, inputs: Mapping[str, bytes] | None = None
+    ) -> dict[str, Any]:
+        if params.get("operation") == "variation":
+            body = self.image_to_image_body(params, seed, source_bytes(inputs, "source_image"))
+        else:
+            body = {
+                "prompt": params["prompt"],
+                "aspect_ratio": params["aspect_ratio"],
+                "seed": seed,
+                "output_format": "png",
+                **self.extra_body,
+            }
         if params.get("negative_prompt"):
             body["negative_prompt"] = params["negative_prompt"]
         return body
 
     def parse_response(self, payload: dict[str, Any], seed: int) -> Outcome:
-        reasons = payload.get("finish_reasons") or [None]
-        seeds = payload.get("seeds") or [seed]
-        reason = reasons[0]
-        used_seed = int(seeds[0]) if seeds and seeds[0] is not None else seed
-        if reason in _FINISH_REASONS:
-            return Outcome(seed=used_seed, reason_code=_FINISH_REASONS[reason], message=reason)
-        if reason is not None:
-            raise ModelUnavailable(f"the model finished with {reason!r}")
-        images = payload.get("images") or []
-        if not images:
-            raise ModelResponseInvalid("the model returned no image")
-        return Outcome(image=decode_image(images[0]), seed=used_seed)
+        return parse_stability_answer(payload, seed)
+
+    def image_to_image_body(self, params: dict[str, Any], seed: int, image: bytes) -> dict[str, Any]:
+        """A variation: the source as ``image`` with ``strength`` (Stable Image Ultra's image-to-image
+        takes ``image`` and ``strength`` with no ``mode``; SD3.5 adds ``mode: image-to-image``)."""
+        return {
+            "prompt": params.get("prompt") or "",
+            "image": base64.b64encode(image).decode("ascii"),
+            "strength": params["operation_parameters"]["strength"],
+            "seed": seed,
+            "output_format": "png",
+        }
 
 
 class SD35Large(_Stability):
@@ -119,6 +160,12 @@ class SD35Large(_Stability):
     name = "Stability AI Stable Diffusion 3.5 Large"
     max_seed = 4_294_967_294
     extra_body: ClassVar[dict[str, Any]] = {"mode": "text-to-image"}
+    # "image-to-image requires the prompt, image, and strength parameters" (same page).
+    operations = frozenset({"variation"})
+    input_limits: ClassVar[Mapping[str, ImageLimits]] = {"source_image": SD35_IMAGE}
+
+    def image_to_image_body(self, params: dict[str, Any], seed: int, image: bytes) -> dict[str, Any]:
+        return {**super().image_to_image_body(params, seed, image), "mode": "image-to-image"}
 
 
 class StableImageCore(_Stability):
@@ -139,3 +186,6 @@ class StableImageUltra(_Stability):
     model_id = BEDROCK_MODEL_IDS[registry_id]
     name = "Stability AI Stable Image Ultra"
     max_seed = 4_294_967_295
+    # "(Image to image, optional) image ... strength Range: 0.0 to 1.0. Default: 0.35." (same page).
+    operations = frozenset({"variation"})
+    input_limits: ClassVar[Mapping[str, ImageLimits]] = {"source_image": ULTRA_IMAGE}
