@@ -31,8 +31,8 @@ read 2026-11-30). The ``ImageRequest`` model, generated from the pydantic model
 (exports, SDKs). See docs/decisions.md. The function's timeout is API Gateway's integration
 timeout (29 s); a synchronous route waits for its job a little less (``SYNC_MAX_WAIT_SECONDS``), then
 answers 202 with the job, which goes on.
-Clients authenticate with an API key (usage plan: throttle and daily quota) or, with ``auth="iam"``,
-with SigV4. The stage throttles all clients together, logs access as JSON and errors, and traces with
+Clients authenticate with an API key (usage plan: throttle and daily quota), with ``auth="iam"`` with
+SigV4, or with ``auth="cognito"`` with a signed-in user's ID token (``stacks/sign_in.py``). The stage throttles all clients together, logs access as JSON and errors, and traces with
 X-Ray. API Gateway's own errors (missing key, throttling, timeout) are ``{"error", "message"}`` too,
 valid JSON whatever their message (:data:`GATEWAY_RESPONSES`).
 """
@@ -58,6 +58,7 @@ from image_pipeline.functions import HTTP_API
 from stacks.config import Throttle
 from stacks.functions import LOG_RETENTION, FunctionDefaults, PipelineFunction
 from stacks.request_schema import to_cdk_json_schema
+from stacks.sign_in import UserSignIn
 from stacks.workflow import CANCELLATION_KEYS, IMAGE_KEYS, MANIFEST_KEYS
 
 STAGE_NAME = "v1"
@@ -178,7 +179,9 @@ class ImageApi(Construct):
         the manifests of failed jobs (to retry them).
     :param defaults: the function's shared code, layers and environment.
     :param request_schema: the draft-4 request schema (:func:`stacks.request_schema.image_request_schema`).
-    :param auth: ``"apiKey"`` (API key + usage plan) or ``"iam"`` (SigV4, no key).
+    :param auth: ``"apiKey"`` (API key + usage plan), ``"iam"`` (SigV4, no key) or ``"cognito"`` (a
+        user pool authorizer of ``sign_in``: the signed-in user's ID token, no key).
+    :param sign_in: the user pool (``stacks/sign_in.py``), with ``auth="cognito"``.
     :param throttle: stage rate/burst and, with API keys, the usage plan's daily quota.
     :param cors_origins: origins allowed to call the API from a browser (``*`` for any, none: no CORS).
     """
@@ -192,12 +195,17 @@ class ImageApi(Construct):
         images_bucket: s3.IBucket,
         defaults: FunctionDefaults,
         request_schema: Mapping[str, Any],
-        auth: Literal["apiKey", "iam"],
+        auth: Literal["apiKey", "iam", "cognito"],
         throttle: Throttle,
         cors_origins: Sequence[str] = (),
+        sign_in: UserSignIn | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        if (auth == "cognito") != (sign_in is not None):
+            raise ValueError("auth='cognito' takes the user pool (sign_in), and only it does")
         self.auth = auth
+        #: The user pool authorizer of every route (``auth="cognito"``).
+        self.authorizer = sign_in.authorizer(self, "SignedIn") if sign_in is not None else None
         self.cors_origins = list(cors_origins)
 
         self.http_api = PipelineFunction(
@@ -432,6 +440,8 @@ class ImageApi(Construct):
     def _auth_options(self) -> dict[str, Any]:
         if self.auth == "iam":
             return {"authorization_type": apigw.AuthorizationType.IAM}
+        if self.authorizer is not None:
+            return {"authorization_type": apigw.AuthorizationType.COGNITO, "authorizer": self.authorizer}
         return {"authorization_type": apigw.AuthorizationType.NONE, "api_key_required": True}
 
     def _method_responses(self, statuses: Sequence[str]) -> list[apigw.MethodResponse]:

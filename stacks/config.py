@@ -75,7 +75,14 @@ class ImagegenConfig(BaseModel):
     #: the images are kept (``imageExpirationDays``), never longer.
     link_lifetime_days: int | None = Field(default=None, ge=1, le=3650, alias="linkLifetimeDays")
     cors_origins: tuple[str, ...] = Field(default=(), alias="corsOrigins")
-    api_auth: Literal["apiKey", "iam"] = Field(default="apiKey", alias="apiAuth")
+    api_auth: Literal["apiKey", "iam", "cognito"] = Field(default="apiKey", alias="apiAuth")
+    #: With ``apiAuth=cognito``: the prefix of the user pool's hosted domain
+    #: (``<prefix>.auth.<region>.amazoncognito.com``); unset: ``imagegen-<the stack's id>``.
+    cognito_domain_prefix: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$",
+        alias="cognitoDomainPrefix",
+    )
     throttle: Throttle = Field(default_factory=Throttle)
     map_max_concurrency: int = Field(default=40, ge=0, le=40, alias="mapMaxConcurrency")
     #: Calls in flight per model for admission control (``stacks/admission.py``); unset models: the
@@ -142,6 +149,15 @@ class ImagegenConfig(BaseModel):
                 raise ValueError(f"{origin!r} is not an origin like https://example.com (no path)")
         if "*" in value and len(value) > 1:
             raise ValueError("'*' allows every origin: give it alone")
+        return value
+
+    @field_validator("cognito_domain_prefix")
+    @classmethod
+    def _domain_prefix(cls, value: str | None) -> str | None:
+        # Cognito refuses a prefix with these words in it (its domain rules).
+        reserved = [word for word in ("aws", "amazon", "cognito") if value and word in value]
+        if reserved:
+            raise ValueError(f"a Cognito domain prefix may not contain {', '.join(reserved)}: {value!r}")
         return value
 
     @model_validator(mode="after")

@@ -29,6 +29,8 @@ from stacks.monitoring import MonitoringConstruct
 from stacks.nag import check_with_cdk_nag
 from stacks.openai_api import OpenAiImagesApi
 from stacks.request_schema import image_request_schema
+from stacks.sign_in import SCOPES as SIGN_IN_SCOPES
+from stacks.sign_in import UserSignIn
 from stacks.storage import ImageStorage
 from stacks.web import WebConstruct
 from stacks.webhooks import SignedWebhooks
@@ -45,6 +47,22 @@ class _ApiUrl:
 
     def produce(self) -> str:
         return self._stack.api.url
+
+
+#: The page's address when the stack has no page of its own (``imagegen serve --web-dir web``).
+LOCAL_PAGE_URL = "http://localhost:8000/"
+
+
+@jsii.implements(IStableStringProducer)
+class _PageClientId:
+    """The page's user pool client id, produced at synthesis (the client is made after the page)."""
+
+    def __init__(self, sign_in: UserSignIn) -> None:
+        self._sign_in = sign_in
+
+    def produce(self) -> str:
+        assert self._sign_in.client is not None, "the page's client is made with the page"
+        return self._sign_in.client.user_pool_client_id
 
 
 class ImagegenStack(Stack):
@@ -111,6 +129,17 @@ class ImagegenStack(Stack):
             dead_letter_queue=self.events.dead_letters,
         )
 
+        #: Sign-in (imagegen:apiAuth=cognito): the user pool whose ID tokens authorize every route.
+        self.sign_in = (
+            UserSignIn(
+                self,
+                "SignIn",
+                domain_prefix=config.cognito_domain_prefix,
+                destroy_on_removal=config.destroy_on_removal,
+            )
+            if config.api_auth == "cognito"
+            else None
+        )
         cors_origins = list(config.cors_origins)
         self.web: WebConstruct | None = None
         if config.web:
@@ -119,12 +148,17 @@ class ImagegenStack(Stack):
                 "Web",
                 api_url=Lazy.string(_ApiUrl(self)),
                 api_key_required=config.api_auth == "apiKey",
+                sign_in=self._page_sign_in(),
                 access_logs_bucket=self.storage.logs_bucket,
                 distribution_logs_bucket=self.storage.logs_bucket,
                 destroy_on_removal=config.destroy_on_removal,
             )
             if cors_origins != ["*"]:
                 cors_origins.insert(0, f"https://{self.web.distribution.distribution_domain_name}")
+        if self.sign_in is not None:
+            # The page's address is the client's callback; without the page, the local server's page
+            # (imagegen serve --web-dir web) may sign in against the deployment (http only on localhost).
+            self.sign_in.add_page_client(self.web.url if self.web is not None else LOCAL_PAGE_URL)
 
         self.api = ImageApi(
             self,
@@ -136,6 +170,7 @@ class ImagegenStack(Stack):
             auth=config.api_auth,
             throttle=config.throttle,
             cors_origins=cors_origins,
+            sign_in=self.sign_in,
         )
         #: Links that last as long as the images (GET /links/{token}); the HTTP API function mints them.
         self.links = LastingLinks(
@@ -160,8 +195,9 @@ class ImagegenStack(Stack):
         #: Lasting links in the stored manifest.json and in the webhooks' bodies too.
         self.links.grant_minting(self.workflow.build_manifest)
         self.links.grant_minting(self.webhooks.deliverer)
-        #: The OpenAI-compatible API (POST /v1/images/generations): with API keys only, in their usage plan
-        #: (the SDK sends its key as a Bearer token; there is no SigV4 in OpenAI's SDKs).
+        #: The OpenAI-compatible API (POST /v1/images/generations): with API keys, in their usage plan, or
+        #: with sign-in, the user pool's authorizer (the SDK sends its key or ID token as a Bearer token;
+        #: there is no SigV4 in OpenAI's SDKs, so none with IAM auth).
         self.openai_api = (
             OpenAiImagesApi(
                 self,
@@ -170,8 +206,9 @@ class ImagegenStack(Stack):
                 usage_plan=self.api.usage_plan,
                 defaults=defaults,
                 throttle=config.throttle,
+                sign_in=self.sign_in,
             )
-            if self.api.usage_plan is not None
+            if self.api.usage_plan is not None or self.sign_in is not None
             else None
         )
 
@@ -201,6 +238,18 @@ class ImagegenStack(Stack):
         Tags.of(self).add("project", "imagegen")
         self._outputs()
         check_with_cdk_nag(self)
+
+    def _page_sign_in(self) -> dict[str, str] | None:
+        """What the page needs to sign people in (``config.js``'s ``auth``): the hosted domain, its
+        client's id (made after the page, whose address is its callback: read at synthesis) and scope."""
+        if self.sign_in is None:
+            return None
+        sign_in = self.sign_in
+        return {
+            "domain": sign_in.domain_url,
+            "clientId": Lazy.string(_PageClientId(sign_in)),
+            "scope": " ".join(scope.scope_name for scope in SIGN_IN_SCOPES),
+        }
 
     def _grant_index(self) -> None:
         """Where the image index meets the functions: the workflow writes its items (the job's by
@@ -315,3 +364,23 @@ class ImagegenStack(Stack):
         )
         if self.web is not None:
             CfnOutput(self, "WebUrl", value=self.web.url, description="The web page")
+        if self.sign_in is not None:
+            CfnOutput(
+                self,
+                "UserPoolId",
+                value=self.sign_in.user_pool.user_pool_id,
+                description="aws cognito-idp admin-create-user --user-pool-id <this> --username <e-mail>",
+            )
+            CfnOutput(
+                self,
+                "SignInUrl",
+                value=self.sign_in.domain_url,
+                description="The user pool's hosted sign-in (/oauth2/authorize, /oauth2/token, /logout)",
+            )
+            if self.sign_in.client is not None:
+                CfnOutput(
+                    self,
+                    "PageClientId",
+                    value=self.sign_in.client.user_pool_client_id,
+                    description="The page's app client (authorization code with PKCE, no secret)",
+                )

@@ -28,6 +28,7 @@ from stacks.events import WorkflowEvents
 from stacks.index import ImageIndexTable
 from stacks.links import LastingLinks
 from stacks.openai_api import OpenAiImagesApi
+from stacks.sign_in import UserSignIn
 from stacks.storage import ImageStorage
 from stacks.web import WebConstruct
 from stacks.webhooks import SignedWebhooks
@@ -53,6 +54,7 @@ class ComposedStack(IConstruct, Protocol):
     web: WebConstruct | None
     webhooks: SignedWebhooks
     index: ImageIndexTable
+    sign_in: UserSignIn | None
 
 
 def check_with_cdk_nag(stack: ComposedStack) -> None:
@@ -152,6 +154,7 @@ def acknowledge_findings(stack: ComposedStack) -> None:
     _openai_api(stack)
     _webhooks(stack)
     _index(stack)
+    _sign_in(stack)
     acknowledge(
         stack.events.dead_letters,
         "This queue is the dead-letter queue of the EventBridge rule's target; a DLQ of a DLQ would "
@@ -304,6 +307,8 @@ def _api(stack: ComposedStack) -> None:
         if method.http_method == "OPTIONS":
             acknowledge(method, reason_preflight, "APIG4", "COG4")
             continue
+        if api.auth == "cognito":
+            continue  # the user pool's authorizer: neither finding applies
         acknowledge(method, reason_cognito, "COG4")
         if api.auth == "apiKey":
             acknowledge(method, reason_api_key, "APIG4")
@@ -396,8 +401,9 @@ def _openai_api(stack: ComposedStack) -> None:
     openai_api = stack.openai_api
     if openai_api is None:
         return
-    acknowledge(openai_api.authorizer_function.function, LATEST_RUNTIME, "L1")
-    acknowledge(openai_api.authorizer_function.role, XRAY, "IAM5[Resource::*]")
+    if openai_api.authorizer_function is not None:  # API keys (with sign-in: the user pool's authorizer)
+        acknowledge(openai_api.authorizer_function.function, LATEST_RUNTIME, "L1")
+        acknowledge(openai_api.authorizer_function.role, XRAY, "IAM5[Resource::*]")
     acknowledge(
         openai_api.rest_api.deployment_stage,
         "No WAF web ACL by default (it has a monthly cost): every request needs an API key of the usage "
@@ -411,11 +417,27 @@ def _openai_api(stack: ComposedStack) -> None:
         "and ours, the model's limits) and answers in OpenAI's error shape. See docs/decisions.md.",
         "APIG2",
     )
+    if openai_api.authorizer_function is not None:
+        acknowledge(
+            openai_api.method,
+            "OpenAI's SDKs authenticate with an API key sent as a Bearer token: a Lambda authorizer hands "
+            "it to API Gateway, which checks it against the usage plan; there is no user pool.",
+            "COG4",
+        )
+
+
+def _sign_in(stack: ComposedStack) -> None:
+    """The user pool of imagegen:apiAuth=cognito (stacks/sign_in.py)."""
+    if stack.sign_in is None:
+        return
     acknowledge(
-        openai_api.method,
-        "OpenAI's SDKs authenticate with an API key sent as a Bearer token: a Lambda authorizer hands it "
-        "to API Gateway, which checks it against the usage plan; there is no user pool.",
-        "COG4",
+        stack.sign_in.user_pool,
+        "Threat protection (AdvancedSecurityMode ENFORCED) needs the Cognito Plus feature plan, priced "
+        "per monthly active user; the pool is on Essentials with MFA required (TOTP), a 12-character "
+        "password policy and no self sign-up (administrators invite users). Turn on the Plus plan and "
+        "threat protection for a large or public user base.",
+        "COG3",
+        "COG8",
     )
 
 

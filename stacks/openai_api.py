@@ -9,7 +9,9 @@ Here the key source is ``AUTHORIZER``: a REQUEST Lambda authorizer
 (https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-lambda-authorizer-output.html),
 and API Gateway checks it against the **same usage plan** as the main API (this API's stage is added to
 it): the same keys, throttle and daily quota, and the same caller (the key's id) on both APIs, so a job
-started here is read with ``GET /jobs/{id}`` there. The route's integration is the main API's HTTP API
+started here is read with ``GET /jobs/{id}`` there. With ``imagegen:apiAuth=cognito`` there are no keys:
+the route has the user pool's authorizer instead, and the SDK's ``api_key`` is a signed-in user's ID
+token (sent as ``Authorization: Bearer <token>``, the form Cognito's guide shows). The route's integration is the main API's HTTP API
 function. Every answer of this API, API Gateway's own included, is in OpenAI's error shape
 (:data:`GATEWAY_RESPONSES`): a missing or unknown key is 401, an unknown route 404, its throttle 429 with
 ``Retry-After``. docs/decisions.md.
@@ -30,6 +32,7 @@ from image_pipeline.functions import OPENAI_AUTHORIZER
 from stacks.api import HTTP_API_TIMEOUT, access_log_format
 from stacks.config import Throttle
 from stacks.functions import LOG_RETENTION, FunctionDefaults, PipelineFunction
+from stacks.sign_in import UserSignIn
 
 #: The stage: the SDK's base URL is ``https://<api id>.execute-api.<region>.amazonaws.com/openai/v1``.
 STAGE_NAME = "openai"
@@ -52,7 +55,9 @@ GATEWAY_RESPONSES: dict[str, tuple[apigw.ResponseType, str | None, dict[str, str
         "401",
         {},
         _error(
-            "invalid_request_error", "invalid_api_key", "send your API key as Authorization: Bearer <key>"
+            "invalid_request_error",
+            "invalid_api_key",
+            "send your API key (with sign-in: your ID token) as Authorization: Bearer <key>",
         ),
     ),
     "InvalidApiKey": (
@@ -118,9 +123,12 @@ class OpenAiImagesApi(Construct):
     clients' usage plan.
 
     :param http_api: the main API's HTTP API function, which answers the route.
-    :param usage_plan: the clients' usage plan; this API's stage is added to it.
+    :param usage_plan: the clients' usage plan; this API's stage is added to it (API key auth).
     :param defaults: the authorizer function's code, layers and environment.
     :param throttle: the stage's rate and burst (the usage plan's per-key limits apply as well).
+    :param sign_in: with ``imagegen:apiAuth=cognito`` (no keys, no usage plan): the user pool, whose
+        authorizer checks the SDK's Bearer token, a signed-in user's ID token (the SDK's ``api_key``),
+        instead of the key authorizer.
     """
 
     def __init__(
@@ -129,19 +137,27 @@ class OpenAiImagesApi(Construct):
         construct_id: str,
         *,
         http_api: lambda_.IFunction,
-        usage_plan: apigw.UsagePlan,
+        usage_plan: apigw.UsagePlan | None,
         defaults: FunctionDefaults,
         throttle: Throttle,
+        sign_in: UserSignIn | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.authorizer_function = PipelineFunction(
-            self,
-            "Authorizer",
-            spec=OPENAI_AUTHORIZER,
-            description="imagegen OpenAI-compatible API: hands the Bearer key to API Gateway as the API key",
-            defaults=defaults,
-            timeout=Duration.seconds(10),
-            memory_size=128,
+        if (usage_plan is None) == (sign_in is None):
+            raise ValueError("give the usage plan (API keys) or the user pool (sign-in), one of them")
+        #: The key authorizer's function (API keys; None with sign-in).
+        self.authorizer_function = (
+            PipelineFunction(
+                self,
+                "Authorizer",
+                spec=OPENAI_AUTHORIZER,
+                description="imagegen OpenAI-compatible API: hands the Bearer key to API Gateway as the API key",
+                defaults=defaults,
+                timeout=Duration.seconds(10),
+                memory_size=128,
+            )
+            if sign_in is None
+            else None
         )
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=LOG_RETENTION)
         self.rest_api = apigw.RestApi(
@@ -149,7 +165,7 @@ class OpenAiImagesApi(Construct):
             "RestApi",
             description="imagegen: the OpenAI Images API shape (POST /v1/images/generations)",
             endpoint_types=[apigw.EndpointType.REGIONAL],
-            api_key_source_type=apigw.ApiKeySourceType.AUTHORIZER,
+            api_key_source_type=apigw.ApiKeySourceType.AUTHORIZER if sign_in is None else None,
             cloud_watch_role=False,  # the main API's account-level role serves every API of the account
             deploy_options=apigw.StageOptions(
                 stage_name=STAGE_NAME,
@@ -163,13 +179,18 @@ class OpenAiImagesApi(Construct):
                 throttling_burst_limit=throttle.burst_limit,
             ),
         )
-        self.authorizer = apigw.RequestAuthorizer(
-            self,
-            "BearerKey",
-            handler=self.authorizer_function.function,
-            identity_sources=[apigw.IdentitySource.header("Authorization")],
-            results_cache_ttl=AUTHORIZER_CACHE,
-        )
+        self.authorizer: apigw.IAuthorizer
+        if self.authorizer_function is not None:
+            self.authorizer = apigw.RequestAuthorizer(
+                self,
+                "BearerKey",
+                handler=self.authorizer_function.function,
+                identity_sources=[apigw.IdentitySource.header("Authorization")],
+                results_cache_ttl=AUTHORIZER_CACHE,
+            )
+        else:
+            assert sign_in is not None
+            self.authorizer = sign_in.authorizer(self, "SignedIn")
         for construct_id, (response_type, status, headers, template) in GATEWAY_RESPONSES.items():
             self.rest_api.add_gateway_response(
                 construct_id,
@@ -183,11 +204,14 @@ class OpenAiImagesApi(Construct):
             "POST",
             apigw.LambdaIntegration(http_api, timeout=HTTP_API_TIMEOUT),
             authorizer=self.authorizer,
-            authorization_type=apigw.AuthorizationType.CUSTOM,
-            api_key_required=True,
+            authorization_type=apigw.AuthorizationType.CUSTOM
+            if sign_in is None
+            else apigw.AuthorizationType.COGNITO,
+            api_key_required=sign_in is None,
             operation_name="CreateImage",
         )
-        usage_plan.add_api_stage(api=self.rest_api, stage=self.rest_api.deployment_stage)
+        if usage_plan is not None:
+            usage_plan.add_api_stage(api=self.rest_api, stage=self.rest_api.deployment_stage)
         stack = Stack.of(self)
         #: The OpenAI SDK's ``base_url`` (from the API id and the stage name, as the main API's URL).
         self.base_url = f"https://{self.rest_api.rest_api_id}.execute-api.{stack.region}.{stack.url_suffix}/{STAGE_NAME}/v1"

@@ -16,7 +16,7 @@ layer ships inside aws-cdk-lib.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy, Token
@@ -35,17 +35,29 @@ CONFIG_FILE = "config.js"
 DEFAULT_IMAGE_SOURCES = ("https://*.amazonaws.com",)
 
 
-def config_script(api_url: str, *, api_key_required: bool) -> str:
-    """The text of ``config.js``: ``window.IMAGEGEN_CONFIG = {apiUrl, apiKey, apiKeyRequired}``."""
-    config = {"apiUrl": api_url, "apiKey": None, "apiKeyRequired": api_key_required}
+def config_script(api_url: str, *, api_key_required: bool, sign_in: Mapping[str, str] | None = None) -> str:
+    """The text of ``config.js``: ``window.IMAGEGEN_CONFIG = {apiUrl, apiKey, apiKeyRequired, auth}``;
+    ``auth`` is ``{"kind": "cognito", "domain", "clientId", "scope"}`` when the page signs people in
+    (``web/auth.js``), else null."""
+    config = {
+        "apiUrl": api_url,
+        "apiKey": None,
+        "apiKeyRequired": api_key_required,
+        "auth": {"kind": "cognito", **sign_in} if sign_in else None,
+    }
     return f"window.IMAGEGEN_CONFIG = {json.dumps(config)};\n"
 
 
-def content_security_policy(api_url: str, image_sources: Sequence[str]) -> str:
-    """Scripts, styles and fonts from the page's own origin; fetch only to the API; images from the
-    page and the image bucket; no frames, plugins or form posts."""
+def content_security_policy(
+    api_url: str, image_sources: Sequence[str], sign_in_url: str | None = None
+) -> str:
+    """Scripts, styles and fonts from the page's own origin; fetch only to the API (and, with sign-in,
+    the user pool's token endpoint); images from the page and the image bucket; no frames, plugins or
+    form posts."""
     if not Token.is_unresolved(api_url) and not api_url.endswith("/"):
         api_url += "/"  # a source with a path ending in "/" matches every path under it
+    if sign_in_url:
+        api_url += f" {sign_in_url}/oauth2/token"
     return "; ".join(
         [
             "default-src 'none'",
@@ -67,6 +79,8 @@ class WebConstruct(Construct):
 
     :param api_url: the API's base URL (for example ``RestApi.url``; a token is fine).
     :param api_key_required: whether the API wants ``x-api-key``; the page then asks for the key.
+    :param sign_in: the user pool's hosted ``domain`` URL, the page's ``clientId`` and ``scope``
+        (``stacks/sign_in.py``): the page signs people in and calls the API with their ID token.
     :param access_logs_bucket: where the web bucket's S3 server access logs go (prefix ``web-bucket/``).
     :param distribution_logs_bucket: where CloudFront standard logs go (prefix ``web-cdn/``); this
         bucket must allow ACLs (CloudFront's log delivery writes with an ACL).
@@ -86,6 +100,7 @@ class WebConstruct(Construct):
         *,
         api_url: str,
         api_key_required: bool,
+        sign_in: Mapping[str, str] | None = None,
         access_logs_bucket: s3.IBucket | None = None,
         distribution_logs_bucket: s3.IBucket | None = None,
         image_sources: Sequence[str] = DEFAULT_IMAGE_SOURCES,
@@ -121,7 +136,10 @@ class WebConstruct(Construct):
             comment="imagegen web page: security headers",
             security_headers_behavior=cloudfront.ResponseSecurityHeadersBehavior(
                 content_security_policy=cloudfront.ResponseHeadersContentSecurityPolicy(
-                    content_security_policy=content_security_policy(api_url, image_sources), override=True
+                    content_security_policy=content_security_policy(
+                        api_url, image_sources, (sign_in or {}).get("domain")
+                    ),
+                    override=True,
                 ),
                 content_type_options=cloudfront.ResponseHeadersContentTypeOptions(override=True),
                 frame_options=cloudfront.ResponseHeadersFrameOptions(
@@ -177,7 +195,9 @@ class WebConstruct(Construct):
             "Files",
             sources=[
                 s3deploy.Source.asset(str(web_dir), exclude=[CONFIG_FILE, ".*"]),
-                s3deploy.Source.data(CONFIG_FILE, config_script(api_url, api_key_required=api_key_required)),
+                s3deploy.Source.data(
+                    CONFIG_FILE, config_script(api_url, api_key_required=api_key_required, sign_in=sign_in)
+                ),
             ],
             destination_bucket=self.bucket,
             cache_control=[s3deploy.CacheControl.no_cache()],

@@ -162,7 +162,7 @@ def test_files_and_config_js_are_deployed(synthesized: tuple[Template, Path]) ->
     assert files["index.html"] == (WEB_DIR / "index.html").read_text()
     # config.js carries the API URL token (resolved at deploy time) and no API key.
     assert files[CONFIG_FILE] == (
-        'window.IMAGEGEN_CONFIG = {"apiUrl": "{"Ref": "ApiUrl"}", "apiKey": null, "apiKeyRequired": true};\n'
+        'window.IMAGEGEN_CONFIG = {"apiUrl": "{"Ref": "ApiUrl"}", "apiKey": null, "apiKeyRequired": true, "auth": null};\n'
     )
 
 
@@ -177,7 +177,7 @@ def test_synth_needs_no_docker(synthesized: tuple[Template, Path]) -> None:
 def test_config_script_and_csp() -> None:
     assert config_script("https://api.example.test/prod/", api_key_required=False) == (
         'window.IMAGEGEN_CONFIG = {"apiUrl": "https://api.example.test/prod/", "apiKey": null, '
-        '"apiKeyRequired": false};\n'
+        '"apiKeyRequired": false, "auth": null};\n'
     )
     csp = content_security_policy("https://api.example.test/prod", ["https://*.amazonaws.com"])
     assert "connect-src 'self' https://api.example.test/prod/;" in csp  # a path prefix, not one path
