@@ -368,8 +368,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(line)
     if job.get("error"):
         print(f"{job['error'].get('error')}: {job['error'].get('message')}")
-    if job.get("manifest"):
-        print(f"download them: imagegen wait {job['job_id']} --out out/")
+    manifest = job.get("manifest")
+    if manifest:
+        print(
+            f"{manifest.get('succeeded')} of {manifest.get('requested')} images made "
+            f"({manifest.get('filtered')} filtered, {manifest.get('failed')} failed); "
+            f"download them: imagegen wait {job['job_id']} --out out/"
+        )
     return EXIT_OK
 
 

@@ -62,8 +62,33 @@ def add_commands(subparsers: Any) -> None:
     retry.set_defaults(func=cmd_retry)
 
 
-#: The columns of ``jobs list`` on a terminal.
-JOB_COLUMNS = [("job_id", "JOB"), ("status", "STATUS"), ("started_at", "STARTED"), ("stopped_at", "STOPPED")]
+#: The columns of ``jobs list`` on a terminal (an API that does not say a job's prompt or counts leaves
+#: those columns out).
+JOB_COLUMNS = [
+    ("job_id", "JOB"),
+    ("status", "STATUS"),
+    ("started_at", "STARTED"),
+    ("images", "IMAGES"),
+    ("model", "MODEL"),
+    ("prompt", "PROMPT"),
+]
+
+
+def _row(job: dict[str, Any]) -> dict[str, Any]:
+    """A job as ``jobs list`` shows it: images made of those asked, the prompt cut to 40 characters."""
+    prompt = job.get("prompt")
+    count, made = job.get("count"), job.get("succeeded")
+    images = f"{made}/{count}" if made is not None and count else count
+    shown = prompt if prompt is None or len(prompt) <= 40 else prompt[:39] + "…"
+    return {**job, "images": images, "prompt": shown}
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [
+        (key, heading)
+        for key, heading in JOB_COLUMNS
+        if any(row.get(key) is not None for row in rows) or key in {"job_id", "status"}
+    ]
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -77,7 +102,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     if wants_json(args):
         _print_json({"jobs": jobs, "next_token": next_token})
         return EXIT_OK
-    print(format_table(jobs, JOB_COLUMNS) if jobs else "no jobs")
+    rows = [_row(job) for job in jobs]
+    print(format_table(rows, _columns(rows)) if rows else "no jobs")
     if next_token:
         print(f"more: imagegen jobs list --next-token {next_token} (or --all)")
     return EXIT_OK

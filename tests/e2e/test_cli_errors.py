@@ -290,8 +290,12 @@ def test_terminal_output_is_words_and_tables_json_with_the_flag(
     assert f"follow it: imagegen wait {job_id}" in said
     assert main(["jobs", "list", "--limit", "5", *api]) == 0
     listing = capsys.readouterr().out.splitlines()
-    assert listing[0].split() == ["JOB", "STATUS", "STARTED", "STOPPED"]
-    assert any(line.startswith(job_id) for line in listing)
+    assert listing[0].split()[:3] == ["JOB", "STATUS", "STARTED"]
+    row = next(line for line in listing if line.startswith(job_id))
+    assert main(["status", job_id, *api]) == 0
+    assert capsys.readouterr().out.startswith(f"job {job_id} ")  # words, not the job's JSON
+    if "PROMPT" in listing[0]:  # the API says each job's prompt (GET /jobs of docs/api.md)
+        assert row.rstrip().endswith("a cat")
 
 
 def test_generate_on_a_terminal_says_what_was_written_and_that_it_is_a_placeholder(tmp_path: Path) -> None:
