@@ -228,8 +228,10 @@ class ImagegenStack(Stack):
                     self.api.http_api,
                     *self.batch.functions,
                     self.webhooks.deliverer,
+                    self.links.follower,
                 )
             ],
+            dead_letter_queues={"WebhookDeliveries": self.webhooks.dead_letters},
             api=self.api.rest_api,
             alarm_topic_email=config.alarm_email,
             models=config.allowed_models,
@@ -342,7 +344,14 @@ class ImagegenStack(Stack):
             self,
             "WebhookDeadLetterQueueArn",
             value=self.webhooks.dead_letters.queue_arn,
-            description="Undelivered webhooks: aws sqs start-message-move-task --source-arn <this> redrives them",
+            description="Undelivered webhooks: aws sqs start-message-move-task --source-arn <this> "
+            "--destination-arn <WebhookDeliveryQueueArn> redrives them",
+        )
+        CfnOutput(
+            self,
+            "WebhookDeliveryQueueArn",
+            value=self.webhooks.queue.queue_arn,
+            description="The webhook delivery queue: where undelivered webhooks are redriven to",
         )
         CfnOutput(self, "ImagesBucketName", value=self.storage.images_bucket.bucket_name)
         CfnOutput(self, "ImageIndexTableName", value=self.index.table.table_name)

@@ -8,7 +8,10 @@ Alarms (each notifies the topic, and treats missing data as fine: no traffic is 
 * ``ImagesThrottled`` >= 1: images that Bedrock still throttled after every retry (the model's quota
   in this Region is too small for the traffic; see ``docs/operations.md``);
 * per function: ``Errors`` >= 1 and ``Throttles`` >= 1;
-* the API, if given: ``5XXError`` >= 1.
+* the API, if given: ``5XXError`` >= 1;
+* per dead-letter queue given (the undelivered webhooks'): ``ApproximateNumberOfMessagesVisible`` > 0
+  (its Maximum in a period >= 1): something is waiting for an operator to look at it and redrive it
+  (``docs/operations.md``).
 
 The topic is encrypted with a customer managed KMS key (rotation on) whose policy lets CloudWatch use
 it (alarms cannot publish to a topic under the AWS managed ``aws/sns`` key), and takes HTTPS only.
@@ -36,6 +39,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 from image_pipeline.core.metric_names import (
@@ -82,6 +86,7 @@ class MonitoringConstruct(Construct):
     :param models: registry ids of the deployment's models, for per-model latency lines.
     :param failed_executions_threshold: failed executions of one state machine, in one period, that alarm.
     :param period: the alarms' and graphs' period.
+    :param dead_letter_queues: label -> a dead-letter queue whose messages wait for an operator.
     """
 
     def __init__(
@@ -97,6 +102,7 @@ class MonitoringConstruct(Construct):
         failed_executions_threshold: int = 5,
         period: Duration = DEFAULT_PERIOD,
         dashboard_name: str | None = None,
+        dead_letter_queues: Mapping[str, sqs.IQueue] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.period = period
@@ -168,6 +174,15 @@ class MonitoringConstruct(Construct):
                 api.metric_server_error(period=period, statistic="Sum"),
                 1,
                 "API: responses with a 5xx status (workflow or integration failures, timeouts)",
+            )
+
+        for label, queue in (dead_letter_queues or {}).items():
+            self._alarm(
+                f"{label}DeadLetters",
+                queue.metric_approximate_number_of_messages_visible(period=period, statistic="Maximum"),
+                1,
+                f"{label}: messages in the dead-letter queue, given up after every retry; see what failed "
+                "and redrive them (docs/operations.md)",
             )
 
         self.dashboard = cw.Dashboard(

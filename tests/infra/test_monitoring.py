@@ -11,6 +11,7 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk.assertions import Match, Template
 from image_pipeline.core import observability
@@ -42,6 +43,7 @@ def scratch(outdir: Path, *, with_api: bool = True) -> tuple[cdk.App, cdk.Stack,
     if with_api:
         api = apigw.RestApi(stack, "Api")
         api.root.add_method("GET", apigw.MockIntegration())
+    dead = sqs.Queue(stack, "DeadDeliveries", enforce_ssl=True, encryption=sqs.QueueEncryption.SQS_MANAGED)
     monitoring = MonitoringConstruct(
         stack,
         "Monitoring",
@@ -50,6 +52,7 @@ def scratch(outdir: Path, *, with_api: bool = True) -> tuple[cdk.App, cdk.Stack,
         api=api,
         alarm_topic_email="ops@example.com",
         models=["stable-image-core", "nova-canvas"],
+        dead_letter_queues={"WebhookDeliveries": dead},
     )
     return app, stack, monitoring
 
@@ -86,18 +89,37 @@ def test_alarms_cover_workflows_functions_images_and_api(built: tuple[Template, 
             *(f"{f}{kind}" for f in ("GenerateImage", "BuildManifest") for kind in ("Errors", "Throttles")),
             "ImagesThrottled",
             "Api5xx",
+            "WebhookDeliveriesDeadLetters",
         ]
     )
-    template.resource_count_is("AWS::CloudWatch::Alarm", 12)
+    template.resource_count_is("AWS::CloudWatch::Alarm", 13)
     every = {
         "AlarmActions": [{"Ref": topic_id(template)}],
         "TreatMissingData": "notBreaching",
         "ComparisonOperator": "GreaterThanOrEqualToThreshold",
         "EvaluationPeriods": 1,
         "Period": 300,
-        "Statistic": "Sum",
     }
-    assert len(alarms_of(template, every)) == 12
+    assert len(alarms_of(template, every)) == 13
+    assert len(alarms_of(template, {**every, "Statistic": "Sum"})) == 12  # counts; the queue's depth: Maximum
+
+
+def test_a_dead_letter_queue_alarms_on_any_message_waiting(template: Template) -> None:
+    """ApproximateNumberOfMessagesVisible > 0: its largest value in a period is at least 1."""
+    [alarm] = alarms_of(
+        template,
+        {
+            "Namespace": "AWS/SQS",
+            "MetricName": "ApproximateNumberOfMessagesVisible",
+            "Statistic": "Maximum",
+            "Threshold": 1,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        },
+    ).values()
+    [dimension] = alarm["Properties"]["Dimensions"]
+    assert dimension["Name"] == "QueueName"
+    assert dimension["Value"]["Fn::GetAtt"][1] == "QueueName"
+    assert "redrive" in alarm["Properties"]["AlarmDescription"]
 
 
 def test_workflow_alarms(template: Template) -> None:

@@ -186,3 +186,29 @@ def test_the_image_function_queues_each_image_on_the_delivery_queue(synthesized:
     assert sorted(claim["Action"]) == ["s3:DeleteObject", "s3:PutObject"]
     assert granted([claim])["s3:PutObject"] == {f"<{bucket}.Arn>/webhooks/*"}
     assert actions["s3:DeleteObject"] == {f"<{bucket}.Arn>/webhooks/*"}  # never an image
+
+
+def test_the_dead_letter_queue_and_the_link_follower_have_alarms(synthesized: Synthesized) -> None:
+    """An undelivered webhook waiting in the dead-letter queue alarms (its depth > 0), and so do errors
+    of the function that follows lasting links (GET /links/{token})."""
+    _, dead = _queues(synthesized)
+    alarms = list(synthesized.resources("AWS::CloudWatch::Alarm").values())
+    (depth,) = [
+        a["Properties"]
+        for a in alarms
+        if a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
+    ]
+    assert depth["Namespace"] == "AWS/SQS" and depth["Statistic"] == "Maximum" and depth["Threshold"] == 1
+    assert depth["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert depth["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dead, "QueueName"]}}]
+    assert depth["AlarmActions"]
+    follower = logical_id_where(
+        synthesized, "AWS::Lambda::Function", Handler="image_pipeline.handlers.follow_link.handler"
+    )
+    errors = [
+        a["Properties"]
+        for a in alarms
+        if a["Properties"].get("MetricName") == "Errors"
+        and {"Name": "FunctionName", "Value": {"Ref": follower}} in a["Properties"]["Dimensions"]
+    ]
+    assert len(errors) == 1 and errors[0]["Threshold"] == 1 and errors[0]["AlarmActions"]
