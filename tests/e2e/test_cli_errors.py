@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -313,3 +314,21 @@ def test_generate_on_a_terminal_says_what_was_written_and_that_it_is_a_placehold
     assert done.returncode == 0, done.stdout
     assert "2 of 2 images written to" in done.stdout and "image-00-3.png  seed 3" in done.stdout
     assert "placeholder pictures" in done.stdout and '"manifest_version"' not in done.stdout
+
+
+def test_the_readmes_offline_commands_run_as_written(tmp_path: Path) -> None:
+    """The README's "Use it" lines that run offline and end by themselves (generate, batch), from the
+    repository's root, with their --out moved to a temporary directory."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Use it", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    assert block.lstrip().startswith(". .venv/bin/activate")  # says how imagegen gets on the PATH
+    lines = [shlex.split(line, comments=True) for line in block.splitlines() if line.strip()]
+    offline = [words[1:] for words in lines if words[:2] in (["imagegen", "generate"], ["imagegen", "batch"])]
+    assert len(offline) == 3
+    for given in offline:
+        if "--out" in given:
+            at = given.index("--out")
+            given = [*given[:at], *given[at + 2 :]]
+        done = imagegen(*given, "--out", str(tmp_path / given[0]), "--quiet", cwd=ROOT)
+        assert done.returncode == 0, (given, done.stderr)
+        assert "Traceback" not in done.stderr
