@@ -23,8 +23,10 @@ Routes:
 * ``POST /model/{modelId}/invoke`` — InvokeModel. ``modelId`` is a model id, an inference profile id
   (``us.stability.stable-image-inpaint-v1:0``) or a foundation-model / inference-profile ARN. Models:
   those of the model facts file (``image_pipeline.models.facts``) the server can answer: Titan Image
-  Generator v1/v2 and Nova Canvas (``TEXT_IMAGE``), and the Stability AI models (text-to-image, and the
-  image services, whose answer is a placeholder of the input image's size).
+  Generator v1/v2 and Nova Canvas (``TEXT_IMAGE``), and the Stability AI models: text to image, image to
+  image (SD3.5 Large, Stable Image Ultra) and the Image Services, each done on the input's real pixels
+  (``imagegen.standin.image_ops``: an upscale is a resize to the documented size, a background removal
+  has an alpha channel, an outpaint keeps the original pixels inside a larger canvas, ...).
 * ``GET /__faults`` / ``PUT /__faults`` — read / replace the ``FaultPlan`` (JSON body).
 * ``GET /__stats`` — counters; ``DELETE /__stats`` resets them. ``GET /__requests`` — the most
   recent calls (model, seed, prompt, outcome).
@@ -98,9 +100,10 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from image_pipeline.models.ids import BEDROCK_MODEL_IDS
+from PIL import Image
 
 from imagegen.standin.availability import ModelAvailability, parse_identifier, signed_region
-from imagegen.standin.body_schemas import BodySchemas, image_size
+from imagegen.standin.body_schemas import BodySchemas
 from imagegen.standin.errors import (
     INVALID_MODEL_IDENTIFIER,
     MARKETPLACE_DENIED,
@@ -110,7 +113,8 @@ from imagegen.standin.errors import (
     malformed,
 )
 from imagegen.standin.faults import Directive, FaultPlan, parse_directives
-from imagegen.standin.renderer import MAX_SIDE, render_image
+from imagegen.standin.image_ops import apply, operation_of
+from imagegen.standin.renderer import render_image
 
 __all__ = [
     "ALL_BLOCKED_MESSAGE",
@@ -149,7 +153,6 @@ ASPECT_RATIO_SIZES: dict[str, tuple[int, int]] = {
 """Output size per Stability aspect ratio (about one megapixel, exact ratio)."""
 
 _STABILITY_MAX_SEED = 4_294_967_294
-_MAX_OUTPUT_PIXELS = 4_194_304  # a placeholder for a larger input image is scaled down to this
 _MAX_BODY = 25 * 1024 * 1024
 
 
@@ -189,12 +192,6 @@ def _derived_seed(prompt: str, max_seed: int) -> int:
     """The seed used when a Stability request asks for a random one (seed 0 or none): fixed by the
     prompt, so runs repeat."""
     return 1 + int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:8], "big") % max_seed
-
-
-def _placeholder_size(width: int, height: int) -> tuple[int, int]:
-    """An input image's size, scaled down to at most ``_MAX_OUTPUT_PIXELS`` and ``MAX_SIDE``."""
-    scale = min(1.0, math.sqrt(_MAX_OUTPUT_PIXELS / (width * height)), MAX_SIDE / max(width, height))
-    return max(1, int(width * scale)), max(1, int(height * scale))
 
 
 @dataclass
@@ -796,13 +793,12 @@ class LocalBedrockServer:
         if self._output_blocked(call, plan, seed):
             payload = {"seeds": [seed], "finish_reasons": ["Filter reason: output image"], "images": []}
             return _Reply(200, payload, outcome="filtered-output")
-        width, height = ASPECT_RATIO_SIZES.get(str(data.get("aspect_ratio")), ASPECT_RATIO_SIZES["1:1"])
-        for key in ("image", "init_image"):  # image-to-image and the image services: the input's size
-            found = image_size(data.get(key))
-            if found is not None:
-                width, height = _placeholder_size(found[1], found[2])
-                break
-        image = _encode(call.prompt, seed, width, height, negative, style, output_format)
+        operation = operation_of(call.model_id, data)
+        if operation is not None:  # image-to-image and the image services: done on the input's pixels
+            image = _encoded(apply(operation, data, call.prompt, seed), output_format)
+        else:
+            width, height = ASPECT_RATIO_SIZES.get(str(data.get("aspect_ratio")), ASPECT_RATIO_SIZES["1:1"])
+            image = _encode(call.prompt, seed, width, height, negative, style, output_format)
         return _Reply(200, {"seeds": [seed], "finish_reasons": [None], "images": [image]})
 
 
@@ -810,9 +806,13 @@ def _encode(
     prompt: str, seed: int, width: int, height: int, negative: str | None, style: str | None, fmt: str
 ) -> str:
     picture = render_image(prompt, seed, width, height, negative_prompt=negative, style=style)
+    return _encoded(picture, fmt)
+
+
+def _encoded(picture: Image.Image, fmt: str) -> str:
     buffer = io.BytesIO()
     if fmt == "jpeg":
-        picture.save(buffer, format="JPEG", quality=85)
+        picture.convert("RGB").save(buffer, format="JPEG", quality=85)
     elif fmt == "webp":
         picture.save(buffer, format="WEBP", quality=85)
     else:

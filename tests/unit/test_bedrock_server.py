@@ -770,11 +770,12 @@ def test_documented_examples_are_accepted_and_answered_as_documented(
     assert payload["images"]
 
 
-def test_a_service_answers_a_placeholder_of_the_input_size(client: Any) -> None:
+def test_a_service_answers_with_an_image_made_from_its_input(client: Any) -> None:
     payload = invoke(
         client, "us.stability.stable-image-remove-background-v1:0", {"image": b64_image(320, 200)}
     )
-    assert png(payload["images"][0]).size == (320, 200)
+    answer = png(payload["images"][0])
+    assert answer.size == (320, 200) and answer.mode == "RGBA"  # tests/unit/test_standin_image_ops.py
 
 
 @pytest.mark.parametrize(
