@@ -10,7 +10,10 @@
 //   DELETE /jobs/{id}    -> cancels a running job (it ends `cancelled`, keeping what it made)
 //   POST /jobs/{id}/retry -> a new job of the images that failed, same indexes and seeds
 //   GET /jobs?limit=     -> the caller's jobs, newest first: the page's history
-// Configuration comes from config.js: window.IMAGEGEN_CONFIG = {apiUrl, apiKey, apiKeyRequired}.
+// Configuration comes from config.js: window.IMAGEGEN_CONFIG = {apiUrl, apiKey, apiKeyRequired, auth};
+// with auth (a Cognito user pool) web/auth.js signs people in and every call carries their ID token.
+
+import { authHeaders, startAuth } from "./auth.js";
 
 const POLL_FIRST_MS = 400;
 const POLL_MAX_MS = 1500;
@@ -126,6 +129,7 @@ async function callApi(method, url, body) {
   if (body !== undefined) headers["content-type"] = "application/json";
   const key = apiKey();
   if (key) headers["x-api-key"] = key;
+  Object.assign(headers, await authHeaders()); // sign-in (web/auth.js): the ID token, if any
   let response;
   try {
     response = await fetch(url, {
@@ -712,6 +716,7 @@ async function followEvents(jobId, signal, onImage) {
     const headers = { accept: "text/event-stream" };
     const key = apiKey();
     if (key) headers["x-api-key"] = key;
+    Object.assign(headers, await authHeaders());
     if (last) headers["last-event-id"] = String(last);
     try {
       const response = await fetch(url, { headers, cache: "no-store", signal });
@@ -1313,7 +1318,8 @@ function init() {
     rerun(image);
   });
   updatePromptCount();
-  loadModels().then(refreshHistory);
+  // With sign-in, a code just handed back is exchanged for tokens before the first API call.
+  startAuth(window.IMAGEGEN_CONFIG?.auth).catch(() => false).then(loadModels).then(refreshHistory);
 }
 
 init();
