@@ -1,5 +1,6 @@
 """The CDK app synthesized once per session, offline (``tests/infra/synthesis.py``): the defaults of
-``cdk.json`` (``synthesized``) and a variant of every option (``variant``)."""
+``cdk.json`` (``synthesized``), a variant of every option (``variant``), and sign-in with Cognito
+(``cognito``: ``imagegen:apiAuth=cognito``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 @pytest.fixture(scope="session")
 def variant(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     return synthesize(tmp_path_factory.mktemp("cdk.out.variant"), VARIANT, env=None)
+
+
+@pytest.fixture(scope="session")
+def cognito(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synthesize(tmp_path_factory.mktemp("cdk.out.cognito"), {"apiAuth": "cognito"})
 
 
 @pytest.fixture(scope="session")

@@ -18,11 +18,6 @@ from tests.infra.stack_template import join_text
 from tests.infra.synthesis import Synthesized, synthesize
 
 
-@pytest.fixture(scope="module")
-def cognito(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    return synthesize(tmp_path_factory.mktemp("cdk.out.cognito"), {"apiAuth": "cognito"})
-
-
 def _one(synth: Synthesized, kind: str) -> tuple[str, dict[str, Any]]:
     found = synth.resources(kind)
     assert len(found) == 1, list(found)
