@@ -156,3 +156,21 @@ def test_without_the_page_the_local_page_is_the_callback(tmp_path: Path) -> None
     synth = synthesize(tmp_path, {"apiAuth": "cognito", "web": "false"})
     _, client = _one(synth, "AWS::Cognito::UserPoolClient")
     assert client["Properties"]["CallbackURLs"] == [LOCAL_PAGE_URL]
+
+
+def test_a_missing_or_bad_token_is_api_gateways_401_in_the_error_shape(cognito: Synthesized) -> None:
+    """The user pool authorizer refuses with UNAUTHORIZED (401); the main API's gateway responses do
+    not change that status (Default4xx keeps it, in the {error, message} shape), and the OpenAI API's
+    Unauthorized answer is 401 in OpenAI's shape."""
+    responses = {
+        (props["RestApiId"]["Ref"], props["ResponseType"]): props
+        for props in (r["Properties"] for r in cognito.resources("AWS::ApiGateway::GatewayResponse").values())
+    }
+    apis = {k for k in cognito.resources("AWS::ApiGateway::RestApi")}
+    main = next(a for a in apis if a.startswith("ApiRestApi"))
+    openai = next(a for a in apis if a.startswith("OpenAiApi"))
+    assert (main, "UNAUTHORIZED") not in responses
+    default = responses[(main, "DEFAULT_4XX")]
+    assert "StatusCode" not in default  # API Gateway's own 401 stays 401
+    assert '"error": "$context.error.responseType"' in default["ResponseTemplates"]["application/json"]
+    assert responses[(openai, "UNAUTHORIZED")]["StatusCode"] == "401"

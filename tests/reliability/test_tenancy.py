@@ -19,6 +19,7 @@ figures (:func:`test_the_documented_figures_are_the_suites`).
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -78,6 +79,13 @@ IDENTITY_CLAIMS = [
     "an envelope as a POST /jobs body",
     "caller in GET /images' query",
 ]
+OPENAI = ["a body whose user names alice", "alice's key sent beside bob's"]
+SEARCHES = ["alice's prompt words", "alice's model and time range", "alice's next_token"]
+LINKS = [
+    "bob's link rewritten to alice's image",
+    "bob's link claiming alice's namespace",
+    "alice's link with bob's signature",
+]
 CONSOLE_AND_EVENTS = [
     "GET a console run named with alice's namespace",
     "DELETE it",
@@ -98,6 +106,9 @@ ATTEMPTS: dict[tuple[str, str], list[str]] = {
     ("local server", "`GET /images`"): QUERY_FOLDERS,
     ("local server", "`GET /files/{key}`"): FILES,
     ("local server", "an identity sent in a body or a query"): IDENTITY_CLAIMS,
+    ("local server", "`POST /v1/images/generations`"): OPENAI,
+    ("local server", "`GET /images/search`"): SEARCHES,
+    ("local server", "`GET /links/{token}`"): LINKS,
     ("Lambda", "`GET /jobs/{id}`"): JOB_LOOKUPS + LAMBDA_IDENTITIES,
     ("Lambda", "`DELETE /jobs/{id}`"): CANCELS,
     ("Lambda", "`POST /jobs/{id}/retry`"): RETRIES,
@@ -107,6 +118,8 @@ ATTEMPTS: dict[tuple[str, str], list[str]] = {
     ("Lambda", "`POST /images`"): SYNC_FOLDERS,
     ("Lambda", "`GET /images`"): QUERY_FOLDERS,
     ("Lambda", "an identity sent in a body or a query"): IDENTITY_CLAIMS,
+    ("Lambda", "`POST /v1/images/generations`"): OPENAI,
+    ("Lambda", "`GET /images/search`"): SEARCHES,
     ("console and events", "console runs (GET, DELETE, retry); event jobs and details"): CONSOLE_AND_EVENTS,
 }
 #: Routes each target answers 401 without a known caller (the local server: no or a wrong x-api-key).
@@ -181,6 +194,7 @@ _EVENT_OF = {
     ("GET", "/images"): "apigw_get_images",
     ("POST", "/jobs"): "apigw_post_jobs",
     ("GET", "/models"): "apigw_get_models",
+    ("POST", "/v1/images/generations"): "apigw_openai_images_generations",
 }
 
 
@@ -576,6 +590,112 @@ def test_an_identity_in_the_request_is_an_unknown_field(world: World, attempt: s
     assert answer.status == 400 and answer.body["error"] == "InvalidRequest", answer.body
     assert field_name in {d["field"] for d in answer.body["details"]}
     assert count_executions(world.engine) == executions
+
+
+# -- the OpenAI-compatible route -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("attempt", OPENAI)
+def test_an_openai_generation_is_the_authenticated_callers(world: World, attempt: str) -> None:
+    """OpenAI's ``user`` is an end-user id for abuse tracing, never the caller; a key of alice's sent
+    beside bob's (local: ``x-api-key`` beside the Bearer key; deployed: alice's key in the header, bob's
+    id in the context API Gateway wrote) changes nothing: the job is bob's, 404 for alice."""
+    body = {"prompt": f"bob's OpenAI image {uuid.uuid4().hex[:6]}", "n": 1}
+    with nothing_of_alices_changes(world):
+        if attempt == OPENAI[0]:
+            body["user"] = "alice"
+            answer = world.bob.post("/v1/images/generations", body, headers=_bearer(world, "bob"))
+        elif world.target == "local":
+            response = httpx.post(
+                world.extra["url"] + "/v1/images/generations",
+                json=body,
+                headers={**_bearer(world, "bob"), "x-api-key": KEYS["alice"]},
+                timeout=120,
+            )
+            answer = Answer(response.status_code, response.json(), dict(response.headers))
+        else:
+            answer = world.bob.post("/v1/images/generations", body, headers=_bearer(world, "alice"))
+        assert answer.status == 200, answer.body
+        job_id = answer.headers["x-imagegen-job-id"]
+        mine = world.bob.get(f"/jobs/{job_id}")
+        assert mine.status == 200
+        assert mine.body["manifest"]["caller_namespace"] == world.bob.caller.namespace
+        assert_not_found_like_missing(world, "GET", f"/jobs/{job_id}", world.alice.get(f"/jobs/{job_id}"))
+
+
+def _bearer(world: World, who: str) -> dict[str, str]:
+    """The OpenAI SDK's header: the key itself locally; deployed, whatever the client sent (the
+    caller is the key id API Gateway writes in the context, not this header)."""
+    key = KEYS[who] if world.target == "local" else f"EXAMPLE-{who}-key"
+    return {"Authorization": f"Bearer {key}"}
+
+
+# -- GET /images/search ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("attempt", SEARCHES)
+def test_a_search_finds_only_ones_own_images(world: World, attempt: str) -> None:
+    tag = world.keyed.removeprefix("order-")  # a word of every prompt of alice's in this world
+    hers = world.alice.get(f"/images/search?q={tag}")
+    assert hers.status == 200 and hers.body["count"] >= 2, hers.body  # what there is to find
+    alice_keys = {i["key"] for i in hers.body["images"]}
+    if attempt == SEARCHES[0]:
+        found = world.bob.get(f"/images/search?q={tag}")
+    elif attempt == SEARCHES[1]:
+        since = hers.body["images"][-1]["created_at"][:10]
+        found = world.bob.get(f"/images/search?model=stable-image-core&since={since}&limit=100")
+    else:
+        page = world.alice.get(f"/images/search?q={tag}&limit=1")
+        token = page.body["next_token"]
+        assert token, page.body
+        found = world.bob.get(f"/images/search?q={tag}&limit=1&next_token={token}")
+        missing = world.carol.get(f"/images/search?q={tag}&limit=1&next_token={token}")
+        assert found.status == missing.status == 400, found.body
+        assert found.body == missing.body and {d["field"] for d in found.body["details"]} == {"next_token"}
+        return
+    assert found.status == 200, found.body
+    assert not alice_keys & {i["key"] for i in found.body["images"]}
+    assert all(
+        i["key"].startswith(namespace_prefix(world.bob.caller.namespace)) for i in found.body["images"]
+    )
+
+
+# -- GET /links/{token} (the local server; deployed, the same core/lasting_links.py in its own function) ---
+
+
+def _token(link: str) -> tuple[str, str]:
+    payload, _, signature = urlsplit(link).path.rsplit("/", 1)[1].partition(".")
+    return payload, signature
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("attempt", LINKS)
+def test_a_link_reaches_only_the_image_it_was_minted_for(local_world: World, attempt: str) -> None:
+    """A lasting link is a capability, like a presigned URL: alice's works for anyone, and nothing
+    made from bob's own links reaches alice's images (403, the answer of a link never issued)."""
+    world = local_world
+    url = world.extra["url"]
+    alice_image = next(i for i in world.manifest["images"] if i["key"])
+    assert httpx.get(alice_image["link"]).status_code == 302  # hers works, with no key at all
+    bob_image = world.bob.post("/images", {"prompt": "bob's linked image", **ONE}).body["images"][0]
+    payload, signature = _token(bob_image["link"])
+    text = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
+    version, expires, namespace, _ = text.split("\n", 3)
+    alice_ns = world.alice.caller.namespace
+    if attempt == LINKS[0]:
+        forged = f"{_b64(chr(10).join([version, expires, namespace, alice_image['key']]))}.{signature}"
+    elif attempt == LINKS[1]:
+        forged = f"{_b64(chr(10).join([version, expires, alice_ns, alice_image['key']]))}.{signature}"
+    else:
+        forged = f"{_token(alice_image['link'])[0]}.{signature}"
+    with nothing_of_alices_changes(world):
+        answer = httpx.get(f"{url}/links/{forged}", follow_redirects=False)
+        never_issued = httpx.get(f"{url}/links/{_b64('v1')}.{_b64('made up')}", follow_redirects=False)
+    assert answer.status_code == never_issued.status_code == 403, answer.text
+    assert answer.json() == never_issued.json()
 
 
 # -- console and events -----------------------------------------------------------------------------------
