@@ -4,7 +4,8 @@
 (``tests/unit/test_request.py``). ``SCHEMA_BAD_REQUESTS`` is that list plus the cases it lacks:
 unicode edge cases, more path traversal and odd characters in ``output_folder`` and
 ``file_name_prefix``, wrong types, sizes and models a deployment refuses, strict numbers and names
-(``STRICT_BAD_REQUESTS``) and parameters a model cannot honour exactly (``UNHONOURED_REQUESTS``). Each is a
+(``STRICT_BAD_REQUESTS``), parameters a model cannot honour exactly (``UNHONOURED_REQUESTS``) and
+operations on a stored image wrong in their fields (``REFINE_BAD_REQUESTS``). Each is a
 JSON value and the field the error must name; the API answers 400 and the workflow fails with
 ``InvalidRequest``.
 
@@ -196,11 +197,58 @@ UNHONOURED_REQUESTS: list[tuple[Any, str]] = [
 ]
 
 #: Every request-level bad input: the unit suite's list, then the extras.
+#: A key of the right shape that no caller's namespace holds: the cases below fail on their fields,
+#: which are checked before any stored image is read.
+_KEY = "0123456789ab/images/job-1/image-00-7.png"
+
+#: Operations on a stored image (issue 16) that are wrong in their fields alone.
+REFINE_BAD_REQUESTS: list[tuple[Any, str]] = [
+    ({"source_image": "https://example.com/cat.png", "operation": "upscale"}, "source_image"),
+    ({"source_image": "s3://other-bucket/cat.png", "operation": "upscale"}, "source_image"),
+    ({"source_image": "0123456789ab/../secret.png", "operation": "upscale"}, "source_image"),
+    ({"source_image": "0123456789ab/images/a.jpg", "operation": "upscale"}, "source_image"),
+    ({"source_image": _KEY}, "operation"),
+    ({"operation": "upscale"}, "source_image"),
+    ({"source_image": _KEY, "operation": "sharpen"}, "operation"),
+    ({"source_image": _KEY, "operation": "upscale", "upscale_mode": "8k"}, "upscale_mode"),
+    ({"source_image": _KEY, "operation": "upscale", "strength": 0.5}, "strength"),
+    ({"source_image": _KEY, "operation": "variation", "strength": 1.5}, "strength"),
+    ({"source_image": _KEY, "operation": "search-and-replace", "prompt": "a dog"}, "search_prompt"),
+    ({"source_image": _KEY, "operation": "inpaint", "prompt": "a dog"}, "mask_image"),
+    (
+        {"source_image": _KEY, "operation": "inpaint", "prompt": "x", "mask_prompt": "y", "mask_image": _KEY},
+        "mask_image",
+    ),
+    ({"source_image": _KEY, "operation": "outpaint"}, "left"),
+    ({"source_image": _KEY, "operation": "outpaint", "left": 2001}, "left"),
+    ({"source_image": _KEY, "operation": "outpaint", "up": -1}, "up"),
+    ({"source_image": _KEY, "operation": "style-transfer"}, "style_image"),
+    (
+        {"source_image": _KEY, "operation": "upscale", "upscale_mode": "creative", "creativity": 0.9},
+        "creativity",
+    ),
+    ({"source_image": _KEY, "operation": "upscale", "seed": 7}, "seed"),
+    ({"source_image": _KEY, "operation": "remove-background", "count": 4}, "count"),
+    ({"source_image": _KEY, "operation": "remove-background", "prompt": "a cat"}, "prompt"),
+    ({"source_image": _KEY, "operation": "variation", "model": "stable-image-core"}, "model"),
+    ({"source_image": _KEY, "operation": "variation", "aspect_ratio": "16:9"}, "aspect_ratio"),
+    ({"prompt": "a cat", "model": "stable-fast-upscale"}, "model"),
+    (
+        {"source_image": _KEY, "operation": "style-transfer", "style_image": _KEY, "change_strength": 0.05},
+        "change_strength",
+    ),
+    (
+        {"source_image": _KEY, "operation": "inpaint", "prompt": "x", "mask_prompt": "y", "grow_mask": 21},
+        "grow_mask",
+    ),
+]
+
 SCHEMA_BAD_REQUESTS: list[tuple[Any, str]] = [
     *BAD_REQUESTS,
     *EXTRA_BAD_REQUESTS,
     *STRICT_BAD_REQUESTS,
     *UNHONOURED_REQUESTS,
+    *REFINE_BAD_REQUESTS,
 ]
 
 #: Bad inputs in disguise, which the request model once accepted: prompts that draw nothing and

@@ -13,6 +13,7 @@ input through the state machine (``tools/reliability_run.py`` always does).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Iterator
@@ -22,7 +23,10 @@ from typing import Any
 import httpx
 import pytest
 from image_pipeline.core.jobs import ApiError, validate_submission
+from image_pipeline.core.refine import NOT_FOUND
 from image_pipeline.core.settings import Settings
+from image_pipeline.core.tenancy import Caller, anonymous_caller
+from PIL import Image
 
 from imagegen.runtime.local_api import put_request_event
 from imagegen.testing.bad_inputs import (
@@ -215,3 +219,80 @@ def test_console_and_event_runs_fail_with_invalid_request_before_any_work(engine
     ]
     assert {d["execution_arn"] for d in published} >= set(arns)
     assert {d["error"] for d in published if d["execution_arn"] in arns} == {"InvalidRequest"}
+
+
+# -- operations on a stored image: what only reading the image can tell (issue 16) ---------------------
+
+
+def _png(size: tuple[int, int], mode: str = "RGB", color: Any = (30, 120, 200)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_stored_images_are_checked_before_anything_starts(api: httpx.Client, engine: Any) -> None:
+    """A source that is not the caller's answers exactly as one that does not exist (404); a source
+    or mask the model cannot take is a 400 naming the field and the limit; nothing starts or is stored."""
+    mine, theirs = anonymous_caller().namespace, Caller("apiKey", "someone-else").namespace
+    stored = {
+        f"{mine}/images/r1/ok.png": _png((160, 96)),
+        f"{mine}/images/r1/tiny.png": _png((40, 40)),
+        f"{mine}/images/r1/wide.png": _png((1600, 600)),
+        f"{mine}/images/r1/grey-mask.png": _png((160, 96), "L", 128),
+        f"{mine}/images/r1/small-mask.png": _png((80, 48), "L", 255),
+        f"{theirs}/images/r9/theirs.png": _png((160, 96)),
+    }
+    for key, data in stored.items():
+        engine.s3.put_object(Bucket=engine.config.bucket, Key=key, Body=data, ContentType="image/png")
+    executions, objects, calls = count_executions(engine), set(engine.list_keys()), engine.bedrock.invocations
+    ok = f"{mine}/images/r1/ok.png"
+    not_found = [
+        {"source_image": f"{theirs}/images/r9/theirs.png", "operation": "upscale"},
+        {"source_image": f"{mine}/images/r9/theirs.png", "operation": "upscale"},  # no such image
+    ]
+    answers = [_post_json(api, route, raw) for raw in not_found for route in ROUTES]
+    assert {a.status_code for a in answers} == {404}
+    assert len({a.content for a in answers}) == 1  # another caller's key and a missing one: the same answer
+    assert answers[0].json()["details"] == [{"field": "source_image", "message": NOT_FOUND}]
+    style = {
+        "source_image": ok,
+        "operation": "style-transfer",
+        "style_image": f"{theirs}/images/r9/theirs.png",
+    }
+    assert _post_json(api, "/jobs", style).status_code == 404
+    limits = [
+        (
+            {"source_image": f"{mine}/images/r1/tiny.png", "operation": "remove-background"},
+            "source_image",
+            "40x40",
+        ),
+        ({"source_image": f"{mine}/images/r1/wide.png", "operation": "upscale"}, "source_image", "1536"),
+        (
+            {
+                "source_image": ok,
+                "operation": "inpaint",
+                "prompt": "x",
+                "mask_image": f"{mine}/images/r1/grey-mask.png",
+            },
+            "mask_image",
+            "black and white",
+        ),
+        (
+            {
+                "source_image": ok,
+                "operation": "inpaint",
+                "prompt": "x",
+                "mask_image": f"{mine}/images/r1/small-mask.png",
+            },
+            "mask_image",
+            "160x96",
+        ),
+    ]
+    for raw, field, words in limits:
+        for route in ROUTES:
+            response = _post_json(api, route, raw)
+            _assert_clear_4xx(response, 400, field)
+            assert words in response.text
+    assert count_executions(engine) == executions
+    assert set(engine.list_keys()) == objects
+    assert engine.bedrock.invocations == calls
