@@ -4,6 +4,7 @@ tenancy, the cache's key, hit and miss, and writes that fail without failing the
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import uuid
@@ -457,3 +458,25 @@ def test_an_images_lineage_is_indexed_with_its_parent(aws: tuple[Any, Any]) -> N
     items = index.job_images(ALICE.namespace, "job-1")
     assert [i.get("parent_key") for i in items] == ["ns/images/old/image-00-7.png", "c/1.png", None]
     assert items[0]["lineage"]["operation"] == "upscale" and "lineage" not in items[2]
+
+
+def test_a_refined_image_is_indexed_under_its_source(aws: tuple[Any, Any]) -> None:
+    """An upscale of a stored image (issue 16) run by the image branch: its item names the source as
+    its parent and keeps the operation; the job's item has the refine request's parameters."""
+    s3, table = aws
+    index = ImageIndex(table)
+    source = f"{ALICE.namespace}/images/job-0/image-00-7.png"
+    s3.put_object(Bucket=BUCKET, Key=source, Body=base64.b64decode(png_b64(96, 64)), ContentType="image/png")
+    settings = Settings(images_bucket=BUCKET, allowed_models=(), region="us-west-2")
+    checked = planning.check_request({"source_image": source, "operation": "upscale"}, settings)
+    plan = planning.plan(checked, "job-up", caller=ALICE)
+    index.put_job(plan)
+    (record,) = run_job(
+        s3, index, plan, FakeBedrock({"seeds": [3], "finish_reasons": [None], "images": [png_b64(384, 256)]})
+    )
+    assert record["status"] == "SUCCEEDED"
+    (item,) = index.job_images(ALICE.namespace, "job-up")
+    assert item["parent_key"] == source and item["lineage"]["operation"] == "upscale"
+    assert index.image_by_key(record["key"])["parent_key"] == source
+    (job,), _ = index.jobs(ALICE.namespace)
+    assert job["parameters"]["operation"] == "upscale" and job["parameters"]["source_image"] == source
