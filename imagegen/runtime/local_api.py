@@ -338,8 +338,14 @@ def create_app(
             location=lambda job_id: f"/jobs/{job_id}",
             ledger=engine.spend_ledger,
             index=engine.image_index,
+            bucket=engine.config.bucket,
         )
         body = local_urls(answer.body, base_url) if answer.manifest else answer.body
+        if "images_so_far" in body:  # a 202: the images stored while it waited, with this server's links
+            body = {
+                **body,
+                "images_so_far": local_urls({"images": body["images_so_far"]}, base_url)["images"],
+            }
         return answer.status, body, answer.headers
 
     async def generate(raw: Any, request: Request) -> JSONResponse:

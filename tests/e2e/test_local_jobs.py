@@ -63,6 +63,28 @@ def test_a_request_slower_than_its_wait_is_handed_over_and_loses_nothing(
     assert report.ok and report.image_objects == 3, report
 
 
+def test_the_handoff_lists_the_images_already_stored(api: httpx.Client, engine: Any) -> None:
+    """Image 0 is made at once, image 1 takes 4 s; a client that waits 2 s gets a 202 whose
+    images_so_far (GET /jobs/{id}'s shape for a running job) already holds image 0, with a link that
+    shows it."""
+    from imagegen.standin.faults import FaultPlan
+
+    engine.bedrock.faults = FaultPlan(latency_by_seed={8: 4.0})
+    request = {"prompt": "a handed-over lighthouse", "count": 2, "seed": 7, "cache": False}
+    response = api.post("/images", json=request, headers={"Prefer": "wait=2"})
+    assert response.status_code == 202, response.text
+    job = response.json()
+    (first,) = job["images_so_far"]
+    assert (first["index"], first["seed"], first["status"]) == (0, 7, "SUCCEEDED")
+    shown = api.get(first["url"])
+    assert shown.status_code == 200 and shown.content.startswith(b"\x89PNG")
+    running = api.get(f"/jobs/{job['job_id']}").json()
+    if running["status"] == "running":  # the same entries GET /jobs/{id} lists, in the same shape
+        assert set(running["images_so_far"][0]) == set(first)
+    done = poll_job(api, job["job_id"])
+    assert done["manifest"]["succeeded"] == 2
+
+
 def test_a_request_done_within_the_default_wait_is_answered_with_its_manifest(api: httpx.Client) -> None:
     response = api.post("/images", json={"prompt": "a quick cat [[fault:latency=0.3]]", "count": 2})
     assert response.status_code == 200, response.text

@@ -233,6 +233,9 @@ def test_a_sync_request_longer_than_its_wait_is_handed_over_as_a_job(api: Any) -
     request_id = request["requestContext"]["requestId"]
     assert status == 202 and job["job_id"] == request_id and job["status"] in {"queued", "running"}
     assert job["status_url"] == f"/jobs/{request_id}" and set(job["progress"]) == {"total", "done", "failed"}
+    # what is stored so far, as GET /jobs/{id} lists it while the job runs (presigned)
+    assert isinstance(job["images_so_far"], list)
+    assert all("X-Amz-Signature=" in i["url"] for i in job["images_so_far"] if i["key"])
     assert headers["Location"] == [f"/v1/jobs/{request_id}"]
     assert headers["Preference-Applied"] == ["wait=1"]
     # Nothing is lost: the job goes on, and its manifest comes from GET /jobs/{id}.

@@ -42,14 +42,15 @@ from image_pipeline.core.image_index import (
     job_outcome,
     moment_of,
 )
+from image_pipeline.core.job_history import images_from_history, read_history, signed_images
 from image_pipeline.core.jobs import (
     ApiError,
     StartedJob,
     describe_own_execution,
     execution_arn,
-    execution_progress,
     failure_of,
     job_from_execution,
+    progress_from_history,
     start_job,
     sync_response,
 )
@@ -189,12 +190,15 @@ def run_and_wait(
     poll_sfn: Any = None,
     ledger: SpendLedger | None = None,
     index: ImageIndex | None = None,
+    bucket: str | None = None,
 ) -> SyncAnswer:
     """Start ``submission`` as job ``job_id`` of its caller (the Standard workflow) and wait for it.
 
     Ended within ``wait``: 200 and its manifest, or the failure's status and error (as
     :func:`~image_pipeline.core.jobs.sync_response`; a cancelled job is 409 ``JobCancelled``). Still
-    running: 202 with the job document (``GET /jobs/{id}``'s, plus ``status_url``) and ``Location``.
+    running: 202 with the job document (``GET /jobs/{id}``'s, plus ``status_url``) and ``Location``;
+    with ``bucket``, it lists the images stored so far (``images_so_far``, presigned, read from the same
+    history as its progress), so the images the wait saw made are not lost to the client.
     ``poll_sfn`` (default ``sfn``) is the client the wait polls with; with a ``ledger`` the job's
     estimate is reserved first (429 ``SpendLimitExceeded`` past the caller's daily ceiling); ``index``
     lists the job at once.
@@ -206,8 +210,17 @@ def run_and_wait(
     if described is None:
         described = dict(sfn.describe_execution(executionArn=arn))  # it may have ended since
     if described["status"] not in _ENDED:
-        progress = execution_progress(sfn, arn)
+        history = read_history(sfn, arn)
+        progress = progress_from_history(history)
         job = job_from_execution(described, s3=s3, expires_in=expires_in, progress=progress, job_id=job_id)
+        if bucket is not None:  # what GET /jobs/{id} shows of a running job, from the same history
+            job["images_so_far"] = signed_images(
+                images_from_history(history),
+                s3=s3,
+                bucket=bucket,
+                namespace=submission.caller.namespace,
+                expires_in=expires_in,
+            )
         job["status_url"] = f"/jobs/{job_id}"
         return SyncAnswer(202, job, {**headers, "Location": location(job_id)}, False)
     status, body = sync_response(described)

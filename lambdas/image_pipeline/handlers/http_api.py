@@ -251,6 +251,7 @@ def _start_and_wait(execution_input: dict[str, Any], caller: Caller, wait: WaitP
         poll_sfn=clients.stepfunctions_poll(),
         ledger=clients.spend_ledger(),
         index=clients.image_index(),
+        bucket=get_settings().images_bucket,
     )
 
 
