@@ -28,6 +28,7 @@ from imagegen.cli import (
     generate,
     job_commands,
     keys,
+    refine,
 )
 from imagegen.cli.exit_codes import CliError, ExitCode, exit_codes_epilog
 from imagegen.cli.options import HelpFormatter
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"imagegen {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser, metavar="COMMAND")
-    for module in (generate, api_commands, job_commands, batch_commands, doctor, keys, configure):
+    for module in (generate, refine, api_commands, job_commands, batch_commands, doctor, keys, configure):
         module.add_commands(sub)
     return parser
 
