@@ -10,6 +10,7 @@
 //   DELETE /jobs/{id}    -> cancels a running job (it ends `cancelled`, keeping what it made)
 //   POST /jobs/{id}/retry -> a new job of the images that failed, same indexes and seeds
 //   GET /jobs?limit=     -> the caller's jobs, newest first: the page's history
+//   POST /jobs {source_image, operation, …} -> a job refining a stored image (upscale, variation, edit)
 // Configuration comes from config.js: window.IMAGEGEN_CONFIG = {apiUrl, apiKey, apiKeyRequired, auth};
 // with auth (a Cognito user pool) web/auth.js signs people in and every call carries their ID token.
 
@@ -31,6 +32,9 @@ const HISTORY_READS_AT_ONCE = 3;
 const REQUEST_FIELDS = [
   "prompt", "negative_prompt", "count", "model", "width", "height", "aspect_ratio", "quality", "cfg_scale",
   "seed", "style", "output_folder", "file_name_prefix",
+  "source_image", "operation", "upscale_mode", "strength", "search_prompt", "mask_image", "mask_prompt",
+  "left", "right", "up", "down", "style_image", "creativity", "grow_mask", "style_strength",
+  "composition_fidelity", "change_strength",
 ];
 
 /** Fields of the form that an API error can point at (the request's field names). */
@@ -242,12 +246,24 @@ const dom = {
   viewerDownload: $("viewer-download"),
   viewerRerun: $("viewer-rerun"),
   viewerClose: $("viewer-close"),
+  resultsParent: $("results-parent"),
+  edit: $("edit"),
+  editForm: $("edit-form"),
+  editTitle: $("edit-title"),
+  editSearch: $("edit-search"),
+  editMask: $("edit-mask"),
+  editPrompt: $("edit-prompt"),
+  editPromptLabel: $("edit-prompt-label"),
+  editCount: $("edit-count"),
+  editError: $("edit-error"),
+  editClose: $("edit-close"),
 };
 
 // -- state -----------------------------------------------------------------------------------
 
 const state = {
   models: [],
+  parent: null, // the image the results were made from (an upscale, variation or edit of it), or null
   lastRequest: null, // the request the results are of (what Retry and Re-run send again)
   jobId: null, // the job the results are of
   images: [], // its images so far, by index (manifest entries)
@@ -313,6 +329,13 @@ function requestOfManifest(manifest) {
   for (const field of REQUEST_FIELDS) {
     const value = field === "prompt" || field === "negative_prompt" ? manifest?.[field] : params[field];
     if (value !== null && value !== undefined) request[field] = value;
+  }
+  // A refined image's manifest keeps the operation's own fields apart (docs/api.md).
+  const extra = params.operation_parameters;
+  if (extra && typeof extra === "object") {
+    for (const [field, value] of Object.entries(extra)) {
+      if (REQUEST_FIELDS.includes(field) && value !== null && value !== undefined) request[field] ??= value;
+    }
   }
   if (!request.model && manifest?.model?.id) request.model = manifest.model.id;
   return request;
@@ -532,10 +555,11 @@ function onPromptKey(event) {
 }
 
 /** The results show `request`, nothing of an earlier job. */
-function beginResults(request) {
+function beginResults(request, parent = null) {
   stopFollowing();
   state.lastRequest = request;
-  state.shape = shapeOf(request);
+  state.parent = parent;
+  state.shape = parent?.image?.width && parent?.image?.height ? `${parent.image.width} / ${parent.image.height}` : shapeOf(request);
   state.jobId = null;
   state.images = [];
   state.total = request.count || 4;
@@ -544,11 +568,17 @@ function beginResults(request) {
   clearSelection();
 }
 
-/** Start a job of `request` and follow it to its end. */
-async function startJob(request) {
-  beginResults(request);
+/** How many images a request makes when it does not say (docs/api.md: upscale and remove-background 1). */
+function countOf(request) {
+  if (request.count) return request.count;
+  return request.operation === "upscale" || request.operation === "remove-background" ? 1 : 4;
+}
+
+/** Start a job of `request` (of `parent`, an image it refines) and follow it to its end. */
+async function startJob(request, parent = null) {
+  beginResults(request, parent);
   setBusy(true);
-  showPending(request.count, "Sending the request…");
+  showPending(countOf(request), "Sending the request…");
   bringIntoView(dom.results);
   let created;
   try {
@@ -646,9 +676,9 @@ const CANCELLING_TEXT = "Cancelling: the images being made are kept, the others 
 async function onRetry() {
   if (state.retryAction === "failed-images") await retryFailedImages();
   else if (state.lastRequest) {
-    fillForm(state.lastRequest);
+    if (!state.lastRequest.operation) fillForm(state.lastRequest);
     clearErrors();
-    await startJob(state.lastRequest);
+    await startJob(state.lastRequest, state.parent);
   }
 }
 
@@ -821,6 +851,7 @@ function resetResults() {
   dom.statusText.textContent = "Your images will appear here.";
   dom.resultsMeta.textContent = "";
   dom.resultsPrompt.textContent = "";
+  dom.resultsParent.hidden = true;
   dom.actions.hidden = true;
   dom.retry.hidden = true;
   dom.cancel.hidden = true;
@@ -842,6 +873,7 @@ function showPending(count, text) {
   dom.progress.removeAttribute("value"); // indeterminate until the total is known
   dom.resultsMeta.textContent = "";
   dom.resultsPrompt.textContent = state.lastRequest?.prompt || "";
+  renderParent();
   dom.actions.hidden = true;
   dom.retry.hidden = true;
   const n = Math.max(1, Math.min(count || 4, 40));
@@ -912,7 +944,7 @@ function jobReasonsInWords(message) {
 
 /** What a screen reader says for an image, once: its position, seed and prompt. */
 function imageName(image, total) {
-  const prompt = state.lastRequest?.prompt;
+  const prompt = state.lastRequest?.prompt || state.parent?.request?.prompt;
   return `Image ${Number(image.index) + 1} of ${total}, seed ${image.seed}${prompt ? `: ${prompt}` : ""}`;
 }
 
@@ -947,7 +979,8 @@ function imageTile(image, total, fileStem) {
     );
     const pick = el("label", { class: "tile-pick" }, input, el("span", { class: "frame" }, img), caption);
     const view = el("button", { type: "button", class: "tile-view", "aria-label": `View image ${n} full size`, title: "View full size" }, el("span", { "aria-hidden": "true", text: "⤢" }));
-    const tile = el("div", { class: "tile tile-image", "data-index": image.index, "data-seed": seedText }, pick, view);
+    const tools = image.key ? refineButtons(image, n) : null;
+    const tile = el("div", { class: "tile tile-image", "data-index": image.index, "data-seed": seedText }, pick, view, tools);
     img.addEventListener("error", () => {
       tile.classList.add("tile-broken");
       tile.querySelector(".frame").replaceChildren(el("span", { class: "broken-text", text: "The image could not be loaded; its link may have expired." }));
@@ -969,6 +1002,23 @@ function imageTile(image, total, fileStem) {
       el("p", { class: "problem-text", text }),
     ),
     el("span", { class: "caption", "aria-hidden": "true" }, el("span", { class: "caption-index", text: `#${n}` }), seedText ? el("span", { class: "caption-seed" }, "seed ", el("code", { class: "seed", text: seedText })) : null),
+  );
+}
+
+/** Upscale, Vary (4) and Edit under an image (a new job from it: its results show it as their parent). */
+function refineButtons(image, n) {
+  const button = (text, label, onClick) => {
+    // The name starts with the visible words (WCAG 2.5.3), then says which image.
+    const node = el("button", { type: "button", class: "button small", "aria-label": `${label} image ${n}`, text });
+    node.addEventListener("click", onClick);
+    return node;
+  };
+  return el(
+    "div",
+    { class: "tile-refine" },
+    button("Upscale", "Upscale", () => refine(image, "upscale")),
+    button("Vary (4)", "Vary (4)", () => refine(image, "variation", { count: 4, ...(state.lastRequest?.prompt ? { prompt: state.lastRequest.prompt } : {}) })),
+    button("Edit", "Edit", () => openEdit(image)),
   );
 }
 
@@ -1022,6 +1072,7 @@ function showJob(job, request) {
   const size = params.aspect_ratio || (params.width && params.height ? `${params.width}×${params.height}` : "");
   dom.resultsMeta.textContent = [modelName(manifest?.model?.id || request.model), size].filter(Boolean).join(" · ");
   dom.resultsPrompt.textContent = manifest?.prompt || request.prompt || "";
+  renderParent(manifest);
   const stem = params.file_name_prefix || "image";
   const focused = dom.grid.contains(document.activeElement) ? document.activeElement.closest(".tile")?.dataset.index : null;
   dom.grid.dataset.count = String(images.length);
@@ -1095,12 +1146,133 @@ function onDownloadClick(event) {
  * parameters and seed, so the deployment's prompt cache can serve it without calling the model.
  */
 async function rerun(image) {
-  if (!image || !state.lastRequest) return;
+  if (!image || !state.lastRequest || image.seed === null || image.seed === undefined) return;
   const request = { ...state.lastRequest, seed: Number(image.seed), count: 1 };
-  fillForm(request);
-  dom.advanced.open = true;
   clearErrors();
-  await startJob(request);
+  if (!request.operation) {
+    fillForm(request);
+    dom.advanced.open = true;
+  }
+  await startJob(request, state.parent);
+}
+
+// -- refining a picked image: upscale, vary, edit (docs/api.md, "Refining a stored image") ---
+
+/** Refine `image` of the results shown: a new job whose images come from it. */
+async function refine(image, operation, fields = {}) {
+  if (!image?.key) return;
+  const parent = { image, jobId: state.jobId, request: state.lastRequest, total: state.images.length || state.total };
+  const request = { source_image: image.key, operation, ...fields };
+  clearErrors();
+  return startJob(request, parent);
+}
+
+const REFINED = {
+  upscale: "Upscaled",
+  variation: "Variations",
+  "search-and-replace": "Edited (search and replace)",
+  inpaint: "Edited (repainted)",
+  outpaint: "Extended",
+  "remove-background": "Background removed",
+  "style-transfer": "Restyled",
+};
+
+/** The line above the results saying which image they were made from, with a way back to it. */
+function renderParent(manifest = null) {
+  const lineage = manifest?.images?.find((i) => i.lineage)?.lineage;
+  const operation = state.lastRequest?.operation || lineage?.operation;
+  if (!operation) {
+    dom.resultsParent.hidden = true;
+    dom.resultsParent.replaceChildren();
+    return;
+  }
+  const parent = state.parent;
+  const image = parent?.image;
+  const words = REFINED[operation] || `Made by ${operation}`;
+  const from = image
+    ? `${words} from image ${Number(image.index) + 1}${image.seed !== null && image.seed !== undefined ? ` (seed ${image.seed})` : ""}${parent.request?.prompt ? ` of “${parent.request.prompt}”` : ""}.`
+    : `${words} from ${String(lineage?.source_image || state.lastRequest?.source_image || "").split("/").pop()}.`;
+  const children = [];
+  if (image?.url) children.push(el("img", { src: image.url, alt: "", class: "parent-thumb", width: image.width || null, height: image.height || null }));
+  children.push(el("span", { text: from }));
+  if (parent?.jobId) {
+    const back = el("button", { type: "button", class: "button small", text: "Show the images it came from" });
+    back.addEventListener("click", () => openJob(parent.jobId));
+    children.push(back);
+  }
+  dom.resultsParent.replaceChildren(...children);
+  dom.resultsParent.hidden = false;
+}
+
+/** The edit form (a <dialog>) for `image`: search and replace, repaint by prompt, or extend. */
+function openEdit(image) {
+  state.editing = image;
+  dom.editTitle.textContent = `Edit image ${Number(image.index) + 1}`;
+  dom.editError.hidden = true;
+  dom.editError.replaceChildren();
+  onEditOperation();
+  dom.edit.showModal();
+}
+
+function editOperation() {
+  return dom.editForm.querySelector("input[name='edit-operation']:checked")?.value || "search-and-replace";
+}
+
+function onEditOperation() {
+  const operation = editOperation();
+  for (const part of dom.editForm.querySelectorAll("[data-edit]")) part.hidden = part.dataset.edit !== operation;
+  dom.editPromptLabel.textContent = operation === "outpaint" ? "What the new parts show (optional)" : operation === "inpaint" ? "What to paint there" : "Replace it with";
+}
+
+/** The edit form's request fields, or the first field to fix. */
+function readEdit() {
+  const operation = editOperation();
+  const fields = {};
+  const prompt = dom.editPrompt.value.trim();
+  const problems = [];
+  if (operation === "search-and-replace") {
+    const search = dom.editSearch.value.trim();
+    if (!search) problems.push(["edit-search", "Say what to find in the image."]);
+    else fields.search_prompt = search;
+  }
+  if (operation === "inpaint") {
+    const mask = dom.editMask.value.trim();
+    if (!mask) problems.push(["edit-mask", "Say which part of the image to repaint."]);
+    else fields.mask_prompt = mask;
+  }
+  if (operation === "outpaint") {
+    let any = false;
+    for (const side of ["left", "right", "up", "down"]) {
+      const text = $(`edit-${side}`).value.trim();
+      if (!text) continue;
+      if (!/^\d+$/.test(text)) problems.push([`edit-${side}`, "Pixels are a whole number, 0 or more."]);
+      else if (Number(text) > 0) {
+        fields[side] = Number(text);
+        any = true;
+      }
+    }
+    if (!any && !problems.length) problems.push(["edit-left", "Add pixels on at least one side."]);
+  }
+  if (prompt) fields.prompt = prompt;
+  else if (operation !== "outpaint") problems.push(["edit-prompt", "Say what the edit should paint."]);
+  const count = Number(dom.editCount.value);
+  if (!Number.isInteger(count) || count < 1) problems.push(["edit-count", "Enter how many images, 1 or more."]);
+  else fields.count = count;
+  return { operation, fields, problems };
+}
+
+async function onEditSubmit(event) {
+  event.preventDefault();
+  const { operation, fields, problems } = readEdit();
+  if (problems.length) {
+    dom.editError.replaceChildren(el("p", { text: problems.map(([, m]) => m).join(" ") }));
+    dom.editError.hidden = false;
+    $(problems[0][0]).focus();
+    return;
+  }
+  const image = state.editing;
+  dom.edit.close();
+  await refine(image, operation, fields);
 }
 
 // -- the full-size view ----------------------------------------------------------------------
@@ -1270,9 +1442,9 @@ async function openJob(jobId) {
   const sent = rememberedRequests()[jobId]?.request;
   const request = sent || (known?.manifest ? requestOfManifest(known.manifest) : {});
   clearErrors();
-  if (request.prompt) fillForm(request);
+  if (request.prompt && !request.operation) fillForm(request);
   beginResults(request);
-  showPending(request.count || known?.manifest?.requested || 4, "Opening the request…");
+  showPending(request.count || known?.manifest?.requested || countOf(request), "Opening the request…");
   bringIntoView(dom.results);
   await followJob(jobId, request);
 }
@@ -1303,6 +1475,11 @@ function init() {
   dom.modelsRetry.addEventListener("click", loadModels);
   dom.historyRetry.addEventListener("click", refreshHistory);
   dom.viewerClose.addEventListener("click", closeViewer);
+  dom.editForm.addEventListener("submit", onEditSubmit);
+  dom.editForm.addEventListener("change", (event) => {
+    if (event.target.name === "edit-operation") onEditOperation();
+  });
+  dom.editClose.addEventListener("click", () => dom.edit.close());
   dom.viewer.addEventListener("click", (event) => {
     if (event.target === dom.viewer) closeViewer(); // a click on the backdrop
   });
