@@ -1071,6 +1071,12 @@ def test_axe_finds_no_violations_in_any_state(
         expect(page.locator("#download")).to_have_attribute("aria-disabled", "false")
         axe_in_both_schemes(page, "selected", found)
 
+        page.get_by_role("button", name="Edit image 1").click()
+        expect(page.locator("#edit")).to_be_visible()
+        axe_in_both_schemes(page, "edit form", found)
+        page.keyboard.press("Escape")
+        expect(page.locator("#edit")).to_be_hidden()
+
         page.locator(".tile-image").first.locator(".tile-view").click()
         expect(page.locator("#viewer")).to_be_visible()
         page.wait_for_function("() => document.querySelector('#viewer-image').naturalWidth > 0")
@@ -1091,3 +1097,87 @@ def test_axe_finds_no_violations_in_any_state(
         server.engine.bedrock.faults = FaultPlan()
         context.close()
     assert found == {}, json.dumps(found, indent=1)
+
+
+# -- refining a picked image (issue 16, item 3) ----------------------------------------------------
+
+
+def test_upscale_vary_and_edit_an_image(watch: PageWatch, server: Any) -> None:
+    """Under each image: Upscale, Vary (4) and Edit, each a new job from the image's key (docs/api.md,
+    "Refining a stored image"), run by the offline workflow and stand-in; the results name their parent
+    and lead back to it."""
+    page = open_page(watch, server)
+    prompt = "a lighthouse on a rock, ink drawing"
+    fill_request(page, prompt, seed=3700, count=2)
+    page.click("#generate")
+    wait_for_images(page, 2)
+    expect(page.locator("#status-text")).to_have_text("2 images ready. Pick one.")
+    source = page.locator(".tile-image[data-index='1']")
+    source_src = source.locator("img").get_attribute("src")
+    assert source_src
+    key = re.search(r"/files/([^?]+)", source_src)
+    assert key
+
+    # Upscale image 2: one image, its parent named, with the way back.
+    page.get_by_role("button", name="Upscale image 2").click()
+    wait_for_images(page, 1)
+    expect(page.locator("#status-text")).to_have_text("1 image ready. Pick one.")
+    assert watch.job_posts[-1].post_data_json == {"source_image": key.group(1), "operation": "upscale"}
+    parent = page.locator("#results-parent")
+    expect(parent).to_contain_text(f"Upscaled from image 2 (seed 3701) of “{prompt}”.")
+    expect(parent.locator("img")).to_have_attribute("src", source_src)
+    expect(page.get_by_role("radio", name=re.compile(rf"^Image 1 of 1, seed \d+: {prompt}$"))).to_have_count(
+        1
+    )
+    parent.get_by_role("button", name="Show the images it came from").click()
+    wait_for_images(page, 2)
+    assert seeds_shown(page) == ["3700", "3701"]
+    expect(parent).to_be_hidden()
+
+    # Vary (4) image 1: four images from it, with the prompt.
+    page.get_by_role("button", name="Vary (4) image 1").click()
+    wait_for_images(page, 4)
+    expect(page.locator("#status-text")).to_have_text("4 images ready. Pick one.")
+    varied = watch.job_posts[-1].post_data_json
+    assert varied["operation"] == "variation" and varied["count"] == 4 and varied["prompt"] == prompt
+    expect(parent).to_contain_text("Variations from image 1 (seed 3700)")
+    parent.get_by_role("button", name="Show the images it came from").click()
+    wait_for_images(page, 2)
+
+    # Edit image 1: a small form; search and replace.
+    page.get_by_role("button", name="Edit image 1").click()
+    dialog = page.locator("#edit")
+    expect(dialog).to_be_visible()
+    expect(page.locator("#edit-title")).to_have_text("Edit image 1")
+    page.fill("#edit-prompt", "a windmill")
+    page.click("#edit-submit")
+    expect(page.locator("#edit-error")).to_have_text("Say what to find in the image.")
+    expect(page.locator("#edit-search")).to_be_focused()
+    page.fill("#edit-search", "the lighthouse")
+    page.click("#edit-submit")
+    expect(dialog).to_be_hidden()
+    wait_for_images(page, 1)
+    assert watch.job_posts[-1].post_data_json == {
+        "source_image": re.sub(r"image-01-3701", "image-00-3700", key.group(1)),
+        "operation": "search-and-replace",
+        "search_prompt": "the lighthouse",
+        "prompt": "a windmill",
+        "count": 1,
+    }
+    expect(parent).to_contain_text("Edited (search and replace) from image 1 (seed 3700)")
+
+    # Outpaint from the same form: the sides' pixels.
+    parent.get_by_role("button", name="Show the images it came from").click()
+    wait_for_images(page, 2)
+    page.get_by_role("button", name="Edit image 2").click()
+    page.get_by_label("Extend the picture").check()
+    expect(page.locator("#edit-left")).to_be_visible()
+    expect(page.locator("#edit-search")).to_be_hidden()
+    page.fill("#edit-prompt", "")
+    page.click("#edit-submit")
+    wait_for_images(page, 1)
+    extended = watch.job_posts[-1].post_data_json
+    assert extended["operation"] == "outpaint" and (extended["left"], extended["right"]) == (256, 256)
+    assert "prompt" not in extended and "up" not in extended
+    expect(parent).to_contain_text("Extended from image 2 (seed 3701)")
+    assert watch.errors == []
