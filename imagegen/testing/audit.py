@@ -275,21 +275,31 @@ class IndexAudit:
     unindexed: list[str] = field(default_factory=list)
     #: Index items of stored images whose object is not in the bucket.
     missing_from_s3: list[str] = field(default_factory=list)
+    #: Stored manifests (jobs that ended with one) whose job has no item in the index.
+    jobs_unindexed: list[str] = field(default_factory=list)
+    #: Job items that say the job ended with a manifest that the bucket does not hold.
+    manifests_missing: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.unindexed and not self.missing_from_s3
+        return not (self.unindexed or self.missing_from_s3 or self.jobs_unindexed or self.manifests_missing)
 
     @property
     def problems(self) -> list[str]:
-        return [f"{k}: stored but not in the index" for k in self.unindexed] + [
-            f"{k}: in the index but not in the bucket" for k in self.missing_from_s3
-        ]
+        return (
+            [f"{k}: stored but not in the index" for k in self.unindexed]
+            + [f"{k}: in the index but not in the bucket" for k in self.missing_from_s3]
+            + [f"{k}: a job's manifest whose job is not in the index" for k in self.jobs_unindexed]
+            + [
+                f"{k}: the index says the job ended with it, the bucket lacks it"
+                for k in self.manifests_missing
+            ]
+        )
 
 
 def audit_index(s3: Any, bucket: str, table: Any, *, prefix: str = "") -> IndexAudit:
     """Compare the index's stored images (a boto3 ``Table``, read with Scan: an audit, not a query)
-    with the ``*.png`` objects under ``prefix``."""
+    with the ``*.png`` objects under ``prefix``, and its jobs with the ``manifest.json`` objects there."""
     items: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {}
     while True:
@@ -305,10 +315,22 @@ def audit_index(s3: Any, bucket: str, table: Any, *, prefix: str = "") -> IndexA
         and i.get("status") == "SUCCEEDED"
         and str(i.get("key") or "").startswith(prefix)
     }
-    stored = {k for k in list_objects(s3, bucket, prefix) if k.endswith(".png")}
+    objects = list_objects(s3, bucket, prefix)
+    stored = {k for k in objects if k.endswith(".png")}
+    # Jobs: every job item that ended with a manifest (succeeded, partly or cancelled) names one the
+    # bucket holds, and every stored manifest's job has an item.
+    job_manifests = {
+        str(i["manifest_key"]): str(i.get("status"))
+        for i in items
+        if i.get("kind") == "job" and str(i.get("manifest_key") or "").startswith(prefix)
+    }
+    ended = {k for k, status in job_manifests.items() if status in {"SUCCEEDED", "PARTIAL", "CANCELLED"}}
+    manifests = {k for k in objects if k.endswith("/manifest.json")}
     return IndexAudit(
         indexed_images=len(indexed),
         stored_images=len(stored),
         unindexed=sorted(stored - indexed),
         missing_from_s3=sorted(indexed - stored),
+        jobs_unindexed=sorted(manifests - set(job_manifests)),
+        manifests_missing=sorted(ended - manifests),
     )

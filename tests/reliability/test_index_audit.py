@@ -68,6 +68,19 @@ def test_failed_index_writes_never_fail_a_job_and_the_audit_names_each(
     assert audit.unindexed == sorted(failed)  # exactly the injected failures, reported
     assert audit.indexed_images == len(stored) - len(failed)
     assert {p.split(":")[0] for p in audit.problems} == set(failed)
+    assert audit.jobs_unindexed == [] and audit.manifests_missing == []  # every job, both ways
+
+    # A job's item lost, and another job's manifest deleted behind the index's back: both named.
+    first, second = results[0].output, results[1].output
+    engine.index_table.delete_item(
+        Key={"pk": f"JOB#{first['caller_namespace']}#{first['request_id']}", "sk": "JOB"}
+    )
+    engine.s3.delete_object(Bucket=engine.config.bucket, Key=second["manifest_key"])
+    audit = audit_index(engine.s3, engine.config.bucket, engine.index_table, prefix=prefix)
+    assert (audit.jobs_unindexed, audit.manifests_missing) == (
+        [first["manifest_key"]],
+        [second["manifest_key"]],
+    )
 
 
 def test_a_lost_end_write_is_settled_by_the_job_list(
