@@ -1,6 +1,8 @@
 """``imagegen generate``: run the workflow offline and write the images and ``manifest.json`` under ``--out``.
 
-Everything the user gave (the request file, ``--out``, ``--quota``) is checked before the engine starts;
+Everything the user gave (the request file, ``--out``, ``--quota``, ``--webhook``) is checked before the
+engine starts; with ``--webhook`` (and ``--webhook-secret``) the job's webhooks are delivered, signed, as
+``imagegen serve`` delivers them, and the command waits for them before it ends;
 ``--dry-run`` checks the request as the workflow's first step does (``core/planning.check_request``)
 and prints its plan without generating. A request that makes no image still writes its manifest (each
 image's reason) under ``--out``; Ctrl-C writes the images already made.
@@ -9,13 +11,18 @@ image's reason) under ``--out``; Ctrl-C writes the images already made.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from imagegen.cli.exit_codes import CliError, ExitCode
+from image_pipeline.core.webhooks import NETWORK_VARIABLE
+
+from imagegen.cli.exit_codes import CliError, ExitCode, usage_error
 from imagegen.cli.options import (
     add_json_option,
     add_quota_options,
@@ -29,6 +36,14 @@ from imagegen.cli.options import (
 )
 from imagegen.cli.outputs import exit_code_of, local_folder, print_manifest, write_local_manifest
 from imagegen.runtime.engine import EngineConfig, ExecutionResult, OfflineEngine, Progress
+from imagegen.runtime.local_webhooks import LocalWebhooks
+
+#: Seconds between a failed webhook attempt and the next under ``generate`` (4 attempts; the command
+#: waits for them before it ends, so they are few and short).
+WEBHOOK_SCHEDULE = (1, 2, 4)
+#: The longest ``generate`` waits for its webhooks after the images: every attempt's POST timeout (5 s)
+#: and the waits between them.
+WEBHOOK_WAIT_SECONDS = 4 * 5 + sum(WEBHOOK_SCHEDULE) + 5
 
 #: The workflow's errors when no image was made; the manifest was stored first (core/manifest.py).
 NO_IMAGE_ERRORS = frozenset({"AllImagesFiltered", "ImagesThrottled", "ImagesFailed"})
@@ -126,8 +141,61 @@ def dry_run(checked: Any, args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
+def webhook_options(args: argparse.Namespace, request: dict[str, Any]) -> str | None:
+    """``--webhook`` (and ``--webhook-event``) into the request, as ``imagegen submit`` sends them; the
+    secret that signs them offline (``--webhook-secret``, as ``imagegen serve`` takes it), or None."""
+    from imagegen.runtime.local_webhooks import secret_problem
+
+    if not args.webhook:
+        if args.webhook_event or args.webhook_secret:
+            raise usage_error("--webhook-event and --webhook-secret need --webhook")
+        return None
+    if not args.webhook_secret:
+        raise usage_error(
+            "--webhook needs --webhook-secret whsec_<base64> (the secret its receiver verifies)"
+        )
+    problem = secret_problem(args.webhook_secret)
+    if problem:
+        raise usage_error(f"--webhook-secret is {problem}")
+    request["webhook"] = args.webhook
+    if args.webhook_event:
+        request["webhook_events"] = args.webhook_event
+    # offline, a webhook may point to this machine only (as under imagegen serve): checked so, now
+    os.environ[NETWORK_VARIABLE] = "loopback"
+    return str(args.webhook_secret)
+
+
+def deliveries_done(engine: OfflineEngine, name: str, expected: int, seconds: float) -> list[dict[str, Any]]:
+    """The delivery records of execution ``name`` once ``expected`` of them are delivered or given up
+    (or after ``seconds``: what there is then)."""
+    from image_pipeline.core.webhooks import job_webhooks
+
+    deadline = time.monotonic() + seconds
+    while True:
+        records = job_webhooks(engine.s3, engine.config.bucket, name)
+        finished = [r for r in records if r.get("delivered_at") or r.get("dead_lettered")]
+        if len(finished) >= expected or time.monotonic() >= deadline:
+            return records
+        time.sleep(0.1)
+
+
+def report_webhooks(records: list[dict[str, Any]], expected: int) -> None:
+    delivered = sum(1 for r in records if r.get("delivered_at"))
+    print(f"webhook: {delivered} of {expected} deliveries made", file=sys.stderr, flush=True)
+    for record in records:
+        if not record.get("delivered_at"):
+            what = record["event"] + (f" {record['index']}" if record.get("index") is not None else "")
+            print(
+                f"webhook: {what} not delivered after {record.get('attempts', 0)} attempts "
+                f"({record.get('last_error') or 'not attempted'})",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     request = request_from_args(args)
+    webhook_secret = webhook_options(args, request)
     out_dir = check_out_dir(args.out)
     config = EngineConfig(log_level="DEBUG" if args.verbose else "WARNING")
     if args.latency:
@@ -139,7 +207,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.dry_run:
         return dry_run(checked, args)
     name = str(uuid.uuid4())
-    with OfflineEngine(config) as engine:
+    with OfflineEngine(config) as engine, contextlib.ExitStack() as extras:
+        if webhook_secret is not None:  # delivered as imagegen serve delivers them, then waited for
+            extras.enter_context(
+                LocalWebhooks(engine, secret=webhook_secret, schedule=WEBHOOK_SCHEDULE, max_attempts=4)
+            )
         arn = engine.start_execution(request, name=name, kind="jobs")
         try:
             result = engine.wait(
@@ -167,6 +239,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 code = ExitCode.INVALID if result.error == "InvalidRequest" else ExitCode.FAILED
                 raise CliError(code, f"{result.error}: {result.message}")
             manifest_path = save_outputs(engine, failed, out_dir)
+        if webhook_secret is not None:
+            events: list[str] = request.get("webhook_events") or ["completed"]
+            images: list[Any] = json.loads(manifest_path.read_text()).get("images") or []
+            expected = (len(images) if "image" in events else 0) + (1 if "completed" in events else 0)
+            report_webhooks(deliveries_done(engine, name, expected, WEBHOOK_WAIT_SECONDS), expected)
     local = json.loads(manifest_path.read_text())
     print_manifest(local, manifest_path, as_json=wants_json(args), offline=True, quiet=args.quiet)
     return int(exit_code_of(local))
@@ -196,6 +273,20 @@ def add_commands(subparsers: Any) -> None:
     add_timeout_option(gen)
     gen.add_argument("--latency", type=float, default=0.0, help="simulated model latency in seconds")
     add_quota_options(gen)
+    gen.add_argument(
+        "--webhook",
+        help="POST the job there when it ends, signed, as imagegen submit --webhook (this machine only)",
+    )
+    gen.add_argument(
+        "--webhook-event",
+        action="append",
+        choices=["completed", "image"],
+        help="what the webhook is told (repeatable; default completed); image: each image as it is stored",
+    )
+    gen.add_argument(
+        "--webhook-secret",
+        help="the Standard Webhooks secret (whsec_<base64>) the deliveries are signed with",
+    )
     gen.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     gen.add_argument("--verbose", "-v", action="store_true", help="handler logs at DEBUG level")
     gen.set_defaults(func=cmd_generate)
