@@ -370,7 +370,9 @@ async function loadModels() {
     return;
   }
   state.models = Array.isArray(body?.models) ? body.models : [];
-  const options = state.models.map((m) => {
+  // The form draws from a prompt: the image services (text_to_image false) work on a picked image.
+  const generators = state.models.filter((m) => m.text_to_image !== false);
+  const options = generators.map((m) => {
     const enabled = m.enabled !== false;
     let label = m.name || m.id;
     if (m.lifecycle === "legacy") label += " (legacy)";
@@ -381,7 +383,7 @@ async function loadModels() {
   });
   if (!options.length) options.push(el("option", { value: "", text: "Server default" }));
   dom.model.replaceChildren(...options);
-  const offered = state.models.filter((m) => m.enabled !== false);
+  const offered = generators.filter((m) => m.enabled !== false);
   const preferred = offered.find((m) => m.default) || offered[0];
   if (preferred) dom.model.value = preferred.id;
   onModelChange();

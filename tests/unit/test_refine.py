@@ -391,3 +391,20 @@ def test_a_photo_like_mask_is_not_black_and_white_and_junk_is_not_a_png() -> Non
     assert not is_black_and_white(buffer.getvalue())
     with pytest.raises(NotAPng):
         is_black_and_white(b"GIF89a" + bytes(40))
+
+
+def test_get_models_says_what_each_model_does() -> None:
+    from image_pipeline.core.jobs import model_catalog
+
+    described = {m["id"]: m for m in model_catalog(SETTINGS)["models"]}
+    assert described["stable-image-core"]["text_to_image"] is True
+    assert described["stable-image-core"]["operations"] == []
+    assert described["sd3-5-large"]["operations"] == ["variation"]
+    upscale = described["stable-fast-upscale"]
+    assert (upscale["text_to_image"], upscale["operations"], upscale["upscale_mode"]) == (
+        False,
+        ["upscale"],
+        "fast",
+    )
+    assert upscale["invoke_id"] == "us.stability.stable-fast-upscale-v1:0"  # a cross-Region profile
+    assert upscale["input_limits"]["source_image"].startswith("images of 32 to 1536 pixels wide")

@@ -230,6 +230,9 @@ class ImageModelAdapter(ABC):
             "lifecycle_source": facts.lifecycle.source,
             "regions": list(facts.regions_offering()),
             "marketplace": facts.marketplace,
+            # What it does: draw from a prompt (text_to_image) and/or operations on a stored image.
+            "text_to_image": self.text_to_image,
+            "operations": sorted(self.operations),
             "min_seed": self.min_seed,
             "max_seed": self.max_seed,
             "prompt_max_chars": self.prompt_max_chars,

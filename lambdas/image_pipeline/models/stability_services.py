@@ -132,7 +132,6 @@ class _ImageService(ImageModelAdapter):
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(),
-            "operations": sorted(self.operations),
             "upscale_mode": self.upscale_mode,
             "input_limits": {field: limits.describe() for field, limits in self.input_limits.items()},
         }
