@@ -337,7 +337,12 @@ function requestOfManifest(manifest) {
       if (REQUEST_FIELDS.includes(field) && value !== null && value !== undefined) request[field] ??= value;
     }
   }
-  if (!request.model && manifest?.model?.id) request.model = manifest.model.id;
+  // Inpainting by a mask prompt runs as search-and-replace, so the manifest keeps it as search_prompt.
+  if (request.operation === "inpaint" && request.search_prompt && !request.mask_image) {
+    request.mask_prompt = request.search_prompt;
+    delete request.search_prompt;
+  }
+  if (!request.model && manifest?.model?.id && !request.operation) request.model = manifest.model.id;
   return request;
 }
 
@@ -607,6 +612,7 @@ async function startJob(request, parent = null) {
     return;
   }
   rememberRequest(jobId, request);
+  refreshHistory(); // the new job is listed (running) at once
   await followJob(jobId, request, created.status_url);
 }
 
@@ -1282,10 +1288,11 @@ async function onEditSubmit(event) {
 function openViewer(image) {
   state.viewing = image;
   const request = state.lastRequest || {};
+  const prompt = request.prompt || state.parent?.request?.prompt || "";
   const total = state.images.filter(Boolean).length > Number(image.index) ? state.images.length : state.total;
   dom.viewerTitle.textContent = `Image ${Number(image.index) + 1} of ${total}`;
   dom.viewerImage.src = image.url;
-  dom.viewerImage.alt = request.prompt || `Image ${Number(image.index) + 1}`;
+  dom.viewerImage.alt = prompt || `Image ${Number(image.index) + 1}`;
   if (image.width && image.height) {
     dom.viewerImage.width = image.width;
     dom.viewerImage.height = image.height;
@@ -1293,7 +1300,7 @@ function openViewer(image) {
     dom.viewerImage.removeAttribute("width");
     dom.viewerImage.removeAttribute("height");
   }
-  dom.viewerPrompt.textContent = request.prompt || "—";
+  dom.viewerPrompt.textContent = prompt || "—";
   dom.viewerNegative.textContent = request.negative_prompt || "";
   dom.viewerNegative.hidden = !request.negative_prompt;
   dom.viewerNegativeTerm.hidden = !request.negative_prompt;
@@ -1346,6 +1353,13 @@ const STATUS_WORDS = {
   failed: "failed",
 };
 
+/** "Upscaled image-01-3701.png": what a refining request without a prompt is called in the history. */
+function refinedName(request) {
+  if (!request?.operation) return "";
+  const words = REFINED[request.operation] || request.operation;
+  return `${words}: ${String(request.source_image || "").split("/").pop()}`;
+}
+
 function historyItem(summary) {
   const pictures = summary.images.filter((i) => i.status === "SUCCEEDED" && i.url).slice(0, 4);
   const thumbs = pictures.length
@@ -1366,7 +1380,7 @@ function historyItem(summary) {
     el(
       "span",
       { class: "history-text" },
-      el("span", { class: "history-prompt", text: summary.prompt || `Job ${summary.jobId}` }),
+      el("span", { class: "history-prompt", text: summary.prompt || refinedName(summary.request) || `Job ${summary.jobId}` }),
       el("span", { class: "history-meta", text: meta.join(" · ") }),
     ),
   );
@@ -1418,6 +1432,7 @@ async function refreshHistory() {
     : "Nothing yet: the requests you make will be listed here.";
   dom.historyList.replaceChildren(...summaries.map(historyItem));
   const unread = listed.filter((job) => {
+    if (job.job_id === state.jobId && state.running) return false; // followed already
     const known = history.get(job.job_id);
     const summary = summaries.find((s) => s.jobId === job.job_id);
     const settled = job.status !== "running" && job.status !== "cancelling";

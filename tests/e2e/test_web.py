@@ -852,6 +852,8 @@ def test_cancel_while_running(watch: PageWatch, server: Any) -> None:
     cancel = page.locator("#cancel")
     expect(cancel).to_be_visible()
     expect(page.locator("#status-text")).to_have_text(re.compile(r"^Generating: 0 of 2"))
+    listed = page.locator(".history-item", has_text="a slow boat").first.locator(".history-meta")
+    expect(listed).to_contain_text("running")  # listed as soon as it starts
     with page.expect_response(lambda r: r.request.method == "DELETE") as deleted:
         cancel.click()
     assert deleted.value.status == 202
@@ -862,6 +864,7 @@ def test_cancel_while_running(watch: PageWatch, server: Any) -> None:
     expect(cancel).to_be_hidden()
     wait_for_images(page, 2)
     expect(page.locator("#generate")).to_be_enabled()
+    expect(listed).to_contain_text("cancelled")
 
 
 def test_failed_images_are_made_again_in_place(watch: PageWatch, server: Any) -> None:
@@ -1126,9 +1129,11 @@ def test_upscale_vary_and_edit_an_image(watch: PageWatch, server: Any) -> None:
     parent = page.locator("#results-parent")
     expect(parent).to_contain_text(f"Upscaled from image 2 (seed 3701) of “{prompt}”.")
     expect(parent.locator("img")).to_have_attribute("src", source_src)
-    expect(page.get_by_role("radio", name=re.compile(rf"^Image 1 of 1, seed \d+: {prompt}$"))).to_have_count(
-        1
-    )
+    upscaled = page.get_by_role("radio", name=re.compile(rf"^Image 1 of 1, seed \d+: {prompt}$"))
+    expect(upscaled).to_have_count(1)
+    page.locator(".tile-image .tile-view").click()  # the full-size view: the prompt it came from
+    expect(page.locator("#viewer-prompt")).to_have_text(prompt)
+    page.keyboard.press("Escape")
     parent.get_by_role("button", name="Show the images it came from").click()
     wait_for_images(page, 2)
     assert seeds_shown(page) == ["3700", "3701"]
