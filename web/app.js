@@ -1169,7 +1169,13 @@ async function rerun(image) {
 /** Refine `image` of the results shown: a new job whose images come from it. */
 async function refine(image, operation, fields = {}) {
   if (!image?.key) return;
-  const parent = { image, jobId: state.jobId, request: state.lastRequest, total: state.images.length || state.total };
+  const parent = {
+    image,
+    jobId: state.jobId,
+    request: state.lastRequest,
+    total: state.images.length || state.total,
+    images: state.images.filter((i) => i?.status === "SUCCEEDED" && i.url),
+  };
   const request = { source_image: image.key, operation, ...fields };
   clearErrors();
   return startJob(request, parent);
@@ -1201,8 +1207,19 @@ function renderParent(manifest = null) {
     ? `${words} from image ${Number(image.index) + 1}${image.seed !== null && image.seed !== undefined ? ` (seed ${image.seed})` : ""}${parent.request?.prompt ? ` of “${parent.request.prompt}”` : ""}.`
     : `${words} from ${String(lineage?.source_image || state.lastRequest?.source_image || "").split("/").pop()}.`;
   const children = [];
-  if (image?.url) children.push(el("img", { src: image.url, alt: "", class: "parent-thumb", width: image.width || null, height: image.height || null }));
-  children.push(el("span", { text: from }));
+  // The row it came from, small, the source marked: the new row of choices sits below it.
+  const row = parent?.images?.length ? parent.images : image?.url ? [image] : [];
+  if (row.length) {
+    const thumbs = row.map((i) =>
+      el(
+        "li",
+        { class: Number(i.index) === Number(image?.index) ? "is-source" : null },
+        el("img", { src: i.url, alt: "", class: "parent-thumb", width: i.width || null, height: i.height || null }),
+      ),
+    );
+    children.push(el("ol", { class: "parent-row", "aria-hidden": "true" }, ...thumbs));
+  }
+  children.push(el("span", { class: "parent-text", text: from }));
   if (parent?.jobId) {
     const back = el("button", { type: "button", class: "button small", text: "Show the images it came from" });
     back.addEventListener("click", () => openJob(parent.jobId));

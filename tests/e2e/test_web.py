@@ -1080,6 +1080,12 @@ def test_axe_finds_no_violations_in_any_state(
         page.keyboard.press("Escape")
         expect(page.locator("#edit")).to_be_hidden()
 
+        page.get_by_role("button", name="Upscale image 1").click()
+        expect(page.locator("#results-parent")).to_be_visible()
+        wait_for_images(page, 1)
+        expect(page.locator("#status-text")).to_have_text("1 image ready. Pick one.")
+        axe_in_both_schemes(page, "refined results", found)
+
         page.locator(".tile-image").first.locator(".tile-view").click()
         expect(page.locator("#viewer")).to_be_visible()
         page.wait_for_function("() => document.querySelector('#viewer-image').naturalWidth > 0")
@@ -1128,7 +1134,9 @@ def test_upscale_vary_and_edit_an_image(watch: PageWatch, server: Any) -> None:
     assert watch.job_posts[-1].post_data_json == {"source_image": key.group(1), "operation": "upscale"}
     parent = page.locator("#results-parent")
     expect(parent).to_contain_text(f"Upscaled from image 2 (seed 3701) of “{prompt}”.")
-    expect(parent.locator("img")).to_have_attribute("src", source_src)
+    # The row it came from, small, above the new row of choices, the source marked.
+    expect(parent.locator(".parent-row img")).to_have_count(2)
+    expect(parent.locator(".parent-row .is-source img")).to_have_attribute("src", source_src)
     upscaled = page.get_by_role("radio", name=re.compile(rf"^Image 1 of 1, seed \d+: {prompt}$"))
     expect(upscaled).to_have_count(1)
     page.locator(".tile-image .tile-view").click()  # the full-size view: the prompt it came from
