@@ -32,6 +32,8 @@ def test_failed_index_writes_never_fail_a_job_and_the_audit_names_each(
     draw = random.Random(20)
 
     def flaky_put(self: ImageIndex, event: dict[str, Any], record: dict[str, Any], **kw: Any) -> bool:
+        if f"/{folder}/" not in str(record.get("key")):  # another test's job still running in the engine
+            return real(self, event, record, **kw)
         with lock:
             fail = draw.random() < FAILURE_RATE
         if not fail:
@@ -94,6 +96,8 @@ def test_a_lost_end_write_is_settled_by_the_job_list(
     lock = threading.Lock()
 
     def losing_finish(self: ImageIndex, state: dict[str, Any], outcome: dict[str, Any], **kw: Any) -> bool:
+        if f"/{folder}/" not in str(state.get("prefix")):  # another test's job still running in the engine
+            return real(self, state, outcome, **kw)
         with lock:
             lose = len(lost) < REQUESTS // 2
             if lose:
