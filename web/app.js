@@ -115,6 +115,8 @@ class ApiError extends Error {
   }
 
   get retryable() {
+    // A spent daily limit (SpendLimitExceeded) resets at midnight UTC: retrying now cannot help.
+    if (this.body?.error === "SpendLimitExceeded") return false;
     return this.kind === "network" || this.status === 429 || this.status >= 500;
   }
 }
@@ -163,6 +165,7 @@ function httpErrorMessage(status, body) {
   if (status === 400 || status === 422) return said || "The request is not valid.";
   if (status === 401 || status === 403) return "The API refused the request: check the API key.";
   if (status === 404) return said || "Not found.";
+  if (status === 429 && body?.error === "SpendLimitExceeded") return said; // what is left, when it resets
   if (status === 429) return "Too many requests right now. Wait a moment and try again.";
   if (status >= 500) return `The server failed (HTTP ${status})${said ? `: ${said}` : ""}. Try again.`;
   return said || `Unexpected answer from the API (HTTP ${status}).`;

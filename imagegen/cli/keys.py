@@ -100,8 +100,8 @@ def deployment_of(cfn: Any, apigw: Any, stack_name: str) -> Deployment:
         plan_id = plans[0]["id"] if plans else None
     if not plan_id:
         raise KeysError(
-            f"the stack {stack_name!r} has no usage plan: it was deployed with imagegen:apiAuth=iam "
-            "(callers are IAM principals; there are no keys to manage)"
+            f"the stack {stack_name!r} has no usage plan: it was deployed with imagegen:apiAuth=iam or "
+            "cognito (callers are IAM principals or signed-in users; there are no keys to manage)"
         )
     return Deployment(
         match["api"], match["stage"], plan_id, first_key, outputs.get("ImageIndexTableName") or None
