@@ -490,6 +490,20 @@ def test_the_list_filters_by_status_and_settles_what_the_index_still_calls_runni
     )
 
 
+def test_one_list_checks_a_bounded_number_of_running_jobs(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(job_control, "MAX_SETTLE_CHECKS", 1)
+    kim = Caller("apiKey", f"kim-{uuid.uuid4().hex[:6]}")
+    ended = [api(post_job(f"a cat {n}", caller=kim))[1]["job_id"] for n in range(2)]
+    for job_id in ended:
+        wait_until_ended(api.sfn, kim, job_id)
+
+    def statuses() -> list[str]:
+        return sorted(j["status"] for j in api(event("GET", "/jobs", caller=kim))[1]["jobs"])
+
+    assert statuses() == ["running", "succeeded"]  # one checked (and written back), one as the index says
+    assert statuses() == ["succeeded", "succeeded"]  # the next call checks the other
+
+
 def test_another_callers_jobs_are_never_listed(api: Any) -> None:
     hana, ivan = (
         Caller("apiKey", f"hana-{uuid.uuid4().hex[:6]}"),
