@@ -11,11 +11,13 @@ import errno
 import json
 import socket
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import httpx
+from image_pipeline.core.tenancy import Caller
 
 from imagegen.cli.client import ClientApiError, ImagegenClient, SigV4
 from imagegen.cli.configure import AUTH_MODES, ApiSettings, resolve_settings
@@ -108,11 +110,12 @@ def add_commands(subparsers: Any) -> None:
     )
     serve.add_argument(
         "--daily-spend-usd",
-        type=float,
-        default=None,
-        metavar="USD",
-        help="each caller's spend ceiling per UTC day from the cost model, as imagegen:dailySpendLimitUsd "
-        "deployed: a request that would pass it is 429 SpendLimitExceeded (default: none)",
+        action="append",
+        default=[],
+        metavar="[NAME=]USD",
+        help="a spend ceiling per UTC day from the cost model: USD for every caller (as "
+        "imagegen:dailySpendLimitUsd deployed), NAME=USD for the --api-key NAME alone (as imagegen keys "
+        "create --daily-spend-usd); repeatable; past it a request is 429 SpendLimitExceeded (default: none)",
     )
     serve.add_argument(
         "--webhook-secret",
@@ -433,6 +436,33 @@ def _port_problem(host: str, port: int) -> str | None:
     return None
 
 
+def parse_daily_spend(values: list[str], keys: Mapping[str, str]) -> tuple[float | None, dict[str, float]]:
+    """``--daily-spend-usd`` values: ``USD`` (every caller's ceiling) and ``NAME=USD`` (the ceiling of the
+    ``--api-key`` named NAME). ValueError naming the value when it is not a positive number, names no
+    key of the server, or is given twice."""
+    default: float | None = None
+    per_key: dict[str, float] = {}
+    for value in values:
+        name, sep, amount = value.rpartition("=")
+        try:
+            usd = float(amount)
+        except ValueError:
+            usd = float("nan")
+        if not (0 < usd < float("inf")):
+            raise ValueError(f"--daily-spend-usd {value!r}: give a positive number of USD, or NAME=USD")
+        if not sep:
+            if default is not None:
+                raise ValueError("--daily-spend-usd USD is given twice; give one for every caller")
+            default = usd
+        elif name not in keys:
+            raise ValueError(f"--daily-spend-usd {value!r}: {name!r} is not a --api-key NAME of this server")
+        elif name in per_key:
+            raise ValueError(f"--daily-spend-usd gives {name!r} two ceilings")
+        else:
+            per_key[name] = usd
+    return default, per_key
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -452,10 +482,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port_problem = _port_problem(args.host, args.port)
     if port_problem:
         raise usage_error(port_problem)
-    if args.daily_spend_usd is not None and not (0 < args.daily_spend_usd < float("inf")):
-        raise usage_error("--daily-spend-usd takes a positive number of USD")
+    try:
+        spend_default, spend_per_key = parse_daily_spend(args.daily_spend_usd, keys)
+    except ValueError as exc:
+        raise usage_error(str(exc)) from None
     config = EngineConfig(
-        daily_spend_limit_usd=args.daily_spend_usd,
+        daily_spend_limit_usd=spend_default,
         link_lifetime_seconds=args.link_lifetime_days * 24 * 3600,
     )
     if args.latency:
@@ -472,6 +504,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         engine.set_links_base_url(f"http://{host}:{args.port}/")
         if args.webhook_secret:
             extras.enter_context(LocalWebhooks(engine, secret=args.webhook_secret))
+        ledger = engine.spend_ledger
+        for name, usd in spend_per_key.items():  # a key's own ceiling, as imagegen keys create writes it
+            if ledger is not None:
+                ledger.set_limit(Caller("apiKey", name).namespace, usd)
         app = create_app(
             engine,
             web_dir=args.web_dir,
@@ -483,7 +519,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"imagegen API (offline) on http://{args.host}:{args.port}  docs: /docs"
             + ("  web page: /" if args.web_dir else "")
             + (f"  callers: {', '.join(keys)} (x-api-key)" if keys else "  open: no API key")
-            + (f"  daily spend limit: ${args.daily_spend_usd:g} per caller" if args.daily_spend_usd else "")
+            + (f"  daily spend limit: ${spend_default:g} per caller" if spend_default else "")
+            + "".join(f"  {name}: ${usd:g} a day" for name, usd in spend_per_key.items())
             + "  (Ctrl-C stops it)",
             file=sys.stderr,
             flush=True,

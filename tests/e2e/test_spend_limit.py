@@ -23,10 +23,11 @@ from image_pipeline.core.settings import get_settings
 from image_pipeline.core.spend import COMMITTED, estimate_usd, to_micro, utc_day
 from image_pipeline.core.tenancy import Caller, console_caller
 
+from imagegen.cli.api_commands import parse_daily_spend
 from imagegen.cli.main import main
 from imagegen.runtime.engine import EngineConfig
 from imagegen.runtime.lambda_router import LambdaContext
-from imagegen.runtime.local_api import create_app
+from imagegen.runtime.local_api import create_app, put_request_event
 from tests.support import count_executions, load_event, serve, with_identity
 
 #: A ceiling that holds one 4-image job of the default model (about $0.16) and not two.
@@ -155,8 +156,34 @@ def test_a_console_run_past_the_ceiling_fails_with_the_named_error(
     assert clients.spend_ledger() is not None  # the handlers' own ledger is the one configured
 
 
+def test_an_event_past_the_ceiling_fails_with_the_named_error(
+    limited: tuple[str, dict[str, str]], engine: Any
+) -> None:
+    """An ``ImageGenerationRequested`` event's job is its account's (``events:<account>``): its first step
+    reserves, and past the ceiling the execution fails with ``SpendLimitExceeded``."""
+    ended = engine.wait(put_request_event(engine, {"prompt": "an event's big run", "count": 40}), timeout=120)
+    assert ended.status == "FAILED" and ended.error == "SpendLimitExceeded", ended
+    assert "resets at" in ended.message
+
+
+def test_serve_reads_every_callers_and_each_keys_ceiling() -> None:
+    keys = {"alice": "s1", "bob": "s2"}
+    assert parse_daily_spend(["5", "alice=2.5"], keys) == (5.0, {"alice": 2.5})
+    assert parse_daily_spend([], keys) == (None, {})
+    for bad, words in (
+        (["0"], "positive number"),
+        (["nan"], "positive number"),
+        (["alice=-1"], "positive number"),
+        (["carol=1"], "'carol' is not a --api-key NAME"),
+        (["1", "2"], "given twice"),
+        (["bob=1", "bob=2"], "two ceilings"),
+    ):
+        with pytest.raises(ValueError, match=words):
+            parse_daily_spend(bad, keys)
+
+
 def test_serve_refuses_a_ceiling_that_is_not_a_positive_number() -> None:
-    for bad in ("0", "-1", "nan", "inf"):
+    for bad in ("0", "-1", "nan", "inf", "nobody=1"):
         assert main(["serve", "--daily-spend-usd", bad, "--port", "0"]) != 0
     environment = EngineConfig(daily_spend_limit_usd=2.5).handler_settings().to_environment()
     assert environment["DAILY_SPEND_LIMIT_USD"] == "2.5"
