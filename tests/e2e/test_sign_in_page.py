@@ -241,3 +241,21 @@ def test_a_refused_exchange_is_said_and_leaves_the_page_signed_out(
         expect(page.locator("#auth .auth-button")).to_have_text("Sign in")
     finally:
         context.close()
+
+
+def test_an_expiring_id_token_is_renewed_with_the_refresh_token(browser: Browser, stand_in: StandIn) -> None:
+    """Tokens kept for the tab whose ID token is about to expire: the next call first asks the token
+    endpoint with grant_type=refresh_token, then carries the new ID token."""
+    context, page = _page(browser)
+    try:
+        old = {"idToken": "old-token", "refreshToken": "refresh-1", "expiresAt": 0}
+        page.add_init_script(f"sessionStorage.setItem('imagegen.auth.tokens', {json.dumps(json.dumps(old))})")
+        page.goto(f"{stand_in.base}/")
+        expect(page.locator("#auth .auth-button")).to_have_text("Sign out")
+        page.wait_for_timeout(300)
+        assert {"grant_type": "refresh_token", "client_id": CLIENT_ID} in stand_in.token_requests
+        assert stand_in.api_calls and all(
+            auth == f"Bearer {stand_in.id_token}" for _, auth in stand_in.api_calls
+        )
+    finally:
+        context.close()

@@ -193,9 +193,15 @@ def test_serve_refuses_a_ceiling_that_is_not_a_positive_number() -> None:
 # -- the deployed API's Lambda, with API Gateway events of two identities ------------------------------
 
 
-def _lambda_call(module: Any, name: str, identity: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+def _lambda_call(
+    module: Any, name: str, identity: dict[str, str], body: dict[str, Any] | None
+) -> dict[str, Any]:
     event = with_identity(load_event(name), **identity)
-    event["body"] = json.dumps(body)
+    if body is not None:
+        event["body"] = json.dumps(body)
+    if event.get("queryStringParameters"):  # GET /images: the request in the query, four images
+        event["queryStringParameters"]["count"] = "4"
+        event["multiValueQueryStringParameters"]["count"] = ["4"]
     event["requestContext"]["requestId"] = str(uuid.uuid4())
     for header in ("Idempotency-Key", "Prefer"):
         event["headers"].pop(header, None)
@@ -222,6 +228,7 @@ def test_the_deployed_lambda_answers_429_with_retry_after_on_every_starting_rout
             for name, body in (
                 ("apigw_post_jobs", {"prompt": "another", "count": 4}),
                 ("apigw_post_images", {"prompt": "another", "count": 4}),
+                ("apigw_get_images", None),  # the request in its query (count 4, below)
                 ("apigw_openai_images_generations", {"prompt": "another", "n": 4}),
             ):
                 refused = _lambda_call(module, name, alice, body)
