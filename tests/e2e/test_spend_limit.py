@@ -243,3 +243,51 @@ def test_the_deployed_lambda_answers_429_with_retry_after_on_every_starting_rout
             assert theirs["statusCode"] == 202, theirs["body"]
         finally:
             module.environment.cache_clear()
+
+
+def test_the_deployed_lambdas_retry_is_refused_past_the_callers_own_ceiling(
+    limited: tuple[str, dict[str, str]], engine: Any
+) -> None:
+    from image_pipeline.handlers import http_api as module
+
+    who = {"api_key_id": f"retrykey-{uuid.uuid4().hex[:8]}"}
+    namespace = Caller("apiKey", who["api_key_id"]).namespace
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JOBS_STATE_MACHINE_ARN", engine.state_machines["jobs"])
+        module.environment.cache_clear()
+        try:
+            failed = _lambda_call(
+                module, "apigw_post_jobs", who, {"prompt": "[[fault:denied]] x", "count": 2}
+            )
+            assert failed["statusCode"] == 202, failed["body"]
+            job_id = json.loads(failed["body"])["job_id"]
+            deadline = time.monotonic() + 120
+            while True:
+                event = with_identity(load_event("apigw_get_job"), **who)
+                event.update(path=f"/jobs/{job_id}", pathParameters={"id": job_id})
+                job = json.loads(module.handler(event, LambdaContext(function_name="f"))["body"])
+                if job["status"] not in {"running", "queued"}:
+                    break
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            assert job["status"] == "failed"
+            engine.spend_ledger.set_limit(namespace, 0.000001)  # the key's own ceiling, all but spent
+            retry = with_identity(load_event("apigw_get_job"), **who)
+            retry.update(
+                httpMethod="POST",
+                path=f"/jobs/{job_id}/retry",
+                resource="/jobs/{id}/retry",
+                pathParameters={"id": job_id},
+                body=None,
+            )
+            retry["requestContext"].update(httpMethod="POST", resourcePath="/jobs/{id}/retry")
+            before = count_executions(engine)
+            refused = module.handler(retry, LambdaContext(function_name="f"))
+            assert refused["statusCode"] == 429, refused["body"]
+            assert json.loads(refused["body"])["error"] == "SpendLimitExceeded"
+            headers = {k.lower(): v[-1] for k, v in refused["multiValueHeaders"].items()}
+            assert 0 < int(headers["retry-after"]) <= 24 * 3600
+            assert count_executions(engine) == before
+        finally:
+            engine.spend_ledger.forget_limit(namespace)
+            module.environment.cache_clear()
