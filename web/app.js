@@ -177,7 +177,8 @@ const api = {
   models: () => callApi("GET", apiUrl("models")),
   createJob: (request) => callApi("POST", apiUrl("jobs"), request),
   job: (url) => callApi("GET", url),
-  jobs: (limit) => callApi("GET", apiUrl(`jobs?limit=${limit}`)),
+  jobs: (limit, nextToken = null) =>
+    callApi("GET", apiUrl(`jobs?limit=${limit}${nextToken ? `&next_token=${encodeURIComponent(nextToken)}` : ""}`)),
   cancel: (jobId) => callApi("DELETE", apiUrl(jobPath(jobId))),
   retry: (jobId) => callApi("POST", apiUrl(`${jobPath(jobId)}/retry`), {}),
 };
@@ -237,6 +238,7 @@ const dom = {
   historyStatus: $("history-status"),
   historyList: $("history-list"),
   historyRetry: $("history-retry"),
+  historyMore: $("history-more"),
   viewer: $("viewer"),
   viewerTitle: $("viewer-title"),
   viewerImage: $("viewer-image"),
@@ -1426,6 +1428,8 @@ async function inBatches(items, width, work) {
 }
 
 let historyRound = 0;
+/** GET /jobs's next_token after the jobs listed: "Show older requests" asks for the page it names. */
+let historyNext = null;
 
 /**
  * The caller's latest jobs (GET /jobs), each with its prompt and first images: what the list carries,
@@ -1444,19 +1448,45 @@ async function refreshHistory() {
     return;
   }
   if (round !== historyRound) return;
-  const listed = Array.isArray(body?.jobs) ? body.jobs : [];
-  const sent = rememberedRequests();
-  const summaries = listed.filter((job) => job?.job_id).map((job) => summaryOf(job, history.get(job.job_id), sent[job.job_id]?.request));
-  dom.historyStatus.textContent = summaries.length
-    ? `Your last ${summaries.length === 1 ? "request" : `${summaries.length} requests`}: open one to see its images and use its prompt again.`
+  const listed = (Array.isArray(body?.jobs) ? body.jobs : []).filter((job) => job?.job_id);
+  dom.historyStatus.textContent = listed.length
+    ? "Your latest requests: open one to see its images and use its prompt again."
     : "Nothing yet: the requests you make will be listed here.";
-  dom.historyList.replaceChildren(...summaries.map(historyItem));
-  const unread = listed.filter((job) => {
+  dom.historyList.replaceChildren();
+  await showListed(listed, body?.next_token, round);
+}
+
+/** "Show older requests": the next page of GET /jobs, added below. */
+async function showOlder() {
+  if (!historyNext) return;
+  const round = historyRound;
+  dom.historyMore.disabled = true;
+  let body;
+  try {
+    body = await api.jobs(HISTORY_LIMIT, historyNext);
+  } catch (error) {
+    dom.historyMore.disabled = false;
+    dom.historyStatus.textContent = `Older requests could not be loaded. ${error.message}`;
+    return;
+  } finally {
+    dom.historyMore.disabled = false;
+  }
+  if (round !== historyRound) return;
+  await showListed((Array.isArray(body?.jobs) ? body.jobs : []).filter((job) => job?.job_id), body?.next_token, round);
+}
+
+/** Add jobs of GET /jobs to the history, then complete those the list says too little of. */
+async function showListed(listed, nextToken, round) {
+  historyNext = nextToken || null;
+  dom.historyMore.hidden = !historyNext;
+  const sent = rememberedRequests();
+  const summaries = listed.map((job) => summaryOf(job, history.get(job.job_id), sent[job.job_id]?.request));
+  dom.historyList.append(...summaries.map(historyItem));
+  const unread = listed.filter((job, i) => {
     if (job.job_id === state.jobId && state.running) return false; // followed already
-    const known = history.get(job.job_id);
-    const summary = summaries.find((s) => s.jobId === job.job_id);
+    const summary = summaries[i];
     const settled = job.status !== "running" && job.status !== "cancelling";
-    return !known?.ended && !(settled && summary?.prompt && (summary.images.length || job.status === "failed"));
+    return !history.get(job.job_id)?.ended && !(settled && summary.prompt && (summary.images.length || job.status === "failed"));
   });
   await inBatches(unread, HISTORY_READS_AT_ONCE, async (job) => {
     let read;
@@ -1511,6 +1541,7 @@ function init() {
   dom.retry.addEventListener("click", onRetry);
   dom.modelsRetry.addEventListener("click", loadModels);
   dom.historyRetry.addEventListener("click", refreshHistory);
+  dom.historyMore.addEventListener("click", showOlder);
   dom.viewerClose.addEventListener("click", closeViewer);
   dom.editForm.addEventListener("submit", onEditSubmit);
   dom.editForm.addEventListener("change", (event) => {

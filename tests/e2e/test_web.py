@@ -998,6 +998,25 @@ def test_earlier_requests_stay_across_a_reload(watch: PageWatch, server: Any) ->
     assert watch.errors == []
 
 
+def test_older_requests_are_a_click_away(watch: PageWatch, server: Any) -> None:
+    """The history shows the latest 12 jobs; "Show older requests" follows GET /jobs's next_token."""
+    page = open_page(watch, server)
+    for i in range(13):
+        answer = page.request.post(server.url + "/jobs", data={"prompt": f"older request {i}", "count": 1})
+        assert answer.status == 202
+    page.reload()
+    expect(page.locator(".history-item", has_text="older request 12")).to_have_count(1)
+    expect(page.locator(".history-item")).to_have_count(12)
+    expect(page.locator(".history-item", has_text="older request 0")).to_have_count(0)
+    more = page.locator("#history-more")
+    with page.expect_request(lambda r: "next_token=" in r.url):
+        more.click()
+    expect(page.locator(".history-item", has_text="older request 0")).to_have_count(1)
+    assert page.locator(".history-item").count() > 12
+    jobs = page.locator(".history-item").evaluate_all("items => items.map(li => li.dataset.job)")
+    assert len(jobs) == len(set(jobs))  # no job twice
+
+
 # -- axe-core in every state (issue 18, item 10) ---------------------------------------------------
 
 
