@@ -498,3 +498,25 @@ def test_a_branch_queued_image_of_a_running_job_is_delivered(
     assert (body["type"], body["job_id"], body["image"]["index"]) == ("job.image", "job-8", 0)
     (record,) = webhooks.job_webhooks(deployed["s3"], deployed["bucket"], execution_name(CALLER, "job-8"))
     assert (record["attempts"], record["last_status"]) == (1, 200)
+
+
+def test_a_job_end_seen_twice_queues_each_delivery_once(
+    deployed: dict[str, Any], lambda_context: Any
+) -> None:
+    """EventBridge delivers at least once: a second copy of the job's end finds every delivery claimed."""
+    with webhook_receiver() as receiver:
+        request = {
+            "prompt": "a",
+            "count": 2,
+            "webhook": receiver.url,
+            "webhook_events": ["image", "completed"],
+        }
+        arn = deployed["sfn"].add("job-9", request, MANIFEST)
+        for _ in range(2):
+            deployed["sqs"].send_message(QueueUrl=deployed["queue"], MessageBody=status_change(arn))
+        run(deployed, lambda_context)  # both copies fanned out: 3 deliveries, once
+        names = sorted(Delivery.from_message(m).name for m in queued(deployed))  # type: ignore[union-attr]
+        assert names == ["completed", "image-0", "image-1"]
+        run(deployed, lambda_context)
+        bodies = [Webhook(SECRET).verify(r.body, r.headers) for r in receiver.received]
+    assert sorted(b["type"] for b in bodies) == ["job.completed", "job.image", "job.image"]

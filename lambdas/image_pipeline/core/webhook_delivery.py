@@ -130,15 +130,12 @@ def handle_message(
     if sub is None:
         return Outcome("skipped")
     running = described.get("status") == "RUNNING"
-    if delivery is None:  # an ended job: one message per delivery; an image's only if not queued yet
-        if running:
+    if delivery is None:  # an ended job: one message per delivery not queued yet (claimed: once, even
+        if running:  # when EventBridge delivers the job's end twice, or an image's branch queued it)
             return Outcome("skipped")
         job = job_document(described, s3=s3, bucket=bucket, expires_in=expires_in, links=links)
         for each in deliveries(str(described["executionArn"]), sub, job):
-            if each.event == "image":
-                claim_and_send(s3, bucket, each, send)
-            else:
-                send(each.message())
+            claim_and_send(s3, bucket, each, send)
         return Outcome("skipped")
     if delivery.record is not None:
         image = branch_image(
