@@ -318,7 +318,7 @@ def deliveries(execution_arn: str, sub: Subscription, job: Mapping[str, Any]) ->
     """The deliveries of an ended job: one per image of its manifest (``image``), then ``completed``.
 
     An image whose branch already queued its delivery (:func:`queue_image_delivery`) is left to it:
-    the caller claims each ``image`` delivery first (:func:`claim`) and queues only those it claimed.
+    the caller claims each delivery first (:func:`claim_and_send`) and queues only those it claimed.
     """
     out: list[Delivery] = []
     if "image" in sub.events:
