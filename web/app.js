@@ -927,7 +927,8 @@ function showFailure(message, advice = "", retry = null) {
   dom.actions.hidden = true;
   state.retryAction = retry;
   dom.retry.textContent = "Retry";
-  dom.retry.hidden = !(retry && state.lastRequest);
+  // Only with a request to send again (a job opened from the history may have none this page knows).
+  dom.retry.hidden = !(retry && (state.lastRequest?.prompt || state.lastRequest?.operation));
   bringIntoView(dom.results);
 }
 

@@ -1198,6 +1198,25 @@ def test_upscale_vary_and_edit_an_image(watch: PageWatch, server: Any) -> None:
     }
     expect(parent).to_contain_text("Edited (search and replace) from image 1 (seed 3700)")
 
+    # Repaint a part described in words (inpaint by mask_prompt), from the same form.
+    parent.get_by_role("button", name="Show the images it came from").click()
+    wait_for_images(page, 2)
+    page.get_by_role("button", name="Edit image 1").click()
+    page.get_by_label("Repaint a part, described in words").check()
+    expect(page.locator("#edit-prompt-label")).to_have_text("What to paint there")
+    page.fill("#edit-mask", "the sky")
+    page.fill("#edit-prompt", "a starry night")
+    page.click("#edit-submit")
+    wait_for_images(page, 1)
+    repainted = watch.job_posts[-1].post_data_json
+    assert (repainted["operation"], repainted["mask_prompt"], repainted["prompt"]) == (
+        "inpaint",
+        "the sky",
+        "a starry night",
+    )
+    assert "search_prompt" not in repainted
+    expect(parent).to_contain_text("Edited (repainted) from image 1 (seed 3700)")
+
     # Outpaint from the same form: the sides' pixels.
     parent.get_by_role("button", name="Show the images it came from").click()
     wait_for_images(page, 2)
