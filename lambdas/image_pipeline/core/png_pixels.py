@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from itertools import accumulate
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: Samples per pixel of each colour type (0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA).
@@ -51,32 +52,35 @@ def _chunks(data: bytes) -> tuple[bytes, bytes, bytes]:
     return header, bytes(idat), palette
 
 
-def _paeth(a: int, b: int, c: int) -> int:
-    p = a + b - c
-    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-    if pa <= pb and pa <= pc:
-        return a
-    return b if pb <= pc else c
-
-
 def _unfilter(kind: int, raw: bytes, prev: bytes, bpp: int) -> bytes:
-    """One scanline's bytes from its filtered bytes (filter method 0)."""
+    """One scanline's bytes from its filtered bytes (filter method 0: None, Sub, Up, Average, Paeth)."""
     if kind == 0:
         return raw
     if kind == 2:
         return bytes((x + y) & 0xFF for x, y in zip(raw, prev, strict=True))
+    if kind == 1:  # each channel is a running sum of its own bytes
+        row = bytearray(len(raw))
+        for c in range(bpp):
+            row[c::bpp] = bytes(accumulate(raw[c::bpp], lambda a, b: (a + b) & 0xFF))
+        return bytes(row)
     row = bytearray(raw)
-    for i in range(len(row)):
-        left = row[i - bpp] if i >= bpp else 0
-        if kind == 1:
-            row[i] = (row[i] + left) & 0xFF
-        elif kind == 3:
-            row[i] = (row[i] + ((left + prev[i]) >> 1)) & 0xFF
-        elif kind == 4:
-            upper_left = prev[i - bpp] if i >= bpp else 0
-            row[i] = (row[i] + _paeth(left, prev[i], upper_left)) & 0xFF
+    n = len(row)
+    if kind == 3:
+        for i in range(n):
+            row[i] = (row[i] + (((row[i - bpp] if i >= bpp else 0) + prev[i]) >> 1)) & 0xFF
+        return bytes(row)
+    if kind != 4:
+        raise NotAPng(f"unknown filter type {kind}")
+    for i in range(n):  # Paeth, inlined: the hot loop of a mask check
+        b = prev[i]
+        if i >= bpp:
+            a, c = row[i - bpp], prev[i - bpp]
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            predictor = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
         else:
-            raise NotAPng(f"unknown filter type {kind}")
+            predictor = b  # a = c = 0: the Paeth predictor is b
+        row[i] = (row[i] + predictor) & 0xFF
     return bytes(row)
 
 
