@@ -68,11 +68,18 @@ def test_ttl_matches_the_buckets_expiration_in_every_function(
 def test_grants_where_the_parts_meet(synthesized: Synthesized) -> None:
     table_id, _ = _table(synthesized)
 
-    def actions_on_table(name: str) -> dict[str, set[str]]:
-        rights = granted(statements_of_role(synthesized, role_of(synthesized, name)))
-        return {a: r for a, r in rights.items() if a.startswith("dynamodb:")}
-
     arn = f"<{table_id}.Arn>"
+
+    def actions_on_table(name: str) -> dict[str, set[str]]:
+        """The DynamoDB rights of a function on the index's table and its GSIs (not on other tables:
+        the admission control's slots are tests/infra/test_admission_construct.py's)."""
+        rights = granted(statements_of_role(synthesized, role_of(synthesized, name)))
+        on_index = {
+            a: {r for r in resources if r == arn or r.startswith(f"{arn}/")}
+            for a, resources in rights.items()
+        }
+        return {a: r for a, r in on_index.items() if a.startswith("dynamodb:") and r}
+
     ledger = {"dynamodb:GetItem": {arn}, "dynamodb:UpdateItem": {arn}}  # the spend ledger's items
     assert actions_on_table("validate_request") == ledger  # the job's item (UpdateItem) and the ledger
     assert actions_on_table("generate_image") == {
