@@ -52,6 +52,10 @@ def _chunks(data: bytes) -> tuple[bytes, bytes, bytes]:
     return header, bytes(idat), palette
 
 
+def _add_byte(a: int, b: int) -> int:
+    return (a + b) & 0xFF
+
+
 def _unfilter(kind: int, raw: bytes, prev: bytes, bpp: int) -> bytes:
     """One scanline's bytes from its filtered bytes (filter method 0: None, Sub, Up, Average, Paeth)."""
     if kind == 0:
@@ -61,7 +65,8 @@ def _unfilter(kind: int, raw: bytes, prev: bytes, bpp: int) -> bytes:
     if kind == 1:  # each channel is a running sum of its own bytes
         row = bytearray(len(raw))
         for c in range(bpp):
-            row[c::bpp] = bytes(accumulate(raw[c::bpp], lambda a, b: (a + b) & 0xFF))
+            sums: list[int] = list(accumulate(raw[c::bpp], _add_byte))
+            row[c::bpp] = bytes(sums)
         return bytes(row)
     row = bytearray(raw)
     n = len(row)
