@@ -21,7 +21,8 @@ function gets only what its step does:
   ``cancellations/`` (it looks for its job's cancellation before calling the model); its
   ``s3:GetObject`` on ``*.png`` keys only (a cached image to copy, the stored images an operation reads)
   is granted where the stack composes it;
-* ``admission``: nothing here; ``stacks/admission.py`` grants it its table where the stack composes them;
+* ``admission``: ``s3:ListBucket`` under ``cancellations/`` (a waiting branch of a cancelled job stops
+  waiting); ``stacks/admission.py`` grants it its table where the stack composes them;
 * ``build_manifest``: ``s3:GetObject`` on ``*.png`` keys (check images, presign URLs), ``s3:PutObject``
   on ``*/manifest.json`` keys, and ``s3:ListBucket`` (a missing image is then a 404, not a 403).
 """
@@ -184,14 +185,16 @@ class ImageWorkflow(Construct):
                 resources=[images_bucket.arn_for_objects(IMAGE_KEYS)],
             )
         )
-        self.generate_image.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="LookForCancellation",
-                actions=["s3:ListBucket"],
-                resources=[images_bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [CANCELLATION_KEYS]}},
+        # GenerateImage looks for its job's cancellation before the call; Admission when a branch waits
+        for looking in (self.generate_image, self.admission):
+            looking.role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="LookForCancellation",
+                    actions=["s3:ListBucket"],
+                    resources=[images_bucket.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [CANCELLATION_KEYS]}},
+                )
             )
-        )
         # An operation on a stored image: the first step checks each image the request names (the
         # caller's, there, of sizes the model takes) before anything runs; images only, no listing.
         self.validate_request.role.add_to_principal_policy(

@@ -39,7 +39,15 @@ def test_the_admission_function_gets_its_table_and_nothing_more(synthesized: Syn
     rights = granted(statements_of_role(synthesized, role_of(synthesized, "admission")))
     dynamodb = {a: r for a, r in rights.items() if a.startswith("dynamodb:")}
     assert dynamodb == {action: {f"<{table_id}.Arn>"} for action in SLOT_ACTIONS}
-    assert not [a for a in rights if a.startswith(("s3:", "bedrock:", "states:"))]
+    assert not [a for a in rights if a.startswith(("bedrock:", "states:"))]
+    # S3: only to look for its job's cancellation marker (a waiting branch of a cancelled job stops)
+    assert {a for a in rights if a.startswith("s3:")} == {"s3:ListBucket"}
+    listing = [
+        s
+        for s in statements_of_role(synthesized, role_of(synthesized, "admission"))
+        if "s3:ListBucket" in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+    ]
+    assert [s["Condition"] for s in listing] == [{"StringLike": {"s3:prefix": ["cancellations/*"]}}]
     for other in ("validate_request", "build_manifest", "http_api"):
         theirs = granted(statements_of_role(synthesized, role_of(synthesized, other)))
         assert not any(f"<{table_id}.Arn>" in r for r in theirs.values()), other

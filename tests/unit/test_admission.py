@@ -19,6 +19,7 @@ from image_pipeline.core.admission import (
     NoSlot,
     Semaphore,
     SlotState,
+    acquire_unless_cancelled,
     decide,
     default_quota,
     parse_quotas,
@@ -141,6 +142,26 @@ def test_the_release_after_the_call_counts_once_and_never_raises(dynamodb: Any) 
     assert not semaphore.release(MODEL, "b#0")  # ReleaseSlot: already given back, counted once
     after = state(dynamodb)
     assert after.in_use == 0 and not after.leases
+
+
+def test_a_waiting_branch_of_a_cancelled_job_stops_waiting(dynamodb: Any) -> None:
+    store = DynamoSlotStore(dynamodb, TABLE)
+    semaphore = Semaphore(store)
+    looked: list[str] = []
+
+    def cancelled(answer: bool) -> Any:
+        return lambda: looked.append("looked") or answer
+
+    assert acquire_unless_cancelled(semaphore, MODEL, "a#0", 1, 0.0, cancelled=cancelled(True)) is not None
+    assert looked == []  # a take that succeeds never looks for a cancellation
+    with pytest.raises(NoSlot):  # full, not cancelled: wait
+        acquire_unless_cancelled(semaphore, MODEL, "b#0", 1, 1.0, cancelled=cancelled(False))
+    assert set(state(dynamodb).waiting) == {"b#0"}
+    # full and b's job cancelled: b stops waiting, takes nothing, and its waiting record goes
+    assert acquire_unless_cancelled(semaphore, MODEL, "b#0", 1, 2.0, cancelled=cancelled(True)) is None
+    after = state(dynamodb)
+    assert after.in_use == 1 and set(after.leases) == {"a#0"} and not after.waiting
+    assert looked == ["looked", "looked"]
 
 
 def test_a_release_of_a_branch_that_only_waited_forgets_its_wait(dynamodb: Any) -> None:

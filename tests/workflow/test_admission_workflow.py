@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+from image_pipeline.core.cancellation import mark_cancelled
 
 from imagegen.runtime.engine import ADMISSION_TABLE, REGION
 from imagegen.standin.bedrock_server import FaultPlan
@@ -77,3 +78,26 @@ def test_a_failed_call_gives_its_slot_back(quota_of_two: Any) -> None:
     assert result.status == "FAILED"
     assert "ReleaseSlotAfterFailure" in states_entered(engine, result)
     assert slots()["in_use"] == {"N": "0"}
+
+
+def test_a_cancelled_jobs_waiting_branches_stop_waiting(quota_of_two: Any) -> None:
+    """Every slot is held by another job's branch for the next hour; this job is cancelled while its
+    branches wait: they stop waiting at their next try and end CANCELLED without a model call (without
+    the cancellation check they would wait for the lease, past this test's timeout)."""
+    engine = quota_of_two
+    engine.set_quotas(model_concurrency={MODEL: 1}, bedrock={MODEL: 1})
+    boto3.client("dynamodb", region_name=REGION).put_item(
+        TableName=ADMISSION_TABLE,
+        Item={"model": {"S": MODEL}, "in_use": {"N": "1"}, "lease:other#0": {"N": repr(time.time() + 3600)}},
+    )
+    arn = engine.start_execution({"prompt": "cancelled while waiting", "count": 3, "model": MODEL})
+    time.sleep(1.0)  # its branches have asked for a slot and wait
+    mark_cancelled(engine.s3, engine.config.bucket, arn.rsplit(":", 1)[-1])
+    result = engine.wait(arn, timeout=90)
+    assert result.status == "SUCCEEDED", result.output
+    assert result.output["cancelled"] is True
+    assert [image["reason_code"] for image in result.output["images"]] == ["CANCELLED"] * 3
+    assert engine.bedrock.stats()["invocations"] == 0
+    item = slots()
+    assert item["in_use"] == {"N": "1"} and "lease:other#0" in item  # the other job's slot untouched
+    assert not [k for k in item if k.startswith("wait:")]  # no waiting record left behind

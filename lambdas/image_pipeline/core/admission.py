@@ -344,6 +344,22 @@ class DynamoSlotStore:
         )
 
 
+def acquire_unless_cancelled(
+    semaphore: Semaphore, model: str, holder: str, limit: int, now: float, *, cancelled: Callable[[], bool]
+) -> Granted | None:
+    """Take a slot, or, when there is none and the branch's job was cancelled (``cancelled()``, looked
+    at only then: a take that succeeds costs no extra call), stop waiting: the branch's waiting record
+    is forgotten and None is returned (its GenerateImage then records ``CANCELLED`` without calling the
+    model). Otherwise :class:`NoSlot`, and the state machine waits and asks again."""
+    try:
+        return semaphore.acquire(model, holder, limit, now)
+    except NoSlot:
+        if not cancelled():
+            raise
+    semaphore.release(model, holder)  # holds none: only its waiting record goes
+    return None
+
+
 def release_after_call(
     store: SlotStore, model: str, holder: str, *, on_error: Callable[[Exception], None]
 ) -> bool | None:
