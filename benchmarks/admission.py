@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
+import functools
 import json
 import sys
 import threading
@@ -40,7 +40,7 @@ def run_variant(
     """One variant: ``jobs`` executions started at once, each waited for in its own thread.
 
     ``early_release=False`` measures the workflow as it was before GenerateImage gave its slot back
-    right after the model's answer: the handler's release is replaced by one that gives nothing back,
+    right after the model's answer: the handler's own release write fails at once (its client raises),
     so the slot is held until ``ReleaseSlot`` (the upload and two state transitions later)."""
     with _early_release(early_release):
         return _run_variant(admission=admission, jobs=jobs, images=images, quota=quota, latency=latency)
@@ -48,11 +48,21 @@ def run_variant(
 
 @contextlib.contextmanager
 def _early_release(on: bool) -> Iterator[None]:
+    """``on=False``: GenerateImage's own release write fails at once (its client raises), so, as
+    ``release_after_call`` does on any failure, the slot stays held until ``ReleaseSlot`` gives it back."""
     if on:
         yield
         return
-    module = importlib.import_module("image_pipeline.handlers.generate_image")
-    with mock.patch.object(module, "release_after_call", lambda *args, **kwargs: False):
+    from botocore.exceptions import ClientError
+    from image_pipeline.core import clients
+
+    class NoEarlyRelease:
+        def update_item(self, **_: Any) -> Any:
+            raise ClientError(
+                {"Error": {"Code": "Benchmark", "Message": "held until ReleaseSlot"}}, "UpdateItem"
+            )
+
+    with mock.patch.object(clients, "admission_release_dynamodb", functools.cache(NoEarlyRelease)):
         yield
 
 
