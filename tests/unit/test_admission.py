@@ -14,6 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 from image_pipeline.core.admission import (
     DEFAULT_LEASE_SECONDS,
+    MAX_WAITING_RECORDS,
     DynamoSlotStore,
     InvalidQuota,
     NoSlot,
@@ -142,6 +143,65 @@ def test_the_release_after_the_call_counts_once_and_never_raises(dynamodb: Any) 
     assert not semaphore.release(MODEL, "b#0")  # ReleaseSlot: already given back, counted once
     after = state(dynamodb)
     assert after.in_use == 0 and not after.leases
+
+
+class Throttling:
+    """A client whose ``update_item`` DynamoDB throttles (nothing written) while ``on``."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.on = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def update_item(self, **kwargs: Any) -> Any:
+        if self.on:
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+                "UpdateItem",
+            )
+        return self.client.update_item(**kwargs)
+
+
+def test_a_throttled_take_waits_instead_of_failing(dynamodb: Any) -> None:
+    throttling = Throttling(dynamodb)
+    semaphore = Semaphore(DynamoSlotStore(throttling, TABLE))
+    semaphore.acquire(MODEL, "a#0", 1, 0.0)
+    throttling.on = True
+    with pytest.raises(NoSlot, match="throttling"):  # the state machine waits and asks again
+        semaphore.acquire(MODEL, "b#0", 2, 1.0)
+    assert state(dynamodb).in_use == 1 and not state(dynamodb).waiting  # nothing was written
+    throttling.on = False
+    assert semaphore.acquire(MODEL, "b#0", 2, 2.0).holder == "b#0"
+
+
+def test_a_failed_waiting_record_is_ignored(dynamodb: Any) -> None:
+    throttling = Throttling(dynamodb)
+    store = DynamoSlotStore(throttling, TABLE)
+    semaphore = Semaphore(store)
+    semaphore.acquire(MODEL, "a#0", 1, 0.0)
+
+    def throttled_note(*args: Any) -> None:
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "x"}}, "UpdateItem")
+
+    store.note_waiting = throttled_note  # type: ignore[method-assign]
+    with pytest.raises(NoSlot, match="all 1 slots"):  # waits all the same, unrecorded
+        semaphore.acquire(MODEL, "b#0", 1, 1.0)
+    assert not state(dynamodb).waiting
+
+
+def test_waiting_records_are_capped(dynamodb: Any) -> None:
+    semaphore = Semaphore(DynamoSlotStore(dynamodb, TABLE))
+    semaphore.acquire(MODEL, "a#0", 1, 0.0)
+    for i in range(MAX_WAITING_RECORDS + 5):
+        with pytest.raises(NoSlot):
+            semaphore.acquire(MODEL, f"w#{i}", 1, 1.0)
+    assert len(state(dynamodb).waiting) == MAX_WAITING_RECORDS  # the item stays small
+    assert semaphore.last_waiting == MAX_WAITING_RECORDS  # "at least" this many wait
+    assert semaphore.release(MODEL, "a#0")
+    granted = semaphore.acquire(MODEL, f"w#{MAX_WAITING_RECORDS + 1}", 1, 5.0)  # an unrecorded waiter
+    assert granted.waited_seconds is None and state(dynamodb).in_use == 1
 
 
 def test_a_waiting_branch_of_a_cancelled_job_stops_waiting(dynamodb: Any) -> None:

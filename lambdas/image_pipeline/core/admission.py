@@ -25,7 +25,11 @@ try again), or the model is full (wait: ``NoSlot``). A holder id is the executio
 index, the same on every retry of a branch.
 
 Waiting branches are recorded as ``wait:<holder>`` (when it first found no slot) so the metrics can say
-how many wait and how long a slot took; a take removes its own, a release removes it too.
+how many wait and how long a slot took; a take removes its own, a release removes it too. At most
+:data:`MAX_WAITING_RECORDS` are kept, and a failed record is ignored: every write to the item costs a
+write unit per KB of it and one item is one partition (1,000 write units a second), which
+``benchmarks/simulation.py`` showed thousands of records in a burst would pass. A take that DynamoDB
+throttles is answered ``NoSlot``: the branch waits and asks again instead of failing its image.
 """
 
 from __future__ import annotations
@@ -52,6 +56,17 @@ DEFAULT_LEASE_SECONDS = 1500
 #: A waiting record older than this is forgotten (a branch waits at most as long as its execution,
 #: ``TimeoutSeconds`` 1800 in the ASL).
 WAIT_RECORD_SECONDS = 1800
+#: At most this many waiting records in a model's item (about 6 KB). Every write to the item costs one
+#: write unit per KB of it, and one item is one partition, which takes 1,000 write units a second
+#: (benchmarks/simulation.py found thousands of records in a burst: 190 KB items, every write throttled);
+#: past the cap a branch waits unrecorded, so the waiting metric reads "at least" and its time waited
+#: is not measured.
+MAX_WAITING_RECORDS = 100
+#: DynamoDB's answers when it throttles a request: a take that is throttled is answered NoSlot (the
+#: branch asks again after the state machine's backoff) rather than failing its image.
+THROTTLING_CODES = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+)
 
 
 class NoSlot(Exception):
@@ -220,7 +235,12 @@ class Semaphore:
         """Take a slot of ``model`` for ``holder`` or raise :class:`NoSlot`; idempotent by holder."""
         reclaimed = 0
         for _ in range(self.attempts):
-            taken = self.store.take(model, holder, limit, now + self.lease_seconds)
+            try:
+                taken = self.store.take(model, holder, limit, now + self.lease_seconds)
+            except Exception as exc:
+                if _throttled(exc):  # not written: wait and ask again, as when full
+                    raise NoSlot(f"{model}: the slots' table is throttling; asking again") from None
+                raise
             if isinstance(taken, Taken):
                 waited = None if taken.waited_since is None else max(0.0, now - taken.waited_since)
                 return Granted(holder, taken.in_use, waited, reclaimed)
@@ -231,17 +251,37 @@ class Semaphore:
                 return Granted(holder, None, None, reclaimed)
             if decision.verdict == "wait":
                 stale = tuple(h for h, t in state.waiting.items() if now - t > WAIT_RECORD_SECONDS)
-                if holder not in state.waiting or stale:  # a branch's first wait (or old ones to forget)
-                    self.store.note_waiting(model, holder, now, stale)
-                self.last_waiting = len(state.waiting) - len(stale) + (holder not in state.waiting)
+                recorded = holder in state.waiting
+                first = not recorded and len(state.waiting) - len(stale) < MAX_WAITING_RECORDS
+                if first or (stale and recorded):  # a branch's first wait (or old ones to forget)
+                    self._note_waiting(model, holder, now, stale)
+                self.last_waiting = len(state.waiting) - len(stale) + first
                 raise NoSlot(f"{model}: all {limit} slots are in use")
             for dead, expiry in decision.expired.items():
-                reclaimed += self.store.give_back(model, dead, expiry)
+                try:
+                    reclaimed += self.store.give_back(model, dead, expiry)
+                except Exception as exc:
+                    if _throttled(exc):
+                        raise NoSlot(f"{model}: the slots' table is throttling; asking again") from None
+                    raise
         raise NoSlot(f"{model}: all {limit} slots are in use (contended)")
+
+    def _note_waiting(self, model: str, holder: str, now: float, stale: tuple[str, ...]) -> None:
+        """Record ``holder``'s first wait (kept if there) and forget ``stale`` records; the records are
+        for the metrics only, so a failed write is ignored (the branch waits all the same)."""
+        try:
+            self.store.note_waiting(model, holder, now, stale)
+        except Exception:  # throttled, or any client error: a waiting record is not worth an image
+            return
 
     def release(self, model: str, holder: str) -> bool:
         """Give the holder's slot back; False (and nothing changed) when it holds none."""
         return self.store.give_back(model, holder, None)
+
+
+def _throttled(exc: Exception) -> bool:
+    response = getattr(exc, "response", None) or {}
+    return response.get("Error", {}).get("Code") in THROTTLING_CODES
 
 
 def _condition_failed(exc: Exception) -> bool:
