@@ -45,6 +45,7 @@ from botocore.exceptions import (
     SSOError,
     TokenRetrievalError,
 )
+from image_pipeline.core.admission import default_quota
 from image_pipeline.core.settings import DEFAULT_MODEL_FALLBACK
 from image_pipeline.models.facts import ModelFacts, load_facts
 from image_pipeline.models.ids import BEDROCK_MODEL_IDS
@@ -724,6 +725,10 @@ def check_quota(quotas: BedrockQuotas, choice: ModelChoice, ctx: ModelCheckConte
     if value == 0:
         finding += ": the account cannot call it"
         return CheckResult("fail", check, finding, increase, model=choice.name, data=data)
+    if isinstance(value, float | int) and value >= 1:
+        # admission control's calls in flight from this quota, as core/admission derives a default
+        data["calls_in_flight"] = default_quota(int(value))
+        finding += f"; admission control: {data['calls_in_flight']} calls in flight"
     if isinstance(value, float | int) and default and value < default:
         finding += f", below the documented default {default}"
         todo = f"expect THROTTLED images under load; {increase}"
@@ -744,6 +749,14 @@ class Report:
     @property
     def account(self) -> str:
         return str(self.results[0].data.get("account", "")) if self.results else ""
+
+    def model_concurrency(self) -> dict[str, int]:
+        """Admission control's calls in flight per model from the quotas read (``imagegen:modelConcurrency``)."""
+        return {
+            r.model: int(r.data["calls_in_flight"])
+            for r in self.results
+            if r.model and r.check == "quota" and "calls_in_flight" in r.data
+        }
 
     def failed_models(self) -> list[str]:
         return list(dict.fromkeys(r.model for r in self.results if r.model and r.status == "fail"))
@@ -802,6 +815,12 @@ def summary_lines(report: Report) -> list[str]:
         if report.default_callable
         else f"The default model {default} cannot be called in {report.region}: see its fail lines."
     ]
+    concurrency = report.model_concurrency()
+    if concurrency:
+        lines.append(
+            "Admission control from these quotas (1 call in flight per 10 requests a minute): deploy with "
+            f"-c imagegen:modelConcurrency='{json.dumps(concurrency, sort_keys=True)}'."
+        )
     others = [m for m in report.failed_models() if m != default]
     if others:
         lines.append(

@@ -40,6 +40,7 @@ from imagegen.cli.doctor import (
     format_table,
     read_only,
     run_doctor,
+    summary_lines,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -516,6 +517,25 @@ def test_quota_not_applied_is_read_from_aws_defaults(account: None) -> None:
     found = line(report, "stable-image-core: quota")
     assert found.status == "ok" and found.data["source"] == "default"
     assert "AWS default, no value applied to the account" in found.finding
+
+
+def test_the_applied_quota_gives_admission_controls_calls_in_flight(account: None) -> None:
+    """The account's applied requests per minute become imagegen:modelConcurrency (as core/admission
+    derives its default: one call in flight per 10 requests a minute)."""
+    bootstrap("us-west-2")
+    bedrock = BedrockStub("us-west-2").model(CORE.model_id).availability(CORE.model_id)
+    quotas = QuotaStub("us-west-2").applied([quota(CORE_QUOTA, 600.0, "L-33333333")])
+
+    report = run("us-west-2", bedrock, quotas, models=["stable-image-core"])
+
+    found = line(report, "stable-image-core: quota")
+    assert found.data["calls_in_flight"] == 60
+    assert "admission control: 60 calls in flight" in found.finding
+    assert report.model_concurrency() == {"stable-image-core": 60}
+    assert any(
+        """-c imagegen:modelConcurrency='{"stable-image-core": 60}'""" in text
+        for text in summary_lines(report)
+    )
 
 
 def test_quota_not_found_is_a_warning(account: None) -> None:
