@@ -58,6 +58,7 @@ FANOUT = RESULTS_DIR / "fanout.json"
 #: Execution names are ``<namespace>-<job id>`` (core/tenancy.py): about 40 characters.
 EXECUTION_NAME_LENGTH = 40
 BEDROCK_ATTEMPTS = 3  # core/settings.py bedrock_max_attempts: botocore's standard mode, 3 attempts
+ADMISSION_ATTEMPTS = 3  # core/time_budget.py ADMISSION_DYNAMODB: the Admission function's client
 GENERATE_IMAGE_MB = 512
 #: The 10x run: the peak's first 10 minutes (15:00-15:10), quotas 10x too, so what breaks is not Bedrock.
 PEAK_WINDOW_HOURS = 1 / 6
@@ -166,44 +167,75 @@ def item_bytes(model: str, leases: int, waiting: int) -> int:
     return len("model") + len(model) + len(COUNT) + COUNT_BYTES + leases * LEASE_BYTES + waiting * WAIT_BYTES
 
 
-class MeteredSlotStore(MemorySlotStore):
-    """The memory store, counting what each write would cost DynamoDB: write units (1 per KB of the
-    larger of the item before and after; a write whose condition fails costs them too), per model and
-    per second of simulated time."""
+class DynamoRefused(Exception):
+    """DynamoDB's refusal of a write: ``ProvisionedThroughputExceededException`` (the partition's write
+    units for this second are spent; botocore retries it) or ``ValidationException`` (the item would
+    pass 400 KB; not retried)."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+        self.response = {"Error": {"Code": code}}  # as botocore's ClientError carries it
+
+
+THROTTLED = "ProvisionedThroughputExceededException"
+TOO_LARGE = "ValidationException"
+
+
+class MeteredSlotStore(MemorySlotStore):
+    """The memory store with DynamoDB's limits on one item: each write costs write units (1 per KB of
+    the larger of the item before and after; a write whose condition fails costs them too), a
+    partition takes ``partition_units`` a second (past them a write is throttled and changes nothing),
+    and an item may not pass ``item_limit`` bytes. Counted per model and per second of simulated time."""
+
+    def __init__(self, clock: Callable[[], float], *, partition_units: int, item_limit: int) -> None:
         super().__init__()
         self.clock = clock
+        self.partition_units = partition_units
+        self.item_limit = item_limit
         self.write_units: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         self.max_bytes: dict[str, int] = defaultdict(int)
         self.total_write_units = 0
+        self.throttled: dict[str, int] = defaultdict(int)
+        self.too_large: dict[str, int] = defaultdict(int)
 
     def _size(self, model: str) -> int:
         item = self._item(model)
         return item_bytes(model, len(item.leases), len(item.waiting))
 
-    def _metered(self, model: str, write: Callable[[], Any]) -> Any:
+    def _metered(self, model: str, grows_by: int, write: Callable[[], Any]) -> Any:
         before = self._size(model)
+        if before + grows_by > self.item_limit:
+            self.too_large[model] += 1
+            raise DynamoRefused(TOO_LARGE)
+        units = max(1, math.ceil((before + max(0, grows_by)) / 1024))
+        spent = self.write_units[model]
+        second = int(self.clock())
+        if spent[second] + units > self.partition_units:
+            self.throttled[model] += 1
+            raise DynamoRefused(THROTTLED)
         result = write()
-        after = self._size(model)
-        units = max(1, math.ceil(max(before, after) / 1024))
-        self.write_units[model][int(self.clock())] += units
+        spent[second] += units
         self.total_write_units += units
-        self.max_bytes[model] = max(self.max_bytes[model], before, after)
+        self.max_bytes[model] = max(self.max_bytes[model], before, self._size(model))
         return result
 
     def take(self, model: str, holder: str, limit: int, expires: float) -> Any:
-        return self._metered(model, lambda: super(MeteredSlotStore, self).take(model, holder, limit, expires))
+        return self._metered(
+            model, LEASE_BYTES, lambda: super(MeteredSlotStore, self).take(model, holder, limit, expires)
+        )
 
     def give_back(self, model: str, holder: str, expected_expiry: float | None) -> bool:
         return bool(
             self._metered(
-                model, lambda: super(MeteredSlotStore, self).give_back(model, holder, expected_expiry)
+                model, 0, lambda: super(MeteredSlotStore, self).give_back(model, holder, expected_expiry)
             )
         )
 
     def note_waiting(self, model: str, holder: str, now: float, forget: tuple[str, ...]) -> None:
-        self._metered(model, lambda: super(MeteredSlotStore, self).note_waiting(model, holder, now, forget))
+        self._metered(
+            model, WAIT_BYTES, lambda: super(MeteredSlotStore, self).note_waiting(model, holder, now, forget)
+        )
 
 
 # -- calibration ----------------------------------------------------------------------------------
@@ -318,7 +350,11 @@ class Deployment:
             for name, spec in scenario["models"].items()
         }
         self.prices = prices
-        self.store = MeteredSlotStore(lambda: self.env.now)
+        self.store = MeteredSlotStore(
+            lambda: self.env.now,
+            partition_units=self.limits["dynamodb_partition_write_units_per_second"]["value"],
+            item_limit=self.limits["dynamodb_item_bytes"]["value"],
+        )
         self.semaphore = Semaphore(self.store)
         transitions = self.limits["step_functions_state_transitions"]
         starts = self.limits["step_functions_start_execution"]
@@ -406,27 +442,44 @@ class Deployment:
 
     # -- admission: the very Semaphore over the memory store -------------------------------------
 
+    def dynamo_backoff(self, attempt: int) -> float:
+        """botocore's standard mode before retry ``attempt`` (1-based) of a throttled call."""
+        return self.rng.random() * min(1.0 * 2 ** (attempt - 1), 20.0)
+
     def acquire(self, model: str, holder: str, since: list[float | None]) -> Process:
         def work() -> Process:
-            yield self.env.timeout(self.est["dynamodb_round_trip_seconds"])
-            try:
-                self.semaphore.acquire(model, holder, self.models[model].quota, self.env.now)
-            except NoSlot:
-                self.no_slot_answers += 1
-                if since[0] is None:
-                    since[0] = self.env.now
-                    self.waiting[model] += 1
-                    self.waiting_peak[model] = max(self.waiting_peak[model], self.waiting[model])
-                yield self.env.timeout(self.cal["admission_acquire_seconds"])
-                raise TaskFailed("NoSlot") from None
+            for attempt in range(1, ADMISSION_ATTEMPTS + 1):
+                yield self.env.timeout(self.est["dynamodb_round_trip_seconds"])
+                try:
+                    self.semaphore.acquire(model, holder, self.models[model].quota, self.env.now)
+                    break
+                except NoSlot:
+                    self.no_slot_answers += 1
+                    if since[0] is None:
+                        since[0] = self.env.now
+                        self.waiting[model] += 1
+                        self.waiting_peak[model] = max(self.waiting_peak[model], self.waiting[model])
+                    yield self.env.timeout(self.cal["admission_acquire_seconds"])
+                    raise TaskFailed("NoSlot") from None
+                except DynamoRefused as refused:  # the Admission function's error after botocore's attempts
+                    if refused.code != THROTTLED or attempt == ADMISSION_ATTEMPTS:
+                        raise TaskFailed(f"DynamoDB.{refused.code}") from None
+                    yield self.env.timeout(self.dynamo_backoff(attempt))
             yield self.env.timeout(self.cal["admission_acquire_seconds"])
 
         yield from self.invoke(STEP_MB, work)
 
     def release(self, model: str, holder: str) -> Process:
         def work() -> Process:
-            yield self.env.timeout(self.est["dynamodb_round_trip_seconds"])
-            self.semaphore.release(model, holder)
+            for attempt in range(1, ADMISSION_ATTEMPTS + 1):
+                yield self.env.timeout(self.est["dynamodb_round_trip_seconds"])
+                try:
+                    self.semaphore.release(model, holder)
+                    break
+                except DynamoRefused as refused:
+                    if refused.code != THROTTLED or attempt == ADMISSION_ATTEMPTS:
+                        raise TaskFailed(f"DynamoDB.{refused.code}") from None
+                    yield self.env.timeout(self.dynamo_backoff(attempt))
             yield self.env.timeout(self.cal["admission_release_seconds"])
 
         yield from self.invoke(STEP_MB, work)
@@ -458,7 +511,8 @@ class Deployment:
             yield from self.call_model(request.model)
             if self.config.admission and self.config.release_after_model_call:
                 yield self.env.timeout(self.est["dynamodb_round_trip_seconds"])
-                self.semaphore.release(request.model, holder)
+                with contextlib.suppress(DynamoRefused):  # one attempt; ReleaseSlot is the safety net
+                    self.semaphore.release(request.model, holder)
             yield self.env.timeout(self.cal["generate_image_own_seconds"] + self.est["image_upload_seconds"])
             self.s3_puts += 1
             return "SUCCEEDED"
@@ -637,11 +691,8 @@ class Deployment:
                 "wait_seconds": _stats(self.waited[name]) if self.config.admission else None,
                 "slots_item_bytes_at_most": self.store.max_bytes.get(name, 0),
                 "slots_item_write_units_per_second_at_most": max(units.values(), default=0),
-                "seconds_over_partition_write_limit": sum(
-                    1
-                    for u in units.values()
-                    if u > self.limits["dynamodb_partition_write_units_per_second"]["value"]
-                ),
+                "slots_item_writes_throttled": self.store.throttled.get(name, 0),
+                "slots_item_writes_refused_too_large": self.store.too_large.get(name, 0),
                 "first_image_seconds": _stats(
                     [r.first_image - r.arrival for r in done if r.model == name and r.first_image]
                 ),
@@ -778,7 +829,7 @@ def next_limits(run: dict[str, Any], scenario: dict[str, Any]) -> list[str]:
         if m["slots_item_write_units_per_second_at_most"] >= 0.5 * wcu:
             found.append(
                 f"DynamoDB partition of {name}'s slots item: {m['slots_item_write_units_per_second_at_most']} write "
-                f"units/s at most against {wcu} ({m['seconds_over_partition_write_limit']} s over; the item reached "
+                f"units/s at most against {wcu}, {m['slots_item_writes_throttled']} writes throttled (the item reached "
                 f"{m['slots_item_bytes_at_most']} bytes)"
             )
         if m["slots_item_bytes_at_most"] >= 0.5 * limits["dynamodb_item_bytes"]["value"]:
@@ -816,6 +867,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--hold-across-upload", action="store_true", help="model the slot held until ReleaseSlot"
     )
+    parser.add_argument(
+        "--plans",
+        choices=("all", "day", "peak1x", "peak10x"),
+        default="all",
+        help="which runs (day: 24 h at 1x; peak1x: 14:00-15:00 at 1x, a burst at 14:20 included; "
+        "peak10x: 15:00-15:10 at 10x, quotas 10x); "
+        "writes results/simulation.json, or simulation_<plans>.json for one part",
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     scenario = json.loads(SCENARIO.read_text())
@@ -841,9 +900,11 @@ def main(argv: list[str] | None = None) -> int:
             for label, on in (("with_admission", True), ("without_admission", False))
         ]
     else:
-        plans = [
+        day = [
             ("day_with_admission", Config(True, 1.0, 0.0, 24.0, args.seed, release_early)),
             ("day_without_admission", Config(False, 1.0, 0.0, 24.0, args.seed, release_early)),
+        ]
+        peak = [
             (
                 "peak_10x_with_admission",
                 Config(True, 10.0, 15.0, PEAK_WINDOW_HOURS, args.seed, release_early, 10.0),
@@ -853,6 +914,11 @@ def main(argv: list[str] | None = None) -> int:
                 Config(False, 10.0, 15.0, PEAK_WINDOW_HOURS, args.seed, release_early, 10.0),
             ),
         ]
+        peak1x = [
+            (f"peak_hour_{label}", Config(on, 1.0, 14.0, 1.0, args.seed, release_early))
+            for label, on in (("with_admission", True), ("without_admission", False))
+        ]
+        plans = {"all": peak1x + peak + day, "day": day, "peak1x": peak1x, "peak10x": peak}[args.plans]
     for name, config in plans:
         print(f"{name}: load {config.load}x, {config.hours} h from {config.start_hour}:00 ...", flush=True)
         runs[name] = simulate(config, scenario, calibration, bursts)
@@ -871,7 +937,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = RunContext(quick=bool(args.minutes), latency=0.0, repeats=1, results_dir=args.results_dir)
     write_result(
         ctx,
-        "simulation",
+        "simulation" if args.minutes or args.plans == "all" else f"simulation_{args.plans}",
         {
             "scenario_file": "benchmarks/simulation_scenario.json",
             "scenario": scenario,
