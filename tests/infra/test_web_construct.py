@@ -158,7 +158,7 @@ def test_files_and_config_js_are_deployed(synthesized: tuple[Template, Path]) ->
                 for marker, value in markers.items():
                     text = text.replace(marker, json.dumps(value))
                 files[str(path.relative_to(asset_dir))] = text
-    assert sorted(files) == sorted([CONFIG_FILE, "app.js", "index.html", "styles.css"])
+    assert sorted(files) == sorted([CONFIG_FILE, "app.js", "auth.js", "index.html", "styles.css"])
     assert files["index.html"] == (WEB_DIR / "index.html").read_text()
     # config.js carries the API URL token (resolved at deploy time) and no API key.
     assert files[CONFIG_FILE] == (
