@@ -229,7 +229,8 @@ def test_a_sync_request_longer_than_its_wait_is_handed_over_as_a_job(api: Any) -
     request = post_images("slow", headers={"Prefer": "wait=1"})
     started = time.monotonic()
     status, job, headers = api(request)
-    assert 0.9 < time.monotonic() - started < 2.0  # waited what it was asked, not the 2 s of the run
+    # waited what it was asked (a lower bound only: the 202 of a running job below shows it did not wait the run)
+    assert time.monotonic() - started > 0.9
     request_id = request["requestContext"]["requestId"]
     assert status == 202 and job["job_id"] == request_id and job["status"] in {"queued", "running"}
     assert job["status_url"] == f"/jobs/{request_id}" and set(job["progress"]) == {"total", "done", "failed"}
