@@ -38,6 +38,7 @@ from imagegen.testing.bad_inputs import (
     HttpCase,
     distinct_count,
 )
+from tests.reliability.support import RELIABILITY_API_KEY_ID
 from tests.support import count_executions
 
 ROUTES = ("/images", "/jobs")
@@ -296,3 +297,27 @@ def test_stored_images_are_checked_before_anything_starts(api: httpx.Client, eng
     assert count_executions(engine) == executions
     assert set(engine.list_keys()) == objects
     assert engine.bedrock.invocations == calls
+
+
+def test_deployed_api_lambda_checks_stored_images_as_its_caller(http_api: Any, engine: Any) -> None:
+    """The API Lambda (behind API Gateway) names its caller from the request context: another caller's
+    image and a missing one answer the same 404; its own image of a size the service cannot take, 400."""
+    mine = Caller("apiKey", RELIABILITY_API_KEY_ID).namespace
+    theirs = Caller("apiKey", "someone-else").namespace
+    for key, size in ((f"{theirs}/images/r9/x.png", (160, 96)), (f"{mine}/images/r2/wide.png", (1600, 600))):
+        engine.s3.put_object(Bucket=engine.config.bucket, Key=key, Body=_png(size), ContentType="image/png")
+    executions, objects = count_executions(engine), set(engine.list_keys())
+    headers = {"Content-Type": "application/json"}
+    answers = [
+        http_api("POST", route, body=_body({"source_image": key, "operation": "upscale"}), headers=headers)
+        for key in (f"{theirs}/images/r9/x.png", f"{mine}/images/r9/x.png")
+        for route in ROUTES
+    ]
+    assert {status for status, _ in answers} == {404}
+    assert all(body == answers[0][1] for _, body in answers)
+    assert answers[0][1]["details"] == [{"field": "source_image", "message": NOT_FOUND}]
+    wide = _body({"source_image": f"{mine}/images/r2/wide.png", "operation": "upscale"})
+    status, body = http_api("POST", "/jobs", body=wide, headers=headers)
+    assert status == 400 and body["details"][0]["field"] == "source_image" and "1536" in body["message"]
+    assert count_executions(engine) == executions
+    assert set(engine.list_keys()) == objects
