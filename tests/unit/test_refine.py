@@ -408,3 +408,15 @@ def test_get_models_says_what_each_model_does() -> None:
     )
     assert upscale["invoke_id"] == "us.stability.stable-fast-upscale-v1:0"  # a cross-Region profile
     assert upscale["input_limits"]["source_image"].startswith("images of 32 to 1536 pixels wide")
+
+
+@pytest.mark.parametrize("field", ["source_image", "operation", "mask_image", "style_image"])
+def test_openai_generations_refuse_the_refine_fields(field: str) -> None:
+    """images.generate draws from a prompt: a refine field is a 400 naming it (never a 500 for lack of
+    a caller to check the image as)."""
+    from image_pipeline.core.openai_images import OpenAIError, check_generation
+
+    with pytest.raises(OpenAIError) as caught:
+        check_generation({"prompt": "a cat", field: SOURCE if field != "operation" else "upscale"}, SETTINGS)
+    assert (caught.value.status, caught.value.param, caught.value.code) == (400, field, "unknown_parameter")
+    assert "POST /images with source_image and operation" in caught.value.message
