@@ -60,7 +60,8 @@ before rendering:
   ``[[fault:unavailable]]`` 503 · ``[[fault:internal]]`` 500 · ``[[fault:model-error]]`` 424 ·
   ``[[fault:denied]]`` AccessDeniedException — each with an optional count, e.g.
   ``[[fault:throttle=2]]``: only the first 2 calls with this prompt, model and seed fail;
-* ``[[fault:block-prompt]]`` the prompt is blocked, ``[[fault:block-output]]`` the images are;
+* ``[[fault:block-prompt]]`` the prompt is blocked, ``[[fault:block-output]]`` the images are,
+  ``[[fault:block-input]]`` the input image is (image-to-image and the image services);
 * ``[[fault:latency=0.3]]`` 0.3 s of extra latency.
 
 Content-filter answers follow each model family: Titan and Nova Canvas answer a blocked prompt with
@@ -790,6 +791,9 @@ class LocalBedrockServer:
         if self._prompt_blocked(call, plan):
             payload = {"seeds": [seed], "finish_reasons": ["Filter reason: prompt"], "images": []}
             return _Reply(200, payload, outcome="filtered-prompt")
+        if any(d.name == "block-input" for d in call.directives) and operation_of(call.model_id, data):
+            payload = {"seeds": [seed], "finish_reasons": ["Filter reason: input image"], "images": []}
+            return _Reply(200, payload, outcome="filtered-input")
         if self._output_blocked(call, plan, seed):
             payload = {"seeds": [seed], "finish_reasons": ["Filter reason: output image"], "images": []}
             return _Reply(200, payload, outcome="filtered-output")

@@ -40,6 +40,7 @@ prompt before it renders the image:
 ``[[fault:denied]]``            AccessDeniedException (403)
 ``[[fault:block-prompt]]``      the prompt is blocked by the content filter
 ``[[fault:block-output]]``      every image of the request is blocked by the output filter
+``[[fault:block-input]]``       the input image is blocked (Stability: ``Filter reason: input image``)
 ``[[fault:latency=0.3]]``       0.3 s of extra latency for this call
 ==============================  =====================================================================
 
@@ -98,7 +99,7 @@ _ERROR_DIRECTIVES: dict[str, str | None] = {
     "model-error": "ModelErrorException",
     "denied": "AccessDeniedException",
 }
-_FLAG_DIRECTIVES = ("block-prompt", "block-output")
+_FLAG_DIRECTIVES = ("block-prompt", "block-output", "block-input")
 
 DIRECTIVE_RE = re.compile(r"\[\[\s*fault\s*:\s*([A-Za-z_-]+)\s*(?:=\s*([^\]\s]*)\s*)?\]\]", re.IGNORECASE)
 """A fault directive in a prompt: ``[[fault:NAME]]`` or ``[[fault:NAME=VALUE]]``."""

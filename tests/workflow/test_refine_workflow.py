@@ -87,3 +87,19 @@ def test_another_callers_source_fails_validation_and_stores_nothing(engine: Any)
     assert f"source_image: {NOT_FOUND}" in result.message
     assert "GenerateImage" not in states_entered(engine, result)
     assert engine.list_keys(f"{console_caller().namespace}/images/{result.name}/") == []
+
+
+def test_a_filtered_input_image_is_recorded_not_retried(engine: Any) -> None:
+    """Stability's finish_reasons "Filter reason: input image" (the stand-in's [[fault:block-input]]):
+    the branch records CONTENT_FILTERED_INPUT, never retried, and the request fails as all filtered."""
+    key = _put_png(engine, f"{console_caller().namespace}/uploads/u2/source.png", (128, 80))
+    calls = engine.bedrock.invocations
+    raw = {"source_image": key, "operation": "search-and-replace", "search_prompt": "x", "count": 2}
+    result = engine.run({**raw, "prompt": "a horse [[fault:block-input]]"})
+    assert result.status == "FAILED" and result.error == "AllImagesFiltered", result.message
+    assert engine.bedrock.invocations - calls == 2  # one call per branch: a filter is never retried
+    manifest_key = result.message.rsplit("s3://", 1)[-1].split("/", 1)[1]
+    manifest = json.loads(engine.s3.get_object(Bucket=engine.config.bucket, Key=manifest_key)["Body"].read())
+    assert {i["reason_code"] for i in manifest["images"]} == {"CONTENT_FILTERED_INPUT"}
+    assert {i["message"] for i in manifest["images"]} == {"Filter reason: input image"}
+    assert all(i["lineage"]["source_image"] == key for i in manifest["images"])
