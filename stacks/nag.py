@@ -181,6 +181,14 @@ def _workflow(stack: ComposedStack) -> None:
         iam5(bucket, bucket.arn_for_objects(IMAGE_KEYS)),
     )
     acknowledge(
+        workflow.validate_request.role,
+        "An operation on a stored image names it by key (<namespace>/.../*.png, any of the caller's "
+        "images): the first step reads it (its size; a mask's pixels) before anything runs, and only "
+        "after checking that the key is under the caller's namespace: GetObject on *.png keys of this "
+        "one bucket, nothing else.",
+        iam5(bucket, bucket.arn_for_objects(IMAGE_KEYS)),
+    )
+    acknowledge(
         workflow.build_manifest.role,
         "The manifest step checks (HEAD) and presigns the request's images, whose keys are chosen per "
         "request (*.png), and writes <folder>/<request id>/manifest.json: GetObject on *.png and "
