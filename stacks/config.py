@@ -48,10 +48,15 @@ class Throttle(BaseModel):
 
 
 def active_registry_models() -> tuple[str, ...]:
-    """The registry's models that were active when the facts file was read: the default of
-    ``imagegen:allowedModels`` (cdk.json lists them too)."""
+    """The registry's text-to-image models that were active when the facts file was read: the default
+    of ``imagegen:allowedModels`` (cdk.json lists them too). The Stability AI Image Services (operations
+    on a stored image) are opt-in: a first call to any of them subscribes the account to all thirteen
+    through AWS Marketplace (https://docs.aws.amazon.com/bedrock/latest/userguide/stable-image-services.html,
+    read 2026-11-30), so a deployment lists them in ``imagegen:allowedModels`` to offer refining."""
     return tuple(
-        m.registry_id for m in registry_model_facts() if m.registry_id and m.lifecycle.status == "ACTIVE"
+        m.registry_id
+        for m in registry_model_facts()
+        if m.registry_id and m.lifecycle.status == "ACTIVE" and m.text_to_image
     )
 
 

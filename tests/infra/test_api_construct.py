@@ -125,14 +125,15 @@ def test_post_bodies_are_documented_by_the_request_model(synthesized: Synthesize
     assert ("202" if path == "/jobs" else "200") in statuses
 
 
-def test_get_images_documents_every_request_field_and_the_required_prompt(synthesized: Synthesized) -> None:
+def test_get_images_documents_every_request_field(synthesized: Synthesized) -> None:
     """Documentation of the query string (with no validator, the function answers a missing prompt)."""
     props = method(synthesized, "GET", "/images")
     schema = image_request_schema()
+    # No field is required by itself: a prompt, or an operation on a stored image (issue 16).
     assert props["RequestParameters"] == {
-        f"method.request.querystring.{name}": name == "prompt" for name in schema["properties"]
+        f"method.request.querystring.{name}": False for name in schema["properties"]
     }
-    assert schema["required"] == ["prompt"]
+    assert [branch["required"] for branch in schema["anyOf"]] == [["prompt"], ["source_image"], ["operation"]]
 
 
 def test_post_jobs_takes_an_idempotency_key_header(synthesized: Synthesized) -> None:

@@ -50,12 +50,14 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
     assert actions_of("validate_request") == {
         "dynamodb:GetItem": {index},  # the spend ledger (SPEND#* only)
         "dynamodb:UpdateItem": {index},  # the job's item; the spend ledger
+        "s3:GetObject": {f"{bucket}/*.png"},  # the stored images an operation names (issue 16)
     }
     generate = actions_of("generate_image")
     webhook_queue = synthesized.stack.resolve(synthesized.stack.webhooks.queue.node.default_child.logical_id)  # type: ignore[union-attr]
     assert generate.pop("dynamodb:PutItem") == {index}
     assert generate.pop("dynamodb:Query") == {f"{index}/index/*"}
-    assert generate.pop("s3:GetObject") == {f"{bucket}/*.png"}  # a cache hit's CopyObject source
+    # a cache hit's CopyObject source; the stored images an operation reads (issue 16)
+    assert generate.pop("s3:GetObject") == {f"{bucket}/*.png"}
     # the images, and each image's webhook delivery record (claimed as it is stored; given back)
     assert generate.pop("s3:PutObject") == {f"{bucket}/*.png", f"{bucket}/webhooks/*"}
     assert generate.pop("s3:DeleteObject") == {f"{bucket}/webhooks/*"}

@@ -18,6 +18,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 from image_pipeline.models.facts import offer_in
+from image_pipeline.models.ids import BEDROCK_MODEL_IDS
 
 from stacks.config import ImagegenConfig, cdk_json_context
 from stacks.functions import FunctionDefaults
@@ -41,8 +42,21 @@ def build(overrides: dict[str, Any] | None = None, *, env: cdk.Environment | Non
     )
 
 
+IMAGE_SERVICE_IDS = (
+    "stable-conservative-upscale",
+    "stable-creative-upscale",
+    "stable-fast-upscale",
+    "stable-remove-background",
+    "stable-search-replace",
+    "stable-inpaint",
+    "stable-outpaint",
+    "stable-style-transfer",
+)
+
+
 def test_the_shipped_cdk_json_allows_only_active_models() -> None:
     context = cdk_json_context()
+    # (the Stability AI Image Services, for operations on a stored image, are opt-in: issue 16)
     assert context["imagegen:allowedModels"] == ["stable-image-core", "stable-image-ultra", "sd3-5-large"]
     assert context["imagegen:defaultModel"] == "stable-image-core"
     assert context["imagegen:region"] == "us-west-2"
@@ -165,6 +179,11 @@ def test_the_marketplace_grant_follows_imagegen_marketplace_first_use(
 def test_no_marketplace_model_no_marketplace_grant() -> None:
     assert ImagegenConfig(allowedModels=("nova-canvas",), defaultModel="nova-canvas").marketplace_models == ()
     assert ImagegenConfig().marketplace_models == ("sd3-5-large", "stable-image-core", "stable-image-ultra")
+    refining = ImagegenConfig(allowedModels=("stable-image-core", *IMAGE_SERVICE_IDS))
+    assert refining.marketplace_models == (
+        "stable-image-core",
+        *sorted(IMAGE_SERVICE_IDS, key=list(BEDROCK_MODEL_IDS).index),
+    )
 
 
 def profile_workflow() -> Template:
