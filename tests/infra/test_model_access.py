@@ -231,3 +231,13 @@ def test_the_granted_models_are_the_invoked_ones(synthesized: Synthesized) -> No
     statements = statements_of_role(synthesized, role_of(synthesized, "generate_image"))
     invoke = [s for s in statements if s["Action"] == "bedrock:InvokeModel"]
     assert [s["Sid"] for s in invoke] == ["InvokeAllowedModels"]  # no profile needed in us-west-2
+
+
+def test_a_deployment_that_lists_the_image_services_grants_their_profiles() -> None:
+    """docs/deploy.md's refining deployment synthesizes: each service through its us. profile."""
+    stack = build({"allowedModels": ",".join(("stable-image-core", *IMAGE_SERVICE_IDS))})
+    text = str(Template.from_stack(stack).to_json())
+    for service in IMAGE_SERVICE_IDS:
+        profile = offer_in(service, ENV.region)
+        assert profile is not None and profile.invoke_id.startswith("us.stability.")
+        assert f"inference-profile/{profile.invoke_id}" in text
