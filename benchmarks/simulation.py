@@ -894,6 +894,12 @@ def main(argv: list[str] | None = None) -> int:
         "peak10x: 15:00-15:05 at 10x, quotas 10x); "
         "writes results/simulation.json, or simulation_<plans>.json for one part",
     )
+    parser.add_argument(
+        "--variants",
+        choices=("both", "with", "without"),
+        default="both",
+        help="with and/or without admission control",
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     scenario = json.loads(SCENARIO.read_text())
@@ -938,6 +944,8 @@ def main(argv: list[str] | None = None) -> int:
             for label, on in (("with_admission", True), ("without_admission", False))
         ]
         plans = {"all": peak1x + peak + day, "day": day, "peak1x": peak1x, "peak10x": peak}[args.plans]
+    wanted = {"both": (True, False), "with": (True,), "without": (False,)}[args.variants]
+    plans = [(name, config) for name, config in plans if config.admission in wanted]
     for name, config in plans:
         print(f"{name}: load {config.load}x, {config.hours} h from {config.start_hour}:00 ...", flush=True)
         runs[name] = simulate(config, scenario, calibration, bursts)
