@@ -49,3 +49,30 @@ def test_a_bad_quota_is_refused_at_start_up(tmp_path: Path, quota: str, words: s
     assert done.returncode == 2
     assert words in done.stderr and "imagegen generate: --quota" in done.stderr
     assert not (tmp_path / "images").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "quota", "words"),
+    [
+        ("serve", "stable-image-core=0", "a quota of 0 would never let a call through"),
+        ("serve", "stable-image-core=-2", "a quota of -2 would never let a call through"),
+        ("serve", "stable-image-core=four", "not 'four'"),
+        ("batch", "stable-image-core=0", "a quota of 0 would never let a call through"),
+        ("batch", "stable-image-core=2.5", "not '2.5'"),
+    ],
+)
+def test_serve_and_batch_refuse_a_bad_quota_before_starting(
+    tmp_path: Path, command: str, quota: str, words: str
+) -> None:
+    """The same refusal on every entry point: exit 2, the option and the value named, nothing run."""
+    args = ["--quota", quota]
+    if command == "batch":
+        lines = tmp_path / "requests.jsonl"
+        lines.write_text('{"prompt": "a quiet harbour"}\n')
+        args = [str(lines), "--out", str(tmp_path / "out"), *args]
+    done = subprocess.run(
+        [sys.executable, "-m", "imagegen", command, *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"imagegen {command}: --quota" in done.stderr and words in done.stderr
+    assert not (tmp_path / "out").exists()
