@@ -72,6 +72,14 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
         == generate.pop("aws-marketplace:ViewSubscriptions")
         == {"*"}
     )
+    # its slot given back as soon as the model has answered (issue 15): the slots table only
+    # (tests/infra/test_admission_construct.py checks the table and RELEASE_ACTIONS)
+    (slots,) = [
+        k
+        for k, v in synthesized.resources("AWS::DynamoDB::GlobalTable").items()
+        if v["Properties"]["KeySchema"] == [{"AttributeName": "model", "KeyType": "HASH"}]
+    ]
+    assert generate.pop("dynamodb:UpdateItem") == {f"<{slots}.Arn>"}
     assert set(generate) == {"bedrock:InvokeModel"}
     (links_secret,) = [
         k
