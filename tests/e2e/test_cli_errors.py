@@ -199,7 +199,9 @@ def _start(*args: str) -> subprocess.Popen[str]:
 def test_ctrl_c_during_submit_wait_names_the_job_and_how_to_resume(
     local_server: LocalServer, engine: Any, tmp_path: Path
 ) -> None:
-    engine.bedrock.faults = FaultPlan(latency_by_seed={2: 8.0})
+    # Image 2 takes long enough that the job is still running when the interrupt lands, even on a loaded
+    # machine (at 8 s it had sometimes ended first, and the interrupt came during the download).
+    engine.bedrock.faults = FaultPlan(latency_by_seed={2: 20.0})
     out = str(tmp_path / "o")
     process = _start(
         "submit", "a lighthouse", "-n", "2", "--seed", "1", "--wait", "--api", local_server.url, "--out", out
