@@ -19,6 +19,7 @@ granted for this prefix alone).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,13 +49,13 @@ def is_cancelled(s3: Any, bucket: str, execution_name: str | None) -> bool:
     return any(item.get("Key") == key for item in listed.get("Contents", []))
 
 
-def mark_cancelled(s3: Any, bucket: str, execution_name: str, *, now: datetime | None = None) -> bool:
-    """Write the cancellation marker of ``execution_name``; False when it was already there."""
-    body = {"execution_name": execution_name, "cancelled_at": (now or datetime.now(UTC)).isoformat()}
+def write_once(s3: Any, bucket: str, key: str, body: Mapping[str, Any]) -> bool:
+    """Write ``body`` as JSON at ``key`` unless an object is there already (S3's conditional write,
+    ``If-None-Match: *``); False when it was (or another writer won the race)."""
     try:
         s3.put_object(
             Bucket=bucket,
-            Key=cancellation_key(execution_name),
+            Key=key,
             Body=json.dumps(body).encode(),
             ContentType="application/json",
             IfNoneMatch="*",
@@ -64,6 +65,12 @@ def mark_cancelled(s3: Any, bucket: str, execution_name: str, *, now: datetime |
             return False
         raise
     return True
+
+
+def mark_cancelled(s3: Any, bucket: str, execution_name: str, *, now: datetime | None = None) -> bool:
+    """Write the cancellation marker of ``execution_name``; False when it was already there."""
+    body = {"execution_name": execution_name, "cancelled_at": (now or datetime.now(UTC)).isoformat()}
+    return write_once(s3, bucket, cancellation_key(execution_name), body)
 
 
 def cancelled_names(s3: Any, bucket: str, name_prefix: str, *, max_pages: int = MAX_MARKER_PAGES) -> set[str]:

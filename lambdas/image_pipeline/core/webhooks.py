@@ -45,11 +45,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from image_pipeline.contract.errors import FieldError
-from image_pipeline.core.cancellation import ALREADY_WRITTEN
+from image_pipeline.core.cancellation import write_once
 from image_pipeline.core.job_history import image_entry
 from image_pipeline.core.settings import model_from_environ, model_to_environ
 
@@ -360,19 +359,7 @@ def claim(s3: Any, bucket: str, delivery: Delivery, *, now: Callable[[], float] 
         "attempts": 0,
         "queued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now())),
     }
-    try:
-        s3.put_object(
-            Bucket=bucket,
-            Key=record_key(delivery),
-            Body=json.dumps(record).encode(),
-            ContentType="application/json",
-            IfNoneMatch="*",
-        )
-    except ClientError as exc:
-        if str(exc.response.get("Error", {}).get("Code", "")) in ALREADY_WRITTEN:
-            return False
-        raise
-    return True
+    return write_once(s3, bucket, record_key(delivery), record)
 
 
 def claim_and_send(s3: Any, bucket: str, delivery: Delivery, send: Callable[[dict[str, Any]], None]) -> bool:
