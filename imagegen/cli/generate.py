@@ -78,6 +78,18 @@ def stored_manifest(engine: OfflineEngine, result: ExecutionResult) -> dict[str,
     return dict(json.loads(body))
 
 
+def save_result(engine: OfflineEngine, result: ExecutionResult, out_dir: Path) -> Path:
+    """The run's images and local manifest.json under ``out_dir``: its output when it succeeded, the
+    manifest it stored before failing otherwise; a run that stored none is the CliError of its error."""
+    if result.status == "SUCCEEDED" and result.output is not None:
+        return save_outputs(engine, result.output, out_dir)
+    failed = stored_manifest(engine, result)
+    if failed is None:
+        code = ExitCode.INVALID if result.error == "InvalidRequest" else ExitCode.FAILED
+        raise CliError(code, f"{result.error}: {result.message}")
+    return save_outputs(engine, failed, out_dir)
+
+
 def keep_what_was_made(engine: OfflineEngine, name: str, out_dir: Path) -> tuple[Path, int]:
     """After Ctrl-C: copy the images request ``name`` had stored to ``out_dir/images/<name>``."""
     target = out_dir / "images" / name
@@ -231,14 +243,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 ExitCode.TIMED_OUT,
                 f"not done after --timeout {args.timeout:g} s; {made} images were written to {target}/",
             ) from None
-        if result.status == "SUCCEEDED" and result.output is not None:
-            manifest_path = save_outputs(engine, result.output, out_dir)
-        else:
-            failed = stored_manifest(engine, result)
-            if failed is None:
-                code = ExitCode.INVALID if result.error == "InvalidRequest" else ExitCode.FAILED
-                raise CliError(code, f"{result.error}: {result.message}")
-            manifest_path = save_outputs(engine, failed, out_dir)
+        manifest_path = save_result(engine, result, out_dir)
         if webhook_secret is not None:
             events: list[str] = request.get("webhook_events") or ["completed"]
             images: list[Any] = json.loads(manifest_path.read_text()).get("images") or []

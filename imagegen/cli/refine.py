@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from imagegen.cli.exit_codes import CliError, ExitCode, usage_error
-from imagegen.cli.generate import check_first, dry_run, print_progress, save_outputs, stored_manifest
+from imagegen.cli.generate import check_first, dry_run, print_progress, save_result
 from imagegen.cli.options import (
     add_json_option,
     add_timeout_option,
@@ -161,14 +161,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
             )
         except TimeoutError:
             raise CliError(ExitCode.TIMED_OUT, f"not done after --timeout {args.timeout:g} s") from None
-        if result.status == "SUCCEEDED" and result.output is not None:
-            manifest_path = save_outputs(engine, result.output, out_dir)
-        else:
-            failed = stored_manifest(engine, result)
-            if failed is None:
-                code = ExitCode.INVALID if result.error == "InvalidRequest" else ExitCode.FAILED
-                raise CliError(code, f"{result.error}: {result.message}")
-            manifest_path = save_outputs(engine, failed, out_dir)
+        manifest_path = save_result(engine, result, out_dir)
     local = json.loads(manifest_path.read_text())
     print_manifest(local, manifest_path, as_json=wants_json(args), offline=True, quiet=args.quiet)
     return int(exit_code_of(local))
