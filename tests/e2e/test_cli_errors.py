@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -199,12 +200,23 @@ def _start(*args: str) -> subprocess.Popen[str]:
 def test_ctrl_c_during_submit_wait_names_the_job_and_how_to_resume(
     local_server: LocalServer, engine: Any, tmp_path: Path
 ) -> None:
-    # Image 2 takes long enough that the job is still running when the interrupt lands, even on a loaded
-    # machine (at 8 s it had sometimes ended first, and the interrupt came during the download).
-    engine.bedrock.faults = FaultPlan(latency_by_seed={2: 20.0})
+    # A prompt of this test's own: with a seed, a prompt an earlier test made in this session is served
+    # by the prompt cache at once (test_cli_client submits "a lighthouse", seeds 1 and 2), and the job
+    # would be over before the interrupt. Image 2 then takes 8 s at the stand-in.
+    engine.bedrock.faults = FaultPlan(latency_by_seed={2: 8.0})
     out = str(tmp_path / "o")
     process = _start(
-        "submit", "a lighthouse", "-n", "2", "--seed", "1", "--wait", "--api", local_server.url, "--out", out
+        "submit",
+        f"a lighthouse {uuid.uuid4().hex[:8]}",
+        "-n",
+        "2",
+        "--seed",
+        "1",
+        "--wait",
+        "--api",
+        local_server.url,
+        "--out",
+        out,
     )
     seen = _until(process, "1/2")
     job_id = seen.split("job ", 1)[1].split()[0]
