@@ -59,7 +59,7 @@ from stacks.config import Throttle
 from stacks.functions import LOG_RETENTION, FunctionDefaults, PipelineFunction
 from stacks.request_schema import to_cdk_json_schema
 from stacks.sign_in import UserSignIn
-from stacks.workflow import CANCELLATION_KEYS, IMAGE_KEYS, MANIFEST_KEYS
+from stacks.workflow import CANCELLATION_KEYS, IMAGE_KEYS, MANIFEST_KEYS, MASK_CHECK_MEMORY_MB
 
 STAGE_NAME = "v1"
 #: API Gateway's default (and, without a quota increase, maximum) integration timeout for a regional
@@ -215,6 +215,7 @@ class ImageApi(Construct):
             description="imagegen HTTP API: validate and start image requests and jobs (waiting for the "
             "synchronous ones), list, read, cancel and retry jobs, GET /models",
             defaults=defaults,
+            memory_size=MASK_CHECK_MEMORY_MB,
             timeout=HTTP_API_TIMEOUT,
             environment={
                 "JOBS_STATE_MACHINE_ARN": jobs_workflow.state_machine_arn,

@@ -8,6 +8,8 @@ a Lambda or state timeout.
   own code) fits in its timeout: the model step (Bedrock, then the S3 write), the manifest step (the
   HeadObject checks, then the manifest's PutObject), the HTTP API's waits.
 * Each Lambda Task state allows its function's timeout plus Lambda's 10 s Init phase.
+* The inpaint mask check (pure Python, CPU-bound) of the largest mask any model allows fits, at the
+  memory of each function that runs it (Lambda's CPU share), in its timeout.
 * Every Task state has a ``TimeoutSeconds`` (a Task without one waits up to the execution's limit).
 """
 
@@ -15,13 +17,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from image_pipeline.core import time_budget
 from image_pipeline.core.manifest import HEAD_WORKERS
 from image_pipeline.core.settings import Settings
-from image_pipeline.functions import BUILD_MANIFEST, GENERATE_IMAGE, HTTP_API
+from image_pipeline.functions import BUILD_MANIFEST, GENERATE_IMAGE, HTTP_API, VALIDATE_REQUEST
+from image_pipeline.models.registry import list_adapters
 from pydantic import ValidationError
 
 from stacks.workflow import GENERATE_IMAGE_TIMEOUT, check_time_budget
@@ -210,3 +214,58 @@ def test_synthesis_refuses_more_bedrock_attempts_than_the_model_step_can_wait_fo
         check_time_budget(Settings(bedrock_max_attempts=fits + 1))
     with pytest.raises(ValueError, match="BEDROCK_READ_TIMEOUT_SECONDS"):
         check_time_budget(Settings(bedrock_read_timeout_seconds=300))
+
+
+MASK_BENCHMARK = Path(__file__).parents[2] / "benchmarks" / "results" / "mask_check.json"
+
+
+def test_the_mask_budget_covers_the_largest_mask_and_the_measured_cost() -> None:
+    """The mask checked is at most the largest source any model takes (a mask is checked only when it is
+    its source's size and the source passed its limits), and the cost per pixel covers the slowest case
+    ``benchmarks/mask_check.py`` recorded."""
+    largest = max(
+        limits.max_pixels or 0
+        for adapter in list_adapters()
+        for field, limits in adapter.input_limits.items()
+        if field == "source_image"
+    )
+    assert time_budget.LARGEST_MASK_PIXELS == largest == 9_437_184
+    measured = json.loads(MASK_BENCHMARK.read_text())["worst"]["cpu_seconds_per_pixel"]
+    assert measured <= time_budget.MASK_CHECK_CORE_SECONDS_PER_PIXEL
+    # Below one vCPU the check is slower in proportion; above it, one thread gains nothing.
+    one_vcpu = time_budget.mask_check_seconds(time_budget.LAMBDA_MB_PER_VCPU)
+    assert time_budget.mask_check_seconds(256) == pytest.approx(one_vcpu * 1769 / 256)
+    assert time_budget.mask_check_seconds(3538) == one_vcpu
+
+
+@pytest.mark.parametrize("name", DEPLOYMENTS)
+def test_the_largest_mask_check_ends_before_validate_request_times_out(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    synth = deployment(request, name)
+    function = function_by_handler(synth, VALIDATE_REQUEST.handler)
+    memory = function.get("MemorySize", 128)
+    worst = time_budget.validate_request_bound(memory)
+    assert worst <= function["Timeout"], (
+        f"ValidateRequest at {memory} MB: the largest mask's check takes "
+        f"{time_budget.mask_check_seconds(memory):.1f} s, with its code {worst:.1f} s, "
+        f"more than its {function['Timeout']} s timeout"
+    )
+    # The figure the memory was chosen for: at the default 256 MB it would not fit.
+    assert time_budget.validate_request_bound(256) > function["Timeout"]
+
+
+@pytest.mark.parametrize("name", DEPLOYMENTS)
+def test_the_largest_mask_check_ends_before_the_http_api_times_out(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    """The check and the function's own code fit in API Gateway's 29 s. (Together with the start's
+    worst case, every attempt of every call timing out, they do not: see docs/decisions.md.)"""
+    synth = deployment(request, name)
+    function = function_by_handler(synth, HTTP_API.handler)
+    memory = function.get("MemorySize", 128)
+    worst = time_budget.mask_check_seconds(memory) + time_budget.CODE_SECONDS
+    assert worst <= function["Timeout"], (
+        f"the HTTP API at {memory} MB: the largest mask's check and its code take {worst:.1f} s, "
+        f"more than its {function['Timeout']} s timeout"
+    )

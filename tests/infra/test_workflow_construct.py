@@ -117,14 +117,18 @@ def test_bedrock_invoke_is_granted_on_exactly_the_configured_models(
 
 def test_the_manifests_cost_estimate_uses_the_functions_memory(synthesized: Synthesized) -> None:
     """core/cost.py estimates Lambda GB-seconds at the memory the stack gives the workflow's functions."""
-    from image_pipeline.core.cost import GENERATE_IMAGE_MEMORY_MB, STEP_MEMORY_MB
+    from image_pipeline.core.cost import (
+        GENERATE_IMAGE_MEMORY_MB,
+        STEP_MEMORY_MB,
+        VALIDATE_REQUEST_MEMORY_MB,
+    )
 
     functions = synthesized.resources("AWS::Lambda::Function")
     memory = {
         name: functions[function_id(synthesized, name)]["Properties"]["MemorySize"] for name in HANDLERS
     }
     assert memory == {
-        "validate_request": STEP_MEMORY_MB,
+        "validate_request": VALIDATE_REQUEST_MEMORY_MB,
         "admission": STEP_MEMORY_MB,
         "generate_image": GENERATE_IMAGE_MEMORY_MB,
         "build_manifest": STEP_MEMORY_MB,

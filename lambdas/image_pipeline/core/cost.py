@@ -22,9 +22,11 @@ from typing import Any
 
 from image_pipeline.models.prices import model_price_document, price_table
 
-#: The workflow's functions' memory (``stacks/workflow.py``: GenerateImage 512 MB, the others the
-#: default of ``stacks/functions.py``; tests/infra/test_workflow_construct.py checks they agree).
+#: The workflow's functions' memory (``stacks/workflow.py``: GenerateImage 512 MB, ValidateRequest one
+#: vCPU for the inpaint mask check, the others the default of ``stacks/functions.py``;
+#: tests/infra/test_workflow_construct.py checks they agree).
 GENERATE_IMAGE_MEMORY_MB = 512
+VALIDATE_REQUEST_MEMORY_MB = 1769
 STEP_MEMORY_MB = 256
 #: Seconds of a function's own work, beside waiting for the model (each is a few tens of milliseconds
 #: offline, ``benchmarks/results/cost.json``; rounded up for a Lambda's slower CPU).
@@ -72,9 +74,11 @@ def request_cost(
     count = len(images)
     model_seconds = sum(float(r.get("model_latency_ms") or 0) for r in results.values()) / 1000
     stored = sum(image.get("status") == "SUCCEEDED" for image in images)
-    gb_seconds = (model_seconds + count * GENERATE_IMAGE_OWN_SECONDS) * GENERATE_IMAGE_MEMORY_MB / 1024 + (
-        VALIDATE_REQUEST_SECONDS + BUILD_MANIFEST_SECONDS
-    ) * STEP_MEMORY_MB / 1024
+    gb_seconds = (
+        (model_seconds + count * GENERATE_IMAGE_OWN_SECONDS) * GENERATE_IMAGE_MEMORY_MB
+        + VALIDATE_REQUEST_SECONDS * VALIDATE_REQUEST_MEMORY_MB
+        + BUILD_MANIFEST_SECONDS * STEP_MEMORY_MB
+    ) / 1024
     workflow = {
         "step_functions": (count + FIXED_STATE_TRANSITIONS)
         * table.service("stepfunctions_standard_per_state_transition"),

@@ -195,7 +195,9 @@ def check_stored_images(
                     f"({', '.join(problems)}; {limits.source})",
                 )
             )
-    if "mask_image" in masks:
+    if "mask_image" in masks and not errors:
+        # Only now: the mask's pixels are decoded when it is the size of a source that passed its
+        # limits, which bounds the check's time (core/time_budget.mask_check_seconds).
         errors.extend(_mask_errors(masks["mask_image"], sizes))
     if errors:
         raise InvalidRequest(errors)
@@ -203,7 +205,9 @@ def check_stored_images(
 
 def _mask_errors(mask: bytes, sizes: Mapping[str, tuple[int, int]]) -> list[FieldError]:
     source = sizes.get("source_image")
-    if source is not None and sizes["mask_image"] != source:
+    if source is None:
+        return [FieldError("mask_image", "goes with a source_image of its size: send source_image")]
+    if sizes["mask_image"] != source:
         (mw, mh), (sw, sh) = sizes["mask_image"], source
         return [FieldError("mask_image", f"must be the size of source_image ({sw}x{sh}), not {mw}x{mh}")]
     try:

@@ -30,6 +30,11 @@ Facts this relies on (read 2026-11-30):
   therefore see up to 10 s more than the function's timeout: :data:`LAMBDA_INIT_SECONDS`.
 * API Gateway's REST integration timeout: 50 ms to 29 s
   (https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-execution-service-limits-table.html).
+* "Lambda allocates CPU power in proportion to the amount of memory configured. ... At 1,769 MB, a
+  function has the equivalent of one vCPU (one vCPU-second of credits per second)."
+  (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html): :data:`LAMBDA_MB_PER_VCPU`.
+  The inpaint mask check (:mod:`image_pipeline.core.png_pixels`, pure Python, one thread) is CPU-bound,
+  so its time scales with ``LAMBDA_MB_PER_VCPU / memory`` below one vCPU: :func:`mask_check_seconds`.
 
 No AWS page states how long the image models take; :data:`image_pipeline.core.settings.Settings`'
 ``bedrock_read_timeout_seconds`` (60 s, botocore's own default) is several times what a 1024 x 1024
@@ -42,6 +47,7 @@ import math
 from dataclasses import dataclass
 
 from image_pipeline.core.settings import Settings
+from image_pipeline.models.image_limits import EDIT_IMAGE
 
 #: botocore's standard mode: longest backoff step, throttling base, and what x-amz-retry-after may add.
 MAX_BACKOFF_SECONDS = 20.0
@@ -53,6 +59,16 @@ LAMBDA_INIT_SECONDS = 10
 CODE_SECONDS = 10
 #: API Gateway's longest REST integration (without a quota increase): the HTTP API function's timeout.
 API_GATEWAY_INTEGRATION_SECONDS = 29
+#: Lambda's memory for one vCPU (more memory gives more vCPUs, which one thread of Python cannot use).
+LAMBDA_MB_PER_VCPU = 1769
+#: The mask check's CPU time per pixel on one full core, at most: ``benchmarks/mask_check.py`` measured
+#: 0.88 us (RGBA, every row Paeth-filtered: the slowest a PNG can be made to decode) on this project's
+#: build machine (``benchmarks/results/mask_check.json``); 1 us leaves about 14 % for a slower core.
+MASK_CHECK_CORE_SECONDS_PER_PIXEL = 1.0e-6
+#: The largest mask checked: a mask is checked only when it is the size of a source image that passed
+#: its model's limits (core/refine.py), and the largest source any model takes is the Stability Image
+#: Services' 9,437,184 pixels (tests/infra/test_time_budget.py checks that against every model).
+LARGEST_MASK_PIXELS = EDIT_IMAGE.max_pixels or 0
 #: What the HTTP API function needs after its wait for a synchronous run (answer, presign URLs).
 SYNC_ANSWER_SECONDS = 1
 
@@ -184,6 +200,19 @@ def start_job_bound() -> float:
         + STEPFUNCTIONS.worst_case_seconds
         + SYNC_ANSWER_SECONDS
     )
+
+
+def mask_check_seconds(memory_mb: int, pixels: int = LARGEST_MASK_PIXELS) -> float:
+    """The inpaint mask check's worst case (seconds) for a mask of ``pixels`` in a function of
+    ``memory_mb``: the CPU it takes on one full vCPU, stretched by the share of a vCPU the memory buys."""
+    share = min(1.0, memory_mb / LAMBDA_MB_PER_VCPU)
+    return pixels * MASK_CHECK_CORE_SECONDS_PER_PIXEL / share
+
+
+def validate_request_bound(memory_mb: int) -> float:
+    """``validate_request``'s own code: the largest mask's check and the rest of its code (the S3
+    reads of the stored images are not in it: see docs/decisions.md, "The mask check's time")."""
+    return mask_check_seconds(memory_mb) + CODE_SECONDS
 
 
 def over_budget(what: str, bound: float, timeout: float, detail: str) -> str | None:
