@@ -56,12 +56,13 @@ deploy: install-dev
 bench: install-dev
 	$(BIN)/python benchmarks/run_all.py
 
-# The docs' pictures of the web page (web.png, web-phone.png, web-view.png): three browser tests, told
-# where to save them (make test saves nothing).
+# The docs' pictures of the web page (web.png, web-phone.png, web-view.png, web-edit.png, web-refined.png):
+# four browser tests, told where to save them (make test saves nothing).
 docs-screenshot: install-dev
 	@test -x "$${IMAGEGEN_CHROMIUM:-/usr/bin/chromium}" || { echo "chromium is missing: apt-get install -y chromium" >&2; exit 1; }
 	IMAGEGEN_WEB_SCREENSHOT=$(CURDIR)/docs/img/web.png $(BIN)/pytest -q tests/e2e/test_web.py \
-	  -k "test_prompt_progress_four_images_pick_download_and_rerun or test_results_are_brought_into_view or test_a_click_opens_the_full_size_view"
+	  -k "test_prompt_progress_four_images_pick_download_and_rerun or test_results_are_brought_into_view or test_a_click_opens_the_full_size_view \
+	  or test_upscale_vary_and_edit_an_image"
 
 clean:
 	rm -rf $(VENV) cdk.out out .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

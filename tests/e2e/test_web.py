@@ -1206,6 +1206,7 @@ def test_upscale_vary_and_edit_an_image(watch: PageWatch, server: Any) -> None:
     expect(page.locator("#edit-prompt-label")).to_have_text("What to paint there")
     page.fill("#edit-mask", "the sky")
     page.fill("#edit-prompt", "a starry night")
+    save_screenshot(page, "-edit", full_page=False)  # docs/web.md: the Edit form
     page.click("#edit-submit")
     wait_for_images(page, 1)
     repainted = watch.job_posts[-1].post_data_json
@@ -1216,6 +1217,8 @@ def test_upscale_vary_and_edit_an_image(watch: PageWatch, server: Any) -> None:
     )
     assert "search_prompt" not in repainted
     expect(parent).to_contain_text("Edited (repainted) from image 1 (seed 3700)")
+    expect(page.locator("#status-text")).to_have_text("1 image ready. Pick one.")
+    save_screenshot(page, "-refined", full_page=False)  # docs/web.md: a refined row under its parent
 
     # Outpaint from the same form: the sides' pixels.
     parent.get_by_role("button", name="Show the images it came from").click()
