@@ -320,6 +320,23 @@ def test_a_mask_must_be_black_and_white_and_the_sources_size(s3: Any) -> None:
     assert _check(s3, {**raw, "mask_image": good}) == []
 
 
+def test_a_masks_pixels_are_read_only_when_nothing_else_is_wrong(s3: Any) -> None:
+    """The mask's pixels are decoded (CPU, core/time_budget.mask_check_seconds) only once it is the size
+    of a source that passed its limits: a grey mask beside a source that is too small, or missing, is
+    refused for that alone, and a mask without a source is refused."""
+    grey = _put(s3, key_of(ME, "grey.png"), png(40, 40, "L", 128))
+    tiny = _put(s3, key_of(ME, "tiny.png"), png(40, 40))
+    raw = {"operation": "inpaint", "prompt": "a dog", "mask_image": grey}
+    (error,) = _check(s3, {**raw, "source_image": tiny})
+    assert error.startswith("source_image: ") and "not 40x40" in error
+    assert _check(s3, {**raw, "source_image": key_of(ME, "gone.png")}) == [f"source_image: {NOT_FOUND}"]
+    big_grey = _put(s3, key_of(ME, "big-grey.png"), png(96, 64, "L", 128))
+    source = _put(s3, key_of(ME), png(96, 64))
+    assert _check(s3, {**raw, "mask_image": big_grey, "source_image": source}) == [
+        "mask_image: must be black and white (white: repaint, black: keep), not grey or colour"
+    ]
+
+
 def test_a_branch_reads_each_stored_image_once(s3: Any) -> None:
     source = _put(s3, key_of(ME), png(96, 64))
     assert read_stored_images(s3, BUCKET, {"source_image": source}) == {"source_image": png(96, 64)}
