@@ -72,6 +72,8 @@ class _ImageService(ImageModelAdapter):
     #: The body field the source image goes in.
     image_field: ClassVar[str] = "image"
     input_limits: ClassVar[Mapping[str, ImageLimits]] = {"source_image": EDIT_IMAGE}
+    #: A second stored image the service requires: (request field, body field, what it is), or None.
+    second_image: ClassVar[tuple[str, str, str] | None] = None
 
     def validate(self, request: ImageRequest) -> list[FieldError]:
         errors = self._common_checks(request)
@@ -104,6 +106,10 @@ class _ImageService(ImageModelAdapter):
             value = getattr(request, name)
             if value is not None and not low <= value <= high:
                 errors.append(self.refusal(name, f"{name} from {low:g} to {high:g}", f"{value:g}"))
+        if self.second_image is not None:
+            field, _, what = self.second_image
+            if getattr(request, field) is None:
+                errors.append(FieldError(field, f"required by {self.registry_id}: the key of {what}"))
         return errors
 
     def operation_parameters(self, request: ImageRequest) -> dict[str, Any]:
@@ -127,6 +133,9 @@ class _ImageService(ImageModelAdapter):
         }
         if request.style is not None:
             params["style"] = request.style
+        if self.second_image is not None:
+            field = self.second_image[0]
+            params[field] = getattr(request, field)
         return params
 
     def describe(self) -> dict[str, Any]:
@@ -150,6 +159,9 @@ class _ImageService(ImageModelAdapter):
         if self.takes_seed:
             body["seed"] = seed
         body.update(params.get("operation_parameters") or {})
+        if self.second_image is not None:
+            field, body_field, _ = self.second_image
+            body[body_field] = _b64(source_bytes(inputs, field))
         body["output_format"] = "png"
         return body
 
@@ -252,22 +264,7 @@ class Inpaint(_ImageService):
     prompt_use = "required"
     takes_style = True
     numbers: ClassVar[Mapping[str, tuple[float, float, float]]] = {"grow_mask": (0, 20, 5)}
-
-    def validate(self, request: ImageRequest) -> list[FieldError]:
-        errors = super().validate(request)
-        if request.mask_image is None:
-            errors.append(
-                FieldError("mask_image", f"required by {self.registry_id}: the key of a stored mask")
-            )
-        return errors
-
-    def normalize(self, request: ImageRequest) -> dict[str, Any]:
-        return {**super().normalize(request), "mask_image": request.mask_image}
-
-    def build_body(
-        self, params: dict[str, Any], seed: int, inputs: Mapping[str, bytes] | None = None
-    ) -> dict[str, Any]:
-        return {**super().build_body(params, seed, inputs), "mask": _b64(source_bytes(inputs, "mask_image"))}
+    second_image = ("mask_image", "mask", "a stored mask")
 
 
 class Outpaint(_ImageService):
@@ -307,17 +304,7 @@ class StyleTransfer(_ImageService):
         "source_image": EDIT_IMAGE,
         "style_image": EDIT_IMAGE,
     }
-
-    def validate(self, request: ImageRequest) -> list[FieldError]:
-        errors = super().validate(request)
-        if request.style_image is None:
-            errors.append(
-                FieldError("style_image", f"required by {self.registry_id}: the key of a stored image")
-            )
-        return errors
-
-    def normalize(self, request: ImageRequest) -> dict[str, Any]:
-        return {**super().normalize(request), "style_image": request.style_image}
+    second_image = ("style_image", "style_image", "a stored image")
 
     def build_body(
         self, params: dict[str, Any], seed: int, inputs: Mapping[str, bytes] | None = None
@@ -325,7 +312,7 @@ class StyleTransfer(_ImageService):
         body = super().build_body(params, seed, inputs)
         if not params.get("prompt"):
             body.pop("prompt")  # optional here, and without a documented length limit
-        return {**body, "style_image": _b64(source_bytes(inputs, "style_image"))}
+        return body
 
 
 #: The image services, in registry order (the facts file's).
