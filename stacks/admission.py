@@ -1,14 +1,17 @@
-"""Admission control: the DynamoDB table of the models' slots (``image_pipeline.core.admission``).
+"""Admission control: the DynamoDB tables of the models' slots and of the branches waiting for one
+(``image_pipeline.core.admission``).
 
-One item per model: the count of calls in flight and a lease per holder. On-demand capacity (a few
-small conditional writes per image), point-in-time recovery off is not an option cdk-nag takes, so it
-is on; encryption with the AWS-managed key. The slots are short-lived state: the table goes with the
-stack (a slot left after a deletion would mean nothing).
+Slots: one item per model, the count of calls in flight and a lease per holder. Waiters: one item per
+waiting branch (partition key the model, sort key its place in the queue) with the task token its
+``AcquireSlot`` state waits for; a ticket nobody served expires by TTL. On-demand capacity (a few small
+conditional writes per image); point-in-time recovery off is not an option cdk-nag takes, so it is on;
+encryption with the AWS-managed key. Both are short-lived state: they go with the stack.
 
-:meth:`AdmissionControl.connect` is called where the parts meet (``stacks/imagegen_stack.py``): it
-grants the Admission function the two actions it uses (``GetItem`` and ``UpdateItem``, on this table
-only) and gives it the table's name and the models' calls in flight; :meth:`AdmissionControl.connect_release`
-gives GenerateImage ``UpdateItem`` alone, to give its slot back right after the model's answer.
+:meth:`AdmissionControl.connect` is called where the parts meet (``stacks/imagegen_stack.py``) for the
+Admission function and GenerateImage (which hands its slot on right after the model's answer): it
+grants each the actions ``core/admission.DynamoSlotStore`` uses, on these tables only, and gives them
+the tables' names and the models' calls in flight. :meth:`AdmissionControl.allow_waking` lets them
+send a waiting branch its task token back (``SendTaskSuccess`` on the state machine).
 """
 
 from __future__ import annotations
@@ -18,15 +21,28 @@ from collections.abc import Mapping
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-#: The actions of ``core/admission.py``'s ``DynamoSlotStore``: take, give back, reclaim, wait (UpdateItem)
-#: and a consistent read (GetItem).
+#: The actions of ``core/admission.py``'s ``DynamoSlotStore`` on the slots: take, give back, hand over,
+#: reclaim (UpdateItem) and a consistent read (GetItem).
 SLOT_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
-#: GenerateImage gives its slot back right after the model's answer (``release_after_call``): a
-#: conditional UpdateItem, nothing else.
-RELEASE_ACTIONS = ("dynamodb:UpdateItem",)
+#: ... and on the queue: a ticket put (PutItem) or put back, the oldest read (Query), a ticket claimed
+#: (DeleteItem), the waiting counter (UpdateItem, GetItem).
+QUEUE_ACTIONS = (
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+    "dynamodb:DeleteItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:GetItem",
+)
+#: Waking a waiting branch (https://docs.aws.amazon.com/step-functions/latest/apireference/API_SendTaskSuccess.html);
+#: the CDK's ``StateMachine.grant_task_response`` grants these three on the state machine, read 2026-11-30.
+WAKE_ACTIONS = ("states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat")
+#: The tickets' TTL attribute (``core/admission.DynamoSlotStore._ticket_item``).
+TICKET_TTL_ATTRIBUTE = "expires_at"
 
 
 class AdmissionControl(Construct):
@@ -50,14 +66,45 @@ class AdmissionControl(Construct):
             encryption=dynamodb.TableEncryptionV2.aws_managed_key(),
             removal_policy=RemovalPolicy.DESTROY,
         )
+        self.waiters = dynamodb.TableV2(
+            self,
+            "Waiters",
+            partition_key=dynamodb.Attribute(name="model", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="place", type=dynamodb.AttributeType.STRING),
+            billing=dynamodb.Billing.on_demand(),
+            time_to_live_attribute=TICKET_TTL_ATTRIBUTE,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            encryption=dynamodb.TableEncryptionV2.aws_managed_key(),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self._connected: list[lambda_.Function] = []
 
     def connect(self, function: lambda_.Function) -> None:
-        """Let ``function`` (the Admission step) take and give back slots, and tell it where and how many."""
+        """Let ``function`` take, give back and hand on slots and keep the queue, and tell it where and
+        how many."""
         self.table.grant(function, *SLOT_ACTIONS)
+        self.waiters.grant(function, *QUEUE_ACTIONS)
         function.add_environment("ADMISSION_TABLE", self.table.table_name)
+        function.add_environment("ADMISSION_WAITERS_TABLE", self.waiters.table_name)
         function.add_environment("MODEL_CONCURRENCY", json.dumps(self.model_concurrency, sort_keys=True))
+        self._connected.append(function)
 
-    def connect_release(self, function: lambda_.Function) -> None:
-        """Let ``function`` (GenerateImage) give its branch's slot back as soon as the model answered."""
-        self.table.grant(function, *RELEASE_ACTIONS)
-        function.add_environment("ADMISSION_TABLE", self.table.table_name)
+    def allow_waking(self, state_machine: sfn.IStateMachine) -> iam.Policy:
+        """Let every connected function wake a branch of ``state_machine`` waiting for its slot.
+
+        A policy of its own, attached after the state machine exists: the state machine's definition
+        names the functions, so a grant in their roles' default policies (which the functions depend
+        on) would make a dependency cycle."""
+        policy = iam.Policy(
+            self,
+            "WakeWaitingBranches",
+            statements=[
+                iam.PolicyStatement(actions=list(WAKE_ACTIONS), resources=[state_machine.state_machine_arn])
+            ],
+        )
+        for function in self._connected:
+            if function.role is not None:
+                policy.attach_to_role(function.role)
+        return policy

@@ -116,7 +116,8 @@ class ImagegenStack(Stack):
         #: One admission control per model, shared by every execution (issue 15).
         self.admission = AdmissionControl(self, "Admission", model_concurrency=config.model_concurrency)
         self.admission.connect(self.workflow.admission.function)
-        self.admission.connect_release(self.workflow.generate_image.function)
+        self.admission.connect(self.workflow.generate_image.function)
+        self.admission.allow_waking(self.workflow.standard)
         self.events.start_on_request(self.workflow.standard)
         self.batch = BatchConstruct(
             self,

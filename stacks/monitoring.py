@@ -42,7 +42,6 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
-from image_pipeline.core.admission import MAX_WAITING_RECORDS
 from image_pipeline.core.metric_names import (
     ADMISSION_NO_SLOT,
     ADMISSION_SLOTS_IN_USE,
@@ -339,7 +338,7 @@ class MonitoringConstruct(Construct):
                 ],
                 right=[
                     self.image_metric(ADMISSION_WAITING, statistic="Maximum", model=m).with_(
-                        label=f"{m} waiting (at least: {MAX_WAITING_RECORDS} recorded at most)"
+                        label=f"{m} waiting in the queue"
                     )
                     for m in models
                 ],

@@ -74,9 +74,9 @@ VENDED_LOGS_PREFIX = "/aws/vendedlogs/states/"
 #: below at synthesis and by tests/infra/test_time_budget.py) and fits in its Task state's
 #: ``TimeoutSeconds`` in the ASL with Lambda's 10 s Init phase to spare.
 VALIDATE_REQUEST_TIMEOUT = Duration.seconds(20)  # the Task state allows 30 s
-GENERATE_IMAGE_TIMEOUT = Duration.seconds(330)  # the Task state allows 340 s
+GENERATE_IMAGE_TIMEOUT = Duration.seconds(345)  # the Task state allows 355 s
 BUILD_MANIFEST_TIMEOUT = Duration.seconds(420)  # the Task state allows 430 s
-ADMISSION_TIMEOUT = Duration.seconds(20)  # AcquireSlot / ReleaseSlot allow 30 s
+ADMISSION_TIMEOUT = Duration.seconds(100)  # ReleaseSlot allows 110 s, AcquireSlot (with its wait) 300 s
 #: The memory of the functions that check an inpaint mask's pixels (ValidateRequest, the HTTP API): one
 #: vCPU, so the largest mask's check takes ``time_budget.mask_check_seconds`` (9.4 s) rather than 7 times
 #: that at the default 256 MB (docs/decisions.md, "The mask check's time").

@@ -111,6 +111,7 @@ class EngineConfig:
                 "bedrock_max_attempts": self.bedrock_max_attempts,
                 "presign_expiry_seconds": self.presign_expiry_seconds,
                 "admission_table": ADMISSION_TABLE if self.admission else "",
+                "admission_waiters_table": ADMISSION_WAITERS_TABLE if self.admission else "",
                 "model_concurrency": self.model_concurrency,
                 "admission_lease_seconds": self.admission_lease_seconds,
                 "index_table": self.index_table,
@@ -207,16 +208,30 @@ def _settled(record: Any) -> bool:
     return True
 
 
-#: The offline table of admission control's slots (deployed: ``stacks/admission.py`` names it).
+#: The offline tables of admission control's slots and queue (deployed: ``stacks/admission.py``).
 ADMISSION_TABLE = "imagegen-admission"
+ADMISSION_WAITERS_TABLE = "imagegen-admission-waiters"
 
 
 def create_admission_table(dynamodb: Any) -> None:
-    """The slots table as ``stacks/admission.py`` deploys it: partition key ``model``, on demand."""
+    """The slots and waiters tables as ``stacks/admission.py`` deploys them: partition key ``model``
+    (and, for the waiters, sort key ``place``), on demand."""
     dynamodb.create_table(
         TableName=ADMISSION_TABLE,
         AttributeDefinitions=[{"AttributeName": "model", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "model", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.create_table(
+        TableName=ADMISSION_WAITERS_TABLE,
+        AttributeDefinitions=[
+            {"AttributeName": "model", "AttributeType": "S"},
+            {"AttributeName": "place", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "model", "KeyType": "HASH"},
+            {"AttributeName": "place", "KeyType": "RANGE"},
+        ],
         BillingMode="PAY_PER_REQUEST",
     )
 

@@ -1,50 +1,69 @@
-"""Admission control: one counting semaphore per model, shared by every execution (issue 15).
+"""Admission control: one counting semaphore per model, shared by every execution, with a queue (issue 15).
 
-Before a Map branch calls Bedrock it takes a slot of its model (``acquire``) and gives it back when the
-call has ended (``release``), so the calls in flight for a model never exceed its configured quota in
-the deployment's Region. The wait for a slot is done by Step Functions (a ``Retry`` on the named error
-``NoSlot``), not by a sleeping Lambda: ``acquire`` answers at once.
+Before a Map branch calls Bedrock it takes a slot of its model, and gives it back when the call has
+ended, so the calls in flight for a model never exceed its configured quota in the deployment's Region.
+A branch that finds no slot does not poll: it leaves a **ticket** (its Step Functions task token) in
+the model's queue and its ``AcquireSlot`` state waits for the token (``.waitForTaskToken``), costing
+no state transition and no write while it waits. Whoever gives a slot back hands it to the oldest
+ticket and wakes its branch with ``SendTaskSuccess``.
 
-The state of one model is one item: ``in_use`` (the count) and one attribute per holder,
-``lease:<holder>``, whose value is the time its lease expires. Every write changes the count and the
-leases together, in one conditional ``UpdateItem`` (DynamoDB applies it atomically), so the count always
-equals the number of leases:
+**The slots.** The state of one model is one item: ``in_use`` (the count) and one attribute per
+holder, ``lease:<holder>``, whose value is the time its lease expires. Every change is one conditional
+``UpdateItem`` (DynamoDB applies it atomically), so the count always equals the number of leases:
 
 * take: ``in_use < limit AND attribute_not_exists(lease:<holder>)``: count + 1, lease set;
 * give back: ``attribute_exists(lease:<holder>)``: count - 1, lease removed (a second release of the
   same holder fails its condition and changes nothing: never counted twice);
+* hand over: ``attribute_exists(lease:<giver>) AND attribute_not_exists(lease:<taker>)``: the giver's
+  lease removed, the taker's set, the count unchanged (a waiting branch gets the slot without it ever
+  being free for a newcomer to take);
 * reclaim an expired lease: ``lease:<holder> = <the expiry read>``: count - 1, lease removed (only the
   lease that was seen expired; a renewed one is left alone).
 
-When the take's condition fails, DynamoDB returns the item as the condition saw it
-(``ReturnValuesOnConditionCheckFailure``), and :func:`decide` (a pure function of the item, the holder,
-the limit and the time; the simulation in ``benchmarks/`` calls the same :class:`Semaphore` over an in-memory store)
-says why: the holder already has a lease (its earlier take succeeded and its answer was lost: the
-take is idempotent by holder id), some leases have expired (a branch died holding them: reclaim, then
-try again), or the model is full (wait: ``NoSlot``). A holder id is the execution name and the image
-index, the same on every retry of a branch.
+When a take's condition fails, DynamoDB returns the item as the condition saw it
+(``ReturnValuesOnConditionCheckFailure``), and :func:`decide` says why: the holder already has a lease
+(its earlier take succeeded and its answer was lost: takes are idempotent by holder id), some leases
+have expired (a branch died holding them: reclaim, then try again), or the model is full (queue).
 
-Waiting branches are recorded as ``wait:<holder>`` (when it first found no slot) so the metrics can say
-how many wait and how long a slot took; a take removes its own, a release removes it too. At most
-:data:`MAX_WAITING_RECORDS` are kept, and a failed record is ignored: every write to the item costs a
-write unit per KB of it and one item is one partition (1,000 write units a second), which
-``benchmarks/simulation.py`` showed thousands of records in a burst would pass. A take that DynamoDB
-throttles is answered ``NoSlot``: the branch waits and asks again instead of failing its image.
+**The queue.** A ticket is an item of the waiters table: partition key the model, sort key its
+``place`` (the execution's start time, then the holder: the oldest job is served first, and a branch
+that waits again after its wait timed out keeps its place, its token replaced). Handing a ticket a slot
+starts by deleting it on the condition that it still carries the token read (``claim``): exactly one
+hand-off wins a ticket. No wake-up is lost, because every step that frees a slot and every step that
+makes a ticket visible is followed by :meth:`Semaphore.fill`, which reads both with strongly consistent
+reads and hands free slots to waiting tickets: whichever of the two happened last sees the other.
+
+A branch whose execution was stopped while it waited cannot be woken (``SendTaskSuccess`` answers
+``TaskTimedOut``, ``TaskDoesNotExist`` or ``InvalidToken``): the slot it was handed goes on to the next
+ticket. A ticket of a cancelled job is woken with ``cancelled`` and holds no slot. A branch whose wake-up
+was lost (a crash between the hand-over and ``SendTaskSuccess``) is rescued by its state's
+``TimeoutSeconds``: the state machine asks again, and the take finds the branch's lease (``held``).
+
+The pure parts (:func:`decide`, :class:`Semaphore`) run unchanged in ``benchmarks/simulation.py`` over an
+in-memory store (``imagegen.testing.memory_slots``), which ``tests/unit/test_memory_slots.py`` holds to
+the DynamoDB store's answers.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from image_pipeline.models.facts import model_facts
 
 LEASE_PREFIX = "lease:"
-WAIT_PREFIX = "wait:"
 COUNT = "in_use"
+#: The waiters table's keys: the model (partition) and the ticket's place in the queue (sort).
+QUEUE_KEY = "model"
+PLACE = "place"
+#: The item beside a model's tickets that counts them (for the metric of branches waiting); its sort
+#: key sorts after every place (places start with a date), so a query of places stops before it.
+WAITING_COUNTER_PLACE = "~waiting"
 #: Conservative calls in flight per model when neither configuration nor an override gives one:
 #: the documented requests-per-minute quota of the model divided by this (a call of 6 s or more then
 #: keeps the rate under the quota; see docs/decisions.md).
@@ -53,24 +72,29 @@ SECONDS_PER_CALL_ASSUMED = 6
 #: attempt; a slot is held across its attempts: 4 x 340 s plus the retries' delays), so a live holder
 #: never loses its slot; a dead holder's slot comes back at most this long after it was taken.
 DEFAULT_LEASE_SECONDS = 1500
-#: A waiting record older than this is forgotten (a branch waits at most as long as its execution,
-#: ``TimeoutSeconds`` 1800 in the ASL).
-WAIT_RECORD_SECONDS = 1800
-#: At most this many waiting records in a model's item (about 6 KB). Every write to the item costs one
-#: write unit per KB of it, and one item is one partition, which takes 1,000 write units a second
-#: (benchmarks/simulation.py found thousands of records in a burst: 190 KB items, every write throttled);
-#: past the cap a branch waits unrecorded, so the waiting metric reads "at least" and its time waited
-#: is not measured.
-MAX_WAITING_RECORDS = 100
+#: A ticket the queue no longer serves is deleted by DynamoDB's TTL this long after it was written
+#: (the longest a branch can wait is its execution's ``TimeoutSeconds``, 1800 s).
+TICKET_TTL_SECONDS = 2 * 3600
+#: At most this many tickets looked at by one hand-off, and rounds of one fill (stale tickets, whose
+#: branch has gone, are skipped and deleted): a release's work and time are bounded
+#: (``time_budget.admission_release_bound``); the next release or fill goes on.
+HAND_OFF_TICKETS = 3
+#: GenerateImage hands its slot on right after the model's answer to the oldest ticket alone (when that
+#: branch has gone, the slot is given back and ``ReleaseSlot``'s fill serves the queue): its time is
+#: inside the image's budget.
+EARLY_HAND_OFF_TICKETS = 1
 #: DynamoDB's answers when it throttles a request: a take that is throttled is answered NoSlot (the
-#: branch asks again after the state machine's backoff) rather than failing its image.
+#: state machine asks again after a short backoff) rather than failing its image.
 THROTTLING_CODES = frozenset(
     {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
 )
+#: ``SendTaskSuccess``'s answers for a token whose task no longer waits
+#: (https://docs.aws.amazon.com/step-functions/latest/apireference/API_SendTaskSuccess.html, read 2026-11-30).
+DEAD_TOKEN_CODES = frozenset({"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"})
 
 
 class NoSlot(Exception):
-    """The model's slots are all held: the state machine waits and asks again (``Retry``)."""
+    """The slots' table throttled the take: the state machine asks again after a short backoff."""
 
 
 class InvalidQuota(ValueError):
@@ -137,11 +161,10 @@ def default_quota(requests_per_minute: int) -> int:
 
 @dataclass(frozen=True)
 class SlotState:
-    """One model's item as read: its count, each holder's lease expiry and each waiter's first wait."""
+    """One model's item as read: its count and each holder's lease expiry."""
 
     in_use: int = 0
     leases: Mapping[str, float] = field(default_factory=dict)
-    waiting: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any] | None) -> SlotState:
@@ -151,8 +174,7 @@ class SlotState:
         leases = {
             k[len(LEASE_PREFIX) :]: float(v["N"]) for k, v in item.items() if k.startswith(LEASE_PREFIX)
         }
-        waiting = {k[len(WAIT_PREFIX) :]: float(v["N"]) for k, v in item.items() if k.startswith(WAIT_PREFIX)}
-        return cls(int(item.get(COUNT, {"N": "0"})["N"]), leases, waiting)
+        return cls(int(item.get(COUNT, {"N": "0"})["N"]), leases)
 
 
 Verdict = Literal["held", "reclaim", "wait"]
@@ -179,9 +201,28 @@ def decide(state: SlotState, holder: str, limit: int, now: float) -> Decision:
     return Decision("wait")
 
 
+@dataclass(frozen=True)
+class Ticket:
+    """A waiting branch: its holder id, the task token its ``AcquireSlot`` waits for, its place in the
+    queue (``<execution start>#<holder>``) and when it first waited."""
+
+    holder: str
+    token: str
+    place: str
+    since: float
+
+    @property
+    def execution(self) -> str:
+        """The execution (job) the branch belongs to: the holder id without its image index."""
+        return self.holder.rsplit("#", 1)[0]
+
+
+HandOver = Literal["moved", "taker_holds", "giver_gone"]
+
+
 class SlotStore(Protocol):
-    """Where the slots are kept: DynamoDB (:class:`DynamoSlotStore`) or, in the simulation, memory.
-    Each method is one atomic conditional write; False means its condition did not hold."""
+    """Where the slots and the queue are kept: DynamoDB (:class:`DynamoSlotStore`) or, in the simulation,
+    memory. Each method is one atomic step; False means its condition did not hold."""
 
     def take(self, model: str, holder: str, limit: int, expires: float) -> Taken | SlotState:
         """Count + 1 and the holder's lease, if under ``limit`` and not held; when not taken, the item
@@ -189,112 +230,283 @@ class SlotStore(Protocol):
         ...
 
     def give_back(self, model: str, holder: str, expected_expiry: float | None) -> bool:
-        """Count - 1 and the lease removed, if the holder has one (equal to ``expected_expiry`` when
-        given); the holder's waiting record goes too."""
+        """Count - 1 and the lease removed, if the holder has one (equal to ``expected_expiry`` when given)."""
+        ...
+
+    def hand_over(self, model: str, giver: str, taker: str, expires: float) -> HandOver:
+        """The giver's lease becomes the taker's (count unchanged): ``moved``; ``taker_holds`` when the
+        taker has a lease already, ``giver_gone`` when the giver has none (nothing changed)."""
         ...
 
     def read(self, model: str) -> SlotState:
         """The model's item, read consistently."""
         ...
 
-    def note_waiting(self, model: str, holder: str, now: float, forget: tuple[str, ...]) -> None:
-        """Record the holder's first wait (kept if already there) and forget the ``forget`` waiters."""
+    def enqueue(self, model: str, ticket: Ticket) -> bool:
+        """Put the ticket in the queue (replacing one at its place: a branch waiting again keeps its
+        place with its new token); True when its place was empty (a branch's first wait)."""
+        ...
+
+    def oldest(self, model: str, count: int) -> list[Ticket]:
+        """The first ``count`` tickets of the queue, oldest place first (a consistent read)."""
+        ...
+
+    def claim(self, model: str, ticket: Ticket) -> bool:
+        """Delete the ticket if it is still there with the same token: True for exactly one claimant."""
+        ...
+
+    def requeue(self, model: str, ticket: Ticket) -> None:
+        """Put a claimed ticket back, unless its place has been taken again since (a newer token)."""
+        ...
+
+    def waiting(self, model: str) -> int:
+        """How many tickets the queue holds (a counter kept beside them, for the metric)."""
         ...
 
 
 @dataclass(frozen=True)
 class Taken:
-    """A take's write: the count after it, and the holder's first wait (removed), if it waited."""
+    """A take's write: the count after it."""
 
     in_use: int
-    waited_since: float | None = None
 
 
 @dataclass(frozen=True)
 class Granted:
-    """A slot taken: the count after the take (None when it was already held), the seconds the holder
-    waited for it (None when it never waited) and how many were waiting at the last read."""
+    """A slot taken: the count after the take (None when it was already held or handed over)."""
 
     holder: str
     in_use: int | None
-    waited_seconds: float | None
     reclaimed: int = 0
+
+
+#: Wakes a waiting branch: ``notify(token, output)`` sends ``SendTaskSuccess``; False when the token's
+#: task no longer waits (its execution stopped, or its wait timed out); other errors raise.
+Notify = Callable[[str, Mapping[str, Any]], bool]
+#: ``cancelled(execution)``: whether that job was cancelled (``DELETE /jobs/{id}``).
+Cancelled = Callable[[str], bool]
+
+
+def granted_output(ticket: Ticket, now: float) -> dict[str, Any]:
+    """What a woken branch's ``AcquireSlot`` answers: the slot is its, after this many seconds."""
+    return {
+        "holder": ticket.holder,
+        "admission": "granted",
+        "waited_seconds": round(max(0.0, now - ticket.since), 3),
+    }
+
+
+def cancelled_output(ticket: Ticket) -> dict[str, Any]:
+    """What a woken branch of a cancelled job answers: no slot (GenerateImage records ``CANCELLED``)."""
+    return {"holder": ticket.holder, "admission": "cancelled"}
+
+
+@dataclass
+class HandOffReport:
+    """What one release or fill did, for the metrics and the logs."""
+
+    woken: list[Ticket] = field(default_factory=list)
+    waited_seconds: list[float] = field(default_factory=list)
+    cancelled: int = 0
+    stale: int = 0
 
 
 @dataclass
 class Semaphore:
-    """Counting semaphore per model over a :class:`SlotStore` (see the module docstring)."""
+    """Counting semaphore per model over a :class:`SlotStore`, with its queue (see the module docstring)."""
 
     store: SlotStore
     lease_seconds: float = DEFAULT_LEASE_SECONDS
-    #: Takes tried after reclaiming, before answering ``NoSlot`` (others may take the freed slots first).
+    #: Takes tried after reclaiming expired leases, before the branch queues (others may take the
+    #: freed slots first).
     attempts: int = 3
-    last_waiting: int = 0
+    report: HandOffReport = field(default_factory=HandOffReport)
 
-    def acquire(self, model: str, holder: str, limit: int, now: float) -> Granted:
-        """Take a slot of ``model`` for ``holder`` or raise :class:`NoSlot`; idempotent by holder."""
+    # -- taking ---------------------------------------------------------------------------------
+    def try_take(self, model: str, holder: str, limit: int, now: float) -> Granted | None:
+        """Take a slot of ``model`` for ``holder`` now, or None when all are held; idempotent by holder.
+        A take that DynamoDB throttles raises :class:`NoSlot` (the state machine asks again)."""
         reclaimed = 0
         for _ in range(self.attempts):
-            try:
-                taken = self.store.take(model, holder, limit, now + self.lease_seconds)
-            except Exception as exc:
-                if _throttled(exc):  # not written: wait and ask again, as when full
-                    raise NoSlot(f"{model}: the slots' table is throttling; asking again") from None
-                raise
+            taken = _unthrottled(
+                model, lambda: self.store.take(model, holder, limit, now + self.lease_seconds)
+            )
             if isinstance(taken, Taken):
-                waited = None if taken.waited_since is None else max(0.0, now - taken.waited_since)
-                return Granted(holder, taken.in_use, waited, reclaimed)
-            state = taken
-            self.last_waiting = len(state.waiting)
-            decision = decide(state, holder, limit, now)
+                return Granted(holder, taken.in_use, reclaimed)
+            decision = decide(taken, holder, limit, now)
             if decision.verdict == "held":
-                return Granted(holder, None, None, reclaimed)
+                return Granted(holder, None, reclaimed)
             if decision.verdict == "wait":
-                stale = tuple(h for h, t in state.waiting.items() if now - t > WAIT_RECORD_SECONDS)
-                recorded = holder in state.waiting
-                first = not recorded and len(state.waiting) - len(stale) < MAX_WAITING_RECORDS
-                if first or (stale and recorded):  # a branch's first wait (or old ones to forget)
-                    self._note_waiting(model, holder, now, stale)
-                self.last_waiting = len(state.waiting) - len(stale) + first
-                raise NoSlot(f"{model}: all {limit} slots are in use")
+                return None
             for dead, expiry in decision.expired.items():
-                try:
-                    reclaimed += self.store.give_back(model, dead, expiry)
-                except Exception as exc:
-                    if _throttled(exc):
-                        raise NoSlot(f"{model}: the slots' table is throttling; asking again") from None
-                    raise
-        raise NoSlot(f"{model}: all {limit} slots are in use (contended)")
+                reclaimed += _unthrottled(model, functools.partial(self.store.give_back, model, dead, expiry))
+        return None
 
-    def _note_waiting(self, model: str, holder: str, now: float, stale: tuple[str, ...]) -> None:
-        """Record ``holder``'s first wait (kept if there) and forget ``stale`` records; the records are
-        for the metrics only, so a failed write is ignored (the branch waits all the same)."""
+    def acquire(
+        self,
+        model: str,
+        ticket: Ticket,
+        limit: int,
+        now: float,
+        *,
+        notify: Notify,
+        cancelled: Cancelled,
+    ) -> Granted | None:
+        """Take a slot for the ticket's holder, or queue the ticket (None): its branch is then woken by
+        ``notify`` when a slot is handed to it, possibly before this returns (the :meth:`fill` that
+        follows the enqueue closes the race with a release that saw no ticket)."""
+        granted = self.try_take(model, ticket.holder, limit, now)
+        if granted is not None:
+            return granted
+        _unthrottled(model, lambda: self.store.enqueue(model, ticket))
+        self.fill(model, limit, now, notify=notify, cancelled=cancelled)
+        return None
+
+    # -- giving back ----------------------------------------------------------------------------
+    def release(
+        self,
+        model: str,
+        holder: str,
+        limit: int,
+        now: float,
+        *,
+        notify: Notify,
+        cancelled: Cancelled,
+        fill: bool = True,
+        tickets: int = HAND_OFF_TICKETS,
+    ) -> bool:
+        """Give ``holder``'s slot to the oldest waiting branch (looking at most at ``tickets`` tickets),
+        or back when none waits; then (``fill``) hand any free slot to waiting tickets. False (nothing
+        changed) when the holder holds none: releases are idempotent."""
+        held = holder in self.store.read(model).leases
+        if held:
+            self._pass_on(model, holder, now, notify=notify, cancelled=cancelled, tickets=tickets)
+        if fill:
+            self.fill(model, limit, now, notify=notify, cancelled=cancelled)
+        return held
+
+    def _pass_on(
+        self, model: str, giver: str, now: float, *, notify: Notify, cancelled: Cancelled, tickets: int
+    ) -> None:
+        """Hand ``giver``'s slot to the oldest live ticket (of the first ``tickets``), or give it back."""
+        looked = 0
+        while looked < tickets:
+            page = self.store.oldest(model, tickets - looked)
+            if not page:
+                break
+            for ticket in page:
+                looked += 1
+                if not self.store.claim(model, ticket):
+                    continue  # another hand-off has it
+                if self._cancelled(model, ticket, notify, cancelled):
+                    continue
+                expires = now + self.lease_seconds
+                moved = self._keeping(
+                    model,
+                    ticket,
+                    functools.partial(self.store.hand_over, model, giver, ticket.holder, expires),
+                )
+                if moved == "giver_gone":  # reclaimed from under us: nothing to hand; the ticket goes back
+                    self.store.requeue(model, ticket)
+                    return
+                if moved == "taker_holds":  # its branch has a slot already: wake it (a stale token fails)
+                    self.report.stale += 1
+                    self._wake(ticket, now, notify)
+                    continue
+                if self._wake(ticket, now, notify, undo=functools.partial(self._undo, model, ticket, now)):
+                    return
+                giver = ticket.holder  # its branch has gone: the slot it was handed goes on
+        self.store.give_back(model, giver, None)
+
+    def fill(self, model: str, limit: int, now: float, *, notify: Notify, cancelled: Cancelled) -> None:
+        """Hand every free slot to the oldest waiting tickets (reclaiming expired leases first)."""
+        for _ in range(HAND_OFF_TICKETS):
+            tickets = self.store.oldest(model, 1)
+            if not tickets:
+                return
+            state = self.store.read(model)
+            expired = {h: t for h, t in state.leases.items() if t <= now}
+            freed = sum(self.store.give_back(model, dead, expiry) for dead, expiry in expired.items())
+            if state.in_use - freed >= limit:
+                return
+            ticket = tickets[0]
+            if not self.store.claim(model, ticket):
+                continue
+            if self._cancelled(model, ticket, notify, cancelled):
+                continue
+            expires = now + self.lease_seconds
+            taken = self._keeping(
+                model, ticket, functools.partial(self.store.take, model, ticket.holder, limit, expires)
+            )
+            if isinstance(taken, SlotState) and ticket.holder not in taken.leases:
+                self.store.requeue(model, ticket)  # a newcomer took it first: the loop reads again
+                continue
+            if not self._wake(ticket, now, notify, undo=functools.partial(self._undo, model, ticket, now)):
+                self.store.give_back(model, ticket.holder, None)
+
+    # -- waking ---------------------------------------------------------------------------------
+    def _keeping(self, model: str, ticket: Ticket, step: Callable[[], Any]) -> Any:
+        """Run one step on a claimed ticket; if it fails, the ticket goes back to the queue first."""
         try:
-            self.store.note_waiting(model, holder, now, stale)
-        except Exception:  # throttled, or any client error: a waiting record is not worth an image
-            return
+            return step()
+        except Exception:
+            self.store.requeue(model, ticket)
+            raise
 
-    def release(self, model: str, holder: str) -> bool:
-        """Give the holder's slot back; False (and nothing changed) when it holds none."""
-        return self.store.give_back(model, holder, None)
+    def _cancelled(self, model: str, ticket: Ticket, notify: Notify, cancelled: Cancelled) -> bool:
+        """A claimed ticket of a cancelled job: its branch is woken without a slot."""
+        if not self._keeping(model, ticket, functools.partial(cancelled, ticket.execution)):
+            return False
+        self._keeping(model, ticket, functools.partial(notify, ticket.token, cancelled_output(ticket)))
+        self.report.cancelled += 1
+        return True
+
+    def _wake(
+        self, ticket: Ticket, now: float, notify: Notify, undo: Callable[[], None] | None = None
+    ) -> bool:
+        """Tell the ticket's branch its slot is there. False when the branch no longer waits. Any other
+        failure undoes the hand-over (``undo``: the slot given back, the ticket put back) and raises, so
+        the release is retried and nothing is left half done."""
+        try:
+            woken = notify(ticket.token, granted_output(ticket, now))
+        except Exception:
+            if undo is not None:
+                undo()
+            raise
+        if woken:
+            self.report.woken.append(ticket)
+            self.report.waited_seconds.append(max(0.0, now - ticket.since))
+        else:
+            self.report.stale += 1
+        return woken
+
+    def _undo(self, model: str, ticket: Ticket, now: float) -> None:
+        self.store.give_back(model, ticket.holder, now + self.lease_seconds)
+        self.store.requeue(model, ticket)
 
 
-def _throttled(exc: Exception) -> bool:
+def _unthrottled(model: str, call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except Exception as exc:
+        if _error_code(exc) in THROTTLING_CODES:  # not written: the state machine asks again
+            raise NoSlot(f"{model}: the slots' table is throttling; asking again") from None
+        raise
+
+
+def _error_code(exc: Exception) -> str:
     response = getattr(exc, "response", None) or {}
-    return response.get("Error", {}).get("Code") in THROTTLING_CODES
-
-
-def _condition_failed(exc: Exception) -> bool:
-    response = getattr(exc, "response", None) or {}
-    return response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    return str(response.get("Error", {}).get("Code", ""))
 
 
 class DynamoSlotStore:
-    """The slots in a DynamoDB table (partition key ``model``, string), through the low-level client."""
+    """The slots (partition key ``model``) and the queue (``model`` and ``place``) in two DynamoDB
+    tables, through the low-level client."""
 
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: Any, table: str, waiters_table: str = "") -> None:
         self.client = client
         self.table = table
+        self.waiters_table = waiters_table
 
     def _key(self, model: str) -> dict[str, Any]:
         return {"model": {"S": model}}
@@ -304,54 +516,58 @@ class DynamoSlotStore:
             response = self.client.update_item(
                 TableName=self.table,
                 Key=self._key(model),
-                UpdateExpression="SET #count = if_not_exists(#count, :zero) + :one, #lease = :expires REMOVE #wait",
+                UpdateExpression="SET #count = if_not_exists(#count, :zero) + :one, #lease = :expires",
                 ConditionExpression="(attribute_not_exists(#count) OR #count < :limit) AND attribute_not_exists(#lease)",
-                ExpressionAttributeNames={
-                    "#count": COUNT,
-                    "#lease": LEASE_PREFIX + holder,
-                    "#wait": WAIT_PREFIX + holder,
-                },
+                ExpressionAttributeNames={"#count": COUNT, "#lease": LEASE_PREFIX + holder},
                 ExpressionAttributeValues={
                     ":zero": {"N": "0"},
                     ":one": {"N": "1"},
                     ":limit": {"N": str(limit)},
                     ":expires": {"N": repr(float(expires))},
                 },
-                ReturnValues="ALL_OLD",
+                ReturnValues="UPDATED_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except Exception as exc:
-            if _condition_failed(exc):
+            if _error_code(exc) == "ConditionalCheckFailedException":
                 item = getattr(exc, "response", {}).get("Item")
                 return SlotState.from_item(item) if item else self.read(model)
             raise
-        old = response.get("Attributes", {})
-        waited = old.get(WAIT_PREFIX + holder)
-        return Taken(int(old.get(COUNT, {"N": "0"})["N"]) + 1, float(waited["N"]) if waited else None)
+        return Taken(int(response["Attributes"][COUNT]["N"]))
 
     def give_back(self, model: str, holder: str, expected_expiry: float | None) -> bool:
-        names = {"#count": COUNT, "#lease": LEASE_PREFIX + holder, "#wait": WAIT_PREFIX + holder}
         values: dict[str, Any] = {":one": {"N": "1"}}
         condition = "attribute_exists(#lease)"
         if expected_expiry is not None:
             condition = "#lease = :expected"
             values[":expected"] = {"N": repr(float(expected_expiry))}
+        return self._conditional(
+            TableName=self.table,
+            Key=self._key(model),
+            UpdateExpression="SET #count = #count - :one REMOVE #lease",
+            ConditionExpression=condition,
+            ExpressionAttributeNames={"#count": COUNT, "#lease": LEASE_PREFIX + holder},
+            ExpressionAttributeValues=values,
+        )
+
+    def hand_over(self, model: str, giver: str, taker: str, expires: float) -> HandOver:
+        names = {"#giver": LEASE_PREFIX + giver, "#taker": LEASE_PREFIX + taker}
         try:
             self.client.update_item(
                 TableName=self.table,
                 Key=self._key(model),
-                UpdateExpression="SET #count = #count - :one REMOVE #lease, #wait",
-                ConditionExpression=condition,
+                UpdateExpression="SET #taker = :expires REMOVE #giver",
+                ConditionExpression="attribute_exists(#giver) AND attribute_not_exists(#taker)",
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
+                ExpressionAttributeValues={":expires": {"N": repr(float(expires))}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except Exception as exc:
-            if _condition_failed(exc):
-                if expected_expiry is None:  # no slot; its waiting record (a branch that gave up) goes
-                    self._forget_waiting(model, (holder,))
-                return False
-            raise
-        return True
+            if _error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            item = getattr(exc, "response", {}).get("Item") or {}
+            return "giver_gone" if LEASE_PREFIX + giver not in item else "taker_holds"
+        return "moved"
 
     def read(self, model: str) -> SlotState:
         item = self.client.get_item(TableName=self.table, Key=self._key(model), ConsistentRead=True).get(
@@ -359,60 +575,136 @@ class DynamoSlotStore:
         )
         return SlotState.from_item(item)
 
-    def note_waiting(self, model: str, holder: str, now: float, forget: tuple[str, ...]) -> None:
-        names = {"#wait": WAIT_PREFIX + holder}
-        update = "SET #wait = if_not_exists(#wait, :now)"
-        gone = [f"#w{i}" for i in range(len(forget))]
-        names.update({g: WAIT_PREFIX + h for g, h in zip(gone, forget, strict=True)})
-        if gone:
-            update += " REMOVE " + ", ".join(gone)
-        self.client.update_item(
-            TableName=self.table,
-            Key=self._key(model),
-            UpdateExpression=update,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues={":now": {"N": repr(float(now))}},
-        )
+    # -- the queue ------------------------------------------------------------------------------
+    def _ticket_item(self, model: str, ticket: Ticket) -> dict[str, Any]:
+        return {
+            QUEUE_KEY: {"S": model},
+            PLACE: {"S": ticket.place},
+            "holder": {"S": ticket.holder},
+            "token": {"S": ticket.token},
+            "since": {"N": repr(float(ticket.since))},
+            "expires_at": {"N": str(int(ticket.since) + TICKET_TTL_SECONDS)},
+        }
 
-    def _forget_waiting(self, model: str, holders: tuple[str, ...]) -> None:
-        names = {f"#w{i}": WAIT_PREFIX + h for i, h in enumerate(holders)}
-        self.client.update_item(
-            TableName=self.table,
-            Key=self._key(model),
-            UpdateExpression="REMOVE " + ", ".join(names),
-            ExpressionAttributeNames=names,
-        )
+    def enqueue(self, model: str, ticket: Ticket) -> bool:
+        old = self.client.put_item(
+            TableName=self.waiters_table, Item=self._ticket_item(model, ticket), ReturnValues="ALL_OLD"
+        ).get("Attributes")
+        if old:
+            return False
+        self._count_waiting(model, +1)
+        return True
 
+    def oldest(self, model: str, count: int) -> list[Ticket]:
+        items = self.client.query(
+            TableName=self.waiters_table,
+            KeyConditionExpression="#model = :model AND #place < :counter",
+            ExpressionAttributeNames={"#model": QUEUE_KEY, "#place": PLACE},
+            ExpressionAttributeValues={":model": {"S": model}, ":counter": {"S": WAITING_COUNTER_PLACE}},
+            ConsistentRead=True,
+            Limit=max(1, count),
+        ).get("Items", [])
+        return [
+            Ticket(i["holder"]["S"], i["token"]["S"], i[PLACE]["S"], float(i["since"]["N"])) for i in items
+        ]
 
-def acquire_unless_cancelled(
-    semaphore: Semaphore, model: str, holder: str, limit: int, now: float, *, cancelled: Callable[[], bool]
-) -> Granted | None:
-    """Take a slot, or, when there is none and the branch's job was cancelled (``cancelled()``, looked
-    at only then: a take that succeeds costs no extra call), stop waiting: the branch's waiting record
-    is forgotten and None is returned (its GenerateImage then records ``CANCELLED`` without calling the
-    model). Otherwise :class:`NoSlot`, and the state machine waits and asks again."""
-    try:
-        return semaphore.acquire(model, holder, limit, now)
-    except NoSlot:
-        if not cancelled():
+    def claim(self, model: str, ticket: Ticket) -> bool:
+        try:
+            self.client.delete_item(
+                TableName=self.waiters_table,
+                Key={QUEUE_KEY: {"S": model}, PLACE: {"S": ticket.place}},
+                ConditionExpression="#token = :token",
+                ExpressionAttributeNames={"#token": "token"},
+                ExpressionAttributeValues={":token": {"S": ticket.token}},
+            )
+        except Exception as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                return False
             raise
-    semaphore.release(model, holder)  # holds none: only its waiting record goes
-    return None
+        self._count_waiting(model, -1)
+        return True
+
+    def requeue(self, model: str, ticket: Ticket) -> None:
+        try:
+            self.client.put_item(
+                TableName=self.waiters_table,
+                Item=self._ticket_item(model, ticket),
+                ConditionExpression="attribute_not_exists(#place)",
+                ExpressionAttributeNames={"#place": PLACE},
+            )
+        except Exception as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                return  # the branch has queued again meanwhile, with a newer token
+            raise
+        self._count_waiting(model, +1)
+
+    def waiting(self, model: str) -> int:
+        item = self.client.get_item(
+            TableName=self.waiters_table, Key={QUEUE_KEY: {"S": model}, PLACE: {"S": WAITING_COUNTER_PLACE}}
+        ).get("Item")
+        return max(0, int(item["count"]["N"])) if item else 0
+
+    def _count_waiting(self, model: str, change: int) -> None:
+        """The counter beside the tickets (the metric only: a failed update is not worth an image)."""
+        try:
+            self.client.update_item(
+                TableName=self.waiters_table,
+                Key={QUEUE_KEY: {"S": model}, PLACE: {"S": WAITING_COUNTER_PLACE}},
+                UpdateExpression="ADD #count :change",
+                ExpressionAttributeNames={"#count": "count"},
+                ExpressionAttributeValues={":change": {"N": str(change)}},
+            )
+        except Exception:  # botocore's errors or any client failure: the count is a metric
+            return
+
+    def _conditional(self, **request: Any) -> bool:
+        try:
+            self.client.update_item(**request)
+        except Exception as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+
+def ticket_place(execution_start: str | None, holder: str, now: float) -> str:
+    """A ticket's place in its model's queue: its execution's start time (Step Functions'
+    ``$$.Execution.StartTime``, ISO 8601 in UTC), then its holder: the oldest job is served first, and
+    the same branch always has the same place."""
+    start = execution_start or datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds")
+    return f"{start}#{holder}"
 
 
 def release_after_call(
-    store: SlotStore, model: str, holder: str, *, on_error: Callable[[Exception], None]
+    semaphore: Semaphore,
+    model: str,
+    holder: str,
+    limit: int,
+    now: float,
+    *,
+    notify: Notify,
+    cancelled: Cancelled,
+    on_error: Callable[[Exception], None],
 ) -> bool | None:
-    """Give ``holder``'s slot back right after its model call (GenerateImage, before its upload).
+    """Give ``holder``'s slot on right after its model call (GenerateImage, before its upload).
 
-    True when given back, False when the holder had none (admission off for it, or already given back);
-    None when the write failed: ``on_error`` is told and the state machine's ``ReleaseSlot`` (which
-    runs after GenerateImage either way) gives it back, or its lease expires. Never raises, so a
-    DynamoDB hiccup cannot fail an image the model has already made. A slot is never counted twice: the
-    later ``ReleaseSlot`` finds no lease and changes nothing (``give_back``'s condition).
+    True when given on, False when the holder had none (admission off for it, or already given back);
+    None when it failed: ``on_error`` is told and the state machine's ``ReleaseSlot`` (which runs after
+    GenerateImage either way) does it, or the lease expires. Never raises, so a DynamoDB hiccup cannot
+    fail an image the model has already made. A slot is never counted twice: the later ``ReleaseSlot``
+    finds no lease and only fills free slots.
     """
     try:
-        return store.give_back(model, holder, None)
+        return semaphore.release(
+            model,
+            holder,
+            limit,
+            now,
+            notify=notify,
+            cancelled=cancelled,
+            fill=False,
+            tickets=EARLY_HAND_OFF_TICKETS,
+        )
     except Exception as exc:  # botocore's errors, or any client failure: ReleaseSlot is the safety net
         on_error(exc)
         return None

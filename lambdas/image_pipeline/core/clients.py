@@ -97,16 +97,21 @@ def stepfunctions_poll() -> Any:
 
 @cache
 def admission_dynamodb() -> Any:
-    """The DynamoDB client of admission control (``core/admission.py``): short timeouts, standard
-    retries (a retried conditional write is safe: takes are idempotent by holder, releases too)."""
+    """The DynamoDB client of admission control (``core/admission.py``): one short attempt
+    (``time_budget.ADMISSION_DYNAMODB``; every step is conditional and the state machine retries)."""
     return boto3.client("dynamodb", config=client_config(time_budget.ADMISSION_DYNAMODB))
 
 
 @cache
-def admission_release_dynamodb() -> Any:
-    """GenerateImage's client for giving its slot back right after the model's answer: one short
-    attempt (``time_budget.ADMISSION_EARLY_RELEASE``); a failure is left to ``ReleaseSlot``."""
-    return boto3.client("dynamodb", config=client_config(time_budget.ADMISSION_EARLY_RELEASE))
+def admission_stepfunctions() -> Any:
+    """The Step Functions client that wakes a waiting branch (``SendTaskSuccess``): one short attempt."""
+    return boto3.client("stepfunctions", config=client_config(time_budget.ADMISSION_NOTIFY))
+
+
+@cache
+def admission_s3() -> Any:
+    """The S3 client that looks for a waiting branch's cancellation marker: one short attempt."""
+    return boto3.client("s3", config=client_config(time_budget.ADMISSION_DYNAMODB))
 
 
 @cache
@@ -178,7 +183,8 @@ def reset_clients() -> None:
         webhook_s3,
         webhook_queue_url,
         ledger_dynamodb,
-        admission_release_dynamodb,
+        admission_stepfunctions,
+        admission_s3,
     ):
         factory.cache_clear()
     get_settings.cache_clear()

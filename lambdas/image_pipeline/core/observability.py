@@ -29,6 +29,7 @@ from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
+from image_pipeline.core.admission import HandOffReport
 from image_pipeline.core.metric_names import (
     ADMISSION_NO_SLOT,
     ADMISSION_SLOTS_IN_USE,
@@ -142,3 +143,9 @@ def record_admission(
         values.append((ADMISSION_WAITING, MetricUnit.Count, float(waiting)))
     values.append((ADMISSION_NO_SLOT, MetricUnit.Count, 1.0 if no_slot else 0.0))
     _record(values, model)
+
+
+def record_hand_off(model: str, report: HandOffReport) -> None:
+    """The seconds each branch woken by a release or a fill had waited (``AdmissionWaitSeconds``)."""
+    if report.waited_seconds:
+        _record([(ADMISSION_WAIT_SECONDS, MetricUnit.Seconds, w) for w in report.waited_seconds], model)

@@ -74,6 +74,7 @@ class Settings(BaseModel):
         "bedrock_max_attempts": "BEDROCK_MAX_ATTEMPTS",
         "bedrock_read_timeout_seconds": "BEDROCK_READ_TIMEOUT_SECONDS",
         "admission_table": "ADMISSION_TABLE",
+        "admission_waiters_table": "ADMISSION_WAITERS_TABLE",
         "model_concurrency": "MODEL_CONCURRENCY",
         "admission_lease_seconds": "ADMISSION_LEASE_SECONDS",
         "region": "AWS_REGION",
@@ -110,6 +111,11 @@ class Settings(BaseModel):
         default="",
         description="DynamoDB table of the models' slots (ADMISSION_TABLE, core/admission.py); empty: "
         "admission control off, every branch calls its model at once.",
+    )
+    admission_waiters_table: str = Field(
+        default="",
+        description="DynamoDB table of the branches waiting for a slot (ADMISSION_WAITERS_TABLE, "
+        "core/admission.py's queue of task tokens).",
     )
     model_concurrency: dict[str, int] = Field(
         default_factory=dict,

@@ -46,6 +46,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from image_pipeline.core.admission import EARLY_HAND_OFF_TICKETS, HAND_OFF_TICKETS
 from image_pipeline.core.settings import Settings
 from image_pipeline.models.image_limits import EDIT_IMAGE
 
@@ -111,12 +112,16 @@ STEPFUNCTIONS = ClientTimeouts(connect=2, read=5, attempts=2)
 #: DescribeExecution while a synchronous route waits for its job: one short attempt (a poll that fails
 #: is simply made again at the wait's next step, ``image_pipeline.core.job_control``).
 STEPFUNCTIONS_POLL = ClientTimeouts(connect=1, read=2, attempts=1)
-#: DynamoDB's conditional writes of admission control (``image_pipeline.core.admission``): a few
-#: quick attempts; the Admission function's worst case is well inside its 10 s timeout.
-ADMISSION_DYNAMODB = ClientTimeouts(connect=1, read=2, attempts=3)
-#: GenerateImage's release of its slot right after the model's answer: one short attempt (a failure is
-#: logged and ``ReleaseSlot``, the next state, gives the slot back), so it adds 2 s at worst to the image.
-ADMISSION_EARLY_RELEASE = ClientTimeouts(connect=1, read=1, attempts=1)
+#: Admission control's calls (``image_pipeline.core.admission``): DynamoDB's conditional writes and
+#: consistent reads of the slots and the queue, the cancellation marker's HeadObject. One short attempt
+#: each: every step is conditional, so a failed one is simply run again by the state machine's Retry
+#: (``AcquireSlot``, ``ReleaseSlot``), and a hand-off's worst case stays bounded.
+ADMISSION_DYNAMODB = ClientTimeouts(connect=1, read=1, attempts=1)
+#: ``SendTaskSuccess`` waking a waiting branch: one short attempt (a failure puts the ticket back).
+ADMISSION_NOTIFY = ClientTimeouts(connect=1, read=2, attempts=1)
+#: GenerateImage's hand-off of its slot right after the model's answer uses the same clients; a
+#: failure is logged and ``ReleaseSlot``, the next state, does it.
+ADMISSION_EARLY_RELEASE = ADMISSION_DYNAMODB
 #: DynamoDB (the image index, core/image_index.py): one short attempt. A failed index write is logged and
 #: counted, a failed cache lookup is a cache miss: neither is worth the image's time budget.
 INDEX_DYNAMODB = ClientTimeouts(connect=1, read=1, attempts=1)
@@ -147,13 +152,34 @@ def bedrock(settings: Settings) -> ClientTimeouts:
     )
 
 
+def admission_hand_off_bound(*, fill: bool, tickets: int = HAND_OFF_TICKETS) -> float:
+    """One release (``core/admission.Semaphore.release``): a read, then at most ``HAND_OFF_TICKETS``
+    tickets each claimed, checked for cancellation, handed the slot and woken (the page of tickets read
+    once a ticket, at worst), then a give-back; with ``fill``, as many rounds of fill (a page, a read, a
+    claim, a cancellation check, a take, a wake, a give-back)."""
+    call = ADMISSION_DYNAMODB.worst_case_seconds
+    wake = ADMISSION_NOTIFY.worst_case_seconds
+    pass_on = call + tickets * (4 * call + wake) + call
+    rounds = HAND_OFF_TICKETS * (6 * call + wake) if fill else 0.0
+    return pass_on + rounds
+
+
+def admission_bound() -> float:
+    """The Admission function: an acquire (three takes, an enqueue, a fill) or a release with its fill,
+    and its own code."""
+    call = ADMISSION_DYNAMODB.worst_case_seconds
+    acquire = 3 * call + call + admission_hand_off_bound(fill=True) - admission_hand_off_bound(fill=False)
+    release = admission_hand_off_bound(fill=True)
+    return max(acquire, release) + ADMISSION_NOTIFY.worst_case_seconds + CODE_SECONDS
+
+
 def generate_image_bound(settings: Settings) -> float:
     """``generate_image``: a cache lookup, one InvokeModel (or none: a cache hit), the release of its
     admission slot right after it, one PutObject (or CopyObject), its index item, its image webhook (a
     record's PutObject, SendMessage, DeleteObject), its own code."""
     return (
         bedrock(settings).worst_case_seconds
-        + ADMISSION_EARLY_RELEASE.worst_case_seconds
+        + admission_hand_off_bound(fill=False, tickets=EARLY_HAND_OFF_TICKETS)
         + S3.worst_case_seconds
         + 2 * INDEX_DYNAMODB.worst_case_seconds
         + 3 * WEBHOOK_QUEUEING.worst_case_seconds

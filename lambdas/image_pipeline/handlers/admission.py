@@ -1,10 +1,12 @@
-"""Map branch: take a slot of the model before the call (``acquire``), give it back after (``release``).
+"""Map branch: take a slot of the model before the call (``acquire``), give it on after (``release``).
 
-``acquire`` raises ``NoSlot`` at once when the model's slots are all held: the state machine's Retry
-on that error is the wait (core/admission.py). A branch whose job was cancelled (``DELETE /jobs/{id}``)
-stops waiting at its next try: it answers ``cancelled`` without a slot, and GenerateImage records the
-image ``CANCELLED`` without calling the model. Metrics per model: ``AdmissionSlotsInUse``,
-``AdmissionWaitingBranches``, ``AdmissionWaitSeconds`` and ``AdmissionNoSlot``.
+``AcquireSlot`` invokes this with its task token and waits for it (``.waitForTaskToken``): a branch
+that gets a slot at once wakes itself; one that finds none leaves a ticket in its model's queue and
+this returns, the branch waiting (no polling) until a release hands it a slot and wakes it
+(core/admission.py). A branch of a cancelled job is woken with ``cancelled`` and no slot; GenerateImage
+then records the image ``CANCELLED`` without calling the model. ``NoSlot`` (DynamoDB throttled the take)
+is retried by the state machine. Metrics per model: ``AdmissionSlotsInUse``, ``AdmissionWaitingBranches``,
+``AdmissionWaitSeconds`` and ``AdmissionNoSlot``.
 """
 
 from __future__ import annotations
@@ -15,18 +17,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from image_pipeline.contract.errors import StorageError
 from image_pipeline.core import clients
-from image_pipeline.core.admission import (
-    DynamoSlotStore,
-    NoSlot,
-    Semaphore,
-    acquire_unless_cancelled,
-    holder_id,
-    quota_of,
-)
-from image_pipeline.core.cancellation import is_cancelled
-from image_pipeline.core.observability import log_metrics, record_admission, tracer
+from image_pipeline.core.admission import NoSlot, Ticket, holder_id, ticket_place
+from image_pipeline.core.admission_runtime import admission_runtime, send_task_success
+from image_pipeline.core.observability import log_metrics, record_admission, record_hand_off, tracer
 from image_pipeline.core.settings import get_settings
 
 logger = Logger()
@@ -36,39 +30,45 @@ logger = Logger()
 @log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings = get_settings()
     model = event["model"]
     holder = holder_id(event["execution_name"], event["index"])
-    if not settings.admission_table:
-        return {"holder": holder, "admission": "off"}
-    semaphore = Semaphore(
-        DynamoSlotStore(clients.admission_dynamodb(), settings.admission_table),
-        settings.admission_lease_seconds,
-    )
+    token = event.get("task_token")
+    runtime = admission_runtime(get_settings())
+    if runtime is None:
+        off: dict[str, Any] = {"holder": holder, "admission": "off"}
+        if token:  # the branch waits for its token: end the wait at once
+            send_task_success(clients.admission_stepfunctions(), token, off)
+        return off
+    semaphore, limit, now = runtime.semaphore, runtime.limit(model), time.time()
     if event["action"] == "release":
-        released = semaphore.release(model, holder)
-        logger.info("slot released", extra={"holder": holder, "released": released})
+        released = semaphore.release(
+            model, holder, limit, now, notify=runtime.notify, cancelled=runtime.cancelled
+        )
+        record_hand_off(model, semaphore.report)
+        logger.info(
+            "slot released",
+            extra={"holder": holder, "released": released, "woken": len(semaphore.report.woken)},
+        )
         return {"holder": holder, "released": released}
-    limit = quota_of(model, settings.model_concurrency)
-
-    def cancelled() -> bool:  # a marker we cannot read is no cancellation: the branch keeps waiting
-        try:
-            return is_cancelled(clients.s3(), settings.images_bucket, event["execution_name"])
-        except StorageError:
-            return False
-
+    if not token:
+        raise ValueError("AcquireSlot must pass its task token ($$.Task.Token) as task_token")
+    ticket = Ticket(holder, token, ticket_place(event.get("execution_start"), holder, now), now)
     try:
-        granted = acquire_unless_cancelled(semaphore, model, holder, limit, time.time(), cancelled=cancelled)
+        granted = semaphore.acquire(
+            model, ticket, limit, now, notify=runtime.notify, cancelled=runtime.cancelled
+        )
     except NoSlot:
-        record_admission(model, waiting=semaphore.last_waiting, no_slot=True)
+        record_admission(model, no_slot=True)
         raise
+    record_hand_off(model, semaphore.report)
     if granted is None:
-        logger.info("job cancelled: the branch stops waiting for a slot", extra={"holder": holder})
-        return {"holder": holder, "admission": "cancelled"}
-    record_admission(
-        model, in_use=granted.in_use, waited_seconds=granted.waited_seconds, waiting=semaphore.last_waiting
-    )
-    logger.info(
-        "slot taken", extra={"holder": holder, "limit": limit, "waited_seconds": granted.waited_seconds}
-    )
-    return {"holder": holder, "limit": limit, "reclaimed": granted.reclaimed}
+        record_admission(model, waiting=runtime.waiting(model))
+        logger.info("no slot: the branch waits in the queue", extra={"holder": holder, "limit": limit})
+        return {"holder": holder, "admission": "queued"}
+    answer: dict[str, Any] = {"holder": holder, "admission": "granted", "limit": limit, "waited_seconds": 0.0}
+    if not runtime.notify(token, answer):  # the branch stopped waiting meanwhile: the slot goes on
+        semaphore.release(model, holder, limit, now, notify=runtime.notify, cancelled=runtime.cancelled)
+        return {"holder": holder, "admission": "abandoned"}
+    record_admission(model, in_use=granted.in_use, waited_seconds=0.0)
+    logger.info("slot taken", extra={"holder": holder, "limit": limit, "reclaimed": granted.reclaimed})
+    return answer

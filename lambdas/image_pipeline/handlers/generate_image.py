@@ -1,19 +1,22 @@
-"""Map branch: one image from the model, stored in S3; the branch's admission slot is given back as
-soon as the model has answered (before the upload), ``ReleaseSlot`` after this step being the safety net."""
+"""Map branch: one image from the model, stored in S3; the branch's admission slot is handed to the
+oldest waiting branch (or given back) as soon as the model has answered, before the upload;
+``ReleaseSlot`` after this step is the safety net."""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from image_pipeline.core import clients
-from image_pipeline.core.admission import DynamoSlotStore, holder_id, release_after_call
+from image_pipeline.core.admission import holder_id, release_after_call
+from image_pipeline.core.admission_runtime import admission_runtime
 from image_pipeline.core.cost import image_price
 from image_pipeline.core.generation import generate_image
-from image_pipeline.core.observability import log_metrics, record_image, tracer
+from image_pipeline.core.observability import log_metrics, record_hand_off, record_image, tracer
 from image_pipeline.core.settings import get_settings
 from image_pipeline.core.webhooks import queue_image_delivery
 
@@ -29,15 +32,20 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     model, holder = event["model"], holder_id(str(event.get("execution_name")), event["image"]["index"])
 
     def give_slot_back() -> None:  # right after the model's answer: the upload runs outside the slot
-        if settings.admission_table:
-            store = DynamoSlotStore(clients.admission_release_dynamodb(), settings.admission_table)
+        runtime = admission_runtime(settings)
+        if runtime is not None:
             released = release_after_call(
-                store,
+                runtime.semaphore,
                 model,
                 holder,
-                on_error=lambda exc: logger.warning("slot kept for ReleaseSlot", extra={"error": str(exc)}),
+                runtime.limit(model),
+                time.time(),
+                notify=runtime.notify,
+                cancelled=runtime.cancelled,
+                on_error=lambda exc: logger.warning("slot left to ReleaseSlot", extra={"error": str(exc)}),
             )
-            logger.debug("slot released after the call", extra={"holder": holder, "released": released})
+            record_hand_off(model, runtime.semaphore.report)
+            logger.debug("slot handed on after the call", extra={"holder": holder, "released": released})
 
     record = generate_image(
         event,

@@ -1,0 +1,70 @@
+"""Admission control as the functions run it: the semaphore over this deployment's tables, how a waiting
+branch is woken (``SendTaskSuccess``) and how a cancelled job is recognised. Shared by the Admission
+function (``AcquireSlot``, ``ReleaseSlot``) and GenerateImage (its slot handed on after the model call)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError
+
+from image_pipeline.contract.errors import StorageError
+from image_pipeline.core import clients
+from image_pipeline.core.admission import DEAD_TOKEN_CODES, Semaphore, quota_of
+from image_pipeline.core.admission import DynamoSlotStore as _Store
+from image_pipeline.core.cancellation import is_cancelled
+from image_pipeline.core.settings import Settings
+
+
+def send_task_success(sfn: Any, token: str, output: Mapping[str, Any]) -> bool:
+    """Wake the branch waiting on ``token``: True, or False when its task no longer waits (its
+    execution stopped, its wait timed out: ``DEAD_TOKEN_CODES``); other errors raise."""
+    try:
+        sfn.send_task_success(taskToken=token, output=json.dumps(dict(output)))
+    except Exception as exc:
+        code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
+        if code in DEAD_TOKEN_CODES:
+            return False
+        raise
+    return True
+
+
+@dataclass(frozen=True)
+class AdmissionRuntime:
+    """The semaphore of this deployment and the two callbacks its hand-offs need."""
+
+    semaphore: Semaphore
+    settings: Settings
+
+    def limit(self, model: str) -> int:
+        """The model's calls in flight (configured, or its documented quota's conservative default)."""
+        return quota_of(model, self.settings.model_concurrency)
+
+    def notify(self, token: str, output: Mapping[str, Any]) -> bool:
+        return send_task_success(clients.admission_stepfunctions(), token, output)
+
+    def cancelled(self, execution: str) -> bool:
+        """Whether the job was cancelled; a marker that cannot be read is no cancellation (the branch
+        keeps its place and the job's GenerateImage looks again before the call)."""
+        try:
+            return is_cancelled(clients.admission_s3(), self.settings.images_bucket, execution)
+        except (StorageError, BotoCoreError):  # not found in time: looked for again by GenerateImage
+            return False
+
+    def waiting(self, model: str) -> int | None:
+        """Branches waiting in the model's queue (its counter), or None when it cannot be read."""
+        try:
+            return self.semaphore.store.waiting(model)
+        except Exception:  # botocore's errors: a metric is not worth failing the take
+            return None
+
+
+def admission_runtime(settings: Settings) -> AdmissionRuntime | None:
+    """Admission control under ``settings``, or None when it is off (no slots table)."""
+    if not settings.admission_table:
+        return None
+    store = _Store(clients.admission_dynamodb(), settings.admission_table, settings.admission_waiters_table)
+    return AdmissionRuntime(Semaphore(store, settings.admission_lease_seconds), settings)
