@@ -19,8 +19,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
@@ -41,6 +43,9 @@ QUEUE_ACTIONS = (
 #: Waking a waiting branch (https://docs.aws.amazon.com/step-functions/latest/apireference/API_SendTaskSuccess.html);
 #: the CDK's ``StateMachine.grant_task_response`` grants these three on the state machine, read 2026-11-30.
 WAKE_ACTIONS = ("states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat")
+#: How often the keeper runs (EventBridge's shortest rate, https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-scheduled-rule-pattern.html,
+#: read 2026-11-30): a dead holder's slot reaches the queue at most this long after its lease expired.
+KEEPER_INTERVAL = Duration.minutes(1)
 #: The tickets' TTL attribute (``core/admission.DynamoSlotStore._ticket_item``).
 TICKET_TTL_ATTRIBUTE = "expires_at"
 
@@ -90,6 +95,22 @@ class AdmissionControl(Construct):
         function.add_environment("ADMISSION_WAITERS_TABLE", self.waiters.table_name)
         function.add_environment("MODEL_CONCURRENCY", json.dumps(self.model_concurrency, sort_keys=True))
         self._connected.append(function)
+
+    def keep(self, function: lambda_.Function) -> events.Rule:
+        """The keeper: ``function`` (the Admission function) runs its ``sweep`` every minute, so a slot
+        whose holder died is reclaimed for the queue once its lease expires (no release comes for it),
+        and the tickets of cancelled jobs are woken."""
+        return events.Rule(
+            self,
+            "Keeper",
+            description="imagegen: admission control's keeper round (expired leases, cancelled jobs' tickets)",
+            schedule=events.Schedule.rate(KEEPER_INTERVAL),
+            targets=[
+                targets.LambdaFunction(
+                    function, event=events.RuleTargetInput.from_object({"action": "sweep"})
+                )
+            ],
+        )
 
     def allow_waking(self, state_machine: sfn.IStateMachine) -> iam.Policy:
         """Let every connected function wake a branch of ``state_machine`` waiting for its slot.

@@ -35,7 +35,7 @@ from image_pipeline.core.metric_names import NAMESPACE
 from image_pipeline.core.settings import Settings, handler_environment
 from image_pipeline.core.spend import SpendLedger
 from image_pipeline.core.webhooks import WebhookSettings
-from image_pipeline.functions import BATCH_FUNCTIONS, WORKFLOW_FUNCTIONS
+from image_pipeline.functions import ADMISSION, BATCH_FUNCTIONS, WORKFLOW_FUNCTIONS
 
 from imagegen.runtime import moto_speedups
 from imagegen.runtime.batch import BatchRun, BatchSource, create_batch_state_machine, run_batch
@@ -93,6 +93,9 @@ class EngineConfig:
     #: Each caller's spend ceiling per UTC day (``imagegen serve --daily-spend-usd``; CDK context
     #: ``imagegen:dailySpendLimitUsd``); None: none.
     daily_spend_limit_usd: float | None = None
+    #: Seconds between the admission keeper's rounds (deployed: a schedule every minute,
+    #: ``stacks/admission.py``): expired leases reclaimed for the queue, cancelled jobs' tickets woken.
+    keeper_interval_seconds: float = 1.0
     #: Apply ``imagegen.runtime.moto_speedups`` (also off with ``IMAGEGEN_MOTO_SPEEDUPS=0``).
     moto_speedups: bool = True
     #: How long the lasting links of the stored manifests and webhooks last (CDK context
@@ -259,6 +262,8 @@ class OfflineEngine:
         #: runs (None when they are off); left, so every function is moto's own again, by ``stop``.
         self.moto_fixes: moto_speedups.MotoFixes | None = None
         self._moto_patches = contextlib.ExitStack()
+        self._keeper_stop = threading.Event()
+        self._keeper: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> OfflineEngine:
@@ -322,8 +327,21 @@ class OfflineEngine:
         )
         self.state_machines["jobs"] = created["stateMachineArn"]
         self.state_machines["batch"] = create_batch_state_machine(self)
+        if self.config.admission:
+            self._keeper_stop.clear()
+            self._keeper = threading.Thread(target=self._keep_admission, name="admission-keeper", daemon=True)
+            self._keeper.start()
+
+    def _keep_admission(self) -> None:
+        """The admission keeper's schedule, offline: the Admission function's ``sweep`` every interval."""
+        while not self._keeper_stop.wait(self.config.keeper_interval_seconds):
+            self.router.invoke(ADMISSION.name, {"action": "sweep"})
 
     def stop(self) -> None:
+        self._keeper_stop.set()
+        if self._keeper is not None:
+            self._keeper.join(timeout=30)
+            self._keeper = None
         self.router.unregister()
         if self._quota is not None:
             self._quota.restore()

@@ -38,6 +38,8 @@ A branch whose execution was stopped while it waited cannot be woken (``SendTask
 ticket. A ticket of a cancelled job is woken with ``cancelled`` and holds no slot. A branch whose wake-up
 was lost (a crash between the hand-over and ``SendTaskSuccess``) is rescued by its state's
 ``TimeoutSeconds``: the state machine asks again, and the take finds the branch's lease (``held``).
+A slot held by a branch that died is reclaimed when its lease has expired by the keeper's round
+(:meth:`Semaphore.sweep`, a schedule every minute), which also wakes the tickets of cancelled jobs.
 
 The pure parts (:func:`decide`, :class:`Semaphore`) run unchanged in ``benchmarks/simulation.py`` over an
 in-memory store (``imagegen.testing.memory_slots``), which ``tests/unit/test_memory_slots.py`` holds to
@@ -79,6 +81,8 @@ TICKET_TTL_SECONDS = 2 * 3600
 #: branch has gone, are skipped and deleted): a release's work and time are bounded
 #: (``time_budget.admission_release_bound``); the next release or fill goes on.
 HAND_OFF_TICKETS = 3
+#: Tickets the keeper's round (:meth:`Semaphore.sweep`) looks at for cancelled jobs.
+SWEEP_TICKETS = 100
 #: GenerateImage hands its slot on right after the model's answer to the oldest ticket alone (when that
 #: branch has gone, the slot is given back and ``ReleaseSlot``'s fill serves the queue): its time is
 #: inside the image's budget.
@@ -354,13 +358,41 @@ class Semaphore:
     ) -> Granted | None:
         """Take a slot for the ticket's holder, or queue the ticket (None): its branch is then woken by
         ``notify`` when a slot is handed to it, possibly before this returns (the :meth:`fill` that
-        follows the enqueue closes the race with a release that saw no ticket)."""
+        follows the enqueue closes the race with a release that saw no ticket). A branch of a cancelled
+        job (looked at only when there is no slot: a take that succeeds costs nothing more) is woken at
+        once with ``cancelled`` and holds no slot (None too)."""
         granted = self.try_take(model, ticket.holder, limit, now)
         if granted is not None:
             return granted
-        _unthrottled(model, lambda: self.store.enqueue(model, ticket))
+        if cancelled(ticket.execution):
+            notify(ticket.token, cancelled_output(ticket))
+            self.report.cancelled += 1
+            return None
+        _unthrottled(model, functools.partial(self.store.enqueue, model, ticket))
         self.fill(model, limit, now, notify=notify, cancelled=cancelled)
         return None
+
+    def sweep(
+        self,
+        model: str,
+        limit: int,
+        now: float,
+        *,
+        notify: Notify,
+        cancelled: Cancelled,
+        tickets: int = SWEEP_TICKETS,
+    ) -> None:
+        """The keeper's round (a schedule, every minute): reclaim expired leases and hand the freed slots
+        to waiting tickets (a branch that died holding a slot frees it for the queue this way, since no
+        release comes), then wake the cancelled jobs' tickets among the oldest ``tickets``."""
+        self.fill(model, limit, now, notify=notify, cancelled=cancelled)
+        looked: dict[str, bool] = {}
+        for ticket in self.store.oldest(model, tickets):
+            if ticket.execution not in looked:
+                looked[ticket.execution] = cancelled(ticket.execution)
+            if looked[ticket.execution] and self.store.claim(model, ticket):
+                notify(ticket.token, cancelled_output(ticket))
+                self.report.cancelled += 1
 
     # -- giving back ----------------------------------------------------------------------------
     def release(

@@ -17,6 +17,7 @@ from image_pipeline.core.admission import DEAD_TOKEN_CODES, Semaphore, quota_of
 from image_pipeline.core.admission import DynamoSlotStore as _Store
 from image_pipeline.core.cancellation import is_cancelled
 from image_pipeline.core.settings import Settings
+from image_pipeline.models.registry import list_adapters
 
 
 def send_task_success(sfn: Any, token: str, output: Mapping[str, Any]) -> bool:
@@ -53,6 +54,11 @@ class AdmissionRuntime:
             return is_cancelled(clients.admission_s3(), self.settings.images_bucket, execution)
         except (StorageError, BotoCoreError):  # not found in time: looked for again by GenerateImage
             return False
+
+    def models(self) -> list[str]:
+        """The models whose queues the keeper looks after: those this deployment allows (all when it
+        names none)."""
+        return list(self.settings.allowed_models) or [adapter.registry_id for adapter in list_adapters()]
 
     def waiting(self, model: str) -> int | None:
         """Branches waiting in the model's queue (its counter), or None when it cannot be read."""

@@ -18,7 +18,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from image_pipeline.core import clients
-from image_pipeline.core.admission import NoSlot, Ticket, holder_id, ticket_place
+from image_pipeline.core.admission import HandOffReport, NoSlot, Ticket, holder_id, ticket_place
 from image_pipeline.core.admission_runtime import admission_runtime, send_task_success
 from image_pipeline.core.observability import log_metrics, record_admission, record_hand_off, tracer
 from image_pipeline.core.settings import get_settings
@@ -30,6 +30,8 @@ logger = Logger()
 @log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if event.get("action") == "sweep":  # the keeper's schedule (stacks/admission.py), every minute
+        return _sweep()
     model = event["model"]
     holder = holder_id(event["execution_name"], event["index"])
     token = event.get("task_token")
@@ -72,3 +74,29 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     record_admission(model, in_use=granted.in_use, waited_seconds=0.0)
     logger.info("slot taken", extra={"holder": holder, "limit": limit, "reclaimed": granted.reclaimed})
     return answer
+
+
+def _sweep() -> dict[str, Any]:
+    """Every model's keeper round: expired leases reclaimed for the queue, cancelled jobs' tickets woken."""
+    runtime = admission_runtime(get_settings())
+    if runtime is None:
+        return {"swept": []}
+    swept = []
+    for model in runtime.models():
+        semaphore = runtime.semaphore
+        semaphore.report = HandOffReport()
+        semaphore.sweep(
+            model, runtime.limit(model), time.time(), notify=runtime.notify, cancelled=runtime.cancelled
+        )
+        record_hand_off(model, semaphore.report)
+        if semaphore.report.woken or semaphore.report.cancelled:
+            logger.info(
+                "keeper round",
+                extra={
+                    "model": model,
+                    "woken": len(semaphore.report.woken),
+                    "cancelled": semaphore.report.cancelled,
+                },
+            )
+        swept.append(model)
+    return {"swept": swept}
