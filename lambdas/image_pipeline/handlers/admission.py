@@ -77,18 +77,26 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 def _sweep() -> dict[str, Any]:
-    """Every model's keeper round: expired leases reclaimed for the queue, cancelled jobs' tickets woken."""
+    """Every model's keeper round: expired leases reclaimed for the queue, cancelled jobs' tickets woken;
+    then the model's slots in use and branches waiting, recorded once a minute whether or not anything
+    moved (a hand-over keeps the count, so the takes alone would leave the dashboard blank when busy)."""
     runtime = admission_runtime(get_settings())
     if runtime is None:
         return {"swept": []}
     swept = []
+    semaphore = runtime.semaphore
     for model in runtime.models():
-        semaphore = runtime.semaphore
+        if not semaphore.store.read(model).leases and not semaphore.store.oldest(model, 1):
+            continue  # no slot held, nobody waiting: nothing to keep (two reads)
         semaphore.report = HandOffReport()
         semaphore.sweep(
             model, runtime.limit(model), time.time(), notify=runtime.notify, cancelled=runtime.cancelled
         )
         record_hand_off(model, semaphore.report)
+        in_use = semaphore.store.read(model).in_use
+        waiting = runtime.waiting(model)
+        if in_use or waiting:
+            record_admission(model, in_use=in_use, waiting=waiting)
         if semaphore.report.woken or semaphore.report.cancelled:
             logger.info(
                 "keeper round",
@@ -98,5 +106,5 @@ def _sweep() -> dict[str, Any]:
                     "cancelled": semaphore.report.cancelled,
                 },
             )
-        swept.append(model)
+        swept.append({"model": model, "in_use": in_use, "waiting": waiting})
     return {"swept": swept}
