@@ -12,6 +12,7 @@ Admission function and GenerateImage (which hands its slot on right after the mo
 grants each the actions ``core/admission.DynamoSlotStore`` uses, on these tables only, and gives them
 the tables' names and the models' calls in flight. :meth:`AdmissionControl.allow_waking` lets them
 send a waiting branch its task token back (``SendTaskSuccess`` on the state machine).
+:meth:`AdmissionControl.let_read_queues` lets the HTTP API read a queue's length and nothing more.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ QUEUE_ACTIONS = (
     "dynamodb:UpdateItem",
     "dynamodb:GetItem",
 )
+#: ... and to read a queue's length (the synchronous routes, ``core/admission_runtime.read_queue_estimate``):
+#: the counter item beside the tickets.
+QUEUE_LENGTH_ACTIONS = ("dynamodb:GetItem",)
 #: Waking a waiting branch (https://docs.aws.amazon.com/step-functions/latest/apireference/API_SendTaskSuccess.html);
 #: the CDK's ``StateMachine.grant_task_response`` grants these three on the state machine, read 2026-11-30.
 WAKE_ACTIONS = ("states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat")
@@ -95,6 +99,16 @@ class AdmissionControl(Construct):
         function.add_environment("ADMISSION_WAITERS_TABLE", self.waiters.table_name)
         function.add_environment("MODEL_CONCURRENCY", json.dumps(self.model_concurrency, sort_keys=True))
         self._connected.append(function)
+
+    def let_read_queues(self, function: lambda_.Function) -> None:
+        """Let ``function`` (the HTTP API: its synchronous routes look before they wait) read how many
+        branches wait in a model's queue: ``GetItem`` of the waiters table (its counter item,
+        ``core/admission.DynamoSlotStore.waiting``), nothing of the slots; and tell it the tables (the
+        slots' name is the switch that says admission control is on) and the models' calls in flight."""
+        self.waiters.grant(function, *QUEUE_LENGTH_ACTIONS)
+        function.add_environment("ADMISSION_TABLE", self.table.table_name)
+        function.add_environment("ADMISSION_WAITERS_TABLE", self.waiters.table_name)
+        function.add_environment("MODEL_CONCURRENCY", json.dumps(self.model_concurrency, sort_keys=True))
 
     def keep(self, function: lambda_.Function) -> events.Rule:
         """The keeper: ``function`` (the Admission function) runs its ``sweep`` every minute, so a slot

@@ -174,6 +174,8 @@ class ImagegenStack(Stack):
             cors_origins=cors_origins,
             sign_in=self.sign_in,
         )
+        #: The synchronous routes look at the model's queue before they wait (issue 15).
+        self.admission.let_read_queues(self.api.http_api.function)
         #: Links that last as long as the images (GET /links/{token}); the HTTP API function mints them.
         self.links = LastingLinks(
             self,

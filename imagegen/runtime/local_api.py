@@ -26,6 +26,7 @@ offline:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import time
@@ -49,6 +50,8 @@ from fastapi.staticfiles import StaticFiles
 from image_pipeline.contract.errors import FieldError, InvalidRequest, is_not_found
 from image_pipeline.contract.request import ImageRequest
 from image_pipeline.core import time_budget
+from image_pipeline.core.admission import QueueEstimate
+from image_pipeline.core.admission_runtime import read_queue_estimate
 from image_pipeline.core.events import REQUEST_EVENT
 from image_pipeline.core.execution_input import ExecutionInput
 from image_pipeline.core.image_index import search_images
@@ -323,10 +326,18 @@ def create_app(
                 raise body_too_large(None, max_body_bytes)
         return parse_body(bytes(body), request.headers.get("content-type"), max_bytes=max_body_bytes)
 
+    dynamodb = functools.cache(lambda: boto3.client("dynamodb", region_name=REGION))
+
+    def queue_estimate(execution_input: Mapping[str, Any]) -> QueueEstimate | None:
+        """How long the request would wait behind its model's queue, as the deployed routes read it
+        (the engine's settings now: ``set_quotas`` changes them)."""
+        return read_queue_estimate(engine.config.handler_settings(), dynamodb, execution_input)
+
     def run_sync(
         submission: ExecutionInput, wait: WaitPreference, base_url: str
     ) -> tuple[int, Any, dict[str, str]]:
         # Named as the deployed Lambda names it: the caller's namespace and a request id.
+        queue = queue_estimate(submission.request)
         answer = run_and_wait(
             engine.sfn,
             engine.state_machines["jobs"],
@@ -339,6 +350,7 @@ def create_app(
             ledger=engine.spend_ledger,
             index=engine.image_index,
             bucket=engine.config.bucket,
+            queue=queue,
         )
         body = local_urls(answer.body, base_url) if answer.manifest else answer.body
         if "images_so_far" in body:  # a 202: the images stored while it waited, with this server's links
@@ -575,6 +587,7 @@ def create_app(
         keys=keys,
         max_wait=max_wait,
         read_json=read_json,
+        queue_estimate=queue_estimate,
         blocking=blocking,
         local_urls=local_urls,
     )

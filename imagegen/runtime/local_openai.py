@@ -10,11 +10,12 @@ from moto's S3. Every answer of ``/v1/...`` is OpenAI's shape, a missing route t
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from image_pipeline.core.admission import QueueEstimate
 from image_pipeline.core.execution_input import ExecutionInput
 from image_pipeline.core.job_control import PREFER_HEADER, run_and_wait, wait_preference
 from image_pipeline.core.jobs import ApiError
@@ -25,6 +26,7 @@ from image_pipeline.core.openai_images import (
     check_generation,
     generations_answer,
     openai_error,
+    refuse_behind_queue,
 )
 from image_pipeline.core.settings import Settings
 from image_pipeline.core.tenancy import Caller
@@ -56,11 +58,13 @@ def add_openai_routes(
     keys: ApiKeys,
     max_wait: float,
     read_json: Callable[[Request], Awaitable[Any]],
+    queue_estimate: Callable[[Mapping[str, Any]], QueueEstimate | None],
     blocking: Callable[..., Awaitable[Any]],
     local_urls: Callable[[dict[str, Any], str], dict[str, Any]],
 ) -> None:
     """Add ``POST /v1/images/generations`` (and OpenAI-shaped 404s under ``/v1/``) to the local app.
-    Call it before anything is mounted at ``/``."""
+    ``queue_estimate`` reads the model's queue as the deployed route does (429 when it would outlast
+    the wait). Call it before anything is mounted at ``/``."""
 
     def read_image(key: str) -> bytes:
         return bytes(engine.s3.get_object(Bucket=engine.config.bucket, Key=key)["Body"].read())
@@ -70,6 +74,7 @@ def add_openai_routes(
     ) -> tuple[dict[str, Any], dict[str, str]]:
         job_id = str(uuid.uuid4())  # as the deployed route's job is named by the API request id
         wait = wait_preference(prefer, max_wait)
+        refuse_behind_queue(queue_estimate(submission.request), wait.seconds)  # nothing started
         try:
             answer = run_and_wait(
                 engine.sfn,

@@ -96,6 +96,11 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
         "secretsmanager:GetSecretValue": {f"<{links_secret}>"},
         "secretsmanager:DescribeSecret": {f"<{links_secret}>"},
     }
+    (waiters,) = [
+        k
+        for k, v in synthesized.resources("AWS::DynamoDB::GlobalTable").items()
+        if [key["AttributeName"] for key in v["Properties"]["KeySchema"]] == ["model", "place"]
+    ]
     standard = state_machine_id(synthesized, "STANDARD")
     executions = {f"arn:aws:states:us-west-2:123456789012:execution:<{standard}.Name>:*"}
     assert actions_of("http_api") == {
@@ -110,7 +115,8 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
         "secretsmanager:GetSecretValue": {f"<{links_secret}>"},
         "secretsmanager:DescribeSecret": {f"<{links_secret}>"},
         "dynamodb:Query": {f"{index}/index/*"},  # GET /jobs, GET /images/search
-        "dynamodb:GetItem": {index},  # the spend ledger (SPEND#* only)
+        # the spend ledger (SPEND#* only); the admission queue's length (tests/infra/test_queue_reading.py)
+        "dynamodb:GetItem": {index, f"<{waiters}.Arn>"},
         "dynamodb:UpdateItem": {index},  # the ledger; a job's item as it starts, a listed job settled
     }
 

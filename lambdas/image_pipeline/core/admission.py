@@ -750,6 +750,57 @@ def quota_of(model: str, configured: Mapping[str, int]) -> int:
     return default_quota(model_facts(model).quota.default_requests_per_minute)
 
 
+@dataclass(frozen=True)
+class QueueEstimate:
+    """How long a new request of ``images`` images would wait for its model (the synchronous routes
+    look before they wait, issue 15): ``ahead`` images already wait in the model's queue, ``limit``
+    calls run at once, each call taken to last ``seconds_per_call``. The request's last image starts
+    after ``rounds`` turns of the model's slots: ``ceil((ahead + images) / limit)``, ``seconds`` in all
+    (a whole number: it is the answer's ``Retry-After``).
+
+    An estimate, not a promise: the calls in flight and the branches not yet at ``AcquireSlot`` are not
+    counted, a cached image calls no model, and a call lasts what the model takes
+    (:data:`SECONDS_PER_CALL_ASSUMED`, the figure the default quotas assume; no latency was measured)."""
+
+    model: str
+    ahead: int
+    images: int
+    limit: int
+    seconds_per_call: float = SECONDS_PER_CALL_ASSUMED
+
+    @property
+    def rounds(self) -> int:
+        return math.ceil((self.ahead + self.images) / self.limit)
+
+    @property
+    def seconds(self) -> int:
+        return math.ceil(self.rounds * self.seconds_per_call)
+
+    def outlasts(self, wait_seconds: float) -> bool:
+        """Whether the request would still be queued when a wait of ``wait_seconds`` ends: images wait
+        ahead of it and the estimate is longer. With no queue it is never so: the request's own images
+        start at once, and a route that refused them would refuse them on every try."""
+        return self.ahead > 0 and self.seconds > wait_seconds
+
+    def document(self) -> dict[str, int]:
+        """What an answer says of the queue: ``{"ahead": images waiting, "estimated_seconds": ...}``."""
+        return {"ahead": self.ahead, "estimated_seconds": self.seconds}
+
+
+def estimate_queue(
+    model: str, ahead: int, images: int, limit: int, *, seconds_per_call: float = SECONDS_PER_CALL_ASSUMED
+) -> QueueEstimate:
+    """The :class:`QueueEstimate` of a request of ``images`` images behind ``ahead`` waiting ones, for
+    a model that runs ``limit`` calls at once (pure). A counter read below zero counts as no queue."""
+    if limit < 1:
+        raise InvalidQuota(f"{model}: a quota of {limit} would never let a call through")
+    if images < 1:
+        raise ValueError(f"{model}: a request of {images} images waits for nothing")
+    if not seconds_per_call > 0:
+        raise ValueError(f"{model}: a call of {seconds_per_call} s")
+    return QueueEstimate(model, max(0, ahead), images, limit, seconds_per_call)
+
+
 def holder_id(execution_name: str, index: int) -> str:
     """The holder of one Map branch: its execution and image, the same on every retry of the branch."""
     return f"{execution_name}#{index}"

@@ -1,23 +1,31 @@
 """Admission control as the functions run it: the semaphore over this deployment's tables, how a waiting
 branch is woken (``SendTaskSuccess``) and how a cancelled job is recognised. Shared by the Admission
-function (``AcquireSlot``, ``ReleaseSlot``) and GenerateImage (its slot handed on after the model call)."""
+function (``AcquireSlot``, ``ReleaseSlot``) and GenerateImage (its slot handed on after the model call);
+the synchronous routes read the length of a model's queue (:func:`read_queue_estimate`)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError
 
-from image_pipeline.contract.errors import StorageError
+from image_pipeline.contract.errors import FieldError, StorageError
 from image_pipeline.core import clients
-from image_pipeline.core.admission import DEAD_TOKEN_CODES, Semaphore, quota_of
+from image_pipeline.core.admission import (
+    DEAD_TOKEN_CODES,
+    QueueEstimate,
+    Semaphore,
+    estimate_queue,
+    quota_of,
+)
 from image_pipeline.core.admission import DynamoSlotStore as _Store
 from image_pipeline.core.cancellation import is_cancelled
+from image_pipeline.core.jobs import DEFAULT_COUNT
 from image_pipeline.core.settings import Settings
-from image_pipeline.models.registry import list_adapters
+from image_pipeline.models.registry import list_adapters, resolve_model
 
 
 def send_task_success(sfn: Any, token: str, output: Mapping[str, Any]) -> bool:
@@ -74,3 +82,36 @@ def admission_runtime(settings: Settings) -> AdmissionRuntime | None:
         return None
     store = _Store(clients.admission_dynamodb(), settings.admission_table, settings.admission_waiters_table)
     return AdmissionRuntime(Semaphore(store, settings.admission_lease_seconds), settings)
+
+
+def read_queue_estimate(
+    settings: Settings,
+    dynamodb: Callable[[], Any],
+    request: Mapping[str, Any],
+    *,
+    on_error: Callable[[Exception], None] | None = None,
+) -> QueueEstimate | None:
+    """How long ``request`` (a checked execution input) would wait behind its model's queue: one
+    ``GetItem`` of the queue's counter (``DynamoSlotStore.waiting``) with the client ``dynamodb()``
+    makes (only when admission control is on), and the model's calls in flight.
+
+    None when admission control is off (no tables: every branch calls its model at once, nobody
+    queues) or when anything fails (the read, a model not found): a failed look never fails the
+    request, which then waits as it would have without it (``on_error`` is told why)."""
+    if not settings.admission_table or not settings.admission_waiters_table:
+        return None
+    try:
+        adapter = resolve_model(
+            str(request.get("model") or settings.default_model), allowed=settings.allowed_models
+        )
+        if isinstance(adapter, FieldError):
+            return None
+        model = adapter.registry_id
+        store = _Store(dynamodb(), settings.admission_table, settings.admission_waiters_table)
+        ahead = store.waiting(model)
+        images = int(request.get("count") or DEFAULT_COUNT)
+        return estimate_queue(model, ahead, images, quota_of(model, settings.model_concurrency))
+    except Exception as exc:  # botocore's errors, or any client failure: the route waits as before
+        if on_error is not None:
+            on_error(exc)
+        return None

@@ -7,7 +7,9 @@ the local server, which pass their own Step Functions and S3 clients.
   (at most what the function's time allows, :func:`wait_preference`), polling DescribeExecution with a
   short backoff (:func:`wait_for_execution`). Ended in time: 200 and the manifest, or the failure's
   status. Not yet: 202 with the job document and ``Location: /jobs/{id}``, and the job goes on; its
-  manifest comes from ``GET /jobs/{id}``. No answer loses the work it started.
+  manifest comes from ``GET /jobs/{id}``. No answer loses the work it started. Behind a model's queue
+  longer than the wait (``core/admission.QueueEstimate``), the 202 comes at once, with ``queue`` and
+  ``Retry-After``: waiting could only end in the same 202.
 * **Cancelling** (``DELETE /jobs/{id}``): :func:`cancel_job` writes the job's cancellation marker
   (``core/cancellation.py``); the job stops making images and ends with a complete manifest.
 * **Listing** (``GET /jobs``): :func:`list_jobs` reads the caller's jobs from the image index, newest
@@ -30,6 +32,7 @@ from typing import Any, NamedTuple
 from botocore.exceptions import ClientError
 
 from image_pipeline.contract.errors import FieldError, cause_message, is_not_found
+from image_pipeline.core.admission import QueueEstimate
 from image_pipeline.core.cancellation import cancelled_names, is_cancelled, mark_cancelled
 from image_pipeline.core.execution_input import ExecutionInput, RetryOf, read_execution_input
 from image_pipeline.core.image_index import (
@@ -191,6 +194,7 @@ def run_and_wait(
     ledger: SpendLedger | None = None,
     index: ImageIndex | None = None,
     bucket: str | None = None,
+    queue: QueueEstimate | None = None,
 ) -> SyncAnswer:
     """Start ``submission`` as job ``job_id`` of its caller (the Standard workflow) and wait for it.
 
@@ -202,11 +206,18 @@ def run_and_wait(
     ``poll_sfn`` (default ``sfn``) is the client the wait polls with; with a ``ledger`` the job's
     estimate is reserved first (429 ``SpendLimitExceeded`` past the caller's daily ceiling); ``index``
     lists the job at once.
+
+    ``queue`` (:func:`~image_pipeline.core.admission_runtime.read_queue_estimate`): when the model's
+    queue would hold the job past the wait (:meth:`~image_pipeline.core.admission.QueueEstimate.
+    outlasts`), the job is started and handed over at once, without waiting: the 202 carries
+    ``queue`` (``{"ahead", "estimated_seconds"}``) and ``Retry-After`` (the estimate, when to look),
+    and no ``Preference-Applied`` (the wait asked for was not used).
     """
     start_job(sfn, state_machine_arn, submission, job_id, ledger=ledger, index=index)
     arn = execution_arn(state_machine_arn, execution_name(submission.caller, job_id))
-    headers = {PREFERENCE_APPLIED_HEADER: wait.applied} if wait.applied else {}
-    described = wait_for_execution(poll_sfn or sfn, arn, wait.seconds)
+    queued = queue is not None and queue.outlasts(wait.seconds)
+    headers = {PREFERENCE_APPLIED_HEADER: wait.applied} if wait.applied and not queued else {}
+    described = None if queued else wait_for_execution(poll_sfn or sfn, arn, wait.seconds)
     if described is None:
         described = dict(sfn.describe_execution(executionArn=arn))  # it may have ended since
     if described["status"] not in _ENDED:
@@ -222,7 +233,11 @@ def run_and_wait(
                 expires_in=expires_in,
             )
         job["status_url"] = f"/jobs/{job_id}"
-        return SyncAnswer(202, job, {**headers, "Location": location(job_id)}, False)
+        headers["Location"] = location(job_id)
+        if queued and queue is not None:
+            job["queue"] = queue.document()
+            headers["Retry-After"] = str(queue.seconds)
+        return SyncAnswer(202, job, headers, False)
     status, body = sync_response(described)
     if status == 200 and isinstance(body, dict) and body.get("cancelled"):
         error = job_cancelled(job_id)

@@ -16,6 +16,8 @@ mapping, both ways, shared by the deployed Lambda (``handlers/http_api.py``) and
   outlasts the wait is a 504 that says ``x-should-retry: false`` and carries the job id (header and
   message): OpenAI clients do not follow a 202, and a retry would start, and pay for, another job.
 * :func:`openai_error` is every other failure in OpenAI's shape (:data:`RETRY_AFTER_SECONDS` for 429).
+* :func:`refuse_behind_queue`: before anything starts, a 429 with ``Retry-After`` when the model's
+  queue would outlast the wait (:func:`queue_too_long`): nothing is started or paid for.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 
 from image_pipeline.contract.errors import FieldError
 from image_pipeline.contract.request import ImageRequest
+from image_pipeline.core.admission import QueueEstimate
 from image_pipeline.core.job_control import SyncAnswer
 from image_pipeline.core.jobs import ApiError, validate_submission
 from image_pipeline.core.settings import Settings
@@ -318,6 +321,30 @@ def still_running(job_id: str, waited: float) -> OpenAIError:
         "JobStillRunning",
         {JOB_ID_HEADER: job_id, SHOULD_RETRY_HEADER: "false"},
     )
+
+
+def queue_too_long(queue: QueueEstimate, waited: float) -> OpenAIError:
+    """429 (``openai.RateLimitError``) before any job is started, when the model's queue would hold the
+    request past the wait (:meth:`~image_pipeline.core.admission.QueueEstimate.outlasts`): OpenAI
+    clients do not follow a 202, and the job would end in :func:`still_running` after holding the
+    connection for the whole wait. ``Retry-After`` is the estimate: the ``openai`` SDK waits it before
+    its own retry when it is at most two minutes, and raises at once when it is longer."""
+    return OpenAIError(
+        429,
+        f"the queue of {queue.model} is {queue.ahead} images long, about {queue.seconds} s before this "
+        f"request's {queue.images} images are made (this route waits {waited:g} s); try again later, "
+        "or use POST /jobs on the imagegen API, which queues the job and answers at once",
+        _OPENAI_TYPE[429],
+        None,
+        "rate_limit_exceeded",
+        {"Retry-After": str(queue.seconds)},
+    )
+
+
+def refuse_behind_queue(queue: QueueEstimate | None, waited: float) -> None:
+    """Raise :func:`queue_too_long` when ``queue`` (None: admission off, or not read) outlasts the wait."""
+    if queue is not None and queue.outlasts(waited):
+        raise queue_too_long(queue, waited)
 
 
 def generations_answer(

@@ -29,7 +29,9 @@ Step Functions call: an invalid request never starts an execution.
 The synchronous routes start a job of the Standard workflow and poll it for as long as ``Prefer: wait``
 asks, at most what this function's remaining time allows (``SYNC_MAX_WAIT_SECONDS``, and the context's
 remaining time less ``core/time_budget.py``'s margin): a run that takes longer is a 202 with its job,
-never a 504 that loses it (:mod:`image_pipeline.core.job_control`). Logs carry the API Gateway request
+never a 504 that loses it (:mod:`image_pipeline.core.job_control`); behind a model's queue that would
+outlast the wait, the 202 comes at once (``queue``, ``Retry-After``) and the OpenAI route answers 429
+without starting anything (:func:`_queue_estimate`: one GetItem of the queue's counter). Logs carry the API Gateway request
 id as correlation id; never headers (API keys), and the prompt only at DEBUG.
 """
 
@@ -51,6 +53,8 @@ from pydantic import BaseModel, Field
 
 from image_pipeline.contract.errors import FieldError, InvalidRequest
 from image_pipeline.core import clients, time_budget
+from image_pipeline.core.admission import QueueEstimate
+from image_pipeline.core.admission_runtime import read_queue_estimate
 from image_pipeline.core.execution_input import ExecutionInput
 from image_pipeline.core.image_index import search_images
 from image_pipeline.core.job_control import (
@@ -97,6 +101,7 @@ from image_pipeline.core.openai_images import (
     check_generation,
     generations_answer,
     openai_error,
+    refuse_behind_queue,
 )
 from image_pipeline.core.settings import get_settings, model_from_environ
 from image_pipeline.core.tenancy import Caller, caller_from_request_context
@@ -236,9 +241,25 @@ def _longest_wait() -> float:
     return min(environment().sync_max_wait_seconds, time_budget.longest_sync_wait(remaining))
 
 
-def _start_and_wait(execution_input: dict[str, Any], caller: Caller, wait: WaitPreference) -> SyncAnswer:
+def _queue_estimate(execution_input: dict[str, Any]) -> QueueEstimate | None:
+    """How long the request would wait behind its model's queue (one GetItem), or None: admission
+    control off, or the counter not read (logged; the request then waits as before)."""
+
+    def unread(exc: Exception) -> None:
+        logger.warning("the model's queue could not be read", extra={"error": type(exc).__name__})
+
+    return read_queue_estimate(get_settings(), clients.admission_dynamodb, execution_input, on_error=unread)
+
+
+def _start_and_wait(
+    execution_input: dict[str, Any],
+    caller: Caller,
+    wait: WaitPreference,
+    queue: QueueEstimate | None = None,
+) -> SyncAnswer:
     """Start the caller's job of ``execution_input`` (named by API Gateway's request id) and wait for it
-    as ``wait`` asks: the answer of :func:`run_and_wait` (the manifest, a failure, or the job's 202)."""
+    as ``wait`` asks: the answer of :func:`run_and_wait` (the manifest, a failure, or the job's 202; at
+    once when ``queue`` would outlast the wait)."""
     return run_and_wait(
         clients.stepfunctions(),
         environment().jobs_state_machine_arn,
@@ -252,6 +273,7 @@ def _start_and_wait(execution_input: dict[str, Any], caller: Caller, wait: WaitP
         ledger=clients.spend_ledger(),
         index=clients.image_index(),
         bucket=get_settings().images_bucket,
+        queue=queue,
     )
 
 
@@ -262,8 +284,14 @@ def _generate(raw: Any) -> Response:
     execution_input, _ = validate_submission(raw, settings=get_settings(), caller=caller, s3=clients.s3())
     wait = wait_preference(_prefer(), _longest_wait())
     settings = get_settings()
-    _log_submission("starting a synchronous request", execution_input, wait_seconds=wait.seconds)
-    answer = _start_and_wait(execution_input, caller, wait)
+    queue = _queue_estimate(execution_input)
+    _log_submission(
+        "starting a synchronous request",
+        execution_input,
+        wait_seconds=wait.seconds,
+        queue=queue.document() if queue else None,
+    )
+    answer = _start_and_wait(execution_input, caller, wait, queue)
     body = answer.body
     if answer.manifest:
         # URLs to show the images (the workflow's, signed anew) and to download them
@@ -515,6 +543,8 @@ def _openai_generate() -> Response:
     settings = get_settings()
     execution_input, generation = check_generation(raw, settings)
     wait = wait_preference(_prefer(), _longest_wait())
+    queue = _queue_estimate(execution_input)
+    refuse_behind_queue(queue, wait.seconds)  # 429 before anything is started or paid for
     # ``user`` is recorded here (OpenAI's end-user id, for abuse tracing), never used as the caller.
     _log_submission("starting an OpenAI images request", execution_input, openai_user=generation.user)
     try:
