@@ -430,6 +430,9 @@ class Semaphore:
                 looked += 1
                 if not self.store.claim(model, ticket):
                     continue  # another hand-off has it
+                if ticket.holder == giver:  # its own old ticket (it waited again and found its slot
+                    self.report.stale += 1  # held): its wait is over; DynamoDB would refuse the
+                    continue  # hand-over (two paths of one update expression overlap)
                 if self._cancelled(model, ticket, notify, cancelled):
                     continue
                 expires = now + self.lease_seconds
@@ -474,7 +477,9 @@ class Semaphore:
                 self.store.requeue(model, ticket)  # a newcomer took it first: the loop reads again
                 continue
             if not self._wake(ticket, now, notify, undo=functools.partial(self._undo, model, ticket, now)):
-                self.store.give_back(model, ticket.holder, None)
+                # only the lease this take wrote: a holder that found its slot held (an old ticket,
+                # its token dead) is calling its model, and keeps it
+                self.store.give_back(model, ticket.holder, expires)
 
     # -- waking ---------------------------------------------------------------------------------
     def _keeping(self, model: str, ticket: Ticket, step: Callable[[], Any]) -> Any:
