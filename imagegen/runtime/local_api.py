@@ -149,6 +149,13 @@ class JobProgress(BaseModel):
     failed: int
 
 
+class QueueAhead(BaseModel):
+    """The model's admission queue a synchronous request was handed over behind (docs/api.md)."""
+
+    ahead: int = Field(description="Images already waiting for a slot of the model")
+    estimated_seconds: int = Field(description="About how long until the request's last image starts")
+
+
 class Job(BaseModel):
     job_id: str
     status: JobStatus
@@ -160,6 +167,10 @@ class Job(BaseModel):
     )
     manifest: dict[str, Any] | None = Field(default=None, description="When succeeded; fresh URLs.")
     error: ErrorBody | None = Field(default=None, description="When failed.")
+    queue: QueueAhead | None = Field(
+        default=None,
+        description="POST/GET /images handed over at once behind a queue longer than the wait (with Retry-After).",
+    )
 
 
 class JobThumbnail(BaseModel):
@@ -202,7 +213,18 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _SYNC_ERRORS: dict[int | str, dict[str, Any]] = {
     **_ERRORS,
     200: {"description": "The manifest", "content": {"application/json": {"schema": {"type": "object"}}}},
-    202: {"model": Job, "description": "Not done within the wait (Prefer: wait=N): the job, and Location"},
+    202: {
+        "model": Job,
+        "description": "Not done within the wait (Prefer: wait=N): the job, and Location; at once, with "
+        "queue and Retry-After, behind a model's queue longer than the wait",
+        "headers": {
+            "Location": {"schema": {"type": "string"}, "description": "The job: /jobs/{id}"},
+            "Retry-After": {
+                "schema": {"type": "integer"},
+                "description": "Behind a queue: its estimate in seconds (when GET /jobs/{id} is worth asking)",
+            },
+        },
+    },
     409: {"model": ErrorBody, "description": "The job was cancelled while the request waited"},
     429: {"model": ErrorBody, "description": "Every image throttled by Bedrock, after retries"},
     502: {"model": ErrorBody, "description": "The workflow failed otherwise"},

@@ -99,6 +99,16 @@ def add_openai_routes(
         ROUTE,
         summary="OpenAI Images API: generate images (the openai SDK's images.generate)",
         tags=["OpenAI compatible"],
+        responses={
+            429: {
+                "description": "Every image throttled by Bedrock, Step Functions busy, the spend ceiling, or "
+                "the model's queue longer than the wait (no job started); Retry-After in seconds",
+                "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+            },
+            504: {
+                "description": "Not done within the wait: the job goes on (x-imagegen-job-id), not retried"
+            },
+        },
         openapi_extra={
             "requestBody": {
                 "required": True,

@@ -98,3 +98,13 @@ def test_post_images_hands_its_job_over_at_once(local_server: LocalServer, queue
             assert time.monotonic() < deadline, status
             time.sleep(0.2)
         assert status == "succeeded"
+
+
+def test_the_openapi_document_names_the_queue_and_retry_after(local_server: LocalServer) -> None:
+    document = httpx.get(f"{local_server.url}/openapi.json", timeout=30).json()
+    handed_over = document["paths"]["/images"]["post"]["responses"]["202"]
+    assert "Retry-After" in handed_over["headers"]
+    queue = document["components"]["schemas"]["QueueAhead"]
+    assert set(queue["properties"]) == {"ahead", "estimated_seconds"}
+    refused = document["paths"]["/v1/images/generations"]["post"]["responses"]["429"]
+    assert "queue" in refused["description"] and "Retry-After" in refused["headers"]
