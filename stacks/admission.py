@@ -9,9 +9,9 @@ encryption with the AWS-managed key. Both are short-lived state: they go with th
 
 :meth:`AdmissionControl.connect` is called where the parts meet (``stacks/imagegen_stack.py``) for the
 Admission function and GenerateImage (which hands its slot on right after the model's answer): it
-grants each the actions ``core/admission.DynamoSlotStore`` uses, on these tables only, and gives them
-the tables' names and the models' calls in flight. :meth:`AdmissionControl.allow_waking` lets them
-send a waiting branch its task token back (``SendTaskSuccess`` on the state machine).
+grants each the actions ``core/admission.DynamoSlotStore`` uses, on these tables only, gives them the
+tables' names and the models' calls in flight, and attaches the policy that lets them wake a waiting
+branch (``SendTaskSuccess`` with its task token). :meth:`AdmissionControl.keep` is the keeper's schedule;
 :meth:`AdmissionControl.let_read_queues` lets the HTTP API read a queue's length and nothing more.
 """
 
@@ -26,11 +26,16 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 #: The actions of ``core/admission.py``'s ``DynamoSlotStore`` on the slots: take, give back, hand over,
 #: reclaim (UpdateItem) and a consistent read (GetItem).
+#: The Service Authorization Reference ("Actions, resources, and condition keys for Amazon DynamoDB",
+#: https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazondynamodb.html, read
+#: 2026-11-30) lists GetItem, UpdateItem, PutItem, DeleteItem and Query each with the resource type
+#: ``table*`` (the table's ARN; Query also takes an ``index``, which these tables have none of); a
+#: ``ConditionExpression`` needs no other action, and ``ReturnValues`` (and a condition check failure's
+#: ``ALL_OLD``) is only the condition key ``dynamodb:ReturnValues`` of the same action, not another grant.
 SLOT_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
 #: ... and on the queue: a ticket put (PutItem) or put back, the oldest read (Query), a ticket claimed
 #: (DeleteItem), the waiting counter (UpdateItem, GetItem).
@@ -45,17 +50,30 @@ QUEUE_ACTIONS = (
 #: the counter item beside the tickets.
 QUEUE_LENGTH_ACTIONS = ("dynamodb:GetItem",)
 #: Waking a waiting branch (https://docs.aws.amazon.com/step-functions/latest/apireference/API_SendTaskSuccess.html);
-#: the CDK's ``StateMachine.grant_task_response`` grants these three on the state machine, read 2026-11-30.
+#: the three task-response actions, as the CDK's ``StateMachine.grant_task_response`` names them.
 WAKE_ACTIONS = ("states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat")
-#: How often the keeper runs (EventBridge's shortest rate, https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-scheduled-rule-pattern.html,
-#: read 2026-11-30): a dead holder's slot reaches the queue at most this long after its lease expired.
+#: The resource they are granted on. The Service Authorization Reference ("Actions, resources, and
+#: condition keys for AWS Step Functions",
+#: https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsstepfunctions.html, read
+#: 2026-11-30) lists no resource type and no condition key for SendTaskSuccess, SendTaskFailure or
+#: SendTaskHeartbeat, and says of such an action: "If there is no value for this column, you must specify
+#: all resources ("*")". So not the state machine's ARN (which ``grant_task_response`` uses): what
+#: limits the call is the task token, a secret only the waiting branch's ticket holds.
+WAKE_RESOURCE = "*"
+#: How often the keeper runs: EventBridge's shortest rate. A rate expression is ``rate(value unit)``, the
+#: value a positive number and the unit ``minute | minutes | hour | hours | day | days``
+#: (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rate-expressions.html, read 2026-11-30),
+#: so ``rate(1 minute)`` is the shortest. A dead holder's slot reaches the queue at most this long after
+#: its lease expired.
 KEEPER_INTERVAL = Duration.minutes(1)
+#: What the keeper's schedule sends the Admission function (``handlers/admission.py``).
+KEEPER_EVENT = {"action": "sweep"}
 #: The tickets' TTL attribute (``core/admission.DynamoSlotStore._ticket_item``).
 TICKET_TTL_ATTRIBUTE = "expires_at"
 
 
 class AdmissionControl(Construct):
-    """The slots table.
+    """The slots and the waiters tables, the policy that wakes a waiting branch, and the keeper.
 
     :param model_concurrency: calls in flight per model (``imagegen:modelConcurrency``); a model not
         named gets the conservative default of its documented quota (``core/admission.default_quota``).
@@ -88,17 +106,25 @@ class AdmissionControl(Construct):
             encryption=dynamodb.TableEncryptionV2.aws_managed_key(),
             removal_policy=RemovalPolicy.DESTROY,
         )
-        self._connected: list[lambda_.Function] = []
+        #: Waking a waiting branch: a policy of its own, attached to each connected function's role, so
+        #: cdk-nag's finding on its ``Resource: "*"`` (the only resource IAM takes for these actions) is
+        #: acknowledged on this policy alone (``stacks/nag.py``), not on the roles' other grants.
+        self.wake_policy = iam.Policy(
+            self,
+            "WakeWaitingBranches",
+            statements=[iam.PolicyStatement(actions=list(WAKE_ACTIONS), resources=[WAKE_RESOURCE])],
+        )
 
     def connect(self, function: lambda_.Function) -> None:
-        """Let ``function`` take, give back and hand on slots and keep the queue, and tell it where and
-        how many."""
+        """Let ``function`` take, give back and hand on slots, keep the queue and wake the branch it hands
+        a slot to, and tell it where and how many."""
         self.table.grant(function, *SLOT_ACTIONS)
         self.waiters.grant(function, *QUEUE_ACTIONS)
+        if function.role is not None:
+            self.wake_policy.attach_to_role(function.role)
         function.add_environment("ADMISSION_TABLE", self.table.table_name)
         function.add_environment("ADMISSION_WAITERS_TABLE", self.waiters.table_name)
         function.add_environment("MODEL_CONCURRENCY", json.dumps(self.model_concurrency, sort_keys=True))
-        self._connected.append(function)
 
     def let_read_queues(self, function: lambda_.Function) -> None:
         """Let ``function`` (the HTTP API: its synchronous routes look before they wait) read how many
@@ -120,26 +146,6 @@ class AdmissionControl(Construct):
             description="imagegen: admission control's keeper round (expired leases, cancelled jobs' tickets)",
             schedule=events.Schedule.rate(KEEPER_INTERVAL),
             targets=[
-                targets.LambdaFunction(
-                    function, event=events.RuleTargetInput.from_object({"action": "sweep"})
-                )
+                targets.LambdaFunction(function, event=events.RuleTargetInput.from_object(KEEPER_EVENT))
             ],
         )
-
-    def allow_waking(self, state_machine: sfn.IStateMachine) -> iam.Policy:
-        """Let every connected function wake a branch of ``state_machine`` waiting for its slot.
-
-        A policy of its own, attached after the state machine exists: the state machine's definition
-        names the functions, so a grant in their roles' default policies (which the functions depend
-        on) would make a dependency cycle."""
-        policy = iam.Policy(
-            self,
-            "WakeWaitingBranches",
-            statements=[
-                iam.PolicyStatement(actions=list(WAKE_ACTIONS), resources=[state_machine.state_machine_arn])
-            ],
-        )
-        for function in self._connected:
-            if function.role is not None:
-                policy.attach_to_role(function.role)
-        return policy

@@ -117,7 +117,6 @@ class ImagegenStack(Stack):
         self.admission = AdmissionControl(self, "Admission", model_concurrency=config.model_concurrency)
         self.admission.connect(self.workflow.admission.function)
         self.admission.connect(self.workflow.generate_image.function)
-        self.admission.allow_waking(self.workflow.standard)
         self.admission.keep(self.workflow.admission.function)
         self.events.start_on_request(self.workflow.standard)
         self.batch = BatchConstruct(

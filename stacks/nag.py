@@ -22,6 +22,7 @@ from aws_cdk import aws_iam as iam
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
+from stacks.admission import AdmissionControl
 from stacks.api import ImageApi
 from stacks.batch import REQUEST_MANIFESTS, RESULT_FILES, UPLOADED_FILES, BatchConstruct
 from stacks.events import WorkflowEvents
@@ -55,6 +56,7 @@ class ComposedStack(IConstruct, Protocol):
     webhooks: SignedWebhooks
     index: ImageIndexTable
     sign_in: UserSignIn | None
+    admission: AdmissionControl
 
 
 def check_with_cdk_nag(stack: ComposedStack) -> None:
@@ -154,6 +156,7 @@ def acknowledge_findings(stack: ComposedStack) -> None:
     _openai_api(stack)
     _webhooks(stack)
     _index(stack)
+    _admission(stack)
     _sign_in(stack)
     acknowledge(
         stack.events.dead_letters,
@@ -498,3 +501,16 @@ def _index(stack: ComposedStack) -> None:
     )
     for role in (stack.workflow.generate_image.role, stack.api.http_api.role):
         acknowledge(role, reason, iam5(index, index.indexes_arn))
+
+
+WAKE_ANY_TASK = (
+    "SendTaskSuccess, SendTaskFailure and SendTaskHeartbeat take no resource type in the Service "
+    "Authorization Reference (list_awsstepfunctions.html), so IAM requires Resource '*' for them; what "
+    "limits a call is the task token, which only the waiting branch's ticket in the waiters table holds. "
+    "A policy of its own, attached only to the two functions that hand a slot on (Admission, GenerateImage)."
+)
+
+
+def _admission(stack: ComposedStack) -> None:
+    """Waking a waiting branch: the task-response actions, on '*' (``stacks/admission.py``)."""
+    acknowledge(stack.admission.wake_policy, WAKE_ANY_TASK, "IAM5[Resource::*]")

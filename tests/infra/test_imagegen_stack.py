@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aws_cdk.assertions import Template
 
+from stacks.admission import QUEUE_ACTIONS, SLOT_ACTIONS, WAKE_ACTIONS, WAKE_RESOURCE
 from tests.infra.stack_template import (
     as_list,
     granted,
@@ -28,6 +29,10 @@ def test_no_bedrock_s3_or_states_action_is_granted_on_every_resource(
         for document in policies:
             for statement in document["Statement"]:
                 actions = as_list(statement["Action"])
+                if set(actions) <= set(WAKE_ACTIONS):
+                    # no resource type: '*' is the one resource IAM takes (stacks/admission.py)
+                    assert statement["Resource"] == WAKE_RESOURCE == "*", statement
+                    continue
                 if any(a.startswith(("bedrock:", "s3:", "states:")) for a in actions):
                     assert "*" not in as_list(statement["Resource"]), statement
                     assert not [a for a in actions if a.endswith(":*")], statement
@@ -54,8 +59,6 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
     }
     generate = actions_of("generate_image")
     webhook_queue = synthesized.stack.resolve(synthesized.stack.webhooks.queue.node.default_child.logical_id)  # type: ignore[union-attr]
-    assert generate.pop("dynamodb:PutItem") == {index}
-    assert generate.pop("dynamodb:Query") == {f"{index}/index/*"}
     # a cache hit's CopyObject source; the stored images an operation reads (issue 16)
     assert generate.pop("s3:GetObject") == {f"{bucket}/*.png"}
     # the images, and each image's webhook delivery record (claimed as it is stored; given back)
@@ -72,14 +75,25 @@ def test_each_function_gets_only_what_its_step_does(synthesized: Synthesized) ->
         == generate.pop("aws-marketplace:ViewSubscriptions")
         == {"*"}
     )
-    # its slot given back as soon as the model has answered (issue 15): the slots table only
-    # (tests/infra/test_admission_construct.py checks the table and RELEASE_ACTIONS)
-    (slots,) = [
-        k
-        for k, v in synthesized.resources("AWS::DynamoDB::GlobalTable").items()
-        if v["Properties"]["KeySchema"] == [{"AttributeName": "model", "KeyType": "HASH"}]
-    ]
-    assert generate.pop("dynamodb:UpdateItem") == {f"<{slots}.Arn>"}
+    # its slot handed to the oldest waiting branch (or given back) as soon as the model has answered
+    # (issue 15): the slots and the waiters tables, and waking that branch
+    # (tests/infra/test_admission_construct.py checks the tables, the actions and the wake policy)
+    admission = synthesized.stack.admission
+    slots_arn, waiters_arn = (
+        f"<{synthesized.stack.resolve(t.node.default_child.logical_id)}.Arn>"  # type: ignore[union-attr]
+        for t in (admission.table, admission.waiters)
+    )
+    for action in SLOT_ACTIONS:
+        assert slots_arn in generate[action]
+    for action in QUEUE_ACTIONS:
+        assert waiters_arn in generate[action]
+    assert generate.pop("dynamodb:UpdateItem") == {slots_arn, waiters_arn}
+    assert generate.pop("dynamodb:GetItem") == {slots_arn, waiters_arn}
+    assert generate.pop("dynamodb:DeleteItem") == {waiters_arn}
+    assert generate.pop("dynamodb:PutItem") == {index, waiters_arn}  # its index item; a ticket put back
+    assert generate.pop("dynamodb:Query") == {f"{index}/index/*", waiters_arn}
+    for action in WAKE_ACTIONS:
+        assert generate.pop(action) == {"*"}
     assert set(generate) == {"bedrock:InvokeModel"}
     (links_secret,) = [
         k

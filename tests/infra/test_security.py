@@ -41,6 +41,10 @@ STAR_ONLY_ACTIONS = {
     "aws-marketplace:ViewSubscriptions": "a third-party model's first call (stacks/model_access.py)",
     "cloudfront:CreateInvalidation": "CDK's BucketDeployment of the web page",
     "cloudfront:GetInvalidation": "CDK's BucketDeployment of the web page",
+    # no resource type in the Service Authorization Reference (stacks/admission.py: WAKE_RESOURCE)
+    "states:SendTaskSuccess": "waking a branch waiting for its admission slot",
+    "states:SendTaskFailure": "waking a branch waiting for its admission slot",
+    "states:SendTaskHeartbeat": "waking a branch waiting for its admission slot",
 }
 #: Suffixes under which the images bucket may be granted, and the actions each allows.
 IMAGES_BUCKET_GRANTS = {

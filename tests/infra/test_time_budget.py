@@ -22,9 +22,10 @@ from typing import Any
 
 import pytest
 from image_pipeline.core import time_budget
+from image_pipeline.core.admission import EARLY_HAND_OFF_TICKETS, HAND_OFF_TICKETS
 from image_pipeline.core.manifest import HEAD_WORKERS
 from image_pipeline.core.settings import Settings
-from image_pipeline.functions import BUILD_MANIFEST, GENERATE_IMAGE, HTTP_API, VALIDATE_REQUEST
+from image_pipeline.functions import ADMISSION, BUILD_MANIFEST, GENERATE_IMAGE, HTTP_API, VALIDATE_REQUEST
 from image_pipeline.models.registry import list_adapters
 from pydantic import ValidationError
 
@@ -127,21 +128,59 @@ def test_a_hung_model_call_and_the_image_write_end_before_the_model_step_times_o
     assert settings.bedrock_max_attempts == synth.config.bedrock_max_attempts  # the CDK context's
     bedrock = time_budget.bedrock(settings)
     worst = time_budget.generate_image_bound(settings)
-    # a model call (or none: a cache hit), the early release of its admission slot (one short attempt),
-    # one PutObject (or CopyObject), a cache lookup and the index item, and the image's webhook: its
-    # record claimed, its message sent, the claim given back if not sent
+    # a model call (or none: a cache hit), the hand-off of its admission slot to the oldest waiting
+    # branch (one ticket, no fill: ReleaseSlot fills), one PutObject (or CopyObject), a cache lookup and
+    # the index item, and the image's webhook: its record claimed, its message sent, the claim given
+    # back if not sent
     index_calls = 2 * time_budget.INDEX_DYNAMODB.worst_case_seconds
     webhook_calls = 3 * time_budget.WEBHOOK_QUEUEING.worst_case_seconds
     assert time_budget.ADMISSION_EARLY_RELEASE.attempts == 1
+    assert EARLY_HAND_OFF_TICKETS == 1
+    hand_off = time_budget.admission_hand_off_bound(fill=False, tickets=EARLY_HAND_OFF_TICKETS)
+    assert hand_off < time_budget.admission_hand_off_bound(fill=False)  # fewer tickets than ReleaseSlot's
     assert worst == (
         bedrock.worst_case_seconds
-        + time_budget.ADMISSION_EARLY_RELEASE.worst_case_seconds
+        + hand_off
         + time_budget.S3.worst_case_seconds
         + index_calls
         + webhook_calls
         + time_budget.CODE_SECONDS
     )
     assert worst <= function["Timeout"], f"Bedrock {bedrock.describe()}; S3 {time_budget.S3.describe()}"
+
+
+@pytest.mark.parametrize("name", DEPLOYMENTS)
+def test_an_admission_step_ends_before_its_function_and_its_task_state_time_out(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    """The Admission function's worst case (an acquire, or a release handing its slot on and filling
+    free slots: ``HAND_OFF_TICKETS`` tickets each) fits in its timeout; ReleaseSlot and
+    ReleaseSlotAfterFailure allow that timeout and Lambda's Init; AcquireSlot, which also waits for its
+    task token, allows at least as much (its ``TimeoutSeconds`` covers the invocation and the wait)."""
+    synth = deployment(request, name)
+    function = function_by_handler(synth, ADMISSION.handler)
+    worst = time_budget.admission_bound()
+    assert worst <= function["Timeout"], (
+        f"the Admission function can take {worst} s at worst, more than its {function['Timeout']} s timeout"
+    )
+    # the bound covers a release with its fill, and the fill rounds of an acquire
+    assert worst >= time_budget.admission_hand_off_bound(fill=True) + time_budget.CODE_SECONDS
+    assert time_budget.admission_hand_off_bound(fill=True) > time_budget.admission_hand_off_bound(
+        fill=False, tickets=HAND_OFF_TICKETS
+    )
+    invoked = time_budget.LAMBDA_INIT_SECONDS + function["Timeout"]
+    states = {
+        state_name: state
+        for _m, state_name, state, fn in lambda_tasks(synth)
+        if fn.get("Handler") == ADMISSION.handler
+    }
+    assert set(states) == {"AcquireSlot", "ReleaseSlot", "ReleaseSlotAfterFailure"}
+    for state_name in ("ReleaseSlot", "ReleaseSlotAfterFailure"):
+        assert states[state_name]["Resource"] == "arn:aws:states:::lambda:invoke"
+        assert states[state_name]["TimeoutSeconds"] >= invoked, state_name
+    acquire = states["AcquireSlot"]
+    assert acquire["Resource"].endswith(".waitForTaskToken")
+    assert acquire["TimeoutSeconds"] >= invoked
 
 
 @pytest.mark.parametrize("name", DEPLOYMENTS)
