@@ -282,9 +282,9 @@ def _generate(raw: Any) -> Response:
     failure's status, or the job (202, ``Location``) when it is not done in time."""
     caller = current_caller()
     execution_input, _ = validate_submission(raw, settings=get_settings(), caller=caller, s3=clients.s3())
+    queue = _queue_estimate(execution_input)  # before the wait is measured: its read takes time too
     wait = wait_preference(_prefer(), _longest_wait())
     settings = get_settings()
-    queue = _queue_estimate(execution_input)
     _log_submission(
         "starting a synchronous request",
         execution_input,
@@ -542,8 +542,8 @@ def _openai_generate() -> Response:
         raise openai_error(exc) from None
     settings = get_settings()
     execution_input, generation = check_generation(raw, settings)
+    queue = _queue_estimate(execution_input)  # before the wait is measured: its read takes time too
     wait = wait_preference(_prefer(), _longest_wait())
-    queue = _queue_estimate(execution_input)
     refuse_behind_queue(queue, wait.seconds)  # 429 before anything is started or paid for
     # ``user`` is recorded here (OpenAI's end-user id, for abuse tracing), never used as the caller.
     _log_submission("starting an OpenAI images request", execution_input, openai_user=generation.user)
