@@ -358,6 +358,19 @@ class ImagegenStack(Stack):
         )
         CfnOutput(self, "ImagesBucketName", value=self.storage.images_bucket.bucket_name)
         CfnOutput(self, "ImageIndexTableName", value=self.index.table.table_name)
+        CfnOutput(
+            self,
+            "AdmissionSlotsTableName",
+            value=self.admission.table.table_name,
+            description="Admission control's slots: one item per model, in_use and a lease per holder",
+        )
+        CfnOutput(
+            self,
+            "AdmissionWaitersTableName",
+            value=self.admission.waiters.table_name,
+            description="Admission control's queue: a ticket per waiting branch (model, place), "
+            "and each model's waiting counter (place ~waiting)",
+        )
         CfnOutput(self, "JobsStateMachineArn", value=self.workflow.standard.state_machine_arn)
         CfnOutput(self, "EventBusName", value=self.events.bus.event_bus_name)
         CfnOutput(self, "BatchStateMachineArn", value=self.batch.state_machine.state_machine_arn)

@@ -18,8 +18,18 @@ from image_pipeline.core.admission import (
     PLACE,
     QUEUE_KEY,
     TICKET_TTL_SECONDS,
+    WAITING_COUNTER_PLACE,
     DynamoSlotStore,
     Ticket,
+)
+from image_pipeline.core.metric_names import (
+    ADMISSION_NO_SLOT,
+    ADMISSION_SLOTS_IN_USE,
+    ADMISSION_WAIT_SECONDS,
+    ADMISSION_WAITING,
+    MODEL_DIMENSION,
+    NAMESPACE,
+    SERVICE,
 )
 
 from stacks.admission import (
@@ -287,6 +297,40 @@ def test_the_keeper_sweeps_every_minute(synthesized: Synthesized) -> None:
             "SourceArn": {"Fn::GetAtt": [rule_id, "Arn"]},
         }
     ]
+
+
+def test_the_outputs_name_the_two_tables(synthesized: Synthesized) -> None:
+    """An operator finds the queue (docs/operations.md, "Admission control") by the stack's outputs."""
+    outputs = synthesized.template_json["Outputs"]
+    slots, _ = _slots_table(synthesized)
+    waiters, _ = _waiters_table(synthesized)
+    assert outputs["AdmissionSlotsTableName"]["Value"] == {"Ref": slots}
+    assert outputs["AdmissionWaitersTableName"]["Value"] == {"Ref": waiters}
+    assert WAITING_COUNTER_PLACE in outputs["AdmissionWaitersTableName"]["Description"]
+
+
+@pytest.mark.parametrize("which", ["synthesized", "variant"])
+def test_the_dashboard_shows_each_allowed_models_queue(which: str, request: pytest.FixtureRequest) -> None:
+    """Per allowed model: slots in use and branches waiting (Maximum), the time waited (p50, p99) and
+    the throttled takes, the metrics ``handlers/admission.py`` records with the model's dimension."""
+    synth: Synthesized = request.getfixturevalue(which)
+    (dashboard,) = synth.resources("AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"]).replace('\\"', '"')
+    assert synth.config.allowed_models
+    for model in synth.config.allowed_models:
+        for metric, stats in (
+            (ADMISSION_SLOTS_IN_USE, ["Maximum"]),
+            (ADMISSION_WAITING, ["Maximum"]),
+            (ADMISSION_WAIT_SECONDS, ["p50", "p99"]),
+            (ADMISSION_NO_SLOT, ["Sum"]),
+        ):
+            for stat in stats:
+                series = f'["{NAMESPACE}","{metric}","{MODEL_DIMENSION}","{model}","service","{SERVICE}",{{'
+                at = body.find(series)
+                while at != -1 and f'"stat":"{stat}"' not in body[at : body.find("}", at)]:
+                    at = body.find(series, at + 1)
+                assert at != -1, (model, metric, stat)
+    assert "waiting in the queue" in body
 
 
 def _slot_states(synth: Synthesized) -> dict[str, dict[str, Any]]:
