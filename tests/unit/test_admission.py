@@ -640,6 +640,7 @@ def test_branches_at_once_never_pass_the_limit_and_each_is_woken_once(dynamodb: 
     woken: Counter[str] = Counter()
     events: dict[str, threading.Event] = {}
     queued: set[str] = set()
+    someone_waits = threading.Event()
     plan = random.Random(seed)
     branches = [(f"job{j}#{i}", plan.randrange(60), plan.random() < 0.5) for j in range(6) for i in range(3)]
     for holder, _, _ in branches:
@@ -665,7 +666,10 @@ def test_branches_at_once_never_pass_the_limit_and_each_is_woken_once(dynamodb: 
             if granted is None:
                 with lock:
                     queued.add(holder)
+                someone_waits.set()
                 assert events[f"token-{holder}"].wait(60), f"{holder} was never woken"
+            else:  # the first holders call their model until a branch has queued
+                someone_waits.wait(10)
             with lock:
                 in_flight[0] += 1
                 peak[0] = max(peak[0], in_flight[0])
