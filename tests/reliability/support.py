@@ -40,8 +40,9 @@ def history(engine: Any, arn: str) -> list[dict[str, Any]]:
 def retry_waits(engine: Any, arn: str) -> list[float]:
     """Seconds between each failed task of an execution and the next scheduling of a task: the
     state machine's retry waits, read from the interpreter's history (one image per execution).
-    A branch's wait for its model's admission slot (AcquireSlot failing with ``NoSlot``, retried by
-    the state machine) is not one of them."""
+    A branch waiting for its model's admission slot waits on its task token (no failed task); an
+    AcquireSlot that DynamoDB throttled fails with ``NoSlot`` and is asked again after its own backoff:
+    not one of the waits measured."""
     waits: list[float] = []
     failed_at: datetime | None = None
     for event in history(engine, arn):

@@ -122,8 +122,9 @@ def test_the_manifest_step_is_retried_by_the_state_machine(
     assert manifest_of(result)["succeeded"] == 3
     history = offline_engine.sfn.get_execution_history(executionArn=result.arn, maxResults=1000)["events"]
     entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
-    # One task failed: the manifest step's first attempt. A branch waiting for its model's admission
-    # slot fails its AcquireSlot task with NoSlot (the wait is the state machine's retry): not counted.
+    # One task failed: the manifest step's first attempt. A branch waits for its model's admission slot
+    # on its task token (no failed task); an AcquireSlot that DynamoDB throttled fails with NoSlot and
+    # is asked again: not counted.
     failed = [e["taskFailedEventDetails"] for e in history if e["type"] == "TaskFailed"]
     assert entered.count("BuildManifest") == 1
     assert [f.get("error") for f in failed if f.get("error") != "NoSlot"] == ["StorageError"], failed
