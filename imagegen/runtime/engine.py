@@ -84,7 +84,7 @@ class EngineConfig:
     model_concurrency: dict[str, int] = field(default_factory=dict)
     #: Calls in flight per model the Bedrock stand-in answers; the rest get ThrottlingException.
     bedrock_quotas: dict[str, int] = field(default_factory=dict)
-    admission_lease_seconds: int = 1500
+    admission_lease_seconds: int = 1800  # core/admission.DEFAULT_LEASE_SECONDS
     #: The image index's table in moto's DynamoDB (``image_pipeline.core.image_index``); empty: none.
     index_table: str = "imagegen-index"
     #: The prompt cache serves any caller's earlier image (CDK context ``imagegen:shareCache``).

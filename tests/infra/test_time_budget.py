@@ -184,6 +184,32 @@ def test_an_admission_step_ends_before_its_function_and_its_task_state_time_out(
 
 
 @pytest.mark.parametrize("name", DEPLOYMENTS)
+def test_an_admission_lease_outlasts_every_live_holder(name: str, request: pytest.FixtureRequest) -> None:
+    """A branch holds its slot from AcquireSlot until GenerateImage hands it on (or ReleaseSlot gives it
+    back), across GenerateImage's retries; no live branch outlives its execution's TimeoutSeconds. A lease
+    (written by the Admission function's take and by either function's hand-over) shorter than that could
+    expire under a live holder: the keeper would reclaim it and the model would have one call more in
+    flight than its limit. GenerateImage's own retries do not bound the hold (each retrier counts its own
+    attempts: together more than the execution lasts), so the execution's limit is the bound."""
+    synth = deployment(request, name)
+    machines = [
+        definition_of(synth, m)
+        for m in synth.resources("AWS::StepFunctions::StateMachine").values()
+        if "GenerateImages" in definition_of(synth, m)["States"]
+    ]
+    assert machines
+    for definition in machines:
+        execution_limit = definition["TimeoutSeconds"]
+        branch = definition["States"]["GenerateImages"]["ItemProcessor"]["States"]
+        generate = branch["GenerateImage"]
+        attempts = 1 + sum(r["MaxAttempts"] for r in generate["Retry"])
+        assert attempts * generate["TimeoutSeconds"] > execution_limit  # why the execution is the bound
+        for handler in (ADMISSION.handler, GENERATE_IMAGE.handler):
+            lease = settings_of(function_by_handler(synth, handler)).admission_lease_seconds
+            assert lease >= execution_limit, (handler, lease, execution_limit)
+
+
+@pytest.mark.parametrize("name", DEPLOYMENTS)
 def test_the_manifest_checks_and_write_end_before_the_manifest_step_times_out(
     name: str, request: pytest.FixtureRequest
 ) -> None:

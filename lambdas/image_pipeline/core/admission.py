@@ -70,10 +70,12 @@ WAITING_COUNTER_PLACE = "~waiting"
 #: the documented requests-per-minute quota of the model divided by this (a call of 6 s or more then
 #: keeps the rate under the quota; see docs/decisions.md).
 SECONDS_PER_CALL_ASSUMED = 6
-#: How long a lease lasts: the longest a live branch can hold one (GenerateImage's Task allows 340 s an
-#: attempt; a slot is held across its attempts: 4 x 340 s plus the retries' delays), so a live holder
-#: never loses its slot; a dead holder's slot comes back at most this long after it was taken.
-DEFAULT_LEASE_SECONDS = 1500
+#: How long a lease lasts: the longest a live branch can hold one, which is its execution's
+#: ``TimeoutSeconds`` (1800 s, statemachine/generate_images.asl.json): a slot is held across
+#: GenerateImage's retries, whose attempts together (each retrier counting its own, 355 s each) could
+#: last longer than the execution. So a live holder never loses its slot, and a dead holder's comes back
+#: at most this long after it was taken (tests/infra/test_time_budget.py holds it to the ASL).
+DEFAULT_LEASE_SECONDS = 1800
 #: A ticket the queue no longer serves is deleted by DynamoDB's TTL this long after it was written
 #: (the longest a branch can wait is its execution's ``TimeoutSeconds``, 1800 s).
 TICKET_TTL_SECONDS = 2 * 3600

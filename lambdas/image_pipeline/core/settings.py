@@ -122,7 +122,8 @@ class Settings(BaseModel):
         description="Calls in flight per model (MODEL_CONCURRENCY, JSON); a model not named gets "
         "core/admission.default_quota of its documented requests per minute.",
     )
-    admission_lease_seconds: int = Field(default=1500, ge=60, le=86_400)
+    #: core/admission.DEFAULT_LEASE_SECONDS: the execution's TimeoutSeconds (tests/infra/test_time_budget.py).
+    admission_lease_seconds: int = Field(default=1800, ge=60, le=86_400)
 
     @field_validator("model_concurrency", mode="before")
     @classmethod
