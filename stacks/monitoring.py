@@ -18,7 +18,7 @@ it (alarms cannot publish to a topic under the AWS managed ``aws/sns`` key), and
 
 The dashboard: executions per state machine; images generated / filtered / failed / throttled; model
 latency p50 / p99 (all models, and per model when ``models`` is given); admission control per model
-(slots in use, branches waiting, time waited, takes refused); Lambda errors, throttles and
+(slots in use, branches waiting, time waited, takes throttled); Lambda errors, throttles and
 duration per function; API requests, errors and latency; and the alarms' states.
 
 Image metrics are the handlers' EMF metrics (``image_pipeline.core.observability``, named in
@@ -325,7 +325,8 @@ class MonitoringConstruct(Construct):
 
     def _admission_widgets(self, models: Sequence[str]) -> list[cw.GraphWidget]:
         """Admission control per model (``handlers/admission.py``'s metrics): slots in use and branches
-        waiting (maximum), the seconds a branch waited for its slot (p50 / p99), takes refused."""
+        waiting (maximum), the seconds a branch waited for its slot (p50 / p99), takes DynamoDB throttled
+        (``NoSlot``: a branch without a slot waits in the queue, it is not refused)."""
         return [
             cw.GraphWidget(
                 title="Admission: slots in use / branches waiting (max)",
@@ -353,7 +354,7 @@ class MonitoringConstruct(Construct):
                 ],
             ),
             cw.GraphWidget(
-                title="Admission: takes refused (NoSlot, each a retry)",
+                title="Admission: takes throttled (NoSlot, each a retry)",
                 width=8,
                 left=[self.image_metric(ADMISSION_NO_SLOT, model=m, labelled=True) for m in models],
             ),

@@ -331,6 +331,7 @@ def test_the_dashboard_shows_each_allowed_models_queue(which: str, request: pyte
                     at = body.find(series, at + 1)
                 assert at != -1, (model, metric, stat)
     assert "waiting in the queue" in body
+    assert "Admission: takes throttled (NoSlot, each a retry)" in body  # NoSlot: a throttled take
 
 
 def _slot_states(synth: Synthesized) -> dict[str, dict[str, Any]]:

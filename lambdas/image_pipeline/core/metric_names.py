@@ -19,7 +19,8 @@ MODEL_LATENCY = "ModelLatency"
 #: Index writes that failed (logged; the job goes on): ``image_pipeline.core.image_index``.
 INDEX_WRITE_FAILED = "IndexWriteFailed"
 #: Admission control (``core/admission.py``, per model): slots held after a take, branches waiting at
-#: the last read, seconds a branch waited for its slot, and takes refused (each one a ``NoSlot`` retry).
+#: the last read, seconds a branch waited for its slot, and takes DynamoDB throttled (each one a
+#: ``NoSlot`` retry; a branch without a slot waits in the queue instead).
 ADMISSION_SLOTS_IN_USE = "AdmissionSlotsInUse"
 ADMISSION_WAITING = "AdmissionWaitingBranches"
 ADMISSION_WAIT_SECONDS = "AdmissionWaitSeconds"
