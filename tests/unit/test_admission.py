@@ -146,8 +146,10 @@ class Branches:
         return [t.holder for t in self.store.oldest(MODEL, 100)]
 
 
-def error(code: str, operation: str) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": code}}, operation)
+def error(code: str, operation: str, status: int = 400) -> ClientError:
+    """An AWS error answer as botocore raises it (its code and HTTP status)."""
+    response: Any = {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, operation)
 
 
 class LostAcknowledgement:
@@ -440,6 +442,49 @@ def test_a_failing_wake_up_in_a_fill_undoes_the_take(dynamodb: Any) -> None:
     with pytest.raises(ClientError):
         branches.fill(1.0)
     assert branches.state() == SlotState(0, {}) and branches.queue() == ["w#0"]
+
+
+class LostWakeUp(Wakes):
+    """A SendTaskSuccess that reaches Step Functions (the branch wakes) but whose answer is lost: an
+    internal error (HTTP 500) or a timeout, the branch woken all the same."""
+
+    def __init__(self, lost: Exception) -> None:
+        super().__init__()
+        self.lost = lost
+
+    def __call__(self, token: str, output: Mapping[str, Any]) -> bool:
+        super().__call__(token, output)
+        raise self.lost
+
+
+@pytest.mark.parametrize("lost", [error("InternalFailure", "SendTaskSuccess", 500), TimeoutError("read")])
+def test_a_wake_up_whose_answer_was_lost_keeps_the_hand_over(dynamodb: Any, lost: Exception) -> None:
+    """The branch may have been woken and be calling its model: its slot stays its own (undoing the
+    hand-over would let a newcomer take it: a call too many). Not woken, its wait times out and its
+    AcquireSlot, asked again, finds the slot ``held``."""
+    branches = Branches(store_of(dynamodb), limit=1)
+    branches.acquire("a#0")
+    branches.acquire("w#0", 1.0)
+    branches.wakes = LostWakeUp(lost)
+    with pytest.raises(type(lost)):
+        branches.release("a#0", 2.0)
+    assert branches.wakes.sent[0][0] == "token-w#0"
+    assert branches.holders() == {"w#0"} and branches.queue() == []
+    branches.wakes = Wakes()
+    assert branches.release("a#0", 3.0) is False  # ReleaseSlot's retry: nothing more to do
+    assert branches.acquire("late#0", 4.0) is None  # one call in flight, not two
+    assert branches.acquire("w#0", 300.0, token="w-again") == Granted("w#0", None, 0)
+    assert branches.wakes.sent == []
+
+
+def test_a_fills_wake_up_whose_answer_was_lost_keeps_the_slot(dynamodb: Any) -> None:
+    store = store_of(dynamodb)
+    branches = Branches(store, limit=1)
+    store.enqueue(MODEL, ticket("w#0"))
+    branches.wakes = LostWakeUp(error("ServiceUnavailable", "SendTaskSuccess", 503))
+    with pytest.raises(ClientError):
+        branches.fill(1.0)
+    assert branches.holders() == {"w#0"} and branches.queue() == []
 
 
 # -- the lost wake-up race ------------------------------------------------------------------------

@@ -503,13 +503,16 @@ class Semaphore:
     def _wake(
         self, ticket: Ticket, now: float, notify: Notify, undo: Callable[[], None] | None = None
     ) -> bool:
-        """Tell the ticket's branch its slot is there. False when the branch no longer waits. Any other
-        failure undoes the hand-over (``undo``: the slot given back, the ticket put back) and raises, so
-        the release is retried and nothing is left half done."""
+        """Tell the ticket's branch its slot is there. False when the branch no longer waits. A refusal
+        (``_refused``: Step Functions did not wake the branch, e.g. throttling) undoes the hand-over
+        (``undo``: the slot given back, the ticket put back) and raises, so the release is retried and
+        nothing is left half done. Any other failure (an internal error, a timeout: the branch may have
+        been woken and be calling its model) keeps the hand-over and raises: a branch not woken has its
+        slot when its wait times out and its AcquireSlot, asked again, finds it ``held``."""
         try:
             woken = notify(ticket.token, granted_output(ticket, now))
-        except Exception:
-            if undo is not None:
+        except Exception as exc:
+            if undo is not None and _refused(exc):
                 undo()
             raise
         if woken:
@@ -531,6 +534,16 @@ def _unthrottled(model: str, call: Callable[[], Any]) -> Any:
         if _error_code(exc) in THROTTLING_CODES:  # not written: the state machine asks again
             raise NoSlot(f"{model}: the slots' table is throttling; asking again") from None
         raise
+
+
+def _refused(exc: Exception) -> bool:
+    """Whether an AWS answer says the request was refused, not carried out: an HTTP 4xx status (a
+    client error such as ThrottlingException, 400). A 5xx (InternalFailure, ServiceUnavailable), a
+    timeout or a dropped connection leaves it unknown
+    (https://docs.aws.amazon.com/step-functions/latest/apireference/CommonErrors.html, read 2026-11-30)."""
+    response = getattr(exc, "response", None) or {}
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return isinstance(status, int) and 400 <= status < 500
 
 
 def _error_code(exc: Exception) -> str:
