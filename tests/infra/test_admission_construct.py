@@ -20,6 +20,7 @@ from image_pipeline.core.admission import (
     TICKET_TTL_SECONDS,
     WAITING_COUNTER_PLACE,
     DynamoSlotStore,
+    SlotStore,
     Ticket,
 )
 from image_pipeline.core.metric_names import (
@@ -104,20 +105,27 @@ class RecordingClient:
 
 
 def _store_operations() -> dict[str, set[str]]:
-    """table -> the DynamoDB operations ``DynamoSlotStore`` sends, over every method of the store."""
+    """table -> the DynamoDB operations ``DynamoSlotStore`` sends, over every method of the store's
+    protocol (``SlotStore``: a method added there without a call here fails the test)."""
     client = RecordingClient()
     store = DynamoSlotStore(client, "slots", "waiters")
     ticket = Ticket("exec-1#0", "token-1", "2026-11-30T20:00:00.000Z#exec-1#0", 1_764_532_800.0)
-    store.take("m", "exec-1#0", 4, 1_764_534_300.0)
-    store.give_back("m", "exec-1#0", None)
-    store.give_back("m", "exec-1#0", 1_764_534_300.0)
-    store.hand_over("m", "exec-1#0", "exec-2#0", 1_764_534_300.0)
-    store.read("m")
-    store.enqueue("m", ticket)
-    store.oldest("m", 3)
-    store.claim("m", ticket)
-    store.requeue("m", ticket)
-    store.waiting("m")
+    calls: list[tuple[str, tuple[Any, ...]]] = [
+        ("take", ("m", "exec-1#0", 4, 1_764_534_300.0)),
+        ("give_back", ("m", "exec-1#0", None)),
+        ("give_back", ("m", "exec-1#0", 1_764_534_300.0)),
+        ("hand_over", ("m", "exec-1#0", "exec-2#0", 1_764_534_300.0)),
+        ("read", ("m",)),
+        ("enqueue", ("m", ticket)),
+        ("oldest", ("m", 3)),
+        ("claim", ("m", ticket)),
+        ("requeue", ("m", ticket)),
+        ("waiting", ("m",)),
+    ]
+    protocol = {n for n, v in vars(SlotStore).items() if callable(v) and not n.startswith("_")}
+    assert {name for name, _ in calls} == protocol
+    for name, args in calls:
+        getattr(store, name)(*args)
     return dict(client.calls)
 
 
