@@ -5,20 +5,30 @@ the peak, with bursts), each asks one of three models for 1-40 images, starts a 
 every image is one Map branch that takes a slot of its model (``AcquireSlot``), calls Bedrock
 (``GenerateImage``: the call, then the upload) and gives the slot back (``ReleaseSlot``). What the
 deployment meets is modelled from the AWS documentation (``simulation_scenario.json``, each limit with
-its page): Lambda's account concurrency, Step Functions' state-transition and StartExecution token
-buckets, the Map's 40 iterations, Bedrock's quota per model (a call past it is answered
-ThrottlingException, as the stand-in does), DynamoDB's 1,000 write units a second per partition and
-400 KB per item (reported, not fed back: see ``next_limits``).
+its page): Lambda's account concurrency, Step Functions' state-transition, StartExecution and
+SendTaskSuccess token buckets, the Map's 40 iterations, Bedrock's quota per model (a call past it is
+answered ThrottlingException, as the stand-in does), DynamoDB's 1,000 write and 3,000 read units a second
+per partition and 400 KB per item (a throttled request is retried as botocore does, then fails its step).
 
 **The same algorithm as the code.** Admission control here is :class:`image_pipeline.core.admission.Semaphore`
-itself (with its ``decide``), over :class:`imagegen.testing.memory_slots.MemorySlotStore` on the
-simulation's clock; ``tests/unit/test_memory_slots.py`` replays random operations on that store and on
-the DynamoDB store in moto and requires the same answers. The retry policies (``NoSlot``'s wait,
-``ModelThrottled``, Lambda's throttles) are read from ``statemachine/generate_images.asl.json``.
+itself over :class:`imagegen.testing.memory_slots.MemorySlotStore` on the simulation's clock, called as the
+handlers call it: ``AcquireSlot`` (``lambda:invoke.waitForTaskToken``) invokes the Admission function
+with a new task token, which calls ``acquire`` (a slot taken: the function wakes the branch itself; none: the
+ticket is queued and the branch waits on its token, costing no state transition and no write);
+GenerateImage hands its slot on right after the model's answer (``release_after_call``: one ticket, no
+fill) and ``ReleaseSlot`` releases with fill; the keeper calls ``sweep`` every minute. ``notify`` is
+``SendTaskSuccess``: it wakes the branch's SimPy event, or answers False when the token's task no longer
+waits (its ``TimeoutSeconds`` of 300 s or its execution's passed: then the ASL's Retry on
+``States.Timeout`` asks again, the ticket keeping its place). ``tests/unit/test_memory_slots.py`` replays
+random operations on that store and on the DynamoDB store in moto and requires the same answers. The
+store here meters DynamoDB's limits per partition (each model's slots item, and its tickets in the
+waiters table) and their round trips; the retry policies and ``TimeoutSeconds`` are read from
+``statemachine/generate_images.asl.json``. Executions past their 30-minute ``TimeoutSeconds`` stop.
 
 **Calibrated** with what was measured offline: the handlers' own time from
 ``benchmarks/results/fanout.json`` (GenerateImage beside its model call, ValidateRequest, BuildManifest),
-and the Admission handler's own time per call, measured at start over moto's DynamoDB. What cannot be
+and the Admission handler's own time per path (take, queue, hand-off, give back), measured at start over
+moto's DynamoDB with the deployment's two tables. What cannot be
 measured here (model latencies in AWS, Step Functions' time between states, a DynamoDB round trip, an
 S3 upload) is an estimate, named in the scenario file and in the result.
 
@@ -33,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import random
@@ -40,14 +51,30 @@ import statistics
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import simpy
 from harness import RESULTS_DIR, ROOT, RunContext, load_average, percentile, write_result
-from image_pipeline.core.admission import COUNT, LEASE_PREFIX, WAIT_PREFIX, NoSlot, Semaphore, holder_id
+from image_pipeline.core.admission import (
+    COUNT,
+    DEFAULT_LEASE_SECONDS,
+    LEASE_PREFIX,
+    PLACE,
+    QUEUE_KEY,
+    HandOffReport,
+    HandOver,
+    NoSlot,
+    Semaphore,
+    SlotState,
+    Ticket,
+    holder_id,
+    release_after_call,
+    ticket_place,
+)
 from image_pipeline.models.prices import price_table
 
 from imagegen.testing.memory_slots import MemorySlotStore
@@ -63,8 +90,15 @@ GENERATE_IMAGE_MB = 512
 #: The 10x run: the peak's first 5 minutes (15:00-15:05), quotas 10x too, so what breaks is not Bedrock.
 PEAK_WINDOW_HOURS = 1 / 12
 STEP_MB = 256
+#: The simulated day (its date only names the executions' start times, which order the queue).
+START_OF_DAY = datetime(2026, 11, 30, tzinfo=UTC)
 
 Process = Generator[Any, Any, Any]
+
+
+class ExecutionTimedOut(Exception):
+    """The execution passed its ``TimeoutSeconds``: it enters no further state (its Lambda invocations
+    under way run to their end; a task token it waits on is dead)."""
 
 
 class TaskFailed(Exception):
@@ -125,6 +159,23 @@ def asl_retriers(path: Path = ASL) -> dict[str, list[Retrier]]:
     return found
 
 
+def asl_timeouts(path: Path = ASL) -> dict[str, float]:
+    """Every Task state's ``TimeoutSeconds``, Map branches included, by state name."""
+    definition = json.loads(path.read_text())
+    found: dict[str, float] = {}
+
+    def walk(states: dict[str, Any]) -> None:
+        for name, state in states.items():
+            if "TimeoutSeconds" in state:
+                found[name] = float(state["TimeoutSeconds"])
+            processor = state.get("ItemProcessor") or state.get("Iterator")
+            if processor:
+                walk(processor["States"])
+
+    walk(definition["States"])
+    return found
+
+
 # -- AWS limits -----------------------------------------------------------------------------------
 
 
@@ -135,8 +186,9 @@ class TokenBucket:
         self.size, self.refill, self.tokens, self.at = bucket, refill, bucket, 0.0
 
     def _fill(self, now: float) -> None:
-        self.tokens = min(self.size, self.tokens + (now - self.at) * self.refill)
-        self.at = now
+        if now > self.at:  # a call dated a little earlier than the last (inside an invocation) adds none
+            self.tokens = min(self.size, self.tokens + (now - self.at) * self.refill)
+            self.at = now
 
     def try_take(self, now: float) -> bool:
         self._fill(now)
@@ -153,24 +205,43 @@ class TokenBucket:
 
 
 #: DynamoDB's size of a number: about one byte per two significant digits, plus one; a lease's expiry
-#: (epoch seconds with microseconds, 16 digits) is 9 bytes, the count 2.
+#: (epoch seconds with microseconds, 16 digits) is 9 bytes, the count 2, a TTL (10 digits) 6.
 EXPIRY_BYTES = 9
 COUNT_BYTES = 2
-#: One lease or waiting record: its attribute name (``lease:`` / ``wait:`` and the holder: the execution
-#: name, ``#`` and an index of 1-2 digits) and its number.
-LEASE_BYTES = len(LEASE_PREFIX) + EXECUTION_NAME_LENGTH + 3 + EXPIRY_BYTES
-WAIT_BYTES = len(WAIT_PREFIX) + EXECUTION_NAME_LENGTH + 3 + EXPIRY_BYTES
+TTL_BYTES = 6
+#: A holder id: the execution name, ``#`` and the image's index (1-2 digits).
+HOLDER_LENGTH = EXECUTION_NAME_LENGTH + 3
+#: One lease in the slots item: its attribute name (``lease:<holder>``) and its expiry.
+LEASE_BYTES = len(LEASE_PREFIX) + HOLDER_LENGTH + EXPIRY_BYTES
+#: ``$$.Execution.StartTime`` as Step Functions gives it (``2026-11-30T14:00:00.000Z``).
+START_TIME_LENGTH = 24
+#: The waiting counter's item (``~waiting``): under 1 KB.
+COUNTER_WRITE_UNITS = 1
 
 
-def item_bytes(model: str, leases: int, waiting: int) -> int:
-    """The slots item's size as DynamoDB counts it (attribute names and values), from its counts."""
-    return len("model") + len(model) + len(COUNT) + COUNT_BYTES + leases * LEASE_BYTES + waiting * WAIT_BYTES
+def slots_item_bytes(model: str, leases: int) -> int:
+    """The slots item's size as DynamoDB counts it (attribute names and values), from its leases."""
+    return len("model") + len(model) + len(COUNT) + COUNT_BYTES + leases * LEASE_BYTES
+
+
+def ticket_bytes(model: str, token_characters: int) -> int:
+    """One ticket item of the waiters table as ``DynamoSlotStore`` writes it: model, place
+    (``<start time>#<holder>``), holder, token, since and the TTL attribute, names and values."""
+    place = START_TIME_LENGTH + 1 + HOLDER_LENGTH
+    return (
+        len(QUEUE_KEY) + len(model)
+        + len(PLACE) + place
+        + len("holder") + HOLDER_LENGTH
+        + len("token") + token_characters
+        + len("since") + EXPIRY_BYTES
+        + len("expires_at") + TTL_BYTES
+    )  # fmt: skip
 
 
 class DynamoRefused(Exception):
-    """DynamoDB's refusal of a write: ``ProvisionedThroughputExceededException`` (the partition's write
-    units for this second are spent; botocore retries it) or ``ValidationException`` (the item would
-    pass 400 KB; not retried)."""
+    """DynamoDB's refusal of a request: ``ProvisionedThroughputExceededException`` after botocore's
+    attempts (the partition's units for the second were spent each time) or ``ValidationException``
+    (the item would pass 400 KB; not retried)."""
 
     def __init__(self, code: str) -> None:
         super().__init__(code)
@@ -180,62 +251,168 @@ class DynamoRefused(Exception):
 
 THROTTLED = "ProvisionedThroughputExceededException"
 TOO_LARGE = "ValidationException"
+Partition = tuple[str, str]  # ("slots" | "waiters", model)
 
 
 class MeteredSlotStore(MemorySlotStore):
-    """The memory store with DynamoDB's limits on one item: each write costs write units (1 per KB of
-    the larger of the item before and after; a write whose condition fails costs them too), a
-    partition takes ``partition_units`` a second (past them a write is throttled and changes nothing),
-    and an item may not pass ``item_limit`` bytes. Counted per model and per second of simulated time."""
+    """The memory store with DynamoDB's limits and round trips, per partition: a model's slots item
+    (``("slots", model)``) and its tickets (``("waiters", model)``: the waiters table's partition key is
+    the model, so one model's queue is one partition as long as DynamoDB does not split it).
 
-    def __init__(self, clock: Callable[[], float], *, partition_units: int, item_limit: int) -> None:
+    Every request costs a round trip (estimated) and units: a write 1 per KB of the larger of the item
+    before and after (a write whose condition fails too), a strongly consistent read 1 per 4 KB (a
+    Query: of the items it returns, together), an eventually consistent read half that. A partition
+    takes ``write_units`` and ``read_units`` a second; past them the request is throttled and botocore
+    retries it (``attempts`` in all, full-jitter backoff), then it raises ``DynamoRefused`` and changes
+    nothing. A step is atomic at the instant the simulated Lambda function runs it; the time its
+    requests take (round trips, backoffs; ``SendTaskSuccess`` adds its own) adds up in ``elapsed``,
+    which the invocation then waits out, and each request is metered in the second it would be sent."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        *,
+        write_units: int,
+        read_units: int,
+        item_limit: int,
+        round_trip: float,
+        attempts: int,
+        rng: random.Random,
+        token_characters: int,
+    ) -> None:
         super().__init__()
         self.clock = clock
-        self.partition_units = partition_units
+        self.limit = {"write": float(write_units), "read": float(read_units)}
         self.item_limit = item_limit
-        self.write_units: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        self.round_trip = round_trip
+        self.attempts = attempts
+        self.rng = rng
+        self.token_characters = token_characters
+        self.elapsed = 0.0
+        self.units: dict[str, dict[Partition, dict[int, float]]] = {
+            kind: defaultdict(lambda: defaultdict(float)) for kind in ("write", "read")
+        }
+        self.total_units = {"write": 0.0, "read": 0.0}
+        self.requests = 0
+        self.throttled: dict[Partition, int] = defaultdict(int)  # attempts throttled
+        self.refused: dict[Partition, int] = defaultdict(int)  # requests failed after every attempt
         self.max_bytes: dict[str, int] = defaultdict(int)
-        self.total_write_units = 0
-        self.throttled: dict[str, int] = defaultdict(int)
         self.too_large: dict[str, int] = defaultdict(int)
 
-    def _size(self, model: str) -> int:
-        item = self._item(model)
-        return item_bytes(model, len(item.leases), len(item.waiting))
+    def begin(self) -> None:
+        """A new Lambda invocation: its requests' time starts at 0."""
+        self.elapsed = 0.0
 
-    def _metered(self, model: str, grows_by: int, write: Callable[[], Any]) -> Any:
-        before = self._size(model)
+    def _send(self, partition: Partition, kind: str, units: float, step: Callable[[], Any]) -> Any:
+        spent = self.units[kind][partition]
+        for attempt in range(1, self.attempts + 1):
+            self.elapsed += self.round_trip
+            self.requests += 1
+            second = int(self.clock() + self.elapsed)
+            if spent[second] + units <= self.limit[kind]:
+                spent[second] += units
+                self.total_units[kind] += units
+                return step()
+            self.throttled[partition] += 1
+            if attempt < self.attempts:  # botocore's standard mode: full jitter, base 1 s, at most 20 s
+                self.elapsed += self.rng.random() * min(2.0 ** (attempt - 1), 20.0)
+        self.refused[partition] += 1
+        raise DynamoRefused(THROTTLED)
+
+    # -- the slots item -------------------------------------------------------------------------
+    def _slots_bytes(self, model: str) -> int:
+        return slots_item_bytes(model, len(self._item(model).leases))
+
+    def _slots_write(self, model: str, grows_by: int, step: Callable[[], Any]) -> Any:
+        before = self._slots_bytes(model)
         if before + grows_by > self.item_limit:
             self.too_large[model] += 1
             raise DynamoRefused(TOO_LARGE)
         units = max(1, math.ceil((before + max(0, grows_by)) / 1024))
-        spent = self.write_units[model]
-        second = int(self.clock())
-        if spent[second] + units > self.partition_units:
-            self.throttled[model] += 1
-            raise DynamoRefused(THROTTLED)
-        result = write()
-        spent[second] += units
-        self.total_write_units += units
-        self.max_bytes[model] = max(self.max_bytes[model], before, self._size(model))
+        result = self._send(("slots", model), "write", units, step)
+        self.max_bytes[model] = max(self.max_bytes[model], before, self._slots_bytes(model))
         return result
 
     def take(self, model: str, holder: str, limit: int, expires: float) -> Any:
-        return self._metered(
-            model, LEASE_BYTES, lambda: super(MeteredSlotStore, self).take(model, holder, limit, expires)
+        return self._slots_write(
+            model, LEASE_BYTES, lambda: MemorySlotStore.take(self, model, holder, limit, expires)
         )
 
     def give_back(self, model: str, holder: str, expected_expiry: float | None) -> bool:
         return bool(
-            self._metered(
-                model, 0, lambda: super(MeteredSlotStore, self).give_back(model, holder, expected_expiry)
+            self._slots_write(
+                model, 0, lambda: MemorySlotStore.give_back(self, model, holder, expected_expiry)
             )
         )
 
-    def note_waiting(self, model: str, holder: str, now: float, forget: tuple[str, ...]) -> None:
-        self._metered(
-            model, WAIT_BYTES, lambda: super(MeteredSlotStore, self).note_waiting(model, holder, now, forget)
+    def hand_over(self, model: str, giver: str, taker: str, expires: float) -> HandOver:
+        moved: HandOver = self._slots_write(
+            model, 0, lambda: MemorySlotStore.hand_over(self, model, giver, taker, expires)
         )
+        return moved
+
+    def read(self, model: str) -> SlotState:
+        units = max(1, math.ceil(self._slots_bytes(model) / 4096))  # GetItem, ConsistentRead
+        state: SlotState = self._send(
+            ("slots", model), "read", units, lambda: MemorySlotStore.read(self, model)
+        )
+        return state
+
+    # -- the queue ------------------------------------------------------------------------------
+    def _ticket_units(self, model: str) -> int:
+        return max(1, math.ceil(ticket_bytes(model, self.token_characters) / 1024))
+
+    def _count(self, model: str) -> None:
+        """The waiting counter's UpdateItem (DynamoSlotStore swallows its failure: a metric)."""
+        with contextlib.suppress(DynamoRefused):
+            self._send(("waiters", model), "write", COUNTER_WRITE_UNITS, lambda: None)
+
+    def enqueue(self, model: str, ticket: Ticket) -> bool:
+        new: bool = self._send(
+            ("waiters", model),
+            "write",
+            self._ticket_units(model),
+            lambda: MemorySlotStore.enqueue(self, model, ticket),
+        )
+        if new:
+            self._count(model)
+        return new
+
+    def oldest(self, model: str, count: int) -> list[Ticket]:
+        returned = min(max(1, count), len(self._queue(model)))
+        units = max(1, math.ceil(returned * ticket_bytes(model, self.token_characters) / 4096))
+        tickets: list[Ticket] = self._send(
+            ("waiters", model), "read", units, lambda: MemorySlotStore.oldest(self, model, count)
+        )
+        return tickets
+
+    def claim(self, model: str, ticket: Ticket) -> bool:
+        claimed: bool = self._send(
+            ("waiters", model),
+            "write",
+            self._ticket_units(model),
+            lambda: MemorySlotStore.claim(self, model, ticket),
+        )
+        if claimed:
+            self._count(model)
+        return claimed
+
+    def requeue(self, model: str, ticket: Ticket) -> None:
+        present = ticket.place in self._queue(model)
+        self._send(
+            ("waiters", model),
+            "write",
+            self._ticket_units(model),
+            lambda: MemorySlotStore.requeue(self, model, ticket),
+        )
+        if not present:
+            self._count(model)
+
+    def waiting(self, model: str) -> int:
+        count: int = self._send(  # GetItem of the counter, eventually consistent: half a unit
+            ("waiters", model), "read", 0.5, lambda: MemorySlotStore.waiting(self, model)
+        )
+        return count
 
 
 # -- calibration ----------------------------------------------------------------------------------
@@ -243,9 +420,13 @@ class MeteredSlotStore(MemorySlotStore):
 
 def calibrate(samples: int = 60) -> dict[str, Any]:
     """The handlers' own seconds measured offline: from ``results/fanout.json`` (GenerateImage beside
-    its model call, ValidateRequest, BuildManifest: medians), and the Admission handler's acquire and
-    release timed here over moto's DynamoDB (the same ``Semaphore`` and ``DynamoSlotStore`` the
-    function runs; moto answers in-process, so this is our code and moto's, without a network)."""
+    its model call, ValidateRequest, BuildManifest: medians), and the Admission handler's four paths
+    timed here over moto's DynamoDB with the two tables ``imagegen.runtime.engine.create_admission_table``
+    creates (the same ``Semaphore`` and ``DynamoSlotStore`` the function runs): an acquire that takes a
+    free slot, one that finds none and queues its ticket (then fills), a release that hands its slot to
+    a waiting ticket (and wakes it: a no-op here) and one that gives it back. moto answers in-process,
+    so each figure is our code, botocore's and moto's own work without a network: the simulation adds
+    an estimated round trip per request on top (an upper bound: moto's work stands in for DynamoDB's)."""
     fanout = json.loads(FANOUT.read_text())
     handlers = fanout["handler_seconds"]
     generate_own = (
@@ -255,35 +436,62 @@ def calibrate(samples: int = 60) -> dict[str, Any]:
     from image_pipeline.core.admission import DynamoSlotStore
     from moto import mock_aws
 
+    from imagegen.runtime.engine import ADMISSION_TABLE, ADMISSION_WAITERS_TABLE, create_admission_table
+
+    timings: dict[str, list[float]] = defaultdict(list)
+
+    def timed(kind: str, call: Callable[[], Any]) -> Any:
+        began = time.perf_counter()
+        result = call()
+        timings[kind].append(time.perf_counter() - began)
+        return result
+
     with mock_aws():
         client = boto3.client(
             "dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
         )
-        client.create_table(
-            TableName="slots",
-            KeySchema=[{"AttributeName": "model", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "model", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        semaphore = Semaphore(DynamoSlotStore(client, "slots"))
-        acquire, release = [], []
+        create_admission_table(client)
+        semaphore = Semaphore(DynamoSlotStore(client, ADMISSION_TABLE, ADMISSION_WAITERS_TABLE))
         for i in range(samples):
-            began = time.perf_counter()
-            semaphore.acquire("m", f"calibration#{i}", 4, time.time())
-            acquire.append(time.perf_counter() - began)
-            began = time.perf_counter()
-            semaphore.release("m", f"calibration#{i}")
-            release.append(time.perf_counter() - began)
+            _time_paths(semaphore, i, timed)
     return {
-        "source": "benchmarks/results/fanout.json (medians of the offline run it records) and moto 5.2.5 timed here",
+        "source": "benchmarks/results/fanout.json (medians of the offline run it records) and moto 5.2.5 timed "
+        "here over the slots and waiters tables (imagegen.runtime.engine.create_admission_table)",
         "fanout_measured_at": fanout.get("meta", {}).get("written_at"),
         "generate_image_own_seconds": round(max(0.0, generate_own), 4),
         "validate_request_seconds": handlers["imagegen-validate-request"]["median"],
         "build_manifest_seconds": handlers["imagegen-build-manifest"]["median"],
-        "admission_acquire_seconds": round(statistics.median(acquire), 4),
-        "admission_release_seconds": round(statistics.median(release), 4),
+        **{f"admission_{kind}_seconds": round(statistics.median(t), 4) for kind, t in timings.items()},
         "admission_samples": samples,
     }
+
+
+def _time_paths(semaphore: Semaphore, i: int, timed: Callable[[str, Callable[[], Any]], Any]) -> None:
+    """One round of the four admission paths at a quota of 1 (see :func:`calibrate`)."""
+    now = time.time()
+    first, second = holder_id("calibration", 2 * i), holder_id("calibration", 2 * i + 1)
+    tickets = [Ticket(h, f"token-{h}", ticket_place(None, h, now), now) for h in (first, second)]
+
+    def woken(token: str, output: Any) -> bool:
+        return True
+
+    def never(execution: str) -> bool:
+        return False
+
+    granted = timed(
+        "acquire_take", lambda: semaphore.acquire("m", tickets[0], 1, now, notify=woken, cancelled=never)
+    )
+    queued = timed(
+        "acquire_queue", lambda: semaphore.acquire("m", tickets[1], 1, now, notify=woken, cancelled=never)
+    )
+    handed = timed(
+        "release_hand_off", lambda: semaphore.release("m", first, 1, now, notify=woken, cancelled=never)
+    )
+    back = timed(
+        "release_give_back", lambda: semaphore.release("m", second, 1, now, notify=woken, cancelled=never)
+    )
+    if granted is None or queued is not None or not handed or not back:
+        raise RuntimeError("calibration: the admission paths did not go as timed")
 
 
 # -- the simulation -------------------------------------------------------------------------------
@@ -312,6 +520,10 @@ class Request:
     statuses: list[str] = field(default_factory=list)
     refused: bool = False
     failed_step: str | None = None
+    started: float = 0.0
+    deadline: float = math.inf
+    start_time: str | None = None  # $$.Execution.StartTime
+    timed_out: bool = False
 
 
 @dataclass
@@ -353,10 +565,21 @@ class Deployment:
         self.prices = prices
         self.store = MeteredSlotStore(
             lambda: self.env.now,
-            partition_units=self.limits["dynamodb_partition_write_units_per_second"]["value"],
+            write_units=self.limits["dynamodb_partition_write_units_per_second"]["value"],
+            read_units=self.limits["dynamodb_partition_read_units_per_second"]["value"],
             item_limit=self.limits["dynamodb_item_bytes"]["value"],
+            round_trip=self.est["dynamodb_round_trip_seconds"],
+            attempts=ADMISSION_ATTEMPTS,
+            rng=random.Random(config.seed + 2),
+            token_characters=self.est["task_token_characters"],
         )
         self.semaphore = Semaphore(self.store)
+        send = self.limits["step_functions_send_task_success"]
+        self.send_task = TokenBucket(send["bucket"], send["refill_per_second"])
+        self.tokens: dict[str, simpy.Event] = {}  # the task tokens whose tasks wait, and their wake-up
+        self.token_serial = itertools.count(1)
+        self.acquire_timeout = asl_timeouts()["AcquireSlot"]
+        self.keeper_interval = self.limits["admission_keeper_interval_seconds"]["value"]
         transitions = self.limits["step_functions_state_transitions"]
         starts = self.limits["step_functions_start_execution"]
         self.transitions = TokenBucket(transitions["bucket"], transitions["refill_per_second"])
@@ -385,15 +608,26 @@ class Deployment:
         self.saturated_seconds: dict[str, int] = defaultdict(int)
         self.saturated_busy: dict[str, float] = defaultdict(float)
         self.no_slot_answers = 0
+        self.acquire_timeouts = 0
+        self.send_task_calls = 0
+        self.send_task_delayed = 0
+        self.dead_tokens = 0
+        self.early_release_failed_count = 0
+        self.keeper_rounds = 0
+        self.keeper_failed = 0
+        self.tickets_peak: dict[str, int] = defaultdict(int)
         self.s3_puts = 0
         self.s3_gets = 0
         self.slot_violations = 0
 
     # -- building blocks ------------------------------------------------------------------------
 
-    def transition(self) -> Process:
-        """Enter a state: one state transition (Step Functions' token bucket, waited for when empty)."""
+    def transition(self, request: Request | None = None) -> Process:
+        """Enter a state: one state transition (Step Functions' token bucket, waited for when empty).
+        An execution past its ``TimeoutSeconds`` enters no state: ``ExecutionTimedOut``."""
         now = self.env.now
+        if request is not None and now >= request.deadline:
+            raise ExecutionTimedOut()
         self.transitions_total += 1
         self.transitions_per_second[int(now)] += 1
         delay = self.transitions.delay_for(now)
@@ -401,11 +635,11 @@ class Deployment:
             self.transitions_delayed += 1
         yield self.env.timeout(delay + self.est["state_transition_seconds"])
 
-    def task(self, state: str, body: Callable[[], Process]) -> Process:
+    def task(self, state: str, body: Callable[[], Process], request: Request | None = None) -> Process:
         """A Task state: its attempts and the ASL's Retry for it; TaskFailed for its Catch."""
         retriers = self.retriers[state]
         used = [0] * len(retriers)
-        yield from self.transition()
+        yield from self.transition(request)
         while True:
             try:
                 return (yield from body())
@@ -420,7 +654,7 @@ class Deployment:
                 else:
                     raise
             yield self.env.timeout(delay)
-            yield from self.transition()  # a retry is billed as a transition
+            yield from self.transition(request)  # a retry is billed as a transition
 
     def invoke(self, memory_mb: int, work: Callable[[], Process]) -> Process:
         """One Lambda invocation: throttled past the account's concurrency (the caller's Retry)."""
@@ -441,49 +675,155 @@ class Deployment:
     def sleep(self, seconds: float) -> Process:
         yield self.env.timeout(seconds)
 
-    # -- admission: the very Semaphore over the memory store -------------------------------------
+    # -- admission: the very Semaphore over the memory store, on the simulation's clock ----------
 
-    def dynamo_backoff(self, attempt: int) -> float:
-        """botocore's standard mode before retry ``attempt`` (1-based) of a throttled call."""
-        return self.rng.random() * min(1.0 * 2 ** (attempt - 1), 20.0)
+    def begin_admission(self) -> None:
+        """A Lambda invocation that runs the semaphore: its requests' time from 0, a fresh report."""
+        self.store.begin()
+        self.semaphore.report = HandOffReport()
 
-    def acquire(self, model: str, holder: str, since: list[float | None]) -> Process:
+    def notify(self, token: str, output: Mapping[str, Any]) -> bool:
+        """``SendTaskSuccess(token, output)``, as ``admission_runtime.send_task_success``: True when the
+        token's task waits (its branch is woken when the call has been answered), False when it no
+        longer does (its wait timed out, or its execution did: ``TaskTimedOut``). The call's time and
+        Step Functions' API bucket for it are added to the invocation's time."""
+        self.send_task_calls += 1
+        self.store.elapsed += self.est["send_task_success_seconds"]
+        queued = self.send_task.delay_for(self.env.now + self.store.elapsed)
+        if queued > 0:
+            self.send_task_delayed += 1
+            self.store.elapsed += queued
+        wake = self.tokens.pop(token, None)
+        if wake is None:
+            self.dead_tokens += 1
+            return False
+        answer = dict(output)
+        timer = self.env.timeout(self.store.elapsed)
+
+        def woken(_event: simpy.Event) -> None:
+            wake.succeed(answer)
+
+        timer.callbacks.append(woken)
+        return True
+
+    def cancelled(self, execution: str) -> bool:
+        """The cancellation marker's S3 look-up (no job is cancelled in this traffic)."""
+        self.s3_gets += 1
+        self.store.elapsed += self.est["s3_request_seconds"]
+        return False
+
+    def admission_acquire(self, request: Request, holder: str, token: str) -> Process:
+        """The Admission function's ``acquire`` (handlers/admission.py): take a slot and wake the branch
+        itself, or queue the ticket; NoSlot when DynamoDB throttled the take or the enqueue."""
+        model, now = request.model, self.env.now
+        limit = self.models[model].quota
+        self.begin_admission()
+        ticket = Ticket(holder, token, ticket_place(request.start_time, holder, now), now)
+        error, kind = None, "acquire_take"
+        try:
+            granted = self.semaphore.acquire(
+                model, ticket, limit, now, notify=self.notify, cancelled=self.cancelled
+            )
+            if granted is None:
+                kind = "acquire_queue"
+            else:
+                answer = {"holder": holder, "admission": "granted", "limit": limit, "waited_seconds": 0.0}
+                if not self.notify(token, answer):  # the branch stopped waiting meanwhile: the slot goes on
+                    self.semaphore.release(
+                        model, holder, limit, now, notify=self.notify, cancelled=self.cancelled
+                    )
+        except NoSlot:
+            self.no_slot_answers += 1
+            error = "NoSlot"
+        except Exception as exc:  # DynamoDB's refusal after botocore's attempts: the function fails
+            error = f"DynamoDB.{getattr(exc, 'code', type(exc).__name__)}"
+        yield self.env.timeout(self.store.elapsed + self.cal[f"admission_{kind}_seconds"])
+        if error:
+            raise TaskFailed(error)
+
+    def acquire_slot(self, request: Request, holder: str) -> Process:
+        """One attempt of ``AcquireSlot`` (``lambda:invoke.waitForTaskToken``): a new task token, the
+        Admission function invoked with it, then the wait for the token, without transitions or writes,
+        until ``SendTaskSuccess`` or the state's ``TimeoutSeconds`` (``States.Timeout``: the ASL's Retry
+        asks again, the ticket keeping its place) or the execution's timeout."""
+        model, began = request.model, self.env.now
+        token = f"{holder}/{next(self.token_serial)}"
+        wake = self.env.event()
+        self.tokens[token] = wake
+        try:
+            yield from self.invoke(STEP_MB, lambda: self.admission_acquire(request, holder, token))
+        except TaskFailed:
+            self.tokens.pop(token, None)  # the task failed: its token is dead
+            raise
+        waiting = token in self.tokens
+        if waiting:
+            self.waiting[model] += 1
+            self.waiting_peak[model] = max(self.waiting_peak[model], self.waiting[model])
+        try:
+            while token in self.tokens:
+                left = min(began + self.acquire_timeout, request.deadline) - self.env.now
+                yield wake | self.env.timeout(max(0.0, left))
+                if token in self.tokens and not wake.triggered:  # nobody sent it: the wait is over
+                    del self.tokens[token]
+                    if self.env.now >= request.deadline:
+                        raise ExecutionTimedOut()
+                    self.acquire_timeouts += 1
+                    raise TaskFailed("States.Timeout")
+            output = yield wake  # sent: the branch goes on once SendTaskSuccess is answered
+        finally:
+            if waiting:
+                self.waiting[model] -= 1
+        if output.get("admission") != "granted":
+            raise TaskFailed(f"Admission.{output.get('admission')}")
+
+    def admission_release(self, model: str, holder: str) -> Process:
+        """``ReleaseSlot`` / ``ReleaseSlotAfterFailure``: the Admission function's full release (the
+        slot handed on or given back if still held, then fill)."""
+
         def work() -> Process:
-            for attempt in range(1, ADMISSION_ATTEMPTS + 1):
-                yield self.env.timeout(self.est["dynamodb_round_trip_seconds"])
-                try:
-                    self.semaphore.acquire(model, holder, self.models[model].quota, self.env.now)
-                    break
-                except NoSlot:
-                    self.no_slot_answers += 1
-                    if since[0] is None:
-                        since[0] = self.env.now
-                        self.waiting[model] += 1
-                        self.waiting_peak[model] = max(self.waiting_peak[model], self.waiting[model])
-                    yield self.env.timeout(self.cal["admission_acquire_seconds"])
-                    raise TaskFailed("NoSlot") from None
-                except DynamoRefused as refused:  # the Admission function's error after botocore's attempts
-                    if refused.code != THROTTLED or attempt == ADMISSION_ATTEMPTS:
-                        raise TaskFailed(f"DynamoDB.{refused.code}") from None
-                    yield self.env.timeout(self.dynamo_backoff(attempt))
-            yield self.env.timeout(self.cal["admission_acquire_seconds"])
+            self.begin_admission()
+            limit, error = self.models[model].quota, None
+            try:
+                held = self.semaphore.release(
+                    model, holder, limit, self.env.now, notify=self.notify, cancelled=self.cancelled
+                )
+            except Exception as exc:
+                held, error = False, f"DynamoDB.{getattr(exc, 'code', type(exc).__name__)}"
+            kind = "release_hand_off" if held and self.semaphore.report.woken else "release_give_back"
+            yield self.env.timeout(self.store.elapsed + self.cal[f"admission_{kind}_seconds"])
+            if error:
+                raise TaskFailed(error)
 
         yield from self.invoke(STEP_MB, work)
 
-    def release(self, model: str, holder: str) -> Process:
-        def work() -> Process:
-            for attempt in range(1, ADMISSION_ATTEMPTS + 1):
-                yield self.env.timeout(self.est["dynamodb_round_trip_seconds"])
-                try:
-                    self.semaphore.release(model, holder)
-                    break
-                except DynamoRefused as refused:
-                    if refused.code != THROTTLED or attempt == ADMISSION_ATTEMPTS:
-                        raise TaskFailed(f"DynamoDB.{refused.code}") from None
-                    yield self.env.timeout(self.dynamo_backoff(attempt))
-            yield self.env.timeout(self.cal["admission_release_seconds"])
+    def early_release_failed(self, exc: Exception) -> None:
+        self.early_release_failed_count += 1
 
-        yield from self.invoke(STEP_MB, work)
+    def keeper(self) -> Process:
+        """The keeper: the Admission function's ``sweep`` every minute (an EventBridge schedule)."""
+        while True:
+            yield self.env.timeout(self.keeper_interval)
+            self.keeper_rounds += 1
+            try:
+                yield from self.invoke(STEP_MB, self.keeper_round)
+            except TaskFailed:
+                self.keeper_failed += 1
+
+    def keeper_round(self) -> Process:
+        """handlers/admission.py ``_sweep``: every model with a lease or a ticket swept, then its
+        slots in use and branches waiting read for the metrics."""
+        self.begin_admission()
+        now = self.env.now
+        try:
+            for model, spec in self.models.items():
+                if not self.store.read(model).leases and not self.store.oldest(model, 1):
+                    continue
+                self.semaphore.sweep(model, spec.quota, now, notify=self.notify, cancelled=self.cancelled)
+                self.store.read(model)
+                self.store.waiting(model)
+        except Exception:  # a refused request: the next round goes on
+            self.keeper_failed += 1
+        yield self.env.timeout(self.store.elapsed + self.cal["admission_release_give_back_seconds"])
 
     # -- Bedrock: a quota of calls in flight per model --------------------------------------------
 
@@ -511,9 +851,19 @@ class Deployment:
             self.s3_puts += 1  # the cancellation check (ListObjectsV2, priced as a PUT)
             yield from self.call_model(request.model)
             if self.config.admission and self.config.release_after_model_call:
-                yield self.env.timeout(self.est["dynamodb_round_trip_seconds"])
-                with contextlib.suppress(DynamoRefused):  # one attempt; ReleaseSlot is the safety net
-                    self.semaphore.release(request.model, holder)
+                # GenerateImage's early hand-off: one ticket, no fill; never raises (ReleaseSlot is the net)
+                self.begin_admission()
+                release_after_call(
+                    self.semaphore,
+                    request.model,
+                    holder,
+                    self.models[request.model].quota,
+                    self.env.now,
+                    notify=self.notify,
+                    cancelled=self.cancelled,
+                    on_error=self.early_release_failed,
+                )
+                yield self.env.timeout(self.store.elapsed)
             yield self.env.timeout(self.cal["generate_image_own_seconds"] + self.est["image_upload_seconds"])
             self.s3_puts += 1
             return "SUCCEEDED"
@@ -522,32 +872,40 @@ class Deployment:
 
     # -- one request ----------------------------------------------------------------------------
 
+    def image(self, request: Request, holder: str) -> Process:
+        """One Map branch's states: its image's status."""
+        model = request.model
+        try:
+            if self.config.admission:
+                began = self.env.now
+                yield from self.task("AcquireSlot", lambda: self.acquire_slot(request, holder), request)
+                self.waited[model].append(self.env.now - began)
+            status = yield from self.task("GenerateImage", lambda: self.generate(request, holder), request)
+        except TaskFailed as failure:
+            status = "THROTTLED" if failure.name == "ModelThrottled" else f"FAILED:{failure.name}"
+            if self.config.admission:
+                with contextlib.suppress(TaskFailed):  # not given back: the lease expires
+                    yield from self.task(
+                        "ReleaseSlotAfterFailure", lambda: self.admission_release(model, holder), request
+                    )
+            yield from self.transition(request)  # RecordImageFailure
+            return status
+        if self.config.admission:
+            try:
+                yield from self.task("ReleaseSlot", lambda: self.admission_release(model, holder), request)
+            except TaskFailed:  # the Catch: KeepImageRecord (the image is kept, the lease expires)
+                yield from self.transition(request)
+        if request.first_image is None:
+            request.first_image = self.env.now
+        return status
+
     def branch(self, request: Request, index: int, lane: simpy.Resource) -> Process:
         with lane.request() as turn:
             yield turn
-            holder = holder_id(request.execution_name, index)
-            model = request.model
-            status = "FAILED"
-            since: list[float | None] = [None]
             try:
-                if self.config.admission:
-                    try:
-                        yield from self.task("AcquireSlot", lambda: self.acquire(model, holder, since))
-                    finally:
-                        if since[0] is not None:
-                            self.waiting[model] -= 1
-                    self.waited[model].append(self.env.now - since[0] if since[0] is not None else 0.0)
-                status = yield from self.task("GenerateImage", lambda: self.generate(request, holder))
-                if self.config.admission:
-                    yield from self.task("ReleaseSlot", lambda: self.release(model, holder))
-                if request.first_image is None:
-                    request.first_image = self.env.now
-            except TaskFailed as failure:
-                status = "THROTTLED" if failure.name == "ModelThrottled" else f"FAILED:{failure.name}"
-                if self.config.admission:
-                    with contextlib.suppress(TaskFailed):  # not given back: the lease expires
-                        yield from self.task("ReleaseSlotAfterFailure", lambda: self.release(model, holder))
-                yield from self.transition()  # RecordImageFailure
+                status = yield from self.image(request, holder_id(request.execution_name, index))
+            except ExecutionTimedOut:  # the execution ended: its branch stops where it was
+                status = "TIMED_OUT"
             request.statuses.append(status)
             request.last_image = self.env.now
 
@@ -563,33 +921,51 @@ class Deployment:
                 return
             yield self.env.timeout(self.rng.random() * min(2 ** (attempt - 1), 20))
         yield self.env.timeout(self.est["start_execution_seconds"])
+        request.started = self.env.now
+        request.deadline = self.env.now + self.limits["execution_timeout_seconds"]["value"]
+        request.start_time = (
+            (START_OF_DAY + timedelta(seconds=self.env.now))
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
+        try:
+            yield from self.execution(request)
+        except ExecutionTimedOut:
+            request.timed_out = True
+            request.ended = request.deadline
+
+    def execution(self, request: Request) -> Process:
         try:
             yield from self.task(
                 "ValidateRequest",
                 lambda: self.invoke(STEP_MB, lambda: self.sleep(self.cal["validate_request_seconds"])),
+                request,
             )
         except TaskFailed as failure:  # the Catch: PublishFailed, Failed; no image is made
             request.statuses = [f"FAILED:{failure.name}"] * request.images
             request.failed_step = "ValidateRequest"
-            yield from self.transition()
-            yield from self.transition()
+            yield from self.transition(request)
+            yield from self.transition(request)
             request.last_image = request.ended = self.env.now
             return
-        yield from self.transition()  # the Map
+        yield from self.transition(request)  # the Map
         lane = simpy.Resource(self.env, capacity=self.map_limit)
         branches = [self.env.process(self.branch(request, i, lane)) for i in range(request.images)]
         yield self.env.all_of(branches)
+        if self.env.now >= request.deadline:
+            raise ExecutionTimedOut()
         self.s3_gets += request.images  # BuildManifest's HeadObject per image
         self.s3_puts += 1  # the manifest
         try:
             yield from self.task(
                 "BuildManifest",
                 lambda: self.invoke(STEP_MB, lambda: self.sleep(self.cal["build_manifest_seconds"])),
+                request,
             )
         except TaskFailed:  # the Catch: the execution fails, its stored images stay in S3
             request.failed_step = "BuildManifest"
-        yield from self.transition()  # PublishCompleted (or PublishFailed)
-        yield from self.transition()  # Done
+        yield from self.transition(request)  # PublishCompleted (or PublishFailed)
+        yield from self.transition(request)  # Done
         request.ended = self.env.now
 
     # -- traffic --------------------------------------------------------------------------------
@@ -643,8 +1019,11 @@ class Deployment:
                 if self.waiting[name] > 0:
                     self.saturated_seconds[name] += 1
                     self.saturated_busy[name] += self.in_flight[name] / spec.quota
-                if self.config.admission and self.store._item(name).in_use > spec.quota:
-                    self.slot_violations += 1
+                if self.config.admission:
+                    item = self.store._item(name)
+                    if item.in_use > spec.quota or item.in_use != len(item.leases):
+                        self.slot_violations += 1
+                    self.tickets_peak[name] = max(self.tickets_peak[name], len(self.store._queue(name)))
             yield self.env.timeout(1.0)
 
     def run(self, bursts: list[float]) -> None:
@@ -652,6 +1031,8 @@ class Deployment:
         end = start + self.config.hours * 3600
         self.env.process(self.arrivals(end, bursts))
         self.env.process(self.sampler())
+        if self.config.admission:
+            self.env.process(self.keeper())
         # run until every request that arrived has ended (the sampler never ends: stop when idle)
         hour = start
         while hour < end:  # an hour at a time, saying how far it got
@@ -661,6 +1042,28 @@ class Deployment:
                 print(f"    {hour / 3600:.0f}:00  {len(self.requests)} requests so far", flush=True)
         while any(r.ended is None and not r.refused for r in self.requests):
             self.env.run(until=self.env.now + 60)
+        self.ended_at = self.env.now
+        self.left_when_ended = self.leftover()
+        # then the keeper's rounds until every lease left by a stopped execution has expired and been
+        # reclaimed (a live branch never leaves one), at most a lease's life and two rounds
+        drain_until = self.env.now + DEFAULT_LEASE_SECONDS + 2 * self.keeper_interval
+        while (
+            self.config.admission
+            and self.env.now < drain_until
+            and any(self.store._item(name).leases for name in self.models)
+        ):
+            self.env.run(until=self.env.now + self.keeper_interval)
+
+    def leftover(self) -> dict[str, dict[str, int]]:
+        """Per model: slots counted in use, leases held and tickets in the queue."""
+        return {
+            name: {
+                "in_use": self.store._item(name).in_use,
+                "leases": len(self.store._item(name).leases),
+                "tickets": len(self.store._queue(name)),
+            }
+            for name in self.models
+        }
 
     # -- the report -----------------------------------------------------------------------------
 
@@ -679,7 +1082,12 @@ class Deployment:
         for name, spec in self.models.items():
             made = sum(r.statuses.count("SUCCEEDED") for r in done if r.model == name)
             mean_latency = spec.median * math.exp(spec.sigma**2 / 2)
-            units = self.store.write_units.get(name, {})
+            slots, waiters = ("slots", name), ("waiters", name)
+            at_most = {
+                (kind, part): max(self.store.units[kind].get(part, {}).values(), default=0)
+                for kind in ("write", "read")
+                for part in (slots, waiters)
+            }
             per_model[name] = {
                 "quota_in_flight": spec.quota,
                 "images_requested": sum(r.images for r in self.requests if r.model == name),
@@ -701,10 +1109,18 @@ class Deployment:
                 ),
                 "waiting_branches_at_most": self.waiting_peak[name],
                 "wait_seconds": _stats(self.waited[name]) if self.config.admission else None,
+                "tickets_at_most": self.tickets_peak[name],
                 "slots_item_bytes_at_most": self.store.max_bytes.get(name, 0),
-                "slots_item_write_units_per_second_at_most": max(units.values(), default=0),
-                "slots_item_writes_throttled": self.store.throttled.get(name, 0),
+                "slots_item_write_units_per_second_at_most": at_most["write", slots],
+                "slots_item_read_units_per_second_at_most": at_most["read", slots],
+                "slots_item_requests_throttled": self.store.throttled.get(slots, 0),
+                "slots_item_requests_refused_after_retries": self.store.refused.get(slots, 0),
                 "slots_item_writes_refused_too_large": self.store.too_large.get(name, 0),
+                "ticket_item_bytes": ticket_bytes(name, self.store.token_characters),
+                "waiters_partition_write_units_per_second_at_most": at_most["write", waiters],
+                "waiters_partition_read_units_per_second_at_most": at_most["read", waiters],
+                "waiters_partition_requests_throttled": self.store.throttled.get(waiters, 0),
+                "waiters_partition_requests_refused_after_retries": self.store.refused.get(waiters, 0),
                 "first_image_seconds": _stats(
                     [r.first_image - r.arrival for r in done if r.model == name and r.first_image]
                 ),
@@ -713,13 +1129,10 @@ class Deployment:
                 ),
             }
         cost = self.cost(generated)
-        leftover = {
-            name: {"in_use": self.store._item(name).in_use, "leases": len(self.store._item(name).leases)}
-            for name in self.models
-        }
+        leftover = self.leftover()
         peak_transitions = max(self.transitions_per_second.values(), default=0)
         return {
-            "admission": self.config.admission,
+            "admission_control": self.config.admission,
             "release_after_model_call": self.config.release_after_model_call,
             "load": self.config.load,
             "quota_multiplier": self.config.quota_multiplier,
@@ -732,19 +1145,16 @@ class Deployment:
             "images": dict(sorted(statuses.items())),
             "images_generated": generated,
             "images_throttled": statuses.get("THROTTLED", 0),
-            "images_failed_other": sum(v for k, v in statuses.items() if k.startswith("FAILED")),
+            "images_failed_other": sum(
+                v for k, v in statuses.items() if k.startswith("FAILED") or k == "TIMED_OUT"
+            ),
             "first_image_seconds": _stats(first),
             "last_image_seconds": _stats(last),
             "executions_failed": {
                 step: sum(1 for r in done if r.failed_step == step)
                 for step in ("ValidateRequest", "BuildManifest")
             },
-            "executions_over_timeout": sum(
-                1
-                for r in done
-                if r.ended is not None
-                and r.ended - r.arrival > self.limits["execution_timeout_seconds"]["value"]
-            ),
+            "executions_timed_out": sum(1 for r in done if r.timed_out),
             "per_model": per_model,
             "lambda": {
                 "concurrency_at_most": self.lambda_peak,
@@ -759,7 +1169,25 @@ class Deployment:
                 "transitions_delayed_by_throttling": self.transitions_delayed,
                 "start_execution_throttled_attempts": self.start_throttled,
                 "no_slot_answers": self.no_slot_answers,
+                "acquire_slot_timeouts": self.acquire_timeouts,
+                "send_task_success_calls": self.send_task_calls,
+                "send_task_success_delayed_by_its_api_rate": self.send_task_delayed,
+                "send_task_success_refill_per_second": self.limits["step_functions_send_task_success"][
+                    "refill_per_second"
+                ],
+                "send_task_success_dead_tokens": self.dead_tokens,
             },
+            "admission": {
+                "early_hand_offs_failed": self.early_release_failed_count,
+                "keeper_rounds": self.keeper_rounds,
+                "keeper_rounds_failed": self.keeper_failed,
+                "dynamodb_requests": self.store.requests,
+                "dynamodb_write_units": round(self.store.total_units["write"], 1),
+                "dynamodb_read_units": round(self.store.total_units["read"], 1),
+                "left_when_the_last_execution_ended": getattr(self, "left_when_ended", None),
+            }
+            if self.config.admission
+            else None,
             "slots_left_at_end": leftover,
             "slot_count_above_quota_samples": self.slot_violations,
             "cost": cost,
@@ -775,8 +1203,9 @@ class Deployment:
             "step_functions": self.transitions_total * p("stepfunctions_standard_per_state_transition"),
             "lambda": self.lambda_requests * p("lambda_per_request")
             + self.lambda_gb_seconds * p("lambda_arm64_per_gb_second"),
-            "admission_dynamodb": self.store.total_write_units
-            * p("dynamodb_on_demand_per_write_request_unit"),
+            "admission_dynamodb": self.store.total_units["write"]
+            * p("dynamodb_on_demand_per_write_request_unit")
+            + self.store.total_units["read"] * p("dynamodb_on_demand_per_read_request_unit"),
             "s3": self.s3_puts * p("s3_put_per_request") + self.s3_gets * p("s3_get_per_request"),
         }
         per_thousand = {k: round(v / generated * 1000, 4) if generated else None for k, v in parts.items()}
@@ -840,14 +1269,29 @@ def next_limits(run: dict[str, Any], scenario: dict[str, Any]) -> list[str]:
         )
     if sfn["start_execution_throttled_attempts"]:
         found.append(f"StartExecution: {sfn['start_execution_throttled_attempts']} attempts throttled")
+    if sfn["send_task_success_delayed_by_its_api_rate"]:
+        found.append(
+            f"SendTaskSuccess: {sfn['send_task_success_delayed_by_its_api_rate']} calls waited for its API bucket "
+            f"(refill {sfn['send_task_success_refill_per_second']}/s)"
+        )
     wcu = limits["dynamodb_partition_write_units_per_second"]["value"]
+    rcu = limits["dynamodb_partition_read_units_per_second"]["value"]
     for name, m in run["per_model"].items():
-        if m["slots_item_write_units_per_second_at_most"] >= 0.5 * wcu:
-            found.append(
-                f"DynamoDB partition of {name}'s slots item: {m['slots_item_write_units_per_second_at_most']} write "
-                f"units/s at most against {wcu}, {m['slots_item_writes_throttled']} writes throttled (the item reached "
-                f"{m['slots_item_bytes_at_most']} bytes)"
-            )
+        for part, label in (("slots_item", "slots item"), ("waiters_partition", "queue (waiters partition)")):
+            writes = m.get(f"{part}_write_units_per_second_at_most", 0)
+            reads = m.get(f"{part}_read_units_per_second_at_most", 0)
+            throttled = m.get(f"{part}_requests_throttled", 0)
+            if writes >= 0.5 * wcu or reads >= 0.5 * rcu or throttled:
+                found.append(
+                    f"DynamoDB partition of {name}'s {label}: {writes} write units/s at most of {wcu}, {reads} read "
+                    f"units/s of {rcu}; {throttled} requests throttled, "
+                    f"{m.get(f'{part}_requests_refused_after_retries', 0)} refused after botocore's attempts"
+                    + (
+                        f" (the item reached {m['slots_item_bytes_at_most']} bytes)"
+                        if part == "slots_item"
+                        else ""
+                    )
+                )
         if m["slots_item_bytes_at_most"] >= 0.5 * limits["dynamodb_item_bytes"]["value"]:
             found.append(
                 f"DynamoDB item size of {name}'s slots: {m['slots_item_bytes_at_most']} bytes of 409,600"
@@ -865,8 +1309,12 @@ def next_limits(run: dict[str, Any], scenario: dict[str, Any]) -> list[str]:
     failed = run["executions_failed"]
     if any(failed.values()):
         found.append(f"executions failed in ValidateRequest / BuildManifest: {failed}")
-    if run["executions_over_timeout"]:
-        found.append(f"{run['executions_over_timeout']} executions over the 30-minute TimeoutSeconds")
+    if run["executions_timed_out"]:
+        found.append(f"{run['executions_timed_out']} executions TIMED_OUT (30-minute TimeoutSeconds)")
+    if sfn["acquire_slot_timeouts"]:
+        found.append(
+            f"AcquireSlot's TimeoutSeconds: {sfn['acquire_slot_timeouts']} waits of 300 s asked again (States.Timeout)"
+        )
     return found
 
 
@@ -970,12 +1418,14 @@ def main(argv: list[str] | None = None) -> int:
             "scenario": scenario,
             "bursts_start_seconds": [round(b) for b in bursts],
             "calibration": calibration,
-            "algorithm": "image_pipeline.core.admission.Semaphore over imagegen.testing.memory_slots.MemorySlotStore",
-            "retry_policies_from": "statemachine/generate_images.asl.json",
+            "algorithm": "image_pipeline.core.admission.Semaphore (acquire, release, release_after_call, sweep) "
+            "over imagegen.testing.memory_slots.MemorySlotStore, AcquireSlot waiting on its task token",
+            "retry_policies_from": "statemachine/generate_images.asl.json (Retry and TimeoutSeconds)",
             "estimated": (
                 "model latencies, quotas in flight, traffic shape, Step Functions' time between states, Lambda's "
-                "invocation overhead, DynamoDB's round trip and the S3 upload (scenario 'estimates' and each "
-                "model's note); measured offline: the handlers' own time (calibration)"
+                "invocation overhead, DynamoDB's round trip, SendTaskSuccess's answer, an S3 request, the S3 "
+                "upload and a task token's length (scenario 'estimates' and each model's note); measured "
+                "offline: the handlers' own time (calibration)"
             ),
             "runs": runs,
         },

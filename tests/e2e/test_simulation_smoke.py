@@ -1,8 +1,9 @@
 """Smoke run of ``benchmarks/simulation.py``: three simulated minutes with every quota at a fifth, so
 branches contend. Checks the report's invariants, never its timings: every image is accounted for; with
-admission control no call is refused, nothing is throttled, calls in flight stay within each quota and
-every slot is back at the end; without it the same traffic is throttled; percentiles are ordered and
-the cost adds up."""
+admission control (the queue of task tokens) no call is refused, nothing is throttled, calls in flight
+stay within each quota, every branch is woken by its token, waiting costs no state transition, and at
+the end no slot is counted, no lease held and no ticket left; without it the same traffic is throttled;
+percentiles are ordered and the cost adds up."""
 
 from __future__ import annotations
 
@@ -81,20 +82,42 @@ def test_admission_keeps_every_model_within_its_quota(report: dict[str, Any]) ->
         assert model["calls"] == model["images_generated"], name  # one call per image, none refused
         waited += model["waiting_branches_at_most"]
     assert waited > 0  # the quotas at a fifth made branches wait: the semaphore was exercised
-    assert all(left == {"in_use": 0, "leases": 0} for left in run["slots_left_at_end"].values())
-    assert run["step_functions"]["no_slot_answers"] > 0
+    empty = {"in_use": 0, "leases": 0, "tickets": 0}
+    assert all(left == empty for left in run["slots_left_at_end"].values())
+    # no lease leaked: none left when the last execution ended (not even one for the keeper to reclaim)
+    assert all(left == empty for left in run["admission"]["left_when_the_last_execution_ended"].values())
+
+
+def test_branches_wait_on_their_tokens_without_transitions(report: dict[str, Any]) -> None:
+    run = report["runs"]["smoke_with_admission"]
+    sfn = run["step_functions"]
+    images = sum(run["images"].values())
+    assert run["images"] == {"SUCCEEDED": images}
+    assert run["executions_timed_out"] == 0
+    # every branch's AcquireSlot ended by SendTaskSuccess on its token: at least one per image
+    assert sfn["send_task_success_calls"] - sfn["send_task_success_dead_tokens"] >= images
+    # five states a request (ValidateRequest, the Map, BuildManifest, Publish, Done) and three an image
+    # (AcquireSlot, GenerateImage, ReleaseSlot), plus one per AcquireSlot asked again after its timeout:
+    # a branch waiting for its token costs none
+    assert sfn["state_transitions"] == 5 * run["requests"] + 3 * images + sfn["acquire_slot_timeouts"]
+    assert run["lambda"]["throttled_invocations"] == 0
+    assert run["admission"]["keeper_rounds"] >= 3  # one a simulated minute
 
 
 def test_without_admission_the_same_traffic_is_refused(report: dict[str, Any]) -> None:
     run = report["runs"]["smoke_without_admission"]
     assert sum(m["calls_refused"] for m in run["per_model"].values()) > 0
     assert run["step_functions"]["no_slot_answers"] == 0
+    assert run["step_functions"]["send_task_success_calls"] == 0
+    assert run["admission"] is None
 
 
 def test_report_names_its_sources(report: dict[str, Any]) -> None:
     assert report["algorithm"].startswith("image_pipeline.core.admission.Semaphore")
     calibration = report["calibration"]
-    assert calibration["admission_acquire_seconds"] > 0
+    for path in ("acquire_take", "acquire_queue", "release_hand_off", "release_give_back"):
+        assert calibration[f"admission_{path}_seconds"] > 0, path
+    assert "create_admission_table" in calibration["source"]
     assert "fanout.json" in calibration["source"]
     for name, limit in report["scenario"]["limits"].items():
         assert limit["source"], name
