@@ -52,7 +52,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Generator, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -535,6 +535,8 @@ class Config:
     seed: int
     release_after_model_call: bool
     quota_multiplier: float = 1.0
+    #: A what-if, not the deployment: every DynamoDB partition's units a second multiplied.
+    dynamodb_multiplier: float = 1.0
 
 
 class Deployment:
@@ -565,8 +567,10 @@ class Deployment:
         self.prices = prices
         self.store = MeteredSlotStore(
             lambda: self.env.now,
-            write_units=self.limits["dynamodb_partition_write_units_per_second"]["value"],
-            read_units=self.limits["dynamodb_partition_read_units_per_second"]["value"],
+            write_units=self.limits["dynamodb_partition_write_units_per_second"]["value"]
+            * config.dynamodb_multiplier,
+            read_units=self.limits["dynamodb_partition_read_units_per_second"]["value"]
+            * config.dynamodb_multiplier,
             item_limit=self.limits["dynamodb_item_bytes"]["value"],
             round_trip=self.est["dynamodb_round_trip_seconds"],
             attempts=ADMISSION_ATTEMPTS,
@@ -590,6 +594,9 @@ class Deployment:
         self.requests: list[Request] = []
         self.lambda_active = 0
         self.lambda_peak = 0
+        self.function_active: dict[str, int] = defaultdict(int)
+        self.function_at_peak: dict[str, int] = {}
+        self.function_throttled: dict[str, int] = defaultdict(int)
         self.lambda_throttled = 0
         self.lambda_requests = 0
         self.lambda_gb_seconds = 0.0
@@ -656,20 +663,25 @@ class Deployment:
             yield self.env.timeout(delay)
             yield from self.transition(request)  # a retry is billed as a transition
 
-    def invoke(self, memory_mb: int, work: Callable[[], Process]) -> Process:
+    def invoke(self, memory_mb: int, work: Callable[[], Process], function: str) -> Process:
         """One Lambda invocation: throttled past the account's concurrency (the caller's Retry)."""
         self.lambda_requests += 1
         if self.lambda_active >= self.lambda_limit:
             self.lambda_throttled += 1
+            self.function_throttled[function] += 1
             raise TaskFailed("Lambda.TooManyRequestsException")
         self.lambda_active += 1
-        self.lambda_peak = max(self.lambda_peak, self.lambda_active)
+        self.function_active[function] += 1
+        if self.lambda_active > self.lambda_peak:
+            self.lambda_peak = self.lambda_active
+            self.function_at_peak = dict(self.function_active)
         began = self.env.now
         try:
             yield self.env.timeout(self.est["lambda_invoke_seconds"])
             return (yield from work())
         finally:
             self.lambda_active -= 1
+            self.function_active[function] -= 1
             self.lambda_gb_seconds += (self.env.now - began) * memory_mb / 1024
 
     def sleep(self, seconds: float) -> Process:
@@ -751,7 +763,9 @@ class Deployment:
         wake = self.env.event()
         self.tokens[token] = wake
         try:
-            yield from self.invoke(STEP_MB, lambda: self.admission_acquire(request, holder, token))
+            yield from self.invoke(
+                STEP_MB, lambda: self.admission_acquire(request, holder, token), "Admission"
+            )
         except TaskFailed:
             self.tokens.pop(token, None)  # the task failed: its token is dead
             raise
@@ -794,7 +808,7 @@ class Deployment:
             if error:
                 raise TaskFailed(error)
 
-        yield from self.invoke(STEP_MB, work)
+        yield from self.invoke(STEP_MB, work, "Admission")
 
     def early_release_failed(self, exc: Exception) -> None:
         self.early_release_failed_count += 1
@@ -805,7 +819,7 @@ class Deployment:
             yield self.env.timeout(self.keeper_interval)
             self.keeper_rounds += 1
             try:
-                yield from self.invoke(STEP_MB, self.keeper_round)
+                yield from self.invoke(STEP_MB, self.keeper_round, "Admission")
             except TaskFailed:
                 self.keeper_failed += 1
 
@@ -868,7 +882,7 @@ class Deployment:
             self.s3_puts += 1
             return "SUCCEEDED"
 
-        return (yield from self.invoke(GENERATE_IMAGE_MB, work))
+        return (yield from self.invoke(GENERATE_IMAGE_MB, work, "GenerateImage"))
 
     # -- one request ----------------------------------------------------------------------------
 
@@ -938,7 +952,9 @@ class Deployment:
         try:
             yield from self.task(
                 "ValidateRequest",
-                lambda: self.invoke(STEP_MB, lambda: self.sleep(self.cal["validate_request_seconds"])),
+                lambda: self.invoke(
+                    STEP_MB, lambda: self.sleep(self.cal["validate_request_seconds"]), "ValidateRequest"
+                ),
                 request,
             )
         except TaskFailed as failure:  # the Catch: PublishFailed, Failed; no image is made
@@ -959,7 +975,9 @@ class Deployment:
         try:
             yield from self.task(
                 "BuildManifest",
-                lambda: self.invoke(STEP_MB, lambda: self.sleep(self.cal["build_manifest_seconds"])),
+                lambda: self.invoke(
+                    STEP_MB, lambda: self.sleep(self.cal["build_manifest_seconds"]), "BuildManifest"
+                ),
                 request,
             )
         except TaskFailed:  # the Catch: the execution fails, its stored images stay in S3
@@ -1136,6 +1154,7 @@ class Deployment:
             "release_after_model_call": self.config.release_after_model_call,
             "load": self.config.load,
             "quota_multiplier": self.config.quota_multiplier,
+            "dynamodb_partition_limits_multiplier_what_if": self.config.dynamodb_multiplier,
             "simulated_hours": self.config.hours,
             "start_hour": self.config.start_hour,
             "requests": len(self.requests),
@@ -1158,6 +1177,8 @@ class Deployment:
             "per_model": per_model,
             "lambda": {
                 "concurrency_at_most": self.lambda_peak,
+                "concurrency_by_function_at_that_moment": dict(sorted(self.function_at_peak.items())),
+                "throttled_by_function": dict(sorted(self.function_throttled.items())),
                 "account_limit": self.lambda_limit,
                 "invocations": self.lambda_requests,
                 "throttled_invocations": self.lambda_throttled,
@@ -1332,6 +1353,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quota-multiplier", type=float, default=1.0, help="scale every quota (smoke runs)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--dynamodb-multiplier",
+        type=float,
+        default=1.0,
+        help="a what-if: every DynamoDB partition takes this many times its documented units a second "
+        "(to see the limit after the partitions'); the result file's name says so",
+    )
+    parser.add_argument(
         "--hold-across-upload", action="store_true", help="model the slot held until ReleaseSlot"
     )
     parser.add_argument(
@@ -1394,6 +1422,14 @@ def main(argv: list[str] | None = None) -> int:
         plans = {"all": peak1x + peak + day, "day": day, "peak1x": peak1x, "peak10x": peak}[args.plans]
     wanted = {"both": (True, False), "with": (True,), "without": (False,)}[args.variants]
     plans = [(name, config) for name, config in plans if config.admission in wanted]
+    if args.dynamodb_multiplier != 1.0:
+        plans = [
+            (
+                f"{name}_dynamodb_x{args.dynamodb_multiplier:g}",
+                replace(config, dynamodb_multiplier=args.dynamodb_multiplier),
+            )
+            for name, config in plans
+        ]
     for name, config in plans:
         print(f"{name}: load {config.load}x, {config.hours} h from {config.start_hour}:00 ...", flush=True)
         runs[name] = simulate(config, scenario, calibration, bursts)
@@ -1412,7 +1448,8 @@ def main(argv: list[str] | None = None) -> int:
     ctx = RunContext(quick=bool(args.minutes), latency=0.0, repeats=1, results_dir=args.results_dir)
     write_result(
         ctx,
-        "simulation" if args.minutes or args.plans == "all" else f"simulation_{args.plans}",
+        ("simulation" if args.minutes or args.plans == "all" else f"simulation_{args.plans}")
+        + (f"_dynamodb_x{args.dynamodb_multiplier:g}" if args.dynamodb_multiplier != 1.0 else ""),
         {
             "scenario_file": "benchmarks/simulation_scenario.json",
             "scenario": scenario,
