@@ -83,8 +83,13 @@ TICKET_TTL_SECONDS = 2 * 3600
 #: branch has gone, are skipped and deleted): a release's work and time are bounded
 #: (``time_budget.admission_release_bound``); the next release or fill goes on.
 HAND_OFF_TICKETS = 3
-#: Tickets the keeper's round (:meth:`Semaphore.sweep`) looks at for cancelled jobs.
+#: Tickets the keeper's round (:meth:`Semaphore.sweep`) reads looking for cancelled jobs, the jobs it
+#: looks up (a ListObjectsV2 each) and the tickets it wakes, at most, in one round.
 SWEEP_TICKETS = 100
+SWEEP_LOOKUPS = 10
+SWEEP_WAKES = 10
+#: Expired leases given back at most by one take or one round of fill (a keeper round frees the rest).
+RECLAIMS_PER_STEP = 3
 #: GenerateImage hands its slot on right after the model's answer to the oldest ticket alone (when that
 #: branch has gone, the slot is given back and ``ReleaseSlot``'s fill serves the queue): its time is
 #: inside the image's budget.
@@ -344,7 +349,7 @@ class Semaphore:
                 return Granted(holder, None, reclaimed)
             if decision.verdict == "wait":
                 return None
-            for dead, expiry in decision.expired.items():
+            for dead, expiry in _first(decision.expired, RECLAIMS_PER_STEP):
                 reclaimed += _unthrottled(model, functools.partial(self.store.give_back, model, dead, expiry))
         return None
 
@@ -386,15 +391,24 @@ class Semaphore:
     ) -> None:
         """The keeper's round (a schedule, every minute): reclaim expired leases and hand the freed slots
         to waiting tickets (a branch that died holding a slot frees it for the queue this way, since no
-        release comes), then wake the cancelled jobs' tickets among the oldest ``tickets``."""
+        release comes), then wake the cancelled jobs' tickets among the oldest ``tickets``: at most
+        :data:`SWEEP_LOOKUPS` jobs looked at and :data:`SWEEP_WAKES` tickets woken a round, so a round's
+        time is bounded (``time_budget.admission_sweep_bound``); the next round goes on, and a hand-off
+        that reaches a cancelled ticket wakes it too."""
         self.fill(model, limit, now, notify=notify, cancelled=cancelled)
         looked: dict[str, bool] = {}
+        woken = 0
         for ticket in self.store.oldest(model, tickets):
             if ticket.execution not in looked:
+                if len(looked) == SWEEP_LOOKUPS:
+                    break
                 looked[ticket.execution] = cancelled(ticket.execution)
             if looked[ticket.execution] and self.store.claim(model, ticket):
                 notify(ticket.token, cancelled_output(ticket))
                 self.report.cancelled += 1
+                woken += 1
+                if woken == SWEEP_WAKES:
+                    break
 
     # -- giving back ----------------------------------------------------------------------------
     def release(
@@ -463,7 +477,7 @@ class Semaphore:
                 return
             state = self.store.read(model)
             expired = {h: t for h, t in state.leases.items() if t <= now}
-            freed = sum(self.store.give_back(model, dead, expiry) for dead, expiry in expired.items())
+            freed = sum(self.store.give_back(model, d, e) for d, e in _first(expired, RECLAIMS_PER_STEP))
             if state.in_use - freed >= limit:
                 return
             ticket = tickets[0]
@@ -525,6 +539,11 @@ class Semaphore:
     def _undo(self, model: str, ticket: Ticket, now: float) -> None:
         self.store.give_back(model, ticket.holder, now + self.lease_seconds)
         self.store.requeue(model, ticket)
+
+
+def _first(leases: Mapping[str, float], count: int) -> list[tuple[str, float]]:
+    """The first ``count`` (holder, expiry) pairs, oldest expiry first."""
+    return sorted(leases.items(), key=lambda pair: pair[1])[:count]
 
 
 def _unthrottled(model: str, call: Callable[[], Any]) -> Any:

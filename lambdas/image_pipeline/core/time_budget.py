@@ -46,7 +46,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from image_pipeline.core.admission import EARLY_HAND_OFF_TICKETS, HAND_OFF_TICKETS
+from image_pipeline.core.admission import (
+    EARLY_HAND_OFF_TICKETS,
+    HAND_OFF_TICKETS,
+    RECLAIMS_PER_STEP,
+    SWEEP_LOOKUPS,
+    SWEEP_WAKES,
+)
 from image_pipeline.core.settings import Settings
 from image_pipeline.models.image_limits import EDIT_IMAGE
 
@@ -116,7 +122,7 @@ STEPFUNCTIONS_POLL = ClientTimeouts(connect=1, read=2, attempts=1)
 #: consistent reads of the slots and the queue, the cancellation marker's HeadObject. One short attempt
 #: each: every step is conditional, so a failed one is simply run again by the state machine's Retry
 #: (``AcquireSlot``, ``ReleaseSlot``), and a hand-off's worst case stays bounded.
-ADMISSION_DYNAMODB = ClientTimeouts(connect=1, read=1, attempts=1)
+ADMISSION_DYNAMODB = ClientTimeouts(connect=0.5, read=0.5, attempts=1)
 #: ``SendTaskSuccess`` waking a waiting branch: one short attempt (a failure puts the ticket back).
 ADMISSION_NOTIFY = ClientTimeouts(connect=1, read=2, attempts=1)
 #: GenerateImage's hand-off of its slot right after the model's answer uses the same clients; a
@@ -152,25 +158,59 @@ def bedrock(settings: Settings) -> ClientTimeouts:
     )
 
 
+#: Takes tried by an acquire (``Semaphore.attempts``).
+ADMISSION_TAKE_ATTEMPTS = 3
+#: Calls of admission control's steps (``core/admission.py``, counted from the code, and by
+#: tests/unit/test_admission_calls.py; the waiting counter's update is one more call after a claim, an
+#: enqueue or a requeue): a ticket of a hand-off: a page of the queue, the claim (2), the cancellation
+#: lookup, the hand-over;
+ADMISSION_CALLS_PER_TICKET = 5
+#: a round of fill: a page, a read, the claim (2), the lookup, the take, then a requeue (2) or a
+#: give-back (the reclaims come on top);
+ADMISSION_CALLS_PER_FILL_ROUND = 8
+#: undoing a refused wake-up (then the step raises): a give-back and a requeue (2).
+ADMISSION_CALLS_TO_UNDO = 3
+
+
 def admission_hand_off_bound(*, fill: bool, tickets: int = HAND_OFF_TICKETS) -> float:
-    """One release (``core/admission.Semaphore.release``): a read, then at most ``HAND_OFF_TICKETS``
-    tickets each claimed, checked for cancellation, handed the slot and woken (the page of tickets read
-    once a ticket, at worst), then a give-back; with ``fill``, as many rounds of fill (a page, a read, a
-    claim, a cancellation check, a take, a wake, a give-back)."""
+    """One release (``core/admission.Semaphore.release``): a read, at most ``tickets`` tickets each
+    claimed, looked up, handed the slot and woken, then a give-back; with ``fill``, at most
+    ``HAND_OFF_TICKETS`` rounds of fill, each with its reclaims and a wake-up; and one undo."""
     call = ADMISSION_DYNAMODB.worst_case_seconds
     wake = ADMISSION_NOTIFY.worst_case_seconds
-    pass_on = call + tickets * (4 * call + wake) + call
-    rounds = HAND_OFF_TICKETS * (6 * call + wake) if fill else 0.0
-    return pass_on + rounds
+    pass_on = call + tickets * (ADMISSION_CALLS_PER_TICKET * call + wake) + call
+    per_round = (ADMISSION_CALLS_PER_FILL_ROUND + RECLAIMS_PER_STEP) * call + wake
+    rounds = HAND_OFF_TICKETS * per_round if fill else 0.0
+    return pass_on + rounds + ADMISSION_CALLS_TO_UNDO * call
+
+
+def admission_acquire_bound() -> float:
+    """An acquire: its takes with their reclaims; then either its own wake-up and, if its branch no longer
+    waits, a full release; or the cancellation lookup (and a wake-up), the enqueue (2) and a fill."""
+    call = ADMISSION_DYNAMODB.worst_case_seconds
+    wake = ADMISSION_NOTIFY.worst_case_seconds
+    takes = ADMISSION_TAKE_ATTEMPTS * (1 + RECLAIMS_PER_STEP) * call
+    granted = wake + admission_hand_off_bound(fill=True)
+    fill_only = admission_hand_off_bound(fill=True) - admission_hand_off_bound(fill=False)
+    queued = call + wake + 2 * call + fill_only + ADMISSION_CALLS_TO_UNDO * call
+    return takes + max(granted, queued)
+
+
+def admission_sweep_bound() -> float:
+    """One model's keeper round: two reads to see whether it has anything to keep, a fill, a page of
+    tickets, ``SWEEP_LOOKUPS`` lookups, ``SWEEP_WAKES`` claims (2) and wake-ups, and the metrics' reads."""
+    call = ADMISSION_DYNAMODB.worst_case_seconds
+    wake = ADMISSION_NOTIFY.worst_case_seconds
+    fill_only = admission_hand_off_bound(fill=True) - admission_hand_off_bound(fill=False)
+    tickets = call + SWEEP_LOOKUPS * call + SWEEP_WAKES * (2 * call + wake)
+    return 2 * call + fill_only + ADMISSION_CALLS_TO_UNDO * call + tickets + 2 * call
 
 
 def admission_bound() -> float:
-    """The Admission function: an acquire (three takes, an enqueue, a fill) or a release with its fill,
-    and its own code."""
-    call = ADMISSION_DYNAMODB.worst_case_seconds
-    acquire = 3 * call + call + admission_hand_off_bound(fill=True) - admission_hand_off_bound(fill=False)
-    release = admission_hand_off_bound(fill=True)
-    return max(acquire, release) + ADMISSION_NOTIFY.worst_case_seconds + CODE_SECONDS
+    """The Admission function: an acquire, a release with its fill, or one model's keeper round (the
+    sweep stops before a model it has no time left for), and its own code."""
+    worst = max(admission_acquire_bound(), admission_hand_off_bound(fill=True), admission_sweep_bound())
+    return worst + CODE_SECONDS
 
 
 def generate_image_bound(settings: Settings) -> float:

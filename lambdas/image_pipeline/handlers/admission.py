@@ -17,7 +17,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from image_pipeline.core import clients
+from image_pipeline.core import clients, time_budget
 from image_pipeline.core.admission import HandOffReport, NoSlot, Ticket, holder_id, ticket_place
 from image_pipeline.core.admission_runtime import admission_runtime, send_task_success
 from image_pipeline.core.observability import log_metrics, record_admission, record_hand_off, tracer
@@ -31,7 +31,7 @@ logger = Logger()
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("action") == "sweep":  # the keeper's schedule (stacks/admission.py), every minute
-        return _sweep()
+        return _sweep(context)
     model = event["model"]
     holder = holder_id(event["execution_name"], event["index"])
     token = event.get("task_token")
@@ -76,7 +76,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return answer
 
 
-def _sweep() -> dict[str, Any]:
+def _sweep(context: LambdaContext) -> dict[str, Any]:
     """Every model's keeper round: expired leases reclaimed for the queue, cancelled jobs' tickets woken;
     then the model's slots in use and branches waiting, recorded once a minute whether or not anything
     moved (a hand-over keeps the count, so the takes alone would leave the dashboard blank when busy)."""
@@ -86,6 +86,9 @@ def _sweep() -> dict[str, Any]:
     swept = []
     semaphore = runtime.semaphore
     for model in runtime.models():
+        if context.get_remaining_time_in_millis() / 1000 < time_budget.admission_sweep_bound():
+            logger.warning("keeper round cut short: the next round goes on", extra={"next_model": model})
+            break
         if not semaphore.store.read(model).leases and not semaphore.store.oldest(model, 1):
             continue  # no slot held, nobody waiting: nothing to keep (two reads)
         semaphore.report = HandOffReport()
