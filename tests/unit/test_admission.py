@@ -683,42 +683,60 @@ def test_the_release_after_the_call_hands_on_once_and_never_raises(dynamodb: Any
 # -- many branches at once ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("seed", [7, 8])
-def test_branches_at_once_never_pass_the_limit_and_each_is_woken_once(dynamodb: Any, seed: int) -> None:
+@pytest.mark.parametrize(("seed", "stopped_share"), [(7, 0.0), (8, 0.0), (9, 0.3), (10, 0.3)])
+def test_branches_at_once_never_pass_the_limit_and_each_is_woken_once(
+    dynamodb: Any, seed: int, stopped_share: float
+) -> None:
+    """Branches of six jobs take, wait, call and release at once on moto, GenerateImage's early release
+    or not, while the keeper sweeps; some executions are stopped (``stopped_share``: their token is
+    dead, their branch gone once it has asked). Never more calls than the limit, each waiting live
+    branch woken exactly once, each dead token tried at most once, and nothing left: no slot, no lease,
+    no ticket."""
     limit, store, lock = 3, store_of(dynamodb), threading.Lock()
     in_flight, peak, failures = [0], [0], list[Exception]()
     woken: Counter[str] = Counter()
     events: dict[str, threading.Event] = {}
     queued: set[str] = set()
-    someone_waits = threading.Event()
+    someone_waits, done = threading.Event(), threading.Event()
     plan = random.Random(seed)
-    branches = [(f"job{j}#{i}", plan.randrange(60), plan.random() < 0.5) for j in range(6) for i in range(3)]
-    for holder, _, _ in branches:
+    branches = [
+        (f"job{j}#{i}", plan.randrange(60), plan.random() < 0.5, plan.random() < stopped_share)
+        for j in range(6)
+        for i in range(3)
+    ]
+    dead = {f"token-{holder}" for holder, _, _, stopped in branches if stopped}
+    for holder, *_ in branches:
         events[f"token-{holder}"] = threading.Event()
 
     def notify(token: str, output: Mapping[str, Any]) -> bool:
         assert output["admission"] == "granted"
         with lock:
             woken[token] += 1
+        if token in dead:
+            return False
         events[token].set()
         return True
 
     def never(execution: str) -> bool:
         return False
 
-    def branch(holder: str, second: int, early: bool) -> None:
+    def branch(holder: str, second: int, early: bool, stopped: bool) -> None:
         pause = random.Random(holder).random
         semaphore = Semaphore(store)
         try:
             granted = semaphore.acquire(
                 MODEL, ticket(holder, second=second), limit, 0.0, notify=notify, cancelled=never
             )
+            if stopped:  # its execution stopped: the handler finds its own token dead and gives back
+                if granted is not None and not notify(f"token-{holder}", {"admission": "granted"}):
+                    semaphore.release(MODEL, holder, limit, 1.0, notify=notify, cancelled=never)
+                return
             if granted is None:
                 with lock:
                     queued.add(holder)
                 someone_waits.set()
                 assert events[f"token-{holder}"].wait(60), f"{holder} was never woken"
-            else:  # the first holders call their model until a branch has queued
+            else:  # the first holders call their model until a live branch has queued
                 someone_waits.wait(10)
             with lock:
                 in_flight[0] += 1
@@ -741,15 +759,32 @@ def test_branches_at_once_never_pass_the_limit_and_each_is_woken_once(dynamodb: 
         except Exception as exc:  # reported below: a thread's assert is otherwise lost
             failures.append(exc)
 
+    def keeper() -> None:
+        while not done.wait(0.05):
+            try:
+                Semaphore(store).sweep(MODEL, limit, 1.0, notify=notify, cancelled=never)
+            except Exception as exc:
+                failures.append(exc)
+
     threads = [threading.Thread(target=branch, args=b) for b in branches]
-    for thread in threads:
+    sweeping = threading.Thread(target=keeper)
+    for thread in [*threads, sweeping]:
         thread.start()
     for thread in threads:
         thread.join()
+    done.set()
+    sweeping.join()
+    for _ in range(10):  # the keeper's last rounds: stopped branches' tickets that no release reached
+        if not store.oldest(MODEL, 1):
+            break
+        Semaphore(store).sweep(MODEL, limit, 2.0, notify=notify, cancelled=never)
     assert failures == []
     assert peak[0] <= limit and in_flight[0] == 0
     assert queued  # the test made branches wait (else it proves nothing about the queue)
-    assert woken == Counter({f"token-{holder}": 1 for holder in queued})  # each once, no one else
+    live = Counter({token: n for token, n in woken.items() if token not in dead})
+    assert live == Counter({f"token-{holder}": 1 for holder in queued})  # each once, no one else
+    assert all(n <= 1 for token, n in woken.items() if token in dead)
+    assert not stopped_share or dead & set(woken)  # stopped branches' tokens were met
     assert store.read(MODEL) == SlotState(0, {})
     assert store.oldest(MODEL, 100) == [] and store.waiting(MODEL) == 0
 
