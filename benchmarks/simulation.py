@@ -75,6 +75,7 @@ from image_pipeline.core.admission import (
     release_after_call,
     ticket_place,
 )
+from image_pipeline.core.time_budget import ADMISSION_DYNAMODB
 from image_pipeline.models.prices import price_table
 
 from imagegen.testing.memory_slots import MemorySlotStore
@@ -85,7 +86,9 @@ FANOUT = RESULTS_DIR / "fanout.json"
 #: Execution names are ``<namespace>-<job id>`` (core/tenancy.py): about 40 characters.
 EXECUTION_NAME_LENGTH = 40
 BEDROCK_ATTEMPTS = 3  # core/settings.py bedrock_max_attempts: botocore's standard mode, 3 attempts
-ADMISSION_ATTEMPTS = 3  # core/time_budget.py ADMISSION_DYNAMODB: the Admission function's client
+#: The Admission function's DynamoDB client (and GenerateImage's for its early hand-off): its attempts
+#: per request, read from the code (core/time_budget.py: one attempt, so a throttled request fails at once).
+ADMISSION_ATTEMPTS = ADMISSION_DYNAMODB.attempts
 GENERATE_IMAGE_MB = 512
 #: The 10x run: the peak's first 5 minutes (15:00-15:05), quotas 10x too, so what breaks is not Bedrock.
 PEAK_WINDOW_HOURS = 1 / 12
@@ -263,7 +266,8 @@ class MeteredSlotStore(MemorySlotStore):
     before and after (a write whose condition fails too), a strongly consistent read 1 per 4 KB (a
     Query: of the items it returns, together), an eventually consistent read half that. A partition
     takes ``write_units`` and ``read_units`` a second; past them the request is throttled and botocore
-    retries it (``attempts`` in all, full-jitter backoff), then it raises ``DynamoRefused`` and changes
+    retries it (``attempts`` in all, full-jitter backoff; the Admission function's client makes one), then it
+    raises ``DynamoRefused`` and changes
     nothing. A step is atomic at the instant the simulated Lambda function runs it; the time its
     requests take (round trips, backoffs; ``SendTaskSuccess`` adds its own) adds up in ``elapsed``,
     which the invocation then waits out, and each request is metered in the second it would be sent."""
