@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import json
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -40,29 +39,29 @@ def run_variant(
     """One variant: ``jobs`` executions started at once, each waited for in its own thread.
 
     ``early_release=False`` measures the workflow as it was before GenerateImage gave its slot back
-    right after the model's answer: the handler's own release write fails at once (its client raises),
-    so the slot is held until ``ReleaseSlot`` (the upload and two state transitions later)."""
+    right after the model's answer: its hand-off fails at once, so the slot is held until ``ReleaseSlot``
+    (the upload and two state transitions later)."""
     with _early_release(early_release):
         return _run_variant(admission=admission, jobs=jobs, images=images, quota=quota, latency=latency)
 
 
 @contextlib.contextmanager
 def _early_release(on: bool) -> Iterator[None]:
-    """``on=False``: GenerateImage's own release write fails at once (its client raises), so, as
-    ``release_after_call`` does on any failure, the slot stays held until ``ReleaseSlot`` gives it back."""
+    """``on=False``: GenerateImage's hand-off right after the call fails at once (as a DynamoDB write
+    that raises), so, as ``release_after_call`` does on any failure, the slot stays held until
+    ``ReleaseSlot`` gives it on. Patched in the handler's module: its hand-off and ``ReleaseSlot``
+    share one DynamoDB client, which must keep working for ``ReleaseSlot``."""
     if on:
         yield
         return
     from botocore.exceptions import ClientError
-    from image_pipeline.core import clients
 
-    class NoEarlyRelease:
-        def update_item(self, **_: Any) -> Any:
-            raise ClientError(
-                {"Error": {"Code": "Benchmark", "Message": "held until ReleaseSlot"}}, "UpdateItem"
-            )
+    def no_early_release(*_: Any, on_error: Callable[[Exception], None], **__: Any) -> None:
+        on_error(
+            ClientError({"Error": {"Code": "Benchmark", "Message": "held until ReleaseSlot"}}, "UpdateItem")
+        )
 
-    with mock.patch.object(clients, "admission_release_dynamodb", functools.cache(NoEarlyRelease)):
+    with mock.patch("image_pipeline.handlers.generate_image.release_after_call", no_early_release):
         yield
 
 
