@@ -11,9 +11,10 @@ from typing import Any
 
 import boto3
 import pytest
+from image_pipeline.core.admission import DynamoSlotStore
 from image_pipeline.core.cancellation import mark_cancelled
 
-from imagegen.runtime.engine import ADMISSION_TABLE, REGION
+from imagegen.runtime.engine import ADMISSION_TABLE, ADMISSION_WAITERS_TABLE, REGION
 from imagegen.standin.bedrock_server import FaultPlan
 from tests.workflow.test_workflow import states_entered
 
@@ -37,6 +38,14 @@ def slots() -> dict[str, Any]:
     return item.get("Item", {})
 
 
+def tickets() -> list[str]:
+    """The holders of the tickets left in the model's queue (branches still waiting)."""
+    store = DynamoSlotStore(
+        boto3.client("dynamodb", region_name=REGION), ADMISSION_TABLE, ADMISSION_WAITERS_TABLE
+    )
+    return [ticket.holder for ticket in store.oldest(MODEL, 100)]
+
+
 def test_executions_share_the_models_slots(quota_of_two: Any) -> None:
     engine = quota_of_two
     arns = [
@@ -50,7 +59,7 @@ def test_executions_share_the_models_slots(quota_of_two: Any) -> None:
     assert stats["max_in_flight_by_model"][BEDROCK_ID] <= 2
     item = slots()
     assert item["in_use"] == {"N": "0"}
-    assert not [k for k in item if k.startswith(("lease:", "wait:"))]
+    assert not [k for k in item if k.startswith("lease:")] and tickets() == []
     entered = states_entered(engine, results[0])
     assert {"AcquireSlot", "GenerateImage", "ReleaseSlot"} <= set(entered)
 
@@ -82,8 +91,9 @@ def test_a_failed_call_gives_its_slot_back(quota_of_two: Any) -> None:
 
 def test_a_cancelled_jobs_waiting_branches_stop_waiting(quota_of_two: Any) -> None:
     """Every slot is held by another job's branch for the next hour; this job is cancelled while its
-    branches wait: they stop waiting at their next try and end CANCELLED without a model call (without
-    the cancellation check they would wait for the lease, past this test's timeout)."""
+    branches wait in the queue: the keeper's round (offline every second) wakes their tickets with
+    ``cancelled`` and they end CANCELLED without a model call (without it they would wait for the
+    lease, past this test's timeout)."""
     engine = quota_of_two
     engine.set_quotas(model_concurrency={MODEL: 1}, bedrock={MODEL: 1})
     boto3.client("dynamodb", region_name=REGION).put_item(
@@ -100,4 +110,4 @@ def test_a_cancelled_jobs_waiting_branches_stop_waiting(quota_of_two: Any) -> No
     assert engine.bedrock.stats()["invocations"] == 0
     item = slots()
     assert item["in_use"] == {"N": "1"} and "lease:other#0" in item  # the other job's slot untouched
-    assert not [k for k in item if k.startswith("wait:")]  # no waiting record left behind
+    assert tickets() == []  # no ticket left behind
