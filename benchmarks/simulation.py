@@ -621,6 +621,7 @@ class Deployment:
         self.no_slot_answers = 0
         self.acquire_timeouts = 0
         self.send_task_calls = 0
+        self.send_task_per_second: dict[int, int] = defaultdict(int)
         self.send_task_delayed = 0
         self.dead_tokens = 0
         self.early_release_failed_count = 0
@@ -704,6 +705,7 @@ class Deployment:
         longer does (its wait timed out, or its execution did: ``TaskTimedOut``). The call's time and
         Step Functions' API bucket for it are added to the invocation's time."""
         self.send_task_calls += 1
+        self.send_task_per_second[int(self.env.now + self.store.elapsed)] += 1
         self.store.elapsed += self.est["send_task_success_seconds"]
         queued = self.send_task.delay_for(self.env.now + self.store.elapsed)
         if queued > 0:
@@ -1196,6 +1198,7 @@ class Deployment:
                 "no_slot_answers": self.no_slot_answers,
                 "acquire_slot_timeouts": self.acquire_timeouts,
                 "send_task_success_calls": self.send_task_calls,
+                "send_task_success_per_second_at_most": max(self.send_task_per_second.values(), default=0),
                 "send_task_success_delayed_by_its_api_rate": self.send_task_delayed,
                 "send_task_success_refill_per_second": self.limits["step_functions_send_task_success"][
                     "refill_per_second"
