@@ -62,8 +62,14 @@ def run_variant(
     ``admission_runtime`` answers None), so the slot is held until ``ReleaseSlot`` gives it on (the
     upload and two state transitions later); acquiring, the queue and ``ReleaseSlot`` are unchanged."""
     load_before = load_average()
-    with _early_release(early_release):
-        result = _run_variant(admission=admission, jobs=jobs, images=images, quota=quota, latency=latency)
+    result = _run_variant(
+        admission=admission,
+        jobs=jobs,
+        images=images,
+        quota=quota,
+        latency=latency,
+        early_release=early_release,
+    )
     result["loadavg_before_after"] = [load_before, load_average()]
     result["slot_given_back_after_the_model_call"] = admission and early_release
     return result
@@ -95,6 +101,8 @@ class Trace:
     #: when that invocation began giving its slot on: GenerateImage's ``release_after_call`` or
     #: ``ReleaseSlot``'s invocation; None for an acquire or the keeper)
     wakes: list[tuple[str, float, float, tuple[str, str, Any], float | None]] = field(default_factory=list)
+    #: invocations that ended in an error: "function:action errorType" -> how many
+    errors: dict[str, int] = field(default_factory=dict)
     #: task token -> branch, from AcquireSlot's payloads
     tokens: dict[str, Any] = field(default_factory=dict)
     #: GenerateImage's branch -> its image's seed (the stand-in sees the seed)
@@ -107,7 +115,7 @@ class Trace:
 def traced(engine: Any) -> Iterator[Trace]:
     """Record the stand-in's calls, the router's invocations and ``SendTaskSuccess`` while inside."""
     from image_pipeline.core import admission_runtime
-    from image_pipeline.handlers import generate_image
+    from image_pipeline.handlers import admission, generate_image
 
     trace = Trace()
     bedrock_invoke, router_invoke = engine.bedrock._invoke, engine.router.invoke
@@ -141,11 +149,16 @@ def traced(engine: Any) -> Iterator[Trace]:
         trace.current.who = (name, action, branch)
         trace.current.releasing = began if action == "release" else None
         try:
-            return router_invoke(name, event)
+            status, function_error, payload = router_invoke(name, event)
         finally:
             with trace.lock:
                 trace.invocations.append((name, action, branch, began, time.perf_counter()))
             trace.current.who = trace.current.releasing = None
+        if function_error:
+            error = f"{name}:{action} {json.loads(payload).get('errorType')}"
+            with trace.lock:
+                trace.errors[error] = trace.errors.get(error, 0) + 1
+        return status, function_error, payload
 
     def on_release_after_call(*args: Any, **kwargs: Any) -> Any:
         trace.current.releasing = time.perf_counter()
@@ -165,6 +178,7 @@ def traced(engine: Any) -> Iterator[Trace]:
     try:
         with (
             mock.patch.object(admission_runtime, "send_task_success", on_wake),
+            mock.patch.object(admission, "send_task_success", on_wake),  # admission control off
             mock.patch.object(generate_image, "release_after_call", on_release_after_call),
         ):
             yield trace
@@ -189,7 +203,9 @@ def _ms(values: list[float]) -> dict[str, Any]:
 
 def analyse(trace: Trace, *, began: float, makespan: float, quota: int) -> dict[str, Any]:
     """Where the run's time went: before the first call, the calls' span and how busy the quota was
-    in it, after the last call; each hand-off split into its steps; the functions' own times."""
+    in it, after the last call; how busy once every branch had asked for its slot (the last
+    ``AcquireSlot`` invocation over: the queue formed) until the last call began; each hand-off split
+    into its steps; the functions' own times and errors."""
     calls = sorted(trace.calls)
     if not calls:
         return {"calls": 0}
@@ -238,6 +254,10 @@ def analyse(trace: Trace, *, began: float, makespan: float, quota: int) -> dict[
         steps["wake_returned_to_generate_image_invoked"].append(invoked - returned)
         steps["generate_image_invoked_to_call"].append(woken_call[0] - invoked)
         steps["slot_idle_call_end_to_next_call"].append(woken_call[0] - giver_call[1])
+    acquires = [end for _, action, _, _, end in trace.invocations if action == "acquire"]
+    formed = max(acquires, default=first)
+    window = calls[-1][0] - formed  # the queue formed .. the last call began
+    busy_in_window = sum(max(0.0, min(end, calls[-1][0]) - max(start, formed)) for start, end, _ in calls)
     functions: dict[str, list[float]] = {}
     for name, action, _, start, end in trace.invocations:
         functions.setdefault(f"{name}:{action}" if action else name, []).append(end - start)
@@ -248,13 +268,18 @@ def analyse(trace: Trace, *, began: float, makespan: float, quota: int) -> dict[
         "after_last_call_seconds": round(makespan - (last - began), 2),
         "call_seconds": _ms([end - start for start, end, _ in calls]),
         "quota_busy_share_of_calls_span": round(busy / (quota * span), 4) if span else 0.0,
+        "queue_formed_after_start_seconds": round(formed - began, 2),
+        "quota_busy_share_once_queued": round(busy_in_window / (quota * window), 4) if window > 0 else None,
         "wakes_by_sender": by_sender,
         "hand_off_steps": {name: _ms(values) for name, values in steps.items()},
         "function_seconds": {name: _ms(values) for name, values in sorted(functions.items())},
+        "function_errors": dict(sorted(trace.errors.items())),
     }
 
 
-def _run_variant(*, admission: bool, jobs: int, images: int, quota: int, latency: float) -> dict[str, Any]:
+def _run_variant(
+    *, admission: bool, jobs: int, images: int, quota: int, latency: float, early_release: bool
+) -> dict[str, Any]:
     from imagegen.runtime.engine import EngineConfig, OfflineEngine
     from imagegen.standin.faults import FaultPlan
 
@@ -265,7 +290,8 @@ def _run_variant(*, admission: bool, jobs: int, images: int, quota: int, latency
         faults=FaultPlan(latency_seconds=latency),
         map_max_concurrency=40,
     )
-    with OfflineEngine(config) as engine, traced(engine) as trace:
+    # the handler modules are patched once the engine's mock runs (they are imported under it)
+    with OfflineEngine(config) as engine, _early_release(early_release), traced(engine) as trace:
         results: list[Any] = [None] * jobs
         ended: list[float] = [0.0] * jobs
         arns: list[str] = []
