@@ -103,6 +103,8 @@ class Trace:
     wakes: list[tuple[str, float, float, tuple[str, str, Any], float | None]] = field(default_factory=list)
     #: invocations that ended in an error: "function:action errorType" -> how many
     errors: dict[str, int] = field(default_factory=dict)
+    #: the first of each kind: its message and the last frames of its stack
+    error_examples: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: task token -> branch, from AcquireSlot's payloads
     tokens: dict[str, Any] = field(default_factory=dict)
     #: GenerateImage's branch -> its image's seed (the stand-in sees the seed)
@@ -155,9 +157,17 @@ def traced(engine: Any) -> Iterator[Trace]:
                 trace.invocations.append((name, action, branch, began, time.perf_counter()))
             trace.current.who = trace.current.releasing = None
         if function_error:
-            error = f"{name}:{action} {json.loads(payload).get('errorType')}"
+            answer = json.loads(payload)
+            error = f"{name}:{action} {answer.get('errorType')}"
             with trace.lock:
                 trace.errors[error] = trace.errors.get(error, 0) + 1
+                trace.error_examples.setdefault(
+                    error,
+                    {
+                        "message": str(answer.get("errorMessage"))[:300],
+                        "stack": answer.get("stackTrace", [])[-3:],
+                    },
+                )
         return status, function_error, payload
 
     def on_release_after_call(*args: Any, **kwargs: Any) -> Any:
@@ -274,6 +284,7 @@ def analyse(trace: Trace, *, began: float, makespan: float, quota: int) -> dict[
         "hand_off_steps": {name: _ms(values) for name, values in steps.items()},
         "function_seconds": {name: _ms(values) for name, values in sorted(functions.items())},
         "function_errors": dict(sorted(trace.errors.items())),
+        "function_error_examples": dict(sorted(trace.error_examples.items())),
     }
 
 
