@@ -105,6 +105,8 @@ class Trace:
     errors: dict[str, int] = field(default_factory=dict)
     #: the first of each kind: its message and the last frames of its stack
     error_examples: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: GenerateImage's hand-offs right after the call (``release_after_call``) begun
+    early_hand_offs: int = 0
     #: task token -> branch, from AcquireSlot's payloads
     tokens: dict[str, Any] = field(default_factory=dict)
     #: GenerateImage's branch -> its image's seed (the stand-in sees the seed)
@@ -172,6 +174,8 @@ def traced(engine: Any) -> Iterator[Trace]:
 
     def on_release_after_call(*args: Any, **kwargs: Any) -> Any:
         trace.current.releasing = time.perf_counter()
+        with trace.lock:
+            trace.early_hand_offs += 1
         return release_after_call(*args, **kwargs)
 
     def on_wake(sfn: Any, token: str, output: Any) -> bool:
@@ -280,6 +284,7 @@ def analyse(trace: Trace, *, began: float, makespan: float, quota: int) -> dict[
         "quota_busy_share_of_calls_span": round(busy / (quota * span), 4) if span else 0.0,
         "queue_formed_after_start_seconds": round(formed - began, 2),
         "quota_busy_share_once_queued": round(busy_in_window / (quota * window), 4) if window > 0 else None,
+        "early_hand_offs_begun": trace.early_hand_offs,
         "wakes_by_sender": by_sender,
         "hand_off_steps": {name: _ms(values) for name, values in steps.items()},
         "function_seconds": {name: _ms(values) for name, values in sorted(functions.items())},
