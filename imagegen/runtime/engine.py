@@ -449,6 +449,14 @@ class OfflineEngine:
                 events.append(json.loads(message["Body"]))
                 self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
 
+    def reset_admission(self) -> None:
+        """Empty admission control's tables: slots, leases, tickets and the waiting counters (for tests
+        that plant a holder or a queue; run between jobs, not while branches hold or wait for slots)."""
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        for table, keys in ((ADMISSION_TABLE, ("model",)), (ADMISSION_WAITERS_TABLE, ("model", "place"))):
+            for item in dynamodb.scan(TableName=table, ConsistentRead=True).get("Items", []):
+                dynamodb.delete_item(TableName=table, Key={key: item[key] for key in keys})
+
     def set_quotas(self, *, model_concurrency: dict[str, int], bedrock: dict[str, int]) -> None:
         """Change admission control's calls in flight per model (the handlers' ``MODEL_CONCURRENCY``)
         and the stand-in's quotas while the engine runs (tests; one request at a time should do it)."""

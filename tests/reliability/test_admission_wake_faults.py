@@ -65,6 +65,7 @@ class WakeFaults:
 
 @pytest.fixture
 def one_call_in_flight(engine: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[WakeFaults]:
+    engine.reset_admission()  # no slot or ticket left by another test
     engine.set_quotas(model_concurrency={MODEL: 1}, bedrock={MODEL: 1})
     engine.bedrock.reset_counters()
     real = clients.admission_stepfunctions()

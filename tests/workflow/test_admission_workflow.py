@@ -24,11 +24,13 @@ BEDROCK_ID = "stability.stable-image-core-v1:1"
 
 @pytest.fixture
 def quota_of_two(engine: Any) -> Iterator[Any]:
+    engine.reset_admission()  # no slot or ticket left by another test
     engine.set_quotas(model_concurrency={MODEL: 2}, bedrock={MODEL: 2})
     engine.bedrock.faults = FaultPlan(latency_seconds=0.2)
     engine.bedrock.reset_counters()
     yield engine
     engine.set_quotas(model_concurrency={}, bedrock={})
+    engine.reset_admission()  # the slots these tests planted (one held for an hour) are not the next test's
 
 
 def slots() -> dict[str, Any]:

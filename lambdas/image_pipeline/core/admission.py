@@ -31,7 +31,9 @@ that waits again after its wait timed out keeps its place, its token replaced). 
 starts by deleting it on the condition that it still carries the token read (``claim``): exactly one
 hand-off wins a ticket. No wake-up is lost, because every step that frees a slot and every step that
 makes a ticket visible is followed by :meth:`Semaphore.fill`, which reads both with strongly consistent
-reads and hands free slots to waiting tickets: whichever of the two happened last sees the other.
+reads and hands free slots to waiting tickets: whichever of the two happened last sees the other. (The
+one step that frees a slot without a fill is GenerateImage's early hand-off, to keep its time inside the
+image's budget; ``ReleaseSlot``, the branch's next state, fills right after it.)
 
 A branch whose execution was stopped while it waited cannot be woken (``SendTaskSuccess`` answers
 ``TaskTimedOut``, ``TaskDoesNotExist`` or ``InvalidToken``): the slot it was handed goes on to the next
@@ -86,8 +88,17 @@ HAND_OFF_TICKETS = 3
 #: Tickets the keeper's round (:meth:`Semaphore.sweep`) reads looking for cancelled jobs, the jobs it
 #: looks up (a ListObjectsV2 each) and the tickets it wakes, at most, in one round.
 SWEEP_TICKETS = 100
-SWEEP_LOOKUPS = 10
-SWEEP_WAKES = 10
+SWEEP_LOOKUPS = 5
+SWEEP_WAKES = 5
+#: Expired leases reclaimed and stale tickets dropped, at most, by one keeper round.
+SWEEP_RECLAIMS = 10
+SWEEP_DROPS = 10
+#: ``AcquireSlot``'s ``TimeoutSeconds`` in statemachine/generate_images.asl.json (a unit test holds them
+#: equal): a waiting branch asks again, renewing its ticket, at least this often.
+WAIT_SECONDS = 300
+#: A ticket not renewed for this long belongs to a branch that stopped waiting (its execution ended): the
+#: wait, the state machine's retry of it (1 s, full jitter) and the Admission function's start, with room.
+STALE_TICKET_SECONDS = WAIT_SECONDS + 60
 #: Expired leases given back at most by one take or one round of fill (a keeper round frees the rest).
 RECLAIMS_PER_STEP = 3
 #: GenerateImage hands its slot on right after the model's answer to the oldest ticket alone (when that
@@ -389,26 +400,39 @@ class Semaphore:
         cancelled: Cancelled,
         tickets: int = SWEEP_TICKETS,
     ) -> None:
-        """The keeper's round (a schedule, every minute): reclaim expired leases and hand the freed slots
-        to waiting tickets (a branch that died holding a slot frees it for the queue this way, since no
-        release comes), then wake the cancelled jobs' tickets among the oldest ``tickets``: at most
-        :data:`SWEEP_LOOKUPS` jobs looked at and :data:`SWEEP_WAKES` tickets woken a round, so a round's
-        time is bounded (``time_budget.admission_sweep_bound``); the next round goes on, and a hand-off
-        that reaches a cancelled ticket wakes it too."""
+        """The keeper's round (a schedule, every minute), in three parts, each bounded so a round's time is
+        (``time_budget.admission_sweep_bound``; the next round goes on):
+
+        * reclaim expired leases (at most :data:`SWEEP_RECLAIMS`), whether or not a branch waits: a branch
+          that died holding a slot sends no release, and a lease left counted makes the model look full
+          and every write to its item dearer; then hand free slots to waiting tickets (``fill``);
+        * drop tickets whose branch stopped waiting (at most :data:`SWEEP_DROPS`): a waiting branch asks
+          again within its state's ``TimeoutSeconds`` (:data:`WAIT_SECONDS`), renewing its ticket, so a
+          ticket older than :data:`STALE_TICKET_SECONDS` belongs to an execution that ended (stopped,
+          timed out) and would cost a later hand-off a claim, a hand-over and a wake-up in vain;
+        * wake the cancelled jobs' tickets among the oldest ``tickets`` (at most :data:`SWEEP_LOOKUPS`
+          jobs looked up, :data:`SWEEP_WAKES` tickets woken; a hand-off that reaches a cancelled ticket
+          wakes it too)."""
+        expired = {h: t for h, t in self.store.read(model).leases.items() if t <= now}
+        for dead, expiry in _first(expired, SWEEP_RECLAIMS):
+            self.store.give_back(model, dead, expiry)
         self.fill(model, limit, now, notify=notify, cancelled=cancelled)
         looked: dict[str, bool] = {}
-        woken = 0
+        woken = dropped = 0
         for ticket in self.store.oldest(model, tickets):
+            if now - ticket.since > STALE_TICKET_SECONDS:
+                if dropped < SWEEP_DROPS and self.store.claim(model, ticket):
+                    self.report.stale += 1
+                    dropped += 1
+                continue
             if ticket.execution not in looked:
                 if len(looked) == SWEEP_LOOKUPS:
                     break
                 looked[ticket.execution] = cancelled(ticket.execution)
-            if looked[ticket.execution] and self.store.claim(model, ticket):
+            if looked[ticket.execution] and woken < SWEEP_WAKES and self.store.claim(model, ticket):
                 notify(ticket.token, cancelled_output(ticket))
                 self.report.cancelled += 1
                 woken += 1
-                if woken == SWEEP_WAKES:
-                    break
 
     # -- giving back ----------------------------------------------------------------------------
     def release(

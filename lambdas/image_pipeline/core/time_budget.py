@@ -50,7 +50,9 @@ from image_pipeline.core.admission import (
     EARLY_HAND_OFF_TICKETS,
     HAND_OFF_TICKETS,
     RECLAIMS_PER_STEP,
+    SWEEP_DROPS,
     SWEEP_LOOKUPS,
+    SWEEP_RECLAIMS,
     SWEEP_WAKES,
 )
 from image_pipeline.core.settings import Settings
@@ -197,13 +199,15 @@ def admission_acquire_bound() -> float:
 
 
 def admission_sweep_bound() -> float:
-    """One model's keeper round: two reads to see whether it has anything to keep, a fill, a page of
-    tickets, ``SWEEP_LOOKUPS`` lookups, ``SWEEP_WAKES`` claims (2) and wake-ups, and the metrics' reads."""
+    """One model's keeper round: two reads to see whether it has anything to keep, a read and
+    ``SWEEP_RECLAIMS`` give-backs, a fill, a page of tickets, ``SWEEP_DROPS`` claims (2) of stale tickets,
+    ``SWEEP_LOOKUPS`` lookups, ``SWEEP_WAKES`` claims (2) and wake-ups, and the metrics' reads."""
     call = ADMISSION_DYNAMODB.worst_case_seconds
     wake = ADMISSION_NOTIFY.worst_case_seconds
     fill_only = admission_hand_off_bound(fill=True) - admission_hand_off_bound(fill=False)
-    tickets = call + SWEEP_LOOKUPS * call + SWEEP_WAKES * (2 * call + wake)
-    return 2 * call + fill_only + ADMISSION_CALLS_TO_UNDO * call + tickets + 2 * call
+    reclaims = call + SWEEP_RECLAIMS * call
+    tickets = call + SWEEP_DROPS * 2 * call + SWEEP_LOOKUPS * call + SWEEP_WAKES * (2 * call + wake)
+    return 2 * call + reclaims + fill_only + ADMISSION_CALLS_TO_UNDO * call + tickets + 2 * call
 
 
 def admission_bound() -> float:
