@@ -225,8 +225,14 @@ def create_admission_table(dynamodb: Any) -> None:
         KeySchema=[{"AttributeName": "model", "KeyType": "HASH"}],
         BillingMode="PAY_PER_REQUEST",
     )
+    create_waiters_table(dynamodb, ADMISSION_WAITERS_TABLE)
+
+
+def create_waiters_table(dynamodb: Any, name: str) -> None:
+    """A waiters table (admission control's queue) as ``stacks/admission.py`` deploys it: partition key
+    ``model``, sort key ``place``, on demand."""
     dynamodb.create_table(
-        TableName=ADMISSION_WAITERS_TABLE,
+        TableName=name,
         AttributeDefinitions=[
             {"AttributeName": "model", "AttributeType": "S"},
             {"AttributeName": "place", "AttributeType": "S"},

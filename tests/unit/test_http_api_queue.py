@@ -15,6 +15,7 @@ import pytest
 from image_pipeline.core import clients, job_control
 from image_pipeline.core.admission import QUEUE_KEY, WAITING_COUNTER_PLACE
 
+from imagegen.runtime.engine import create_waiters_table
 from imagegen.runtime.lambda_router import LambdaContext
 from tests.unit.test_http_api import api_event, call, executions, http_api  # noqa: F401 - fixture
 from tests.unit.test_http_api_jobs import ALICE, api, event, post_images, wait_until_ended  # noqa: F401
@@ -43,18 +44,7 @@ def _admission_on(monkeypatch: pytest.MonkeyPatch, *, waiters: str = WAITERS) ->
     monkeypatch.setenv("MODEL_CONCURRENCY", f'{{"{MODEL}": {LIMIT}}}')
     dynamodb = boto3.client("dynamodb", region_name=REGION)
     if WAITERS not in dynamodb.list_tables()["TableNames"]:
-        dynamodb.create_table(
-            TableName=WAITERS,
-            AttributeDefinitions=[
-                {"AttributeName": "model", "AttributeType": "S"},
-                {"AttributeName": "place", "AttributeType": "S"},
-            ],
-            KeySchema=[
-                {"AttributeName": "model", "KeyType": "HASH"},
-                {"AttributeName": "place", "KeyType": "RANGE"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_waiters_table(dynamodb, WAITERS)
     seed(0)
     clients.reset_clients()  # the settings, read again
 
