@@ -349,11 +349,18 @@ class MeteredSlotStore(MemorySlotStore):
             )
         )
 
-    def hand_over(self, model: str, giver: str, taker: str, expires: float) -> HandOver:
+    def hand_over(
+        self, model: str, giver: str, taker: str, expires: float, giver_expiry: float | None = None
+    ) -> HandOver:
         moved: HandOver = self._slots_write(
-            model, 0, lambda: MemorySlotStore.hand_over(self, model, giver, taker, expires)
+            model, 0, lambda: MemorySlotStore.hand_over(self, model, giver, taker, expires, giver_expiry)
         )
         return moved
+
+    def renew(self, model: str, holder: str, seen: float, expires: float) -> bool:
+        return bool(
+            self._slots_write(model, 0, lambda: MemorySlotStore.renew(self, model, holder, seen, expires))
+        )
 
     def read(self, model: str) -> SlotState:
         units = max(1, math.ceil(self._slots_bytes(model) / 4096))  # GetItem, ConsistentRead

@@ -73,16 +73,27 @@ class MemorySlotStore:
         item.in_use -= 1
         return True
 
-    def hand_over(self, model: str, giver: str, taker: str, expires: float) -> HandOver:
+    def hand_over(
+        self, model: str, giver: str, taker: str, expires: float, giver_expiry: float | None = None
+    ) -> HandOver:
         self.writes += 1
         item = self._item(model)
-        if giver not in item.leases:
+        held = item.leases.get(giver)
+        if held is None or (giver_expiry is not None and held != giver_expiry):
             return "giver_gone"
         if taker in item.leases:
             return "taker_holds"
         del item.leases[giver]
         item.leases[taker] = expires
         return "moved"
+
+    def renew(self, model: str, holder: str, seen: float, expires: float) -> bool:
+        self.writes += 1
+        item = self._item(model)
+        if item.leases.get(holder) != seen:
+            return False
+        item.leases[holder] = expires
+        return True
 
     def read(self, model: str) -> SlotState:
         self.reads += 1

@@ -115,6 +115,8 @@ def _store_operations() -> dict[str, set[str]]:
         ("give_back", ("m", "exec-1#0", None)),
         ("give_back", ("m", "exec-1#0", 1_764_534_300.0)),
         ("hand_over", ("m", "exec-1#0", "exec-2#0", 1_764_534_300.0)),
+        ("hand_over", ("m", "exec-1#0", "exec-2#0", 1_764_534_300.0, 1_764_534_200.0)),
+        ("renew", ("m", "exec-1#0", 1_764_534_200.0, 1_764_534_300.0)),
         ("read", ("m",)),
         ("enqueue", ("m", ticket)),
         ("oldest", ("m", 3)),

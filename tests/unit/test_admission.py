@@ -307,9 +307,11 @@ class Recording:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
 
-    def hand_over(self, model: str, giver: str, taker: str, expires: float) -> HandOver:
+    def hand_over(
+        self, model: str, giver: str, taker: str, expires: float, giver_expiry: float | None = None
+    ) -> HandOver:
         self.hand_overs.append((giver, taker))
-        return self.store.hand_over(model, giver, taker, expires)
+        return self.store.hand_over(model, giver, taker, expires, giver_expiry)
 
 
 def test_a_hand_over_whose_acknowledgement_was_lost(dynamodb: Any) -> None:

@@ -255,9 +255,16 @@ class SlotStore(Protocol):
         """Count - 1 and the lease removed, if the holder has one (equal to ``expected_expiry`` when given)."""
         ...
 
-    def hand_over(self, model: str, giver: str, taker: str, expires: float) -> HandOver:
+    def hand_over(
+        self, model: str, giver: str, taker: str, expires: float, giver_expiry: float | None = None
+    ) -> HandOver:
         """The giver's lease becomes the taker's (count unchanged): ``moved``; ``taker_holds`` when the
-        taker has a lease already, ``giver_gone`` when the giver has none (nothing changed)."""
+        taker has a lease already, ``giver_gone`` when the giver has none, or not the one of
+        ``giver_expiry`` when that is given (nothing changed)."""
+        ...
+
+    def renew(self, model: str, holder: str, seen: float, expires: float) -> bool:
+        """The holder's lease, if it is still the one of ``seen``, now expires at ``expires``."""
         ...
 
     def read(self, model: str) -> SlotState:
@@ -300,6 +307,10 @@ class Granted:
     holder: str
     in_use: int | None
     reclaimed: int = 0
+    #: The lease's expiry as this take wrote it: a step that undoes the grant gives back that lease
+    #: only (``release(..., expected=...)``), never a newer one the holder wrote since. Not compared:
+    #: two grants are the same grant whatever the clock said.
+    expires: float | None = field(default=None, compare=False)
 
 
 #: Wakes a waiting branch: ``notify(token, output)`` sends ``SendTaskSuccess``; False when the token's
@@ -347,17 +358,26 @@ class Semaphore:
     # -- taking ---------------------------------------------------------------------------------
     def try_take(self, model: str, holder: str, limit: int, now: float) -> Granted | None:
         """Take a slot of ``model`` for ``holder`` now, or None when all are held; idempotent by holder.
-        A take that DynamoDB throttles raises :class:`NoSlot` (the state machine asks again)."""
+
+        A holder that finds its lease (its earlier take or a hand-over whose answer was lost) renews it
+        (a conditional write on the value seen): a step that handed it the slot and then found its old
+        wake-up dead gives back, or passes on, only the lease it wrote (conditional on that value), so it
+        can no longer take the slot from under a branch that is calling its model. A take that DynamoDB
+        throttles raises :class:`NoSlot` (the state machine asks again)."""
         reclaimed = 0
+        expires = now + self.lease_seconds
         for _ in range(self.attempts):
-            taken = _unthrottled(
-                model, lambda: self.store.take(model, holder, limit, now + self.lease_seconds)
-            )
+            taken = _unthrottled(model, functools.partial(self.store.take, model, holder, limit, expires))
             if isinstance(taken, Taken):
-                return Granted(holder, taken.in_use, reclaimed)
+                return Granted(holder, taken.in_use, reclaimed, expires)
             decision = decide(taken, holder, limit, now)
             if decision.verdict == "held":
-                return Granted(holder, None, reclaimed)
+                seen = taken.leases[holder]
+                if seen == expires or _unthrottled(
+                    model, functools.partial(self.store.renew, model, holder, seen, expires)
+                ):
+                    return Granted(holder, None, reclaimed, expires)
+                continue  # given back or passed on meanwhile: take again
             if decision.verdict == "wait":
                 return None
             for dead, expiry in _first(decision.expired, RECLAIMS_PER_STEP):
@@ -446,21 +466,35 @@ class Semaphore:
         cancelled: Cancelled,
         fill: bool = True,
         tickets: int = HAND_OFF_TICKETS,
+        expected: float | None = None,
     ) -> bool:
         """Give ``holder``'s slot to the oldest waiting branch (looking at most at ``tickets`` tickets),
         or back when none waits; then (``fill``) hand any free slot to waiting tickets. False (nothing
-        changed) when the holder holds none: releases are idempotent."""
-        held = holder in self.store.read(model).leases
-        if held:
-            self._pass_on(model, holder, now, notify=notify, cancelled=cancelled, tickets=tickets)
+        changed) when the holder holds none (or, with ``expected``, not that lease): releases are
+        idempotent."""
+        lease = self.store.read(model).leases.get(holder)
+        if expected is not None and lease != expected:  # not the lease the caller granted: not its to give
+            lease = None
+        held = lease is not None
+        if lease is not None:
+            self._pass_on(model, holder, lease, now, notify=notify, cancelled=cancelled, tickets=tickets)
         if fill:
             self.fill(model, limit, now, notify=notify, cancelled=cancelled)
         return held
 
     def _pass_on(
-        self, model: str, giver: str, now: float, *, notify: Notify, cancelled: Cancelled, tickets: int
+        self,
+        model: str,
+        giver: str,
+        lease: float,
+        now: float,
+        *,
+        notify: Notify,
+        cancelled: Cancelled,
+        tickets: int,
     ) -> None:
-        """Hand ``giver``'s slot to the oldest live ticket (of the first ``tickets``), or give it back."""
+        """Hand ``giver``'s slot (its lease of expiry ``lease``) to the oldest live ticket (of the first
+        ``tickets``), or give it back; each step conditional on the lease being the one it knows."""
         looked = 0
         while looked < tickets:
             page = self.store.oldest(model, tickets - looked)
@@ -479,7 +513,7 @@ class Semaphore:
                 moved = self._keeping(
                     model,
                     ticket,
-                    functools.partial(self.store.hand_over, model, giver, ticket.holder, expires),
+                    functools.partial(self.store.hand_over, model, giver, ticket.holder, expires, lease),
                 )
                 if moved == "giver_gone":  # reclaimed from under us: nothing to hand; the ticket goes back
                     self.store.requeue(model, ticket)
@@ -490,8 +524,11 @@ class Semaphore:
                     continue
                 if self._wake(ticket, now, notify, undo=functools.partial(self._undo, model, ticket, now)):
                     return
-                giver = ticket.holder  # its branch has gone: the slot it was handed goes on
-        self.store.give_back(model, giver, None)
+                # its branch has gone: the slot it was handed goes on, unless the branch, asking again,
+                # has found it and renewed its lease meanwhile (then the next hand-over finds no such
+                # lease: giver_gone, and the branch keeps its slot)
+                giver, lease = ticket.holder, expires
+        self.store.give_back(model, giver, lease)
 
     def fill(self, model: str, limit: int, now: float, *, notify: Notify, cancelled: Cancelled) -> None:
         """Hand every free slot to the oldest waiting tickets (reclaiming expired leases first)."""
@@ -645,24 +682,47 @@ class DynamoSlotStore:
             ExpressionAttributeValues=values,
         )
 
-    def hand_over(self, model: str, giver: str, taker: str, expires: float) -> HandOver:
+    def hand_over(
+        self, model: str, giver: str, taker: str, expires: float, giver_expiry: float | None = None
+    ) -> HandOver:
         names = {"#giver": LEASE_PREFIX + giver, "#taker": LEASE_PREFIX + taker}
+        values: dict[str, Any] = {":expires": {"N": repr(float(expires))}}
+        condition = "attribute_exists(#giver) AND attribute_not_exists(#taker)"
+        if giver_expiry is not None:
+            condition = "#giver = :giver AND attribute_not_exists(#taker)"
+            values[":giver"] = {"N": repr(float(giver_expiry))}
         try:
             self.client.update_item(
                 TableName=self.table,
                 Key=self._key(model),
                 UpdateExpression="SET #taker = :expires REMOVE #giver",
-                ConditionExpression="attribute_exists(#giver) AND attribute_not_exists(#taker)",
+                ConditionExpression=condition,
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues={":expires": {"N": repr(float(expires))}},
+                ExpressionAttributeValues=values,
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except Exception as exc:
             if _error_code(exc) != "ConditionalCheckFailedException":
                 raise
             item = getattr(exc, "response", {}).get("Item") or {}
-            return "giver_gone" if LEASE_PREFIX + giver not in item else "taker_holds"
+            held = item.get(LEASE_PREFIX + giver)
+            if held is None or (giver_expiry is not None and float(held["N"]) != float(giver_expiry)):
+                return "giver_gone"
+            return "taker_holds"
         return "moved"
+
+    def renew(self, model: str, holder: str, seen: float, expires: float) -> bool:
+        return self._conditional(
+            TableName=self.table,
+            Key=self._key(model),
+            UpdateExpression="SET #lease = :expires",
+            ConditionExpression="#lease = :seen",
+            ExpressionAttributeNames={"#lease": LEASE_PREFIX + holder},
+            ExpressionAttributeValues={
+                ":seen": {"N": repr(float(seen))},
+                ":expires": {"N": repr(float(expires))},
+            },
+        )
 
     def read(self, model: str) -> SlotState:
         item = self.client.get_item(TableName=self.table, Key=self._key(model), ConsistentRead=True).get(

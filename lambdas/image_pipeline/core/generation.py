@@ -139,11 +139,11 @@ def generate_image(
     image gets its index item once its outcome is known (a failed write is logged, never raised);
     ``price`` is the model's price of one image (its item's cost; 0 for a cached one).
 
-    ``after_model_call`` runs as soon as the model has answered (an image or a filter's outcome), before
-    the upload: the branch gives its admission slot back there (``core/admission.release_after_call``),
+    ``after_model_call`` runs as soon as the model's answer is understood (an image or a filter's
+    outcome), before the upload: the branch gives its admission slot back there (``core/admission.release_after_call``),
     so the slot is held for the model's call, not for the S3 write and the state transitions after it.
-    It does not run when the call raised (a throttle or a timeout is retried by the state machine with
-    the slot still held; ``ReleaseSlotAfterFailure`` gives it back if the branch fails).
+    It does not run when the call or the reading of its answer raised (a throttle, a timeout, an
+    answer the model marks as its own error is retried by the state machine with the slot still held; ``ReleaseSlotAfterFailure`` gives it back if the branch fails).
     """
     adapter = get_adapter(event["model"])
     image = event["image"]
@@ -178,9 +178,9 @@ def generate_image(
     started = time.perf_counter()
     payload = invoke_model(bedrock, adapter.invoke_id(region), body)
     model_ms = round((time.perf_counter() - started) * 1000)
-    if after_model_call is not None:
-        after_model_call()
     outcome = payload.get("__outcome__") or adapter.parse_response(payload, seed)
+    if after_model_call is not None:  # only once the answer is understood: a ModelUnavailable raised
+        after_model_call()  # by the parse is retried by the state machine, and must keep its slot
     if outcome.image is None:
         filtered = {
             **record,

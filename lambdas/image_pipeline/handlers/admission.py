@@ -69,7 +69,15 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return {"holder": holder, "admission": "queued"}
     answer: dict[str, Any] = {"holder": holder, "admission": "granted", "limit": limit, "waited_seconds": 0.0}
     if not runtime.notify(token, answer):  # the branch stopped waiting meanwhile: the slot goes on
-        semaphore.release(model, holder, limit, now, notify=runtime.notify, cancelled=runtime.cancelled)
+        semaphore.release(  # the lease this take wrote only: a retry of the branch may have renewed it
+            model,
+            holder,
+            limit,
+            now,
+            notify=runtime.notify,
+            cancelled=runtime.cancelled,
+            expected=granted.expires,
+        )
         return {"holder": holder, "admission": "abandoned"}
     record_admission(model, in_use=granted.in_use, waited_seconds=0.0)
     logger.info("slot taken", extra={"holder": holder, "limit": limit, "reclaimed": granted.reclaimed})
