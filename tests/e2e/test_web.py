@@ -953,6 +953,9 @@ def test_earlier_requests_stay_across_a_reload(watch: PageWatch, server: Any) ->
     fill_request(page, prompt, seed=3500, count=2)
     page.click("#generate")
     wait_for_images(page, 2)
+    # the job has ended (its manifest read), not only shown its images: a job still running at the
+    # reload is rightly followed with GET /jobs/{id}
+    expect(page.locator("#status-text")).to_have_text("2 images ready. Pick one.")
     job_reads: list[str] = []
     page.on(
         "request",

@@ -96,7 +96,10 @@ def test_task_states_invoke_lambda_through_the_placeholders(asl: dict[str, Any])
     functions = {}
     for _, machine in state_machines(asl):
         for name, state in machine["States"].items():
-            if state["Type"] == "Task" and state["Resource"] == "arn:aws:states:::lambda:invoke":
+            if state["Type"] == "Task" and state["Resource"] in {
+                "arn:aws:states:::lambda:invoke",
+                "arn:aws:states:::lambda:invoke.waitForTaskToken",  # AcquireSlot waits for its token
+            }:
                 functions[name] = state["Parameters"]["FunctionName"]
     assert functions == {
         "ValidateRequest": "${ValidateRequestFunctionArn}",
