@@ -425,6 +425,17 @@ class MeteredSlotStore(MemorySlotStore):
         )
         return count
 
+    def recount(self, model: str) -> int | None:
+        """The keeper's recount: a consistent COUNT query reads every ticket (a unit per 4 KB, capped at
+        the pages it reads), then the counter's write."""
+        tickets = len(self._queue(model))
+        units = max(1, math.ceil(min(tickets * ticket_bytes(model, self.token_characters), 5 * 2**20) / 4096))
+        count: int | None = self._send(
+            ("waiters", model), "read", units, lambda: MemorySlotStore.recount(self, model)
+        )
+        self._count(model)
+        return count
+
 
 # -- calibration ----------------------------------------------------------------------------------
 

@@ -76,7 +76,7 @@ VENDED_LOGS_PREFIX = "/aws/vendedlogs/states/"
 VALIDATE_REQUEST_TIMEOUT = Duration.seconds(20)  # the Task state allows 30 s
 GENERATE_IMAGE_TIMEOUT = Duration.seconds(345)  # the Task state allows 355 s
 BUILD_MANIFEST_TIMEOUT = Duration.seconds(420)  # the Task state allows 430 s
-ADMISSION_TIMEOUT = Duration.seconds(125)  # ReleaseSlot allows 135 s, AcquireSlot (with its wait) 300 s
+ADMISSION_TIMEOUT = Duration.seconds(130)  # ReleaseSlot allows 140 s, AcquireSlot (with its wait) 300 s
 #: The memory of the functions that check an inpaint mask's pixels (ValidateRequest, the HTTP API): one
 #: vCPU, so the largest mask's check takes ``time_budget.mask_check_seconds`` (9.4 s) rather than 7 times
 #: that at the default 256 MB (docs/decisions.md, "The mask check's time").

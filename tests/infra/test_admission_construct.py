@@ -123,6 +123,7 @@ def _store_operations() -> dict[str, set[str]]:
         ("claim", ("m", ticket)),
         ("requeue", ("m", ticket)),
         ("waiting", ("m",)),
+        ("recount", ("m",)),
     ]
     protocol = {n for n, v in vars(SlotStore).items() if callable(v) and not n.startswith("_")}
     assert {name for name, _ in calls} == protocol

@@ -88,3 +88,17 @@ def test_a_ticket_renewed_within_its_wait_is_never_stale() -> None:
     timeout_retry = next(r for r in state["Retry"] if r["ErrorEquals"] == ["States.Timeout"])
     # the retry after a timed-out wait comes within its first interval (full jitter): well inside the margin
     assert WAIT_SECONDS + timeout_retry["IntervalSeconds"] < STALE_TICKET_SECONDS
+
+
+def test_the_waiting_counter_is_recounted_each_round(semaphore: Semaphore) -> None:
+    """An answer lost beside a claim or an enqueue leaves the counter wrong (its ADD is not idempotent):
+    the round sets it to the tickets there are, so the metric and the synchronous routes' estimate heal."""
+    assert semaphore.try_take(MODEL, "holder#0", 1, 0.0) is not None
+    for i in range(2):
+        semaphore.store.enqueue(MODEL, Ticket(f"w-{i}#0", f"t-{i}", f"2026-11-30T00:00:0{i}#w-{i}#0", 100.0))
+    store = semaphore.store
+    assert isinstance(store, DynamoSlotStore)
+    store._count_waiting(MODEL, +5)  # drifted: five answers lost
+    assert store.waiting(MODEL) == 7
+    semaphore.sweep(MODEL, 1, 120.0, notify=Wakes(), cancelled=never)
+    assert store.waiting(MODEL) == 2

@@ -90,6 +90,8 @@ HAND_OFF_TICKETS = 3
 SWEEP_TICKETS = 100
 SWEEP_LOOKUPS = 5
 SWEEP_WAKES = 5
+#: Pages (1 MB each, about 800 tickets) a keeper round's recount of the queue reads at most.
+RECOUNT_PAGES = 5
 #: Expired leases reclaimed and stale tickets dropped, at most, by one keeper round.
 SWEEP_RECLAIMS = 10
 SWEEP_DROPS = 10
@@ -292,6 +294,12 @@ class SlotStore(Protocol):
         """How many tickets the queue holds (a counter kept beside them, for the metric)."""
         ...
 
+    def recount(self, model: str) -> int | None:
+        """Count the tickets and set the counter to it (it drifts when an answer is lost: the update
+        beside a claim or an enqueue is not idempotent), unless the counter moved meanwhile; None, the
+        counter left, then or when the queue is longer than :data:`RECOUNT_PAGES` pages of a COUNT query."""
+        ...
+
 
 @dataclass(frozen=True)
 class Taken:
@@ -432,7 +440,9 @@ class Semaphore:
           timed out) and would cost a later hand-off a claim, a hand-over and a wake-up in vain;
         * wake the cancelled jobs' tickets among the oldest ``tickets`` (at most :data:`SWEEP_LOOKUPS`
           jobs looked up, :data:`SWEEP_WAKES` tickets woken; a hand-off that reaches a cancelled ticket
-          wakes it too)."""
+          wakes it too);
+        * recount the queue into its waiting counter (the metric and the synchronous routes' estimate
+          read it; an update lost beside a claim or an enqueue would otherwise stay for good)."""
         expired = {h: t for h, t in self.store.read(model).leases.items() if t <= now}
         for dead, expiry in _first(expired, SWEEP_RECLAIMS):
             self.store.give_back(model, dead, expiry)
@@ -453,6 +463,7 @@ class Semaphore:
                 notify(ticket.token, cancelled_output(ticket))
                 self.report.cancelled += 1
                 woken += 1
+        self.store.recount(model)  # the waiting counter, made true again once a round
 
     # -- giving back ----------------------------------------------------------------------------
     def release(
@@ -798,6 +809,54 @@ class DynamoSlotStore:
             TableName=self.waiters_table, Key={QUEUE_KEY: {"S": model}, PLACE: {"S": WAITING_COUNTER_PLACE}}
         ).get("Item")
         return max(0, int(item["count"]["N"])) if item else 0
+
+    def recount(self, model: str) -> int | None:
+        counter_key = {QUEUE_KEY: {"S": model}, PLACE: {"S": WAITING_COUNTER_PLACE}}
+        before = self.client.get_item(TableName=self.waiters_table, Key=counter_key, ConsistentRead=True).get(
+            "Item"
+        )
+        total, start = 0, None
+        for _ in range(RECOUNT_PAGES):
+            request: dict[str, Any] = {
+                "TableName": self.waiters_table,
+                "KeyConditionExpression": "#model = :model AND #place < :counter",
+                "ExpressionAttributeNames": {"#model": QUEUE_KEY, "#place": PLACE},
+                "ExpressionAttributeValues": {
+                    ":model": {"S": model},
+                    ":counter": {"S": WAITING_COUNTER_PLACE},
+                },
+                "Select": "COUNT",
+                "ConsistentRead": True,
+            }
+            if start:
+                request["ExclusiveStartKey"] = start
+            page = self.client.query(**request)
+            total += int(page.get("Count", 0))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                break
+        if start:  # longer than the pages read: the counter is left as it is
+            return None
+        # Only if no enqueue or claim moved the counter since it was read: their tickets may or may not be
+        # in the count, and their own update would be lost under it (then the next round recounts).
+        seen = before.get("count") if before else None
+        condition, values = "attribute_not_exists(#count)", {":total": {"N": str(total)}}
+        if seen is not None:
+            condition, values[":seen"] = "#count = :seen", seen
+        try:
+            self.client.update_item(
+                TableName=self.waiters_table,
+                Key=counter_key,
+                UpdateExpression="SET #count = :total",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#count": "count"},
+                ExpressionAttributeValues=values,
+            )
+        except Exception as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return total
 
     def _count_waiting(self, model: str, change: int) -> None:
         """The counter beside the tickets (the metric only: a failed update is not worth an image)."""

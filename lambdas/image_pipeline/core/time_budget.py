@@ -50,6 +50,7 @@ from image_pipeline.core.admission import (
     EARLY_HAND_OFF_TICKETS,
     HAND_OFF_TICKETS,
     RECLAIMS_PER_STEP,
+    RECOUNT_PAGES,
     SWEEP_DROPS,
     SWEEP_LOOKUPS,
     SWEEP_RECLAIMS,
@@ -201,13 +202,15 @@ def admission_acquire_bound() -> float:
 def admission_sweep_bound() -> float:
     """One model's keeper round: two reads to see whether it has anything to keep, a read and
     ``SWEEP_RECLAIMS`` give-backs, a fill, a page of tickets, ``SWEEP_DROPS`` claims (2) of stale tickets,
-    ``SWEEP_LOOKUPS`` lookups, ``SWEEP_WAKES`` claims (2) and wake-ups, and the metrics' reads."""
+    ``SWEEP_LOOKUPS`` lookups, ``SWEEP_WAKES`` claims (2) and wake-ups, the recount (a read,
+    ``RECOUNT_PAGES`` pages and a write), and the metrics' reads."""
     call = ADMISSION_DYNAMODB.worst_case_seconds
     wake = ADMISSION_NOTIFY.worst_case_seconds
     fill_only = admission_hand_off_bound(fill=True) - admission_hand_off_bound(fill=False)
     reclaims = call + SWEEP_RECLAIMS * call
     tickets = call + SWEEP_DROPS * 2 * call + SWEEP_LOOKUPS * call + SWEEP_WAKES * (2 * call + wake)
-    return 2 * call + reclaims + fill_only + ADMISSION_CALLS_TO_UNDO * call + tickets + 2 * call
+    recount = (1 + RECOUNT_PAGES + 1) * call  # the counter read, the pages, the counter's write
+    return 2 * call + reclaims + fill_only + ADMISSION_CALLS_TO_UNDO * call + tickets + recount + 2 * call
 
 
 def admission_bound() -> float:
