@@ -26,7 +26,9 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
+from image_pipeline.core.webhooks import STATUS_CHANGE
 
 #: The actions of ``core/admission.py``'s ``DynamoSlotStore`` on the slots: take, give back, hand over,
 #: reclaim (UpdateItem) and a consistent read (GetItem).
@@ -68,6 +70,10 @@ WAKE_RESOURCE = "*"
 KEEPER_INTERVAL = Duration.minutes(1)
 #: What the keeper's schedule sends the Admission function (``handlers/admission.py``).
 KEEPER_EVENT = {"action": "sweep"}
+#: The statuses of an execution that may have ended with branches holding slots or waiting for them
+#: (https://docs.aws.amazon.com/step-functions/latest/apireference/API_DescribeExecution.html, read
+#: 2026-11-30: RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, PENDING_REDRIVE).
+ENDED_WITHOUT_RELEASES = ("ABORTED", "TIMED_OUT", "FAILED")
 #: The tickets' TTL attribute (``core/admission.DynamoSlotStore._ticket_item``).
 TICKET_TTL_ATTRIBUTE = "expires_at"
 
@@ -135,6 +141,34 @@ class AdmissionControl(Construct):
         function.add_environment("ADMISSION_TABLE", self.table.table_name)
         function.add_environment("ADMISSION_WAITERS_TABLE", self.waiters.table_name)
         function.add_environment("MODEL_CONCURRENCY", json.dumps(self.model_concurrency, sort_keys=True))
+
+    def forget_ended(self, function: lambda_.Function, state_machine: sfn.IStateMachine) -> events.Rule:
+        """When an execution of ``state_machine`` ends without its branches' releases (stopped, timed out,
+        failed: Step Functions' "Execution Status Change" event on the default bus), ``function`` (the
+        Admission function) gives its slots back to the queue at once and drops its tickets, instead of
+        the leases' 30 minutes."""
+        return events.Rule(
+            self,
+            "ForgetEndedExecutions",
+            description="imagegen: an execution that ended without its releases gives its slots back",
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=[STATUS_CHANGE],
+                detail={
+                    "stateMachineArn": [state_machine.state_machine_arn],
+                    "status": list(ENDED_WITHOUT_RELEASES),
+                },
+            ),
+            targets=[
+                targets.LambdaFunction(
+                    function,
+                    event=events.RuleTargetInput.from_object(
+                        {"action": "forget", "execution_name": events.EventField.from_path("$.detail.name")}
+                    ),
+                    retry_attempts=8,
+                )
+            ],
+        )
 
     def keep(self, function: lambda_.Function) -> events.Rule:
         """The keeper: ``function`` (the Admission function) runs its ``sweep`` every minute, so a slot

@@ -118,6 +118,7 @@ class ImagegenStack(Stack):
         self.admission.connect(self.workflow.admission.function)
         self.admission.connect(self.workflow.generate_image.function)
         self.admission.keep(self.workflow.admission.function)
+        self.admission.forget_ended(self.workflow.admission.function, self.workflow.standard)
         self.events.start_on_request(self.workflow.standard)
         self.batch = BatchConstruct(
             self,

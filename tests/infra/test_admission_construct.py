@@ -34,6 +34,7 @@ from image_pipeline.core.metric_names import (
 )
 
 from stacks.admission import (
+    ENDED_WITHOUT_RELEASES,
     KEEPER_EVENT,
     KEEPER_INTERVAL,
     QUEUE_ACTIONS,
@@ -414,3 +415,36 @@ def test_a_bad_quota_stops_synthesis(value: str, words: str) -> None:
     with pytest.raises(ValueError, match="imagegen:modelConcurrency") as raised:
         ImagegenConfig.from_mapping({"modelConcurrency": value})
     assert words in str(raised.value)
+
+
+def test_an_execution_that_ends_without_its_releases_is_forgotten(synthesized: Synthesized) -> None:
+    """Step Functions' status-change event of a jobs execution that stopped, timed out or failed invokes
+    the Admission function with ``forget`` and the execution's name (its holders' prefix)."""
+    machines = synthesized.resources("AWS::StepFunctions::StateMachine")
+    rules = [
+        (k, v["Properties"])
+        for k, v in synthesized.resources("AWS::Events::Rule").items()
+        if v["Properties"].get("EventPattern", {}).get("detail", {}).get("status")
+        == list(ENDED_WITHOUT_RELEASES)
+    ]
+    assert len(rules) == 1
+    ((rule_id, props),) = rules
+    pattern = props["EventPattern"]
+    assert pattern["source"] == ["aws.states"]
+    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    (arn,) = pattern["detail"]["stateMachineArn"]
+    (machine_id,) = [m for m in machines if arn == {"Ref": m}]
+    assert "Jobs" in machine_id
+    assert set(ENDED_WITHOUT_RELEASES) == {"ABORTED", "TIMED_OUT", "FAILED"}  # not SUCCEEDED: all released
+    (target,) = props["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [function_id(synthesized, "admission"), "Arn"]}
+    transformer = target["InputTransformer"]
+    assert json.loads(
+        transformer["InputTemplate"].replace("<detail-name>", '"NAME"').replace('""NAME""', '"NAME"')
+    ) == {"action": "forget", "execution_name": "NAME"}
+    assert transformer["InputPathsMap"] == {"detail-name": "$.detail.name"}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 8
+    assert any(
+        p["Properties"].get("SourceArn") == {"Fn::GetAtt": [rule_id, "Arn"]}
+        for p in synthesized.resources("AWS::Lambda::Permission").values()
+    )

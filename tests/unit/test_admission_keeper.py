@@ -102,3 +102,23 @@ def test_the_waiting_counter_is_recounted_each_round(semaphore: Semaphore) -> No
     assert store.waiting(MODEL) == 7
     semaphore.sweep(MODEL, 1, 120.0, notify=Wakes(), cancelled=never)
     assert store.waiting(MODEL) == 2
+
+
+def test_an_ended_execution_gives_its_slots_to_the_queue_at_once(semaphore: Semaphore) -> None:
+    """A job stopped while two of its branches held slots and one waited: its leases (still valid for
+    half an hour) are given back and handed to the next job's waiting branch, its own ticket dropped;
+    another job's slot and tickets are untouched."""
+    store = semaphore.store
+    for holder in ("stopped#0", "stopped#1", "other#0"):
+        assert semaphore.try_take(MODEL, holder, 3, 0.0) is not None
+    store.enqueue(MODEL, Ticket("stopped#2", "t-stopped-2", "2026-11-30T00:00:00#stopped#2", 10.0))
+    store.enqueue(MODEL, Ticket("next#0", "t-next", "2026-11-30T00:00:05#next#0", 10.0))
+    store.enqueue(MODEL, Ticket("next#1", "t-next-1", "2026-11-30T00:00:05#next#1", 10.0))
+    wakes = Wakes()
+    freed = semaphore.forget(MODEL, "stopped", 3, 20.0, notify=wakes, cancelled=never)
+    assert freed == 2
+    assert [token for token, _ in wakes.sent] == ["t-next", "t-next-1"]  # the stopped job's ticket: dropped
+    state = store.read(MODEL)
+    assert set(state.leases) == {"other#0", "next#0", "next#1"} and state.in_use == 3
+    assert store.oldest(MODEL, 10) == []
+    assert semaphore.forget(MODEL, "stopped", 3, 21.0, notify=wakes, cancelled=never) == 0  # idempotent

@@ -17,7 +17,14 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from image_pipeline.contract.errors import AllImagesFiltered, InvalidRequest, ModelThrottled
 from image_pipeline.core import clients
-from image_pipeline.core.admission import DynamoSlotStore, SlotState, Ticket, ticket_place
+from image_pipeline.core.admission import (
+    DynamoSlotStore,
+    Semaphore,
+    SlotState,
+    Ticket,
+    quota_of,
+    ticket_place,
+)
 from image_pipeline.core.cancellation import mark_cancelled
 from image_pipeline.core.execution_input import ExecutionInput
 from image_pipeline.core.tenancy import Caller, console_caller, events_caller, execution_name
@@ -312,6 +319,21 @@ def test_the_sweep_passes_over_an_idle_model(
 ) -> None:
     assert handler("admission")({"action": "sweep"}, lambda_context) == {"swept": []}
     assert sfn.sent == []
+
+
+def test_forget_gives_an_ended_executions_slots_to_the_queue(
+    slots: DynamoSlotStore, sfn: StepFunctions, lambda_context: LambdaContext
+) -> None:
+    """EventBridge's status change of a stopped execution: its slot goes to the waiting branch now."""
+    semaphore = Semaphore(slots)
+    limit = quota_of(MODEL, {})
+    for i in range(limit):
+        assert semaphore.try_take(MODEL, f"stopped#{i}", limit, time.time()) is not None
+    slots.enqueue(MODEL, Ticket("next#0", "token-next", "2026-11-30T00:00:00.000Z#next#0", time.time()))
+    answer = handler("admission")({"action": "forget", "execution_name": "stopped"}, lambda_context)
+    assert answer == {"forgotten": {MODEL: limit}}
+    assert [token for token, _ in sfn.sent] == ["token-next"]
+    assert set(slots.read(MODEL).leases) == {"next#0"}
 
 
 def _png_answer() -> dict[str, Any]:

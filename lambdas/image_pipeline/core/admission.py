@@ -95,6 +95,9 @@ RECOUNT_PAGES = 5
 #: Expired leases reclaimed and stale tickets dropped, at most, by one keeper round.
 SWEEP_RECLAIMS = 10
 SWEEP_DROPS = 10
+#: Leases of one ended execution given back at most by :meth:`Semaphore.forget` on one model: a request
+#: has at most 40 images (``Settings.max_images_per_request``), one lease each.
+FORGET_LEASES = 40
 #: ``AcquireSlot``'s ``TimeoutSeconds`` in statemachine/generate_images.asl.json (a unit test holds them
 #: equal): a waiting branch asks again, renewing its ticket, at least this often.
 WAIT_SECONDS = 300
@@ -464,6 +467,36 @@ class Semaphore:
                 self.report.cancelled += 1
                 woken += 1
         self.store.recount(model)  # the waiting counter, made true again once a round
+
+    def forget(
+        self,
+        model: str,
+        execution: str,
+        limit: int,
+        now: float,
+        *,
+        notify: Notify,
+        cancelled: Cancelled,
+    ) -> int:
+        """An execution has ended without its branches' releases (stopped, timed out, failed: Step
+        Functions' status-change event, ``stacks/admission.py``): give back its leases on ``model``
+        (each conditional on the expiry read) and drop its tickets, then hand the freed slots to the
+        queue. Its slots come back at once instead of when their leases expire (up to 30 minutes).
+
+        A model call already in flight when its execution was stopped goes on (Step Functions does not
+        stop a running Lambda invocation) after its slot was given back: at most that stopped branch's
+        one call over the limit, for the rest of that call. The number of leases given back."""
+        prefix = execution + "#"
+        leases = {h: t for h, t in self.store.read(model).leases.items() if h.startswith(prefix)}
+        freed = sum(self.store.give_back(model, h, t) for h, t in _first(leases, FORGET_LEASES))
+        dropped = 0
+        for ticket in self.store.oldest(model, SWEEP_TICKETS):
+            if ticket.execution == execution and dropped < SWEEP_DROPS and self.store.claim(model, ticket):
+                self.report.stale += 1
+                dropped += 1
+        if freed:
+            self.fill(model, limit, now, notify=notify, cancelled=cancelled)
+        return freed
 
     # -- giving back ----------------------------------------------------------------------------
     def release(

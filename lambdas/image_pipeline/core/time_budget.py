@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 from image_pipeline.core.admission import (
     EARLY_HAND_OFF_TICKETS,
+    FORGET_LEASES,
     HAND_OFF_TICKETS,
     RECLAIMS_PER_STEP,
     RECOUNT_PAGES,
@@ -213,10 +214,31 @@ def admission_sweep_bound() -> float:
     return 2 * call + reclaims + fill_only + ADMISSION_CALLS_TO_UNDO * call + tickets + recount + 2 * call
 
 
+def admission_forget_bound() -> float:
+    """One model's part of forgetting an ended execution: a read, ``FORGET_LEASES`` give-backs, a page
+    of tickets and ``SWEEP_DROPS`` claims (2), a fill."""
+    call = ADMISSION_DYNAMODB.worst_case_seconds
+    fill_only = admission_hand_off_bound(fill=True) - admission_hand_off_bound(fill=False)
+    return (
+        call
+        + FORGET_LEASES * call
+        + call
+        + SWEEP_DROPS * 2 * call
+        + fill_only
+        + ADMISSION_CALLS_TO_UNDO * call
+    )
+
+
 def admission_bound() -> float:
-    """The Admission function: an acquire, a release with its fill, or one model's keeper round (the
-    sweep stops before a model it has no time left for), and its own code."""
-    worst = max(admission_acquire_bound(), admission_hand_off_bound(fill=True), admission_sweep_bound())
+    """The Admission function: an acquire, a release with its fill, one model's keeper round or one
+    model's part of forgetting an ended execution (both stop before a model they have no time left
+    for), and its own code."""
+    worst = max(
+        admission_acquire_bound(),
+        admission_hand_off_bound(fill=True),
+        admission_sweep_bound(),
+        admission_forget_bound(),
+    )
     return worst + CODE_SECONDS
 
 

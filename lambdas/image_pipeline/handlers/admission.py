@@ -32,6 +32,8 @@ logger = Logger()
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("action") == "sweep":  # the keeper's schedule (stacks/admission.py), every minute
         return _sweep(context)
+    if event.get("action") == "forget":  # an execution ended without its releases (stacks/admission.py)
+        return _forget(str(event["execution_name"]), context)
     model = event["model"]
     holder = holder_id(event["execution_name"], event["index"])
     token = event.get("task_token")
@@ -119,3 +121,27 @@ def _sweep(context: LambdaContext) -> dict[str, Any]:
             )
         swept.append({"model": model, "in_use": in_use, "waiting": waiting})
     return {"swept": swept}
+
+
+def _forget(execution: str, context: LambdaContext) -> dict[str, Any]:
+    """An execution stopped, timed out or failed: its slots back to the queue now, its tickets dropped."""
+    runtime = admission_runtime(get_settings())
+    if runtime is None:
+        return {"forgotten": {}}
+    semaphore, freed = runtime.semaphore, {}
+    for model in runtime.models():
+        if context.get_remaining_time_in_millis() / 1000 < time_budget.admission_forget_bound():
+            logger.warning("forgetting cut short: the keeper reclaims the rest", extra={"next_model": model})
+            break
+        count = semaphore.forget(
+            model,
+            execution,
+            runtime.limit(model),
+            time.time(),
+            notify=runtime.notify,
+            cancelled=runtime.cancelled,
+        )
+        if count:
+            freed[model] = count
+    logger.info("ended execution forgotten", extra={"execution": execution, "slots_freed": freed})
+    return {"forgotten": freed}
