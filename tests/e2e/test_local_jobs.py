@@ -211,9 +211,11 @@ def test_a_bad_list_parameter_is_400(api: httpx.Client, params: dict[str, str], 
 def test_retry_makes_again_what_failed_with_the_same_seeds(
     api: httpx.Client, local_server: LocalServer
 ) -> None:
-    # Every model call of these two images times out three times: the state machine's two retries
-    # do not get through, the job fails; a later retry does (the directive's count is used up).
-    request = {"prompt": "retry me [[fault:timeout=3]]", "count": 2, "seed": 500, "output_folder": folder()}
+    # Each image's first four model calls time out: the state machine's two retries (three attempts) do
+    # not get through, the job fails; the retried job gets through (the directive's count is used up by
+    # its first attempt at most). Four, not three: an attempt whose error reached the state machine under
+    # another name is retried by another retrier once more, and the first job must fail all the same.
+    request = {"prompt": "retry me [[fault:timeout=4]]", "count": 2, "seed": 500, "output_folder": folder()}
     failed_id = api.post("/jobs", json=request).json()["job_id"]
     failed = poll_job(api, failed_id)
     assert failed["status"] == "failed" and failed["error"]["error"] == "ImagesFailed"

@@ -81,7 +81,8 @@ def test_every_ended_job_is_queued_by_a_rule_on_the_default_bus(synthesized: Syn
         v["Properties"]
         for v in synthesized.resources("AWS::Events::Rule").values()
         if v["Properties"].get("EventPattern", {}).get("source") == ["aws.states"]
-    ]
+        and "SUCCEEDED" in v["Properties"]["EventPattern"].get("detail", {}).get("status", [])
+    ]  # (admission control's rule on the same event takes only the ends without releases)
     assert "EventBusName" not in rule  # the default bus: where Step Functions sends its events
     assert rule["EventPattern"]["detail-type"] == ["Step Functions Execution Status Change"]
     assert rule["EventPattern"]["detail"] == {
@@ -105,10 +106,13 @@ def test_every_ended_job_is_queued_by_a_rule_on_the_default_bus(synthesized: Syn
 
 
 def status_change_rule(synth: Synthesized) -> str:
+    """The webhooks' rule: every ended job (admission control's rule on the same event takes only the
+    ends without releases, not SUCCEEDED)."""
     return next(
         k
         for k, v in synth.resources("AWS::Events::Rule").items()
         if v["Properties"].get("EventPattern", {}).get("source") == ["aws.states"]
+        and "SUCCEEDED" in v["Properties"]["EventPattern"].get("detail", {}).get("status", [])
     )
 
 
