@@ -12,6 +12,7 @@ is retried by the state machine. Metrics per model: ``AdmissionSlotsInUse``, ``A
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -19,7 +20,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from image_pipeline.core import clients, time_budget
 from image_pipeline.core.admission import HandOffReport, NoSlot, Ticket, holder_id, ticket_place
-from image_pipeline.core.admission_runtime import admission_runtime, send_task_success
+from image_pipeline.core.admission_runtime import AdmissionRuntime, admission_runtime, send_task_success
 from image_pipeline.core.observability import log_metrics, record_admission, record_hand_off, tracer
 from image_pipeline.core.settings import get_settings
 
@@ -86,6 +87,18 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return answer
 
 
+def _models_in_time(
+    runtime: AdmissionRuntime, context: LambdaContext, bound: float, work: str
+) -> Iterator[str]:
+    """The models the keeper's round or a forget goes over, as long as the invocation has time left for
+    one model's worst case (``bound``); the rest is left to the next keeper round (logged)."""
+    for model in runtime.models():
+        if context.get_remaining_time_in_millis() / 1000 < bound:
+            logger.warning(f"{work} cut short: the next keeper round goes on", extra={"next_model": model})
+            return
+        yield model
+
+
 def _sweep(context: LambdaContext) -> dict[str, Any]:
     """Every model's keeper round: expired leases reclaimed for the queue, cancelled jobs' tickets woken;
     then the model's slots in use and branches waiting, recorded once a minute whether or not anything
@@ -95,10 +108,7 @@ def _sweep(context: LambdaContext) -> dict[str, Any]:
         return {"swept": []}
     swept = []
     semaphore = runtime.semaphore
-    for model in runtime.models():
-        if context.get_remaining_time_in_millis() / 1000 < time_budget.admission_sweep_bound():
-            logger.warning("keeper round cut short: the next round goes on", extra={"next_model": model})
-            break
+    for model in _models_in_time(runtime, context, time_budget.admission_sweep_bound(), "keeper round"):
         if not semaphore.store.read(model).leases and not semaphore.store.oldest(model, 1):
             continue  # no slot held, nobody waiting: nothing to keep (two reads)
         semaphore.report = HandOffReport()
@@ -129,10 +139,7 @@ def _forget(execution: str, context: LambdaContext) -> dict[str, Any]:
     if runtime is None:
         return {"forgotten": {}}
     semaphore, freed = runtime.semaphore, {}
-    for model in runtime.models():
-        if context.get_remaining_time_in_millis() / 1000 < time_budget.admission_forget_bound():
-            logger.warning("forgetting cut short: the keeper reclaims the rest", extra={"next_model": model})
-            break
+    for model in _models_in_time(runtime, context, time_budget.admission_forget_bound(), "forgetting"):
         count = semaphore.forget(
             model,
             execution,
